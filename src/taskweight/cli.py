@@ -1,0 +1,189 @@
+"""Command-line interface: ``taskweight --help``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from taskweight.errors import TaskweightError
+
+app = typer.Typer(
+    name="taskweight",
+    help=(
+        "Dynamic task weighting for multi-task detection + segmentation networks "
+        "(Leang et al., ITSC 2020): generate synthetic driving scenes, train the two-task "
+        "network with any of the paper's weighting strategies, and evaluate it."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[bold red]error:[/] {exc}")
+    raise typer.Exit(code=2)
+
+
+def _parse_size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(f"expected HxW such as 125x414, got {text!r}") from None
+    if h <= 0 or w <= 0:
+        raise typer.BadParameter(f"size must be positive, got {text!r}")
+    return h, w
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option("--out", help="output folder (written in the dataset's real layout)")],
+    preset: Annotated[str, typer.Option(help="synthetic dataset preset: synth-kitti")] = "synth-kitti",
+    train: Annotated[int, typer.Option(min=0, help="number of training scenes")] = 800,
+    val: Annotated[int, typer.Option(min=0, help="number of validation scenes")] = 200,
+    test: Annotated[int, typer.Option(min=0, help="number of test scenes")] = 200,
+    seed: Annotated[int, typer.Option(help="generator seed: scene i of a split with seed s is always the same")] = 0,
+    size: Annotated[Optional[str], typer.Option(help="rendered size HxW (synth-kitti default 125x414, KITTI/3)")] = None,
+    single_label_fraction: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="fraction of images carrying only one label kind, as in real KITTI")
+    ] = 0.0,
+) -> None:
+    """Generate procedural driving scenes with detection and segmentation labels.
+
+    synth-kitti writes the real KITTI layout: training/image_2/*.png, training/label_2/*.txt
+    (15-column KITTI lines: Car, Pedestrian, Cyclist, DontCare), training/semantic/*.png
+    (Cityscapes label ids) and splits/{train,val,test}.txt.
+    """
+    from rich.progress import Progress
+
+    from taskweight.synth import generate_dataset
+
+    try:
+        with Progress(console=console) as progress:
+            bar = progress.add_task(f"{preset} → {out}", total=train + val + test)
+            summary = generate_dataset(
+                out, preset=preset, train=train, val=val, test=test, seed=seed, size=_parse_size(size),
+                single_label_fraction=single_label_fraction,
+                progress=lambda done, total: progress.update(bar, completed=done, total=total),
+            )
+    except (TaskweightError, ValueError) as exc:
+        _fail(exc)
+    typer.echo(json.dumps(summary, indent=2, default=str))
+
+
+def _method_options(method: str, pairs: list[str]) -> dict:
+    from taskweight import weighting
+
+    try:
+        return weighting.parse_options(method, pairs)
+    except (KeyError, ValueError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--method-opt") from None
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option("--out", help="run folder: metrics.json, history.csv, weights.csv, checkpoints, tensorboard/")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="dataset root (overrides data.root)")] = None,
+    format: Annotated[Optional[str], typer.Option("--format", help="dataset layout, e.g. kitti")] = None,
+    preset: Annotated[str, typer.Option(help="configuration preset: quick, tiny or paper")] = "quick",
+    config: Annotated[Optional[Path], typer.Option(help="YAML file overriding the preset (validated; errors name the line)")] = None,
+    method: Annotated[Optional[str], typer.Option(help="task-weighting strategy (see `taskweight methods`)")] = None,
+    method_opt: Annotated[
+        Optional[list[str]], typer.Option("--method-opt", help="strategy option key=value, repeatable (e.g. warmup_steps=20)")
+    ] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="training epochs")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N")] = None,
+    pretrained: Annotated[Optional[Path], typer.Option(help="local ImageNet ResNet checkpoint for the encoder")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last.pt")] = False,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Train the two-task network and write the run folder.
+
+    Validates every epoch on the val split, keeps the best epoch by geometric mean of mAP
+    and mIoU, and checkpoints every epoch (use --resume to continue).
+    """
+    from taskweight.config import load_config
+    from taskweight.trainer import Trainer
+
+    overrides: dict = {"data": {}, "model": {}, "method": {}}
+    if data is not None:
+        overrides["data"]["root"] = str(data)
+    if format is not None:
+        overrides["data"]["format"] = format
+    if pretrained is not None:
+        overrides["model"]["pretrained"] = str(pretrained)
+    if method is not None:
+        overrides["method"]["name"] = method
+    if method_opt:
+        overrides["method"]["options"] = _method_options(method or "equal", method_opt)
+    for key, value in (("epochs", epochs), ("seed", seed), ("device", device)):
+        if value is not None:
+            overrides[key] = value
+    try:
+        cfg = load_config(preset, config, overrides)
+        result = Trainer(cfg, out, show_progress=progress, console=console).fit(resume=resume)
+    except (TaskweightError, ValueError, KeyError) as exc:
+        _fail(exc)
+    _print_metrics(result.metrics)
+
+
+def _print_metrics(metrics: dict) -> None:
+    table = Table(title=f"{metrics['method']}: val metrics")
+    table.add_column("")
+    for name in ("mAP", "mAP_coco", "mIoU", "geometric_mean"):
+        table.add_column(name, justify="right")
+    for label, row in (("final", metrics["final"]), (f"best (epoch {metrics['best_epoch']})", metrics["best"])):
+        table.add_row(label, *(f"{row[k]:.4f}" if row.get(k) is not None else "n/a" for k in ("mAP", "mAP_coco", "mIoU", "geometric_mean")))
+    Console().print(table)
+    weights = ", ".join(f"w_{t} = {w:.4g}" for t, w in metrics["final_weights"].items())
+    ratio = metrics.get("initial_loss_ratio_det_over_seg")
+    Console().print(f"final weights: {weights}; initial L_det/L_seg = {ratio:.1f}" if ratio else f"final weights: {weights}")
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="run folder written by `taskweight train`")],
+    split: Annotated[str, typer.Option(help="split to score: val or test")] = "test",
+    checkpoint: Annotated[str, typer.Option(help="best.pt (val-selected) or last.pt")] = "best.pt",
+) -> None:
+    """Score a trained run's checkpoint on a split (default: the held-out test split)."""
+    from taskweight.scoring import score_run
+
+    try:
+        metrics = score_run(run, split=split, checkpoint=checkpoint)
+    except (TaskweightError, ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    typer.echo(json.dumps(metrics, indent=2))
+
+
+@app.command()
+def methods() -> None:
+    """List the task-weighting strategies and their options."""
+    from taskweight import weighting
+
+    table = Table(title="task-weighting strategies (taskweight.weighting.get(name, **options))")
+    table.add_column("name")
+    table.add_column("what it does")
+    for name in weighting.available():
+        cls = weighting.strategy_class(name)
+        summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        table.add_row(name, summary)
+    Console().print(table)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,106 @@
+"""Task metrics of the paper's Table II.
+
+- Detection "mAP": mean over the three classes of the average precision at IoU 0.5
+  (COCO-style 101-point interpolation, computed by torchmetrics' ``MeanAveragePrecision``
+  with the faster-coco-eval backend). COCO mAP@[.5:.95] is reported beside it.
+  KITTI ``DontCare`` regions are passed as COCO "crowd" boxes of every class, so detections
+  inside them are neither true nor false positives.
+- Segmentation "mIoU": mean IoU over void, road and sidewalk (torchmetrics
+  ``MulticlassJaccardIndex``, label 255 ignored).
+- "Geometric mean" = sqrt(mAP · mIoU), the paper's compromise value (§IV-C, Table II).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchmetrics.classification import MulticlassJaccardIndex
+from torchmetrics.detection import MeanAveragePrecision
+
+from taskweight.classes import DET_CLASSES, IGNORE_INDEX, NUM_DET_CLASSES, NUM_SEG_CLASSES, SEG_CLASSES
+from taskweight.models.detection import Detections
+
+
+def geometric_mean(*values: float) -> float:
+    """(Π v)^(1/n); 0 when any value is 0, NaN when any is NaN or negative."""
+    if any(math.isnan(v) or v < 0 for v in values):
+        return float("nan")
+    if any(v == 0 for v in values):
+        return 0.0
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+class MultiTaskEvaluator:
+    """Accumulates detections and segmentation maps over a split, then computes the metrics.
+
+    Only images labelled for detection count towards mAP and only images labelled for
+    segmentation towards mIoU.
+    """
+
+    def __init__(self, num_det_classes: int = NUM_DET_CLASSES, num_seg_classes: int = NUM_SEG_CLASSES) -> None:
+        self.num_det_classes = num_det_classes
+        self.map_coco = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="faster_coco_eval")
+        self.map_50 = MeanAveragePrecision(
+            box_format="xyxy", iou_type="bbox", iou_thresholds=[0.5], class_metrics=True, backend="faster_coco_eval"
+        )
+        self.iou = MulticlassJaccardIndex(num_seg_classes, average="none", ignore_index=IGNORE_INDEX)
+        self.det_images = 0
+        self.seg_images = 0
+
+    def update(self, detections: Sequence[Detections], seg_pred: Tensor, batch: Mapping[str, Any]) -> None:
+        has_det = batch["has_det"].tolist()
+        has_seg = batch["has_seg"]
+        preds, targets = [], []
+        for i, labelled in enumerate(has_det):
+            if not labelled:
+                continue
+            d = detections[i]
+            preds.append({"boxes": d.boxes.float().cpu(), "scores": d.scores.float().cpu(), "labels": d.labels.cpu()})
+            gt_boxes = batch["boxes"][i].float().cpu()
+            gt_labels = batch["labels"][i].long().cpu()
+            crowd = batch["ignore_boxes"][i].float().cpu()
+            if crowd.numel():
+                crowd_boxes = crowd.repeat_interleave(self.num_det_classes, dim=0)
+                crowd_labels = torch.arange(self.num_det_classes).repeat(len(crowd))
+                gt_boxes = torch.cat([gt_boxes, crowd_boxes])
+                iscrowd = torch.cat([torch.zeros(len(gt_labels), dtype=torch.long), torch.ones(len(crowd_labels), dtype=torch.long)])
+                gt_labels = torch.cat([gt_labels, crowd_labels])
+            else:
+                iscrowd = torch.zeros(len(gt_labels), dtype=torch.long)
+            targets.append({"boxes": gt_boxes, "labels": gt_labels, "iscrowd": iscrowd})
+        if preds:
+            self.map_coco.update(preds, targets)
+            self.map_50.update(preds, targets)
+            self.det_images += len(preds)
+        if bool(has_seg.any()):
+            self.iou.update(seg_pred[has_seg].cpu(), batch["seg"][has_seg].cpu())
+            self.seg_images += int(has_seg.sum())
+
+    def compute(self) -> dict[str, float]:
+        """Return ``mAP``, ``mAP_coco``, ``mIoU``, ``geometric_mean`` and per-class values."""
+        result: dict[str, float] = {}
+        if self.det_images:
+            coco = self.map_coco.compute()
+            at50 = self.map_50.compute()
+            result["mAP"] = max(float(at50["map"]), 0.0)
+            result["mAP_coco"] = max(float(coco["map"]), 0.0)
+            classes = at50["classes"].flatten().tolist()
+            per_class = at50["map_per_class"].flatten().tolist()
+            for k, name in enumerate(DET_CLASSES):
+                value = per_class[classes.index(k)] if k in classes else -1.0
+                result[f"AP50_{name}"] = value if value >= 0 else float("nan")  # -1: class absent from ground truth
+        else:
+            result.update({"mAP": float("nan"), "mAP_coco": float("nan")})
+        if self.seg_images:
+            ious = self.iou.compute().tolist()
+            result["mIoU"] = sum(ious) / len(ious)
+            for name, value in zip(SEG_CLASSES, ious):
+                result[f"IoU_{name}"] = value
+        else:
+            result["mIoU"] = float("nan")
+        result["geometric_mean"] = geometric_mean(result["mAP"], result["mIoU"])
+        return result

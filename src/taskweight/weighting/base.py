@@ -1,0 +1,110 @@
+"""The one contract every task-weighting strategy fulfils.
+
+A strategy turns the task losses of one mini-batch into parameter gradients (paper §III,
+Eq. 2: L_total = Σ_τ w_τ L_τ) and reports the weights it used. It is a small ``nn.Module``
+so that learnable weights (uncertainty, weight learning) live in its ``state_dict`` and any
+training loop can use it::
+
+    strategy = taskweight.weighting.get("uncertainty", tasks=("det", "seg"))
+    optimizer = torch.optim.Adam([*model.parameters(), *strategy.trainable_parameters()])
+    for batch in loader:
+        losses = {"det": det_loss, "seg": seg_loss}
+        optimizer.zero_grad()
+        weights = strategy.backward(losses, shared_params, last_shared_layer)
+        optimizer.step()
+        strategy.on_step_end()
+    strategy.on_epoch_end()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+ParamsLike = Iterable[Tensor] | nn.Module
+
+
+def as_param_list(params: ParamsLike | None) -> list[Tensor]:
+    """Normalise a module or an iterable of tensors to a list of tensors requiring grad."""
+    if params is None:
+        return []
+    if isinstance(params, nn.Module):
+        params = params.parameters()
+    return [p for p in params if p.requires_grad]
+
+
+class WeightingStrategy(nn.Module):
+    """Base class: compute a weighted backward pass for T >= 2 tasks.
+
+    Subclasses implement :meth:`backward`. ``losses`` holds one scalar tensor per task that
+    is labelled in the current batch: a task missing from the dict (its samples carried no
+    label of that kind) simply takes no part in this step, and strategies must cope with any
+    non-empty subset of ``tasks``.
+
+    Hooks :meth:`on_step_end` and :meth:`on_epoch_end` are called by the loop after each
+    optimiser step and after each epoch. Parameters the *main* optimiser must update are
+    returned by :meth:`trainable_parameters`; a strategy that optimises its own parameters
+    with its own optimiser (GradNorm) returns none there.
+    """
+
+    name: str = "base"
+
+    def __init__(self, tasks: Sequence[str]) -> None:
+        super().__init__()
+        if len(tasks) < 1:
+            raise ValueError("a weighting strategy needs at least one task")
+        if len(set(tasks)) != len(tasks):
+            raise ValueError(f"duplicate task names in {list(tasks)}")
+        self.tasks: tuple[str, ...] = tuple(tasks)
+        self.step_count: int = 0
+        self.epoch_count: int = 0
+
+    # -- the contract -------------------------------------------------------------------
+    def backward(
+        self,
+        losses: Mapping[str, Tensor],
+        shared_params: ParamsLike | None = None,
+        last_shared_layer: ParamsLike | None = None,
+    ) -> dict[str, float]:
+        """Run the backward pass for this batch; return the weight used for each task."""
+        raise NotImplementedError
+
+    def on_step_end(self) -> None:
+        """Called after the optimiser step of every mini-batch."""
+        self.step_count += 1
+
+    def on_epoch_end(self) -> None:
+        """Called after every training epoch."""
+        self.epoch_count += 1
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Learnable strategy parameters for the main optimiser (default: none)."""
+        return []
+
+    def current_weights(self) -> dict[str, float]:
+        """The weights the strategy would use now (for logging and ``metrics.json``)."""
+        raise NotImplementedError
+
+    # -- resumability: counters travel with the state_dict -----------------------------
+    def get_extra_state(self) -> dict:
+        return {"step_count": self.step_count, "epoch_count": self.epoch_count}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.step_count = int(state.get("step_count", 0))
+        self.epoch_count = int(state.get("epoch_count", 0))
+
+    # -- helpers for subclasses ---------------------------------------------------------
+    def _check_losses(self, losses: Mapping[str, Tensor]) -> None:
+        if not losses:
+            raise ValueError("backward() needs at least one task loss")
+        unknown = set(losses) - set(self.tasks)
+        if unknown:
+            raise KeyError(f"unknown task(s) {sorted(unknown)}; strategy tasks are {list(self.tasks)}")
+
+    @staticmethod
+    def _weighted_backward(losses: Mapping[str, Tensor], weights: Mapping[str, float | Tensor]) -> None:
+        total = sum(weights[t] * losses[t] for t in losses)
+        assert isinstance(total, torch.Tensor)
+        total.backward()
