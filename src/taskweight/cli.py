@@ -181,6 +181,76 @@ def methods() -> None:
     Console().print(table)
 
 
+def _parse_roots(pairs: list[str] | None) -> dict[str, Path]:
+    roots: dict[str, Path] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name or not value:
+            raise typer.BadParameter(f"expected NAME=DIR, got {pair!r}", param_hint="--root")
+        roots[name] = Path(value)
+    return roots
+
+
+@app.command()
+def bench(
+    preset: Annotated[str, typer.Option(help="bench preset: quick (make demo), synth (3 synthetic datasets × 3 seeds), paper (GPU, your data), or a YAML file")] = "quick",
+    out: Annotated[Path, typer.Option("--out", help="results folder; finished cells found there are skipped")] = Path("runs/bench"),
+    datasets: Annotated[Optional[list[str]], typer.Option("--datasets", help="only these datasets of the preset (repeatable)")] = None,
+    methods: Annotated[Optional[list[str]], typer.Option("--methods", help="only these methods (repeatable), e.g. equal gradnorm meta_async")] = None,
+    seeds: Annotated[Optional[int], typer.Option(min=1, help="number of seeds per (dataset, method)")] = None,
+    root: Annotated[Optional[list[str]], typer.Option("--root", help="dataset root for a non-synthetic dataset: NAME=DIR (repeatable)")] = None,
+    progress: Annotated[bool, typer.Option(help="show the progress display")] = True,
+) -> None:
+    """Run the paper's Table II: every (dataset, method, seed) cell, scored on the test split.
+
+    Writes results.json (schema in taskweight.bench.results), results.csv, table2.md,
+    table1.md, summary.json and plots into OUT. Rerunning skips finished cells; a failing
+    cell is reported and the others go on.
+    """
+    from taskweight.bench import BenchRunner, load_bench_preset
+
+    try:
+        runner = BenchRunner(
+            load_bench_preset(preset), out, datasets=_split_list(datasets), methods=_split_list(methods), seeds=seeds,
+            roots=_parse_roots(root), show_progress=progress, console=console,
+        )
+        records = runner.run()
+    except TaskweightError as exc:
+        _fail(exc)
+    typer.echo((out / "table2.md").read_text())
+    failed = [r for r in records if r.status != "ok"]
+    if failed:
+        console.print(f"[red]{len(failed)} cell(s) failed[/]; see {out}/cells/*/*/*/error.txt")
+        raise typer.Exit(code=1)
+
+
+def _split_list(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [v for item in values for v in item.replace(",", " ").split()]
+
+
+@app.command()
+def report(
+    results: Annotated[Path, typer.Argument(help="folder holding results.json (or the file itself)")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="where to write the report (default: beside results.json)")] = None,
+) -> None:
+    """Render table2.md, table1.md, summary.json and plots again from results.json alone.
+
+    Results of several machines can be merged into one results.json and reported together.
+    """
+    from taskweight.bench import load_results, write_report
+
+    try:
+        records = load_results(results)
+    except TaskweightError as exc:
+        _fail(exc)
+    target = out or (results if results.is_dir() else results.parent)
+    target.mkdir(parents=True, exist_ok=True)
+    write_report(target, records)
+    typer.echo((target / "table2.md").read_text())
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

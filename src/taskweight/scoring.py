@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from taskweight.config import load_config
+from taskweight.config import TrainConfig, load_config
 from taskweight.errors import DataFormatError
 from taskweight.evaluate import evaluate
 from taskweight.trainer import build_model, make_loader, open_split, resolve_device
@@ -20,8 +20,12 @@ def score_run(run_dir: str | Path, *, split: str = "test", checkpoint: str = "be
     for path in (config_path, ckpt_path):
         if not path.is_file():
             raise DataFormatError(path, "not found: is this a run folder written by `taskweight train`?")
-    config = load_config(path=config_path)
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=True)["model"]
+    return score_checkpoint(load_config(path=config_path), ckpt_path, split=split)
+
+
+def score_checkpoint(config: TrainConfig, checkpoint: str | Path, *, split: str = "test") -> dict[str, float]:
+    """Evaluate a checkpoint (``{"model": state_dict}``) on ``split`` of ``config``'s dataset."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
     model = build_model(config, state["det_head.anchors"])
     model.load_state_dict(state)
     device = resolve_device(config.device)

@@ -1,0 +1,230 @@
+"""Render the benchmark's tables, summary and plots from result records alone.
+
+- ``table2.md``: the paper's Table II layout — per dataset the rows mAP, mIoU and geometric
+  mean, methods as columns in the paper's order, mean ± sample std over seeds, the best mean
+  of each row in bold, and an **Overall** row = arithmetic mean over datasets of the
+  per-dataset geometric means (how the paper computes its Overall row).
+- ``table1.md``: the weights (and async frequencies) found by handcrafted, meta and
+  meta_async per dataset (the paper's Table I).
+- ``summary.json``: the numbers of table2.
+- ``gm_by_method.png`` (geometric mean per method and dataset with ± std error bars) and
+  ``weights_over_training.png`` (each method's task weights over training steps).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from taskweight.bench.results import CellRecord
+from taskweight.jsonio import write_json
+
+PAPER_METHOD_ORDER: tuple[str, ...] = (
+    "equal", "handcrafted", "dynamic_scaling", "uncertainty", "gradnorm", "geometric", "weight_learning", "meta", "meta_async",
+)
+METHOD_TITLES: dict[str, str] = {
+    "equal": "No task weighting",
+    "handcrafted": "Handcrafted",
+    "dynamic_scaling": "Dynamic task loss scaling",
+    "uncertainty": "Uncertainty weighting",
+    "gradnorm": "GradNorm",
+    "geometric": "Geometric loss",
+    "weight_learning": "Weight learning",
+    "meta": "Meta-learning",
+    "meta_async": "Meta-learning async backprop",
+    "static": "Static weights",
+    "async": "Async backprop",
+    "pcgrad": "PCGrad",
+    "mgda": "MGDA",
+}
+ROWS: tuple[tuple[str, str], ...] = (("mAP", "mAP (detection)"), ("mIoU", "mIoU (segment)"), ("geometric_mean", "Geometric mean"))
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    if not values:
+        return float("nan"), float("nan")
+    mean = statistics.fmean(values)
+    return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def ordered_methods(methods: set[str]) -> list[str]:
+    known = [m for m in PAPER_METHOD_ORDER if m in methods]
+    return known + sorted(methods - set(PAPER_METHOD_ORDER))
+
+
+def ordered_datasets(records: Sequence[CellRecord]) -> list[str]:
+    seen: list[str] = []
+    for r in records:
+        if r.dataset not in seen:
+            seen.append(r.dataset)
+    return seen
+
+
+def summarize(records: Sequence[CellRecord]) -> dict[str, Any]:
+    """Per dataset, method and metric: mean, std and n over the seeds of successful cells.
+
+    Overall (per method) = mean over datasets of the per-dataset mean geometric mean; its
+    std is the sample std over seeds of the per-seed overall value (seeds present in every
+    dataset only).
+    """
+    ok = [r for r in records if r.status == "ok"]
+    datasets = ordered_datasets(ok)
+    methods = ordered_methods({r.method for r in ok})
+    table: dict[str, Any] = {}
+    for ds in datasets:
+        table[ds] = {}
+        for m in methods:
+            cells = [r for r in ok if r.dataset == ds and r.method == m]
+            if not cells:
+                continue
+            table[ds][m] = {}
+            for metric, _ in ROWS:
+                values = [getattr(r, metric) for r in cells if getattr(r, metric) is not None]
+                mean, std = mean_std(values)
+                table[ds][m][metric] = {"mean": mean, "std": std, "n": len(values)}
+    overall: dict[str, Any] = {}
+    for m in methods:
+        per_ds = [table[ds][m]["geometric_mean"]["mean"] for ds in datasets if m in table[ds]]
+        if len(per_ds) != len(datasets):
+            continue
+        seeds = set.intersection(*({r.seed for r in ok if r.dataset == ds and r.method == m} for ds in datasets))
+        per_seed = []
+        for s in sorted(seeds):
+            gms = [next(r.geometric_mean for r in ok if (r.dataset, r.method, r.seed) == (ds, m, s)) for ds in datasets]
+            if all(g is not None for g in gms):
+                per_seed.append(statistics.fmean(gms))
+        overall[m] = {"mean": statistics.fmean(per_ds), "std": mean_std(per_seed)[1] if per_seed else float("nan"),
+                      "n": len(per_seed)}
+    failed = [{"dataset": r.dataset, "method": r.method, "seed": r.seed, "error": r.error}
+              for r in records if r.status != "ok"]
+    return {"datasets": datasets, "methods": methods, "table": table, "overall": overall, "failed": failed}
+
+
+def _cell(stat: dict[str, float] | None, best: bool) -> str:
+    if stat is None or math.isnan(stat["mean"]):
+        return "–"
+    text = f"{stat['mean']:.4f}" + (f" ± {stat['std']:.4f}" if stat["n"] > 1 else "")
+    return f"**{text}**" if best else text
+
+
+def _best(values: dict[str, float]) -> set[str]:
+    finite = {k: v for k, v in values.items() if not math.isnan(v)}
+    if not finite:
+        return set()
+    top = max(finite.values())
+    return {k for k, v in finite.items() if math.isclose(v, top, rel_tol=0, abs_tol=5e-5)}
+
+
+def render_table2(summary: dict[str, Any]) -> str:
+    methods = summary["methods"]
+    header = "| Dataset | Metric | " + " | ".join(METHOD_TITLES.get(m, m) for m in methods) + " |"
+    lines = [
+        "# Table II — task-weighting methods (test split; mean ± std over seeds)",
+        "",
+        header,
+        "|" + "---|" * (len(methods) + 2),
+    ]
+    for ds in summary["datasets"]:
+        for i, (metric, title) in enumerate(ROWS):
+            stats = {m: summary["table"][ds].get(m, {}).get(metric) for m in methods}
+            best = _best({m: s["mean"] for m, s in stats.items() if s is not None})
+            lines.append(f"| {ds if i == 0 else ''} | {title} | " + " | ".join(_cell(stats[m], m in best) for m in methods) + " |")
+    overall = summary["overall"]
+    best = _best({m: s["mean"] for m, s in overall.items()})
+    lines.append("| Overall | Geometric mean | " + " | ".join(_cell(overall.get(m), m in best) for m in methods) + " |")
+    lines += ["", "Overall = arithmetic mean over datasets of the per-dataset geometric means (as in the paper)."]
+    if summary["failed"]:
+        lines += ["", "Failed cells:"]
+        lines += [f"- {f['dataset']} / {f['method']} / seed {f['seed']}: {f['error']}" for f in summary["failed"]]
+    return "\n".join(lines) + "\n"
+
+
+def render_table1(records: Sequence[CellRecord]) -> str:
+    methods = [m for m in ("equal", "handcrafted", "meta", "meta_async") if any(r.method == m for r in records)]
+    lines = [
+        "# Table I — task weights and async backprop frequencies found (mean over seeds)",
+        "",
+        "| Dataset | | " + " | ".join(METHOD_TITLES[m] for m in methods) + " |",
+        "|" + "---|" * (len(methods) + 2),
+    ]
+    ok = [r for r in records if r.status == "ok"]
+    for ds in ordered_datasets(ok):
+        for label, kind, task in (("w_s", "w", "seg"), ("w_d", "w", "det"), ("async f_s", "f", "seg"), ("async f_d", "f", "det")):
+            row = []
+            for m in methods:
+                cells = [r for r in ok if r.dataset == ds and r.method == m]
+                source = [(r.weights if kind == "w" else (r.frequencies or {})).get(task) for r in cells]
+                values = [v for v in source if v is not None]
+                row.append(f"{statistics.fmean(values):.4g}" if values else "–")
+            lines.append(f"| {ds if label == 'w_s' else ''} | {label} | " + " | ".join(row) + " |")
+    lines += ["", "meta / meta_async weights are normalised to sum to 1 (paper §IV-C); handcrafted: w_det = 1."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_geometric_means(summary: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets, methods = summary["datasets"], summary["methods"]
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(methods) * max(len(datasets), 1) / 2 + 3), 4))
+    width = 0.8 / max(len(datasets), 1)
+    for i, ds in enumerate(datasets):
+        stats = [summary["table"][ds].get(m, {}).get("geometric_mean") for m in methods]
+        means = [s["mean"] if s else math.nan for s in stats]
+        stds = [s["std"] if s else 0.0 for s in stats]
+        ax.bar([j + i * width for j in range(len(methods))], means, width, yerr=stds, capsize=3, label=ds)
+    ax.set_xticks([j + width * (len(datasets) - 1) / 2 for j in range(len(methods))])
+    ax.set_xticklabels([METHOD_TITLES.get(m, m) for m in methods], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("geometric mean of mAP and mIoU (test)")
+    ax.set_title("Task-weighting methods: mean ± std over seeds")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_weight_histories(records: Sequence[CellRecord], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in records if r.status == "ok" and r.weight_history]
+    methods = ordered_methods({r.method for r in ok})
+    if not methods:
+        return
+    cols = min(3, len(methods))
+    rows = math.ceil(len(methods) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3 * rows), squeeze=False)
+    for ax, m in zip(axes.flat, methods):
+        first = min((r for r in ok if r.method == m), key=lambda r: (r.dataset, r.seed))
+        steps = [p[0] for p in first.weight_history]
+        for task in sorted(first.weight_history[0][1]):
+            ax.plot(steps, [p[1].get(task, math.nan) for p in first.weight_history], label=f"w_{task}")
+        ax.set_title(f"{METHOD_TITLES.get(m, m)} ({first.dataset}, seed {first.seed})", fontsize=8)
+        ax.set_xlabel("step", fontsize=8)
+        ax.set_yscale("log" if any(v > 20 for p in first.weight_history for v in p[1].values() if v) else "linear")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(methods):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(out_dir: Path, records: Sequence[CellRecord]) -> dict[str, Any]:
+    """Write table2.md, table1.md, summary.json and the plots into ``out_dir``."""
+    summary = summarize(records)
+    (out_dir / "table2.md").write_text(render_table2(summary))
+    (out_dir / "table1.md").write_text(render_table1(records))
+    write_json(out_dir / "summary.json", summary)
+    if summary["datasets"]:
+        plot_geometric_means(summary, out_dir / "gm_by_method.png")
+    plot_weight_histories(records, out_dir / "weights_over_training.png")
+    return summary

@@ -1,0 +1,112 @@
+"""The benchmark's result records and their files (``results.json``, ``results.csv``).
+
+``results.json`` schema (version 1)::
+
+    {
+      "schema": 1,
+      "records": [
+        {
+          "dataset": "synth-kitti",       # dataset name of the bench preset
+          "method": "equal",              # weighting method (registry name, or meta / meta_async)
+          "seed": 0,
+          "status": "ok" | "failed",
+          "error": null | "message",      # set when status is "failed"
+          "mAP": 0.61,                    # test split, IoU 0.5, mean over classes
+          "mIoU": 0.82,                   # test split, void/road/sidewalk
+          "geometric_mean": 0.71,         # sqrt(mAP · mIoU)
+          "mAP_coco": 0.33,               # test split, COCO mAP@[.5:.95]
+          "val": {...},                   # val metrics of the selected checkpoint
+          "epochs": 12,                   # total training epochs spent (a search: all evaluations)
+          "train_time_s": 95.2,
+          "weights": {"det": 1.0, "seg": 70.0},   # final / found task weights
+          "frequencies": {"det": 1, "seg": 7} | null,  # async frequencies (meta_async)
+          "weight_history": [[step, {"det": w, "seg": w}], ...],  # ≤ 200 samples, for plots
+          "run_dir": "cells/synth-kitti/equal/seed0"
+        }, ...
+      ]
+    }
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from taskweight.errors import DataFormatError
+from taskweight.jsonio import write_json
+
+SCHEMA_VERSION = 1
+CSV_COLUMNS = ("dataset", "method", "seed", "status", "mAP", "mIoU", "geometric_mean", "mAP_coco",
+               "epochs", "train_time_s", "weights", "frequencies", "error")
+
+
+@dataclass
+class CellRecord:
+    """One (dataset, method, seed) cell of the benchmark."""
+
+    dataset: str
+    method: str
+    seed: int
+    status: str = "ok"
+    error: str | None = None
+    mAP: float | None = None
+    mIoU: float | None = None
+    geometric_mean: float | None = None
+    mAP_coco: float | None = None
+    val: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 0
+    train_time_s: float = 0.0
+    weights: dict[str, float] = field(default_factory=dict)
+    frequencies: dict[str, int] | None = None
+    weight_history: list[Any] = field(default_factory=list)
+    run_dir: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.dataset, self.method, self.seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: Path | None = None) -> CellRecord:
+        known = {f for f in cls.__dataclass_fields__}
+        missing = {"dataset", "method", "seed"} - set(data)
+        if missing:
+            raise DataFormatError(source or Path("<record>"), f"result record lacks {sorted(missing)}")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def save_results(out_dir: Path, records: list[CellRecord]) -> None:
+    """Write ``results.json`` and ``results.csv`` (records sorted by dataset, method, seed)."""
+    records = sorted(records, key=lambda r: (r.dataset, r.method, r.seed))
+    write_json(out_dir / "results.json", {"schema": SCHEMA_VERSION, "records": [r.to_dict() for r in records]})
+    with (out_dir / "results.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_COLUMNS)
+        for r in records:
+            row = r.to_dict()
+            writer.writerow([
+                json.dumps(row[c], sort_keys=True) if isinstance(row[c], dict) else ("" if row[c] is None else row[c])
+                for c in CSV_COLUMNS
+            ])
+
+
+def load_results(path: Path) -> list[CellRecord]:
+    """Read ``results.json`` (or a folder holding it); errors name the file."""
+    if path.is_dir():
+        path = path / "results.json"
+    if not path.is_file():
+        raise DataFormatError(path, "results file not found")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(path, f"invalid JSON: {exc.msg}", line=exc.lineno) from exc
+    if not isinstance(data, dict) or "records" not in data:
+        raise DataFormatError(path, "expected an object with a 'records' list")
+    if data.get("schema", SCHEMA_VERSION) != SCHEMA_VERSION:
+        raise DataFormatError(path, f"schema {data.get('schema')} is not supported (expected {SCHEMA_VERSION})")
+    return [CellRecord.from_dict(r, path) for r in data["records"]]

@@ -1,0 +1,90 @@
+"""Benchmark report arithmetic against hand-computed numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from taskweight.bench.report import render_table1, render_table2, summarize, write_report
+from taskweight.bench.results import CellRecord, load_results, save_results
+from taskweight.errors import DataFormatError
+
+
+def _rec(ds, m, seed, mAP, mIoU, **kw):
+    return CellRecord(dataset=ds, method=m, seed=seed, mAP=mAP, mIoU=mIoU, geometric_mean=math.sqrt(mAP * mIoU), **kw)
+
+
+RECORDS = [
+    _rec("A", "equal", 0, 0.64, 0.81),  # GM 0.72
+    _rec("A", "equal", 1, 0.49, 0.81),  # GM 0.63
+    _rec("A", "handcrafted", 0, 0.36, 1.0),  # GM 0.60
+    _rec("A", "handcrafted", 1, 0.25, 1.0),  # GM 0.50
+    _rec("B", "equal", 0, 0.25, 0.64),  # GM 0.40
+    _rec("B", "equal", 1, 0.16, 0.64),  # GM 0.32
+    _rec("B", "handcrafted", 0, 0.81, 0.81),  # GM 0.81
+    _rec("B", "handcrafted", 1, 0.64, 0.64),  # GM 0.64
+    CellRecord(dataset="B", method="gradnorm", seed=0, status="failed", error="RuntimeError: boom"),
+]
+
+
+def test_summary_means_stds_and_overall():
+    s = summarize(RECORDS)
+    a_eq = s["table"]["A"]["equal"]["geometric_mean"]
+    assert a_eq["mean"] == pytest.approx(0.675)
+    assert a_eq["std"] == pytest.approx(math.sqrt(2 * 0.045**2))  # sample std of 0.72, 0.63
+    assert s["table"]["B"]["handcrafted"]["mAP"]["mean"] == pytest.approx(0.725)
+    # Overall = mean over datasets of per-dataset mean GM
+    assert s["overall"]["equal"]["mean"] == pytest.approx((0.675 + 0.36) / 2)
+    assert s["overall"]["handcrafted"]["mean"] == pytest.approx((0.55 + 0.725) / 2)
+    # its std: per-seed overall values (0.72+0.40)/2=0.56 and (0.63+0.32)/2=0.475
+    assert s["overall"]["equal"]["std"] == pytest.approx(math.sqrt(2 * 0.0425**2))
+    assert s["methods"] == ["equal", "handcrafted"]
+    assert s["failed"] == [{"dataset": "B", "method": "gradnorm", "seed": 0, "error": "RuntimeError: boom"}]
+
+
+def test_table2_layout_and_bold_best():
+    text = render_table2(summarize(RECORDS))
+    lines = text.splitlines()
+    header = next(l for l in lines if l.startswith("| Dataset"))
+    assert header.index("No task weighting") < header.index("Handcrafted")
+    row_a_gm = next(l for l in lines if "Geometric mean" in l and l.startswith("|  |") and "0.6750" in l)
+    assert "**0.6750 ± 0.0636**" in row_a_gm and "**" not in row_a_gm.split("0.6750")[1].split("|")[1]
+    overall = next(l for l in lines if l.startswith("| Overall"))
+    assert "**0.6375" in overall  # handcrafted wins overall: (0.55 + 0.725) / 2
+    assert "gradnorm / seed 0: RuntimeError: boom" in text
+
+
+def test_results_round_trip_and_report_files(tmp_path):
+    save_results(tmp_path, RECORDS)
+    loaded = load_results(tmp_path)
+    assert [r.to_dict() for r in loaded] == [r.to_dict() for r in sorted(RECORDS, key=lambda r: (r.dataset, r.method, r.seed))]
+    header = (tmp_path / "results.csv").read_text().splitlines()[0]
+    assert header.startswith("dataset,method,seed,status,mAP,mIoU,geometric_mean")
+    write_report(tmp_path, loaded)
+    for name in ("table2.md", "table1.md", "summary.json", "gm_by_method.png"):
+        assert (tmp_path / name).is_file(), name
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["overall"]["equal"]["mean"] == pytest.approx(0.5175)
+
+
+def test_table1_weights():
+    recs = [
+        _rec("A", "handcrafted", 0, 0.5, 0.5, weights={"det": 1.0, "seg": 60.0}),
+        _rec("A", "handcrafted", 1, 0.5, 0.5, weights={"det": 1.0, "seg": 80.0}),
+        _rec("A", "meta_async", 0, 0.5, 0.5, weights={"det": 0.1, "seg": 0.9}, frequencies={"det": 1, "seg": 7}),
+    ]
+    text = render_table1(recs)
+    assert "| A | w_s | 70 | 0.9 |" in text
+    assert "| async f_s | – | 7 |" in text
+
+
+def test_bad_results_file_is_named(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text('{"schema": 1, "records": [\n{"dataset": "A"}]}')
+    with pytest.raises(DataFormatError, match="results.json"):
+        load_results(path)
+    path.write_text("{not json")
+    with pytest.raises(DataFormatError, match=r"results.json:1"):
+        load_results(path)
