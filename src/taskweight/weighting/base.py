@@ -105,6 +105,51 @@ class WeightingStrategy(nn.Module):
 
     @staticmethod
     def _weighted_backward(losses: Mapping[str, Tensor], weights: Mapping[str, float | Tensor]) -> None:
-        total = sum(weights[t] * losses[t] for t in losses)
-        assert isinstance(total, torch.Tensor)
+        """Backward of Σ_τ w_τ L_τ over the tasks with a non-zero weight.
+
+        Tasks weighted exactly 0 are left out of the graph, so their head parameters keep
+        ``grad=None`` and the optimiser leaves them untouched (no momentum drift); when every
+        weight is 0 nothing is back-propagated.
+        """
+        terms = [weights[t] * losses[t] for t in losses
+                 if not (isinstance(weights[t], (int, float)) and weights[t] == 0)]
+        if not terms:
+            return
+        total = terms[0]
+        for term in terms[1:]:
+            total = total + term
         total.backward()
+
+    def _task_mapping(self, value: Mapping[str, float] | Sequence[float] | None, option: str,
+                      default: float) -> dict[str, float]:
+        """Read a per-task option given as ``{task: value}`` or a list in task order."""
+        if value is None:
+            return {t: float(default) for t in self.tasks}
+        if isinstance(value, Mapping):
+            unknown = set(value) - set(self.tasks)
+            if unknown:
+                raise ValueError(f"option {option!r}: unknown task(s) {sorted(unknown)}; tasks are {list(self.tasks)}")
+            missing = [t for t in self.tasks if t not in value]
+            if missing:
+                raise ValueError(f"option {option!r}: no value for task(s) {missing}")
+            return {t: float(value[t]) for t in self.tasks}
+        values = list(value)
+        if len(values) != len(self.tasks):
+            raise ValueError(f"option {option!r}: expected {len(self.tasks)} values (tasks {list(self.tasks)}), got {values}")
+        return {t: float(v) for t, v in zip(self.tasks, values, strict=True)}
+
+
+def flat_grad(params: Sequence[Tensor]) -> Tensor:
+    """Concatenate the ``.grad`` of ``params`` into one vector (zeros where a grad is None)."""
+    return torch.cat([
+        (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params
+    ])
+
+
+def assign_flat_grad(params: Sequence[Tensor], vector: Tensor) -> None:
+    """Write the flat ``vector`` back into the ``.grad`` of ``params``."""
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad = vector[offset:offset + n].view_as(p).clone()
+        offset += n

@@ -1,0 +1,75 @@
+"""Datasets for joint detection + segmentation, behind a small format registry.
+
+``open_dataset("kitti", root, "train", image_size=(128, 416))`` returns a torch Dataset of
+dict items:
+
+- ``image``: float32 3 x H x W in [0, 1];
+- ``boxes``: float32 N x 4 xyxy pixels; ``labels``: int64 N (``classes.DET_CLASSES``);
+- ``ignore_boxes``: float32 M x 4 (DontCare regions: detections there are not penalised);
+- ``seg``: int64 H x W (0 void, 1 road, 2 sidewalk, 255 no label);
+- ``has_det`` / ``has_seg``: bool, whether the image is labelled for each task; ``name``: str.
+
+:func:`collate_batch` stacks them.  Other formats register a factory with
+:func:`register_format`; a factory is called as
+``factory(root, split, image_size=..., augment=..., on_error=..., mapping=..., cache=..., **options)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
+from taskweight.data.collate import collate_batch
+from taskweight.data.kitti import DEFAULT_MAPPING, KittiDataset, resolve_mapping, resolve_split
+from taskweight.data.kitti_labels import KittiObject, parse_label_file, parse_label_line
+
+DatasetFactory = Callable[..., Dataset]
+_FORMATS: dict[str, DatasetFactory] = {}
+
+
+def register_format(name: str, factory: DatasetFactory, *, replace: bool = False) -> None:
+    """Make ``open_dataset(name, ...)`` build datasets with ``factory``."""
+    if not name or not isinstance(name, str):
+        raise ValueError(f"format name must be a non-empty string, got {name!r}")
+    if name in _FORMATS and not replace and _FORMATS[name] is not factory:
+        raise ValueError(f"dataset format {name!r} is already registered")
+    _FORMATS[name] = factory
+
+
+def available_formats() -> list[str]:
+    return sorted(_FORMATS)
+
+
+def open_dataset(
+    format: str,
+    root: str | Path,
+    split: str,
+    *,
+    image_size: tuple[int, int] | None = None,
+    augment: bool = False,
+    on_error: str = "raise",
+    mapping: dict | None = None,
+    cache: bool = False,
+    **options,
+) -> Dataset:
+    """Open ``split`` of the dataset at ``root`` stored in layout ``format``.
+
+    ``image_size`` = (H, W) resizes images (bilinear), masks (nearest) and boxes;
+    ``augment`` adds a random horizontal flip (drawn with ``torch.rand``);
+    ``on_error`` = "raise" (default) or "skip" bad samples; ``mapping`` overrides the
+    format's class mapping; ``cache`` keeps decoded samples in memory.
+    """
+    if format not in _FORMATS:
+        raise ValueError(f"unknown dataset format {format!r}: available {available_formats()}")
+    return _FORMATS[format](root, split, image_size=image_size, augment=augment, on_error=on_error,
+                            mapping=mapping, cache=cache, **options)
+
+
+register_format("kitti", KittiDataset)
+
+__all__ = [
+    "DEFAULT_MAPPING", "KittiDataset", "KittiObject", "available_formats", "collate_batch", "open_dataset",
+    "parse_label_file", "parse_label_line", "register_format", "resolve_mapping", "resolve_split",
+]

@@ -1,0 +1,32 @@
+"""Batching of dataset items (variable numbers of boxes stay lists)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+
+def collate_batch(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Stack items into a batch.
+
+    Returns ``image`` (B, 3, H, W) float32, ``seg`` (B, H, W) int64, ``boxes`` /
+    ``labels`` / ``ignore_boxes`` lists of per-image tensors, ``has_det`` / ``has_seg``
+    bool tensors (B,) and ``names`` (list of str).
+    """
+    if not items:
+        raise ValueError("cannot collate an empty batch")
+    shapes = {tuple(it["image"].shape) for it in items}
+    if len(shapes) > 1:
+        raise ValueError(f"images of one batch differ in size {sorted(shapes)}: open the dataset with image_size=(H, W)")
+    return {
+        "image": torch.stack([it["image"] for it in items]),
+        "seg": torch.stack([it["seg"] for it in items]),
+        "boxes": [it["boxes"] for it in items],
+        "labels": [it["labels"] for it in items],
+        "ignore_boxes": [it["ignore_boxes"] for it in items],
+        "has_det": torch.tensor([bool(it["has_det"]) for it in items], dtype=torch.bool),
+        "has_seg": torch.tensor([bool(it["has_seg"]) for it in items], dtype=torch.bool),
+        "names": [str(it["name"]) for it in items],
+    }

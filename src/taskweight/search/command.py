@@ -1,0 +1,84 @@
+"""``taskweight search``: the meta-learning search from the command line (registered by the CLI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def search(
+    out: Annotated[Path, typer.Option("--out", help="search folder: journal.jsonl, evals/NNNN/ runs, table1.md, search.json, fig*.png")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="dataset root (overrides data.root)")] = None,
+    format: Annotated[Optional[str], typer.Option("--format", help="dataset layout, e.g. kitti")] = None,
+    preset: Annotated[str, typer.Option(help="training preset every evaluation starts from: quick, tiny or paper")] = "quick",
+    config: Annotated[Optional[Path], typer.Option(help="YAML file overriding the preset (validated; errors name the line)")] = None,
+    budget: Annotated[int, typer.Option(min=1, help="number of configurations to train and score (the paper's best came after 44)")] = 16,
+    epochs_per_eval: Annotated[
+        int, typer.Option("--epochs-per-eval", min=1, help="training epochs per configuration; each fine-tunes the best model so far")
+    ] = 1,
+    async_frequencies: Annotated[
+        bool, typer.Option("--async/--no-async", help="also search the async backprop period of each task, 1..10 (meta_async, §IV-D)")
+    ] = False,
+    optimizer: Annotated[str, typer.Option(help="es (the paper's evolution strategy), random or cmaes (baselines)")] = "es",
+    executor: Annotated[str, typer.Option(help="local (one run after another) or ray (a generation's runs in parallel)")] = "local",
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address for --executor ray (default: start a local Ray)")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="seed of the search and of every training run (default: the config's seed)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="replay OUT/journal.jsonl and continue the search where it stopped")] = False,
+    progress: Annotated[bool, typer.Option(help="print one line per finished evaluation")] = True,
+) -> None:
+    """Meta-learn the task weights (and async frequencies) with the evolution strategy.
+
+    Each configuration trains --epochs-per-eval epochs from the best model found so far
+    (dynamic weight transfer) and is scored on the val split by the geometric mean of mAP
+    and mIoU (paper §IV-C). Prints the best configuration and writes table1.md (the
+    paper's Table I), search.json and the Fig. 3/4 plots into --out.
+    """
+    from rich.console import Console
+
+    from taskweight.config import load_config
+    from taskweight.errors import TaskweightError
+    from taskweight.search.search import EXECUTORS, search_task_weights
+    from taskweight.search.optimizers import OPTIMIZERS
+
+    err = Console(stderr=True)
+
+    def fail(message: str) -> None:
+        err.print(f"[bold red]error:[/] {message}".replace("\n", "; "))
+        raise typer.Exit(code=2)
+
+    if optimizer not in OPTIMIZERS:
+        fail(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    if executor not in EXECUTORS:
+        fail(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    overrides: dict = {"data": {}}
+    if data is not None:
+        overrides["data"]["root"] = str(data)
+    if format is not None:
+        overrides["data"]["format"] = format
+    if seed is not None:
+        overrides["seed"] = seed
+    try:
+        cfg = load_config(preset, config, overrides)
+        result = search_task_weights(
+            cfg, out, async_frequencies=async_frequencies, budget=budget, epochs_per_eval=epochs_per_eval,
+            optimizer=optimizer, seed=cfg.seed if seed is None else seed, executor=executor, ray_address=address,
+            resume=resume, progress=progress,
+        )
+    except (TaskweightError, ValueError, KeyError, OSError) as exc:
+        fail(str(exc))
+        return
+    best = result.best_config
+    if not best:
+        fail(f"no evaluation succeeded; see {result.journal_path}")
+    out_console = Console()
+    weights = ", ".join(f"w_{t} = {w:.4f}" for t, w in best["weights"].items())
+    freqs = best.get("frequencies")
+    metrics = result.best_metrics or {}
+    out_console.print(f"best configuration (evaluation {result.best_index + 1} of {len(result.records)}): {weights}"
+                      + (", " + ", ".join(f"f_{t} = {f}" for t, f in freqs.items()) if freqs else ""))
+    out_console.print("val " + ", ".join(f"{k} {metrics[k]:.4f}" for k in ("mAP", "mIoU", "geometric_mean")
+                                         if isinstance(metrics.get(k), (int, float))))
+    out_console.print(f"checkpoint: {result.best_checkpoint}; {result.total_epochs} epochs in "
+                      f"{result.total_wall_time_s:.0f} s; outputs in {out}")

@@ -1,0 +1,191 @@
+"""The evaluation contract of the search, the trainer evaluator and a toy test double.
+
+The search calls ``evaluate(candidate) -> EvalResult`` once per configuration. With the Ray
+executor ``evaluate`` runs in a worker process, so it must be picklable (a module-level
+class instance such as :class:`TrainerEvaluator` or :class:`ToyEvaluator` is).
+
+Dynamic weight transfer (paper §IV-C): ``candidate.init_checkpoint`` is the checkpoint of
+the best model found before the candidate's generation started (``None`` for the initial
+population unless the search was given one); an evaluator fine-tunes from it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from taskweight.config import TrainConfig
+
+
+@dataclass
+class Candidate:
+    """One configuration to evaluate.
+
+    Attributes:
+        index: position in the search (0-based, also the journal line).
+        generation: optimiser generation that proposed it (0 = initial population).
+        config: decoded configuration, e.g. ``{"weights": {"det": .15, "seg": .85},
+            "frequencies": {"det": 1, "seg": 7}, "raw_weights": {...}, "genes": {...}}``.
+        genes: internal gene values (exponents for log-scale genes, unrounded integers).
+        parents: indices of the evaluated candidates it was bred from.
+        init_checkpoint: checkpoint to start training from (dynamic weight transfer).
+        run_dir: folder reserved for this evaluation (``out_dir/evals/NNNN``).
+    """
+
+    index: int
+    config: dict[str, Any]
+    genes: dict[str, Any]
+    parents: list[int] = field(default_factory=list)
+    init_checkpoint: Path | None = None
+    generation: int = 0
+    run_dir: Path | None = None
+
+
+@dataclass
+class EvalResult:
+    """What one evaluation produced.
+
+    ``metrics`` holds at least ``mAP``, ``mIoU`` and ``geometric_mean`` on the val split
+    (the target); ``checkpoint`` is the val-selected model (``None`` if the run failed).
+    """
+
+    metrics: dict[str, Any]
+    checkpoint: Path | None
+    epochs: int
+    wall_time_s: float | None = None
+    error: str | None = None
+
+
+def target_of(metrics: dict[str, Any]) -> float:
+    """The search target: geometric mean of val mAP and mIoU (NaN if unavailable)."""
+    gm = metrics.get("geometric_mean")
+    if gm is None and metrics.get("mAP") is not None and metrics.get("mIoU") is not None:
+        gm = math.sqrt(max(float(metrics["mAP"]), 0.0) * max(float(metrics["mIoU"]), 0.0))
+    try:
+        return float("nan") if gm is None else float(gm)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+# ------------------------------------------------------------------------ toy double
+@dataclass
+class ToyEvaluator:
+    """A cheap deterministic stand-in for training, for tests and demos.
+
+    With decoded task weights it models the paper's trade-off on ``r = log10(w_seg/w_det)``:
+    detection mAP falls and segmentation mIoU rises with ``r`` (logistic curves), so their
+    geometric mean peaks in between (near ``w_seg ≈ 0.85``, cf. Table I); async
+    frequencies scale each metric by a Gaussian bump around ``best_frequencies``. Any other
+    space is scored by a smooth bump around ``optimum`` (unit coordinates per gene, via
+    ``genes_unit`` in the config, or the raw gene values otherwise).
+
+    It writes a small JSON "checkpoint" to ``run_dir/best.pt`` recording the candidate and
+    the checkpoint it started from, so weight transfer can be checked.
+    """
+
+    epochs: int = 1
+    best_frequencies: dict[str, int] = field(default_factory=lambda: {"det": 1, "seg": 7})
+    optimum: dict[str, float] = field(default_factory=dict)
+    write_checkpoint: bool = True
+
+    def metrics(self, config: dict[str, Any], genes: dict[str, Any]) -> dict[str, float]:
+        weights = config.get("weights")
+        if weights and {"det", "seg"} <= set(weights):
+            r = math.log10(weights["seg"] / weights["det"])
+            m_ap = 0.75 / (1.0 + math.exp((r - 1.3) / 0.35))
+            m_iou = 0.85 / (1.0 + math.exp(-(r + 0.3) / 0.35))
+            for task, f in (config.get("frequencies") or {}).items():
+                bump = math.exp(-((f - self.best_frequencies.get(task, 1)) ** 2) / 18.0)
+                if task == "det":
+                    m_ap *= 0.7 + 0.3 * bump
+                else:
+                    m_iou *= 0.7 + 0.3 * bump
+        else:
+            dist2 = sum((float(genes[k]) - v) ** 2 for k, v in self.optimum.items())
+            m_ap = m_iou = math.exp(-dist2)
+        return {"mAP": m_ap, "mIoU": m_iou, "geometric_mean": math.sqrt(m_ap * m_iou)}
+
+    def __call__(self, candidate: Candidate) -> EvalResult:
+        start = time.perf_counter()
+        metrics = self.metrics(candidate.config, candidate.genes)
+        checkpoint = None
+        if self.write_checkpoint and candidate.run_dir is not None:
+            candidate.run_dir.mkdir(parents=True, exist_ok=True)
+            checkpoint = candidate.run_dir / "best.pt"
+            checkpoint.write_text(json.dumps({
+                "index": candidate.index,
+                "init_from": None if candidate.init_checkpoint is None else str(candidate.init_checkpoint),
+                "metrics": metrics,
+            }))
+        return EvalResult(metrics, checkpoint, self.epochs, time.perf_counter() - start)
+
+
+# ------------------------------------------------------------------- trainer evaluator
+def training_config(base: TrainConfig, config: dict[str, Any], *, async_frequencies: bool, epochs: int) -> TrainConfig:
+    """The run configuration of one candidate.
+
+    ``meta`` → method ``static`` with ``weights``; ``meta_async`` → method ``async`` with
+    ``weights`` and (step-based) ``frequencies``; ``epochs`` = epochs per evaluation.
+    """
+    from taskweight.config import MethodConfig
+
+    options: dict[str, Any] = {"weights": {t: float(w) for t, w in config["weights"].items()}}
+    if async_frequencies:
+        options["frequencies"] = {t: int(f) for t, f in config["frequencies"].items()}
+        method = MethodConfig(name="async", options=options)
+    else:
+        method = MethodConfig(name="static", options=options)
+    return base.model_copy(update={"epochs": int(epochs), "method": method})
+
+
+@dataclass
+class TrainerEvaluator:
+    """Train one candidate with :class:`taskweight.trainer.Trainer` and report val metrics.
+
+    The run goes to ``candidate.run_dir`` (wiped first: an evaluation interrupted by a kill
+    is re-run from its start), starts from ``candidate.init_checkpoint`` (dynamic weight
+    transfer) and trains ``epochs_per_eval`` epochs; the val-selected ``best.pt`` is the
+    result's checkpoint. A run that fails with :class:`taskweight.errors.TrainingError`
+    (e.g. a NaN loss under an extreme weighting) is reported as a failed evaluation.
+    """
+
+    base_config: TrainConfig
+    async_frequencies: bool = False
+    epochs_per_eval: int = 1
+    show_progress: bool = False
+
+    def __call__(self, candidate: Candidate) -> EvalResult:
+        from taskweight.errors import TrainingError
+        from taskweight.trainer import Trainer
+
+        if candidate.run_dir is None:
+            raise ValueError("TrainerEvaluator needs candidate.run_dir")
+        run_dir = Path(candidate.run_dir)
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        cfg = training_config(self.base_config, candidate.config, async_frequencies=self.async_frequencies,
+                              epochs=self.epochs_per_eval)
+        start = time.perf_counter()
+        try:
+            result = Trainer(cfg, run_dir, init_from=candidate.init_checkpoint, show_progress=self.show_progress).fit()
+        except TrainingError as exc:
+            nan = float("nan")
+            return EvalResult({"mAP": nan, "mIoU": nan, "geometric_mean": nan}, None, 0,
+                              time.perf_counter() - start, error=str(exc))
+        best = dict(result.metrics.get("best") or {})
+        metrics = {k: v for k, v in best.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if result.metrics.get("best_epoch") is not None:
+            metrics["best_epoch"] = result.metrics["best_epoch"]
+        checkpoint = run_dir / "best.pt"
+        return EvalResult(
+            metrics,
+            checkpoint if checkpoint.is_file() else None,
+            int(result.metrics.get("epochs", self.epochs_per_eval)),
+            time.perf_counter() - start,
+        )

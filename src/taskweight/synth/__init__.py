@@ -1,0 +1,17 @@
+"""Procedural driving scenes with KITTI detection labels and Cityscapes-id semantic masks.
+
+- :func:`render_scene` renders one deterministic scene (image, label-id mask, KITTI objects);
+- :func:`generate_dataset` writes a whole train/val/test set in the real KITTI layout
+  (``training/image_2``, ``training/label_2``, ``training/semantic``, ``splits/*.txt``).
+"""
+
+from taskweight.synth.kitti_writer import PRESETS, generate_dataset, label_kinds, write_scene
+from taskweight.synth.scene import (
+    DEFAULT_SIZE, KITTI_SIZE, KITTI_TYPES, SPLIT_IDS, Scene, SceneObject, focal_length, min_box_height,
+    render_scene,
+)
+
+__all__ = [
+    "DEFAULT_SIZE", "KITTI_SIZE", "KITTI_TYPES", "PRESETS", "SPLIT_IDS", "Scene", "SceneObject", "focal_length",
+    "generate_dataset", "label_kinds", "min_box_height", "render_scene", "write_scene",
+]

@@ -1,0 +1,235 @@
+"""Write procedural scenes in the real KITTI layout.
+
+::
+
+    OUT/training/image_2/NNNNNN.png    RGB image
+    OUT/training/label_2/NNNNNN.txt    15-column KITTI object labels (Car, Pedestrian, Cyclist, DontCare)
+    OUT/training/semantic/NNNNNN.png   8-bit Cityscapes labelIds (as the KITTI semantics benchmark)
+    OUT/splits/{train,val,test}.txt    one 6-digit name per line
+    OUT/synth.json                     generator parameters (written last: marks a complete set)
+
+Names are global running numbers: train first, then val, then test.  Scene ``i`` of a split
+is ``render_scene(i, split, seed, size)``, so it does not depend on the other counts.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from taskweight.synth import geometry as g
+from taskweight.synth.scene import (
+    DEFAULT_SIZE, KITTI_TYPES, SPLIT_IDS, Scene, focal_length, min_box_height, render_scene,
+)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "synth-kitti": {"size": DEFAULT_SIZE, "description": "KITTI aspect 375x1242 rendered at KITTI/3"},
+}
+SPLITS = ("train", "val", "test")
+FORMAT_VERSION = 1
+_OWN_ENTRIES = {"training", "splits", "synth.json"}
+
+
+def write_scene(scene: Scene, root: Path, name: str, *, detection: bool = True, segmentation: bool = True) -> None:
+    """Write one scene's image and (optionally) its label file and semantic PNG."""
+    training = root / "training"
+    Image.fromarray(scene.image).save(training / "image_2" / f"{name}.png", compress_level=3)
+    if detection:
+        text = "".join(o.kitti_line() + "\n" for o in scene.objects)
+        (training / "label_2" / f"{name}.txt").write_text(text, encoding="ascii")
+    if segmentation:
+        Image.fromarray(scene.semantic_ids).save(training / "semantic" / f"{name}.png", compress_level=3)
+
+
+def _job(args: tuple) -> dict[str, int]:
+    root, split, index, seed, size, name, det, seg = args
+    scene = render_scene(index, split, seed, size)
+    write_scene(scene, Path(root), name, detection=det, segmentation=seg)
+    counts = dict.fromkeys(KITTI_TYPES, 0)
+    if det:
+        for o in scene.objects:
+            counts[o.type] += 1
+    return counts
+
+
+def label_kinds(n: int, fraction: float, seed: int, split: str) -> list[tuple[bool, bool]]:
+    """(has detection labels, has segmentation labels) of each image of a split.
+
+    ``round(fraction * n)`` images, chosen by a seeded permutation, carry a single label
+    kind: the first half of them detection only, the rest segmentation only.
+    """
+    k = int(np.floor(fraction * n + 0.5))
+    kinds = [(True, True)] * n
+    if k:
+        perm = np.random.default_rng([int(seed), SPLIT_IDS[split], 99991]).permutation(n)
+        n_det = (k + 1) // 2
+        for j, i in enumerate(perm[:k]):
+            kinds[int(i)] = (True, False) if j < n_det else (False, True)
+    return kinds
+
+
+def _prepare(out: Path) -> None:
+    if out.exists():
+        if not out.is_dir():
+            raise ValueError(f"{out} exists and is not a directory")
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in _OWN_ENTRIES)
+        if foreign:
+            raise ValueError(f"{out} is not empty and does not look like a generated dataset "
+                             f"(found {', '.join(foreign[:5])}); choose another --out")
+    for sub in ("training/image_2", "training/label_2", "training/semantic", "splits"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    marker = out / "synth.json"
+    if marker.exists():
+        marker.unlink()  # rewritten last: its presence marks a complete dataset
+
+
+def generate_dataset(
+    out: Path | str,
+    *,
+    preset: str = "synth-kitti",
+    train: int,
+    val: int,
+    test: int,
+    seed: int = 0,
+    size: tuple[int, int] | None = None,
+    single_label_fraction: float = 0.0,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Generate ``train + val + test`` scenes under ``out`` in the KITTI layout.
+
+    ``size`` = (H, W) overrides the preset's rendered size (125x414 for synth-kitti).
+    ``single_label_fraction`` f: a fraction f of each split's images carries one label kind
+    only (half detection only: no semantic PNG; half segmentation only: no label_2 file).
+    ``workers`` > 1 renders in that many spawned processes (the ``__main__`` module must be
+    importable); the output is byte-identical whatever the number.  Returns a summary with counts per split and per class.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}: available {sorted(PRESETS)}")
+    counts = {"train": train, "val": val, "test": test}
+    for split, n in counts.items():
+        if not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"{split} must be a non-negative integer, got {n!r}")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if not 0.0 <= float(single_label_fraction) <= 1.0:
+        raise ValueError(f"single_label_fraction must be in [0, 1], got {single_label_fraction}")
+    if size is None:
+        size = PRESETS[preset]["size"]
+    if len(tuple(size)) != 2 or min(int(v) for v in size) < 16:
+        raise ValueError(f"size must be (height, width) with both >= 16, got {size!r}")
+    size = (int(size[0]), int(size[1]))
+    total = sum(counts.values())
+    if total == 0:
+        raise ValueError("nothing to generate: train + val + test is 0")
+    out = Path(out)
+    _prepare(out)
+
+    jobs, names_by_split, kinds_by_name = [], {}, {}
+    number = 0
+    for split in SPLITS:
+        names = []
+        for i, (det, seg) in enumerate(label_kinds(counts[split], float(single_label_fraction), seed, split)):
+            name = f"{number:06d}"
+            number += 1
+            names.append(name)
+            kinds_by_name[name] = (det, seg)
+            jobs.append((str(out), split, i, int(seed), size, name, det, seg))
+        names_by_split[split] = names
+
+    _remove_stale(out, kinds_by_name)
+    started = time.perf_counter()
+    workers = 1 if workers is None else int(workers)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    per_split = {s: dict.fromkeys(KITTI_TYPES, 0) for s in SPLITS}
+    split_of = [j[1] for j in jobs]
+    done = 0
+
+    def record(k: int, c: dict[str, int]) -> None:
+        nonlocal done
+        for t, v in c.items():
+            per_split[split_of[k]][t] += v
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    first = 0
+    if workers > 1:
+        try:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+                for k, c in enumerate(pool.map(_job, jobs, chunksize=8)):
+                    record(k, c)
+                    first = k + 1
+        except BrokenProcessPool as exc:  # e.g. a __main__ that cannot be re-imported
+            warnings.warn(f"parallel generation failed ({exc}); continuing in this process", stacklevel=2)
+    for k in range(first, len(jobs)):
+        record(k, _job(jobs[k]))
+    elapsed = time.perf_counter() - started
+
+    for split in SPLITS:
+        (out / "splits" / f"{split}.txt").write_text("".join(n + "\n" for n in names_by_split[split]),
+                                                     encoding="ascii")
+    det_only = sorted(n for n, k in kinds_by_name.items() if k == (True, False))
+    seg_only = sorted(n for n, k in kinds_by_name.items() if k == (False, True))
+    objects = {t: sum(per_split[s][t] for s in SPLITS) for t in KITTI_TYPES}
+    params = {
+        "generator": "taskweight.synth",
+        "format_version": FORMAT_VERSION,
+        "preset": preset,
+        "seed": int(seed),
+        "size": list(size),
+        "splits": counts,
+        "single_label_fraction": float(single_label_fraction),
+        "camera": {"focal_length_px": focal_length(size), "horizon_fraction": [0.40, 0.49],
+                   "height_m": [1.58, 1.72]},
+        "min_box_height_px": min_box_height(size),
+        "dontcare_rule": "visible box lower than min_box_height_px, or > 80 % hidden, or > 80 % truncated",
+        "occluded_levels": "0: < 5 % hidden, 1: < 50 %, 2: otherwise",
+        "semantic_ids": {"road": g.ROAD, "sidewalk": g.SIDEWALK, "building": g.BUILDING, "pole": g.POLE,
+                         "traffic sign": g.TRAFFIC_SIGN, "vegetation": g.VEGETATION, "terrain": g.TERRAIN,
+                         "sky": g.SKY, "person": g.PERSON, "rider": g.RIDER, "car": g.CAR,
+                         "bicycle": g.BICYCLE},
+        "detection_only": det_only,
+        "segmentation_only": seg_only,
+        "objects": objects,
+        "objects_per_split": per_split,
+    }
+    (out / "synth.json").write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
+    return {
+        "preset": preset,
+        "out": str(out),
+        "size": list(size),
+        "seed": int(seed),
+        "splits": counts,
+        "images": total,
+        "objects": objects,
+        "objects_per_split": per_split,
+        "detection_only": len(det_only),
+        "segmentation_only": len(seg_only),
+        "seconds": round(elapsed, 2),
+        "scenes_per_second": round(total / max(elapsed, 1e-9), 1),
+    }
+
+
+def _remove_stale(out: Path, kinds: dict[str, tuple[bool, bool]]) -> None:
+    """Delete files of an earlier generation that the new one would not (re)write."""
+    training = out / "training"
+    for sub, suffix, idx in (("image_2", ".png", None), ("label_2", ".txt", 0), ("semantic", ".png", 1)):
+        for p in (training / sub).glob(f"*{suffix}"):
+            k = kinds.get(p.stem)
+            if k is None or (idx is not None and not k[idx]):
+                p.unlink()
+    for p in (out / "splits").glob("*.txt"):
+        if p.stem not in SPLITS:
+            p.unlink()

@@ -1,0 +1,31 @@
+"""Task-weighting strategies behind one small contract (paper §IV).
+
+``get(name, tasks=("det", "seg"), **options)`` builds a strategy; every strategy is an
+``nn.Module`` with ``backward(losses, shared_params, last_shared_layer) -> weights``,
+``on_step_end()``, ``on_epoch_end()`` and ``trainable_parameters()`` (see :mod:`.base`).
+
+=================  =========================================================  ==========
+name               rule                                                       paper
+=================  =========================================================  ==========
+equal              Σ L_τ                                                      §IV-A1
+handcrafted        w_τ = L_det(0)/L_τ(0), mean of the first N iterations      Eq. 3–4
+dynamic_scaling    w_τ = previous epoch's mean L_det / mean L_τ               Eq. 5–6
+uncertainty        ½e^{−s}L + ½s, s = log σ² learned (Kendall et al.)         §IV-A4
+gradnorm           balance ‖∇_W w_τL_τ‖ on the last shared layer, Σw = T      §IV-A5
+geometric          (Π L_τ)^{1/T}                                              Eq. 7
+weight_learning    αL_seg + (1−α)L_det, α = sigmoid(w) learned                Eq. 8–9
+static             w̄_τ = w'_τ/Σ w'_j (weights from the user or the search)   §IV-C
+async              w̄_τ on steps t with t mod ν_τ = 0, else 0                 Eq. 10–12
+pcgrad             project conflicting shared gradients (Yu et al. 2020)      —
+mgda               min-norm convex combination of gradients (Sener 2018)      —
+=================  =========================================================  ==========
+"""
+
+from taskweight.weighting import (  # noqa: F401  (each module registers its strategy)
+    asynchronous, dynamic_scaling, equal, geometric, gradnorm, handcrafted, mgda, pcgrad, static, uncertainty,
+    weight_learning,
+)
+from taskweight.weighting.base import WeightingStrategy
+from taskweight.weighting.registry import available, get, option_names, parse_options, register, strategy_class
+
+__all__ = ["WeightingStrategy", "available", "get", "option_names", "parse_options", "register", "strategy_class"]

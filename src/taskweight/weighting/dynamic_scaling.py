@@ -1,0 +1,63 @@
+"""Dynamic loss scaling from the previous epoch (paper §IV-A3, Eq. 5–6).
+
+    w_det = 1,   w_seg(e) = mean_{epoch e−1} L_det / mean_{epoch e−1} L_seg      (Eq. 5–6)
+
+Equal weights during the first epoch. For T > 2 tasks every task is scaled relative to the
+reference task (the first by default): w_τ(e) = mean L_ref / mean L_τ over epoch e−1.
+The means are those of the unweighted losses seen during training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch import Tensor
+
+from taskweight.weighting.base import ParamsLike, WeightingStrategy
+from taskweight.weighting.registry import register
+
+
+@register("dynamic_scaling")
+class DynamicScalingWeighting(WeightingStrategy):
+    """w_τ = previous epoch's mean L_ref / mean L_τ, equal weights in epoch 1 (Eq. 5–6)."""
+
+    def __init__(self, tasks: Sequence[str], *, reference: str | None = None) -> None:
+        super().__init__(tasks)
+        self.reference = reference if reference is not None else self.tasks[0]
+        if self.reference not in self.tasks:
+            raise ValueError(f"option 'reference': unknown task {self.reference!r}; tasks are {list(self.tasks)}")
+        self.weights = {t: 1.0 for t in self.tasks}
+        self.sums = {t: 0.0 for t in self.tasks}
+        self.counts = {t: 0 for t in self.tasks}
+
+    def current_weights(self) -> dict[str, float]:
+        return dict(self.weights)
+
+    def backward(self, losses: Mapping[str, Tensor], shared_params: ParamsLike | None = None,
+                 last_shared_layer: ParamsLike | None = None) -> dict[str, float]:
+        self._check_losses(losses)
+        for task, loss in losses.items():
+            self.sums[task] += float(loss.detach())
+            self.counts[task] += 1
+        used = {t: self.weights[t] for t in losses}
+        self._weighted_backward(losses, used)
+        return used
+
+    def on_epoch_end(self) -> None:
+        super().on_epoch_end()
+        if all(self.counts[t] for t in self.tasks):
+            means = {t: self.sums[t] / self.counts[t] for t in self.tasks}
+            self.weights = {t: means[self.reference] / means[t] for t in self.tasks}
+        # a task unseen this epoch keeps the previous weights
+        self.sums = {t: 0.0 for t in self.tasks}
+        self.counts = {t: 0 for t in self.tasks}
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {**super().get_extra_state(), "weights": self.weights, "sums": self.sums, "counts": self.counts}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        super().set_extra_state(state)
+        self.weights = dict(state.get("weights", self.weights))
+        self.sums = dict(state.get("sums", self.sums))
+        self.counts = dict(state.get("counts", self.counts))

@@ -1,0 +1,28 @@
+"""Equal weighting: L = Σ_τ L_τ (paper §IV-A1, "no task weighting")."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from torch import Tensor
+
+from taskweight.weighting.base import ParamsLike, WeightingStrategy
+from taskweight.weighting.registry import register
+
+
+@register("equal")
+class EqualWeighting(WeightingStrategy):
+    """No task weighting: L = Σ_τ L_τ, every w_τ = 1 (§IV-A1)."""
+
+    def __init__(self, tasks: Sequence[str]) -> None:
+        super().__init__(tasks)
+
+    def current_weights(self) -> dict[str, float]:
+        return {t: 1.0 for t in self.tasks}
+
+    def backward(self, losses: Mapping[str, Tensor], shared_params: ParamsLike | None = None,
+                 last_shared_layer: ParamsLike | None = None) -> dict[str, float]:
+        self._check_losses(losses)
+        weights = {t: 1.0 for t in losses}
+        self._weighted_backward(losses, weights)
+        return weights

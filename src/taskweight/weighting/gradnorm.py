@@ -1,0 +1,113 @@
+"""GradNorm (Chen et al., ICML 2018; paper §IV-A5).
+
+With W the parameters of the *last shared layer* only:
+
+    G_τ = ‖∇_W w_τ L_τ‖₂,   Ḡ = mean_τ G_τ
+    r_τ = (L_τ(t)/L_τ(0)) / mean_j (L_j(t)/L_j(0))                 (relative inverse rate)
+    L_grad = Σ_τ | G_τ − stopgrad(Ḡ · r_τ^α) |                      (α = 1.5 by default)
+
+L_grad is differentiated with respect to the weights w only, and the weights take a step of
+their own optimiser (Adam, ``lr``); afterwards they are clamped positive and renormalised to
+Σ_τ w_τ = T. The network receives ∇ Σ_τ w_τ L_τ with the weights *before* that step.
+L_τ(0) is the loss of the first step on which every task is labelled.
+
+Cost: one backward pass of Σ w_τ L_τ for the network, plus, for T − 1 tasks, a gradient of
+L_τ with respect to W alone (through that task's head and the last shared layer, never the
+rest of the encoder); the last task's ∇_W L_τ follows by subtraction from the total.
+Because G_τ = w_τ‖∇_W L_τ‖ is linear in w_τ, ∂L_grad/∂w_τ = sign(G_τ − target_τ)‖∇_W L_τ‖
+needs no second-order backward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from taskweight.weighting.base import ParamsLike, WeightingStrategy, as_param_list
+from taskweight.weighting.registry import register
+
+
+def gradnorm_loss(weights: Tensor, grad_norms: Tensor, loss_ratios: Tensor, alpha: float) -> Tensor:
+    """L_grad = Σ_τ |w_τ n_τ − stopgrad(Ḡ r_τ^α)| with n_τ = ‖∇_W L_τ‖ and loss_ratios = L_τ(t)/L_τ(0)."""
+    g = weights * grad_norms
+    r = loss_ratios / loss_ratios.mean()
+    target = (g.mean() * r.pow(alpha)).detach()
+    return (g - target).abs().sum()
+
+
+@register("gradnorm")
+class GradNormWeighting(WeightingStrategy):
+    """GradNorm: weights balancing ‖∇_W w_τL_τ‖ on the last shared layer, Σw = T (Chen et al. 2018)."""
+
+    def __init__(self, tasks: Sequence[str], *, alpha: float = 1.5, lr: float = 0.025,
+                 min_weight: float = 1e-3) -> None:
+        super().__init__(tasks)
+        if alpha < 0:
+            raise ValueError(f"option 'alpha' must be >= 0, got {alpha}")
+        if lr <= 0:
+            raise ValueError(f"option 'lr' must be > 0, got {lr}")
+        self.alpha = float(alpha)
+        self.lr = float(lr)
+        self.min_weight = float(min_weight)
+        # the weights have their own optimiser: keep them out of parameters() of the main one
+        self.weights = nn.Parameter(torch.ones(len(self.tasks)))
+        self.register_buffer("initial_losses", torch.full((len(self.tasks),), float("nan")))
+        self.weight_optimizer = torch.optim.Adam([self.weights], lr=self.lr)
+        self.last_grad_loss: float | None = None
+
+    def current_weights(self) -> dict[str, float]:
+        return {t: float(self.weights[i].detach()) for i, t in enumerate(self.tasks)}
+
+    def _apply(self, fn, recurse: bool = True):  # keep the optimiser bound to the moved parameter
+        module = super()._apply(fn, recurse)
+        self.weight_optimizer.param_groups[0]["params"] = [self.weights]
+        return module
+
+    def backward(self, losses: Mapping[str, Tensor], shared_params: ParamsLike | None = None,
+                 last_shared_layer: ParamsLike | None = None) -> dict[str, float]:
+        self._check_losses(losses)
+        used = {t: float(self.weights[i].detach()) for i, t in enumerate(self.tasks) if t in losses}
+        layer = as_param_list(last_shared_layer)
+        if len(losses) < len(self.tasks) or len(self.tasks) < 2 or not layer:
+            # a batch without every task (or no layer given): plain weighted step, no update
+            self._weighted_backward(losses, used)
+            return used
+        before = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in layer]
+        total = sum(used[t] * losses[t] for t in self.tasks)
+        assert isinstance(total, Tensor)
+        total.backward(retain_graph=True)
+        # Σ_τ w_τ ∇_W L_τ from the network's own backward pass
+        remaining = [(p.grad if p.grad is not None else torch.zeros_like(p)) - b for p, b in zip(layer, before)]
+        norms: list[Tensor] = []
+        for i, task in enumerate(self.tasks[:-1]):
+            grads = torch.autograd.grad(losses[task], layer, retain_graph=i < len(self.tasks) - 2, allow_unused=True)
+            grads = [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, layer)]
+            norms.append(torch.sqrt(sum((g * g).sum() for g in grads)))
+            remaining = [r - used[task] * g for r, g in zip(remaining, grads)]
+        last = self.tasks[-1]
+        norms.append(torch.sqrt(sum((r * r).sum() for r in remaining)) / used[last])
+        grad_norms = torch.stack(norms).detach()
+        current = torch.stack([losses[t].detach() for t in self.tasks]).to(self.initial_losses)
+        if torch.isnan(self.initial_losses).any():
+            self.initial_losses.copy_(current)
+        ratios = current / self.initial_losses
+        self.weight_optimizer.zero_grad(set_to_none=True)
+        grad_loss = gradnorm_loss(self.weights, grad_norms.to(self.weights), ratios.to(self.weights), self.alpha)
+        self.weights.grad = torch.autograd.grad(grad_loss, self.weights)[0]
+        self.weight_optimizer.step()
+        with torch.no_grad():
+            self.weights.clamp_(min=self.min_weight)
+            self.weights.mul_(len(self.tasks) / self.weights.sum())
+        self.last_grad_loss = float(grad_loss.detach())
+        return used
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {**super().get_extra_state(), "weight_optimizer": self.weight_optimizer.state_dict()}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        super().set_extra_state(state)
+        if "weight_optimizer" in state:
+            self.weight_optimizer.load_state_dict(state["weight_optimizer"])

@@ -1,0 +1,118 @@
+"""MGDA, the multiple-gradient descent algorithm (Désidéri 2012; Sener & Koltun, NeurIPS 2018).
+
+Not one of the paper's nine strategies: a second proof that gradient manipulation fits the
+``backward`` contract. With g_τ = ∇_shared L_τ (optionally normalised, see below), find the
+minimum-norm point of their convex hull,
+
+    min_α ‖Σ_τ α_τ g_τ‖²   s.t. α_τ ≥ 0, Σ α_τ = 1,
+
+in closed form for two tasks, α_1 = clip(((g_2 − g_1)·g_2) / ‖g_1 − g_2‖², 0, 1), and by
+Frank-Wolfe for T > 2. The shared parameters receive Σ_τ α_τ ∇_shared L_τ (un-normalised
+gradients, as in Sener & Koltun's code) and the task-specific parameters ∇L_τ.
+
+Normalisation of g_τ before solving (``normalization``): ``none``; ``l2`` (g/‖g‖);
+``loss`` (g/L_τ); ``loss+`` (g/(L_τ‖g‖)), Sener & Koltun's choice and our default: it makes
+α independent of the two losses' very different scales.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from taskweight.weighting.base import ParamsLike, WeightingStrategy, as_param_list
+from taskweight.weighting.gradients import add_shared_gradient, per_task_shared_gradients
+from taskweight.weighting.registry import register
+
+NORMALIZATIONS = ("none", "l2", "loss", "loss+")
+
+
+def _line_search(aa: Tensor, ab: Tensor, bb: Tensor) -> Tensor:
+    """γ ∈ [0, 1] minimising ‖γa + (1−γ)b‖² given the dot products a·a, a·b, b·b."""
+    denom = aa + bb - 2 * ab
+    if denom <= 1e-20:
+        return torch.tensor(0.5, dtype=aa.dtype, device=aa.device)
+    return ((bb - ab) / denom).clamp(0.0, 1.0)
+
+
+def min_norm_coefficients(gram: Tensor, max_iter: int = 250, tol: float = 1e-6) -> Tensor:
+    """α on the simplex minimising αᵀ M α for the Gram matrix M = G Gᵀ (T × T).
+
+    T = 2: closed form. T > 2: Frank-Wolfe started from the best pair's solution; each step
+    moves towards the vertex e_k with k = argmin (Mα)_k by the exact line search.
+    """
+    t = gram.shape[0]
+    if t == 1:
+        return torch.ones(1, dtype=gram.dtype, device=gram.device)
+    if t == 2:
+        gamma = _line_search(gram[0, 0], gram[0, 1], gram[1, 1])
+        return torch.stack([gamma, 1 - gamma])
+    best, alpha = None, None
+    for i in range(t):
+        for j in range(i + 1, t):
+            gamma = _line_search(gram[i, i], gram[i, j], gram[j, j])
+            cost = gamma ** 2 * gram[i, i] + 2 * gamma * (1 - gamma) * gram[i, j] + (1 - gamma) ** 2 * gram[j, j]
+            if best is None or cost < best:
+                best = cost
+                alpha = torch.zeros(t, dtype=gram.dtype, device=gram.device)
+                alpha[i], alpha[j] = gamma, 1 - gamma
+    assert alpha is not None
+    for _ in range(max_iter):
+        k = int(torch.argmin(gram @ alpha))
+        aa = alpha @ gram @ alpha
+        ab = alpha @ gram[:, k]
+        bb = gram[k, k]
+        gamma = _line_search(aa, ab, bb)
+        new = gamma * alpha
+        new[k] += 1 - gamma
+        if (new - alpha).abs().sum() < tol:
+            alpha = new
+            break
+        alpha = new
+    return alpha
+
+
+@register("mgda")
+class MGDAWeighting(WeightingStrategy):
+    """MGDA: the min-norm convex combination of the task gradients on the shared layers (Sener & Koltun 2018)."""
+
+    def __init__(self, tasks: Sequence[str], *, normalization: str = "loss+", max_iter: int = 250) -> None:
+        super().__init__(tasks)
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"option 'normalization' must be one of {NORMALIZATIONS}, got {normalization!r}")
+        self.normalization = normalization
+        self.max_iter = int(max_iter)
+        self._last = {t: 1.0 / len(self.tasks) for t in self.tasks}
+
+    def current_weights(self) -> dict[str, float]:
+        return dict(self._last)
+
+    def _normalise(self, grads: Tensor, loss_values: Tensor) -> Tensor:
+        if self.normalization == "none":
+            return grads
+        norms = grads.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        if self.normalization == "l2":
+            return grads / norms
+        if self.normalization == "loss":
+            return grads / loss_values[:, None]
+        return grads / (loss_values[:, None] * norms)
+
+    def backward(self, losses: Mapping[str, Tensor], shared_params: ParamsLike | None = None,
+                 last_shared_layer: ParamsLike | None = None) -> dict[str, float]:
+        self._check_losses(losses)
+        tasks = [t for t in self.tasks if t in losses]
+        shared = as_param_list(shared_params)
+        if len(tasks) < 2 or not shared:
+            used = {t: 1.0 for t in tasks}
+            self._weighted_backward(losses, used)
+            return used
+        grads = per_task_shared_gradients(losses, tasks, shared)
+        loss_values = torch.stack([losses[t].detach() for t in tasks]).to(grads)
+        normalised = self._normalise(grads, loss_values)
+        alpha = min_norm_coefficients(normalised @ normalised.T, self.max_iter)
+        add_shared_gradient(shared, alpha @ grads)
+        used = {t: float(a) for t, a in zip(tasks, alpha)}
+        self._last.update(used)
+        return used

@@ -1,0 +1,78 @@
+"""Trainer: run-folder outputs, learning, determinism, resume, NaN errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+from taskweight.errors import TrainingError
+from taskweight.trainer import Trainer
+
+
+def _history(run):
+    with (run / "history.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_run_folder_outputs_and_learning(tmp_path, tiny_config):
+    cfg = tiny_config.model_copy(update={"epochs": 3})
+    result = Trainer(cfg, tmp_path / "run", show_progress=False).fit()
+    run = tmp_path / "run"
+    for name in ("metrics.json", "history.csv", "weights.csv", "config.yaml", "best.pt", "last.pt"):
+        assert (run / name).is_file(), name
+    assert any((run / "tensorboard").iterdir())
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("mAP", "mAP_coco", "mIoU", "geometric_mean"):
+        assert key in metrics["final"] and key in metrics["best"]
+    assert metrics["final_weights"] == {"det": 1.0, "seg": 1.0}
+    assert metrics["initial_loss_ratio_det_over_seg"] > 5
+    rows = _history(run)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert float(rows[-1]["train_loss_det"]) < float(rows[0]["train_loss_det"])
+    assert float(rows[-1]["train_loss_seg"]) < float(rows[0]["train_loss_seg"])
+    with (run / "weights.csv").open() as handle:
+        steps = list(csv.DictReader(handle))
+    assert len(steps) == 3 * math.ceil(24 / cfg.batch_size)
+    assert {k for k in steps[0]} == {"step", "epoch", "loss_det", "loss_seg", "weight_det", "weight_seg"}
+    assert result.metrics["epochs"] == 3
+
+
+def _state(run):
+    return torch.load(run / "last.pt", weights_only=True)["model"]
+
+
+def test_fixed_seed_is_reproducible_and_resume_continues_exactly(tmp_path, tiny_config):
+    straight = tmp_path / "straight"
+    Trainer(tiny_config, straight, show_progress=False).fit()
+    again = tmp_path / "again"
+    Trainer(tiny_config, again, show_progress=False).fit()
+    a, b = _state(straight), _state(again)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    resumed = tmp_path / "resumed"
+    Trainer(tiny_config.model_copy(update={"epochs": 1}), resumed, show_progress=False).fit()
+    Trainer(tiny_config, resumed, show_progress=False).fit(resume=True)
+    c = _state(resumed)
+    assert all(torch.equal(a[k], c[k]) for k in a), "a resumed run must end where the straight run ends"
+    h1, h2 = _history(straight), _history(resumed)
+    assert [r["val_geometric_mean"] for r in h1] == [r["val_geometric_mean"] for r in h2]
+    with (resumed / "weights.csv").open() as handle:
+        assert [int(r["step"]) for r in csv.DictReader(handle)] == list(range(2 * 3))
+
+
+def test_nan_loss_is_reported_with_step_and_task(tmp_path, tiny_config, monkeypatch):
+    trainer = Trainer(tiny_config, tmp_path / "nan", show_progress=False)
+    original = trainer.model.compute_losses
+
+    def poisoned(outputs, batch, details=None):
+        losses = original(outputs, batch, details)
+        losses["seg"] = losses["seg"] * float("nan")
+        return losses
+
+    monkeypatch.setattr(trainer.model, "compute_losses", poisoned)
+    with pytest.raises(TrainingError, match=r"epoch 1, step 0: the seg loss is nan"):
+        trainer.fit()
