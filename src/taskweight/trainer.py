@@ -183,13 +183,15 @@ class Trainer:
         if len(self.train_set) == 0:  # type: ignore[arg-type]
             raise TrainingError(f"split {config.data.train_split!r} of {config.data.root} is empty")
         anchors = None
-        if config.model.anchors is None and init_from is None:
+        init_state = None
+        if init_from is not None:
+            init_state = torch.load(init_from, map_location="cpu", weights_only=True)
+            anchors = init_state["model"]["det_head.anchors"]  # the transferred model keeps its anchors
+        elif config.model.anchors is None:
             anchors = cluster_anchors(self.train_set, config.model.num_anchors, config.seed)
         self.model = build_model(config, anchors).to(self.device)
-        if init_from is not None:
-            state = torch.load(init_from, map_location="cpu", weights_only=True)
-            self.model.det_head.anchors.resize_as_(state["model"]["det_head.anchors"])
-            self.model.load_state_dict(state["model"])
+        if init_state is not None:
+            self.model.load_state_dict(init_state["model"])
         self.strategy = strategy or weighting.get(config.method.name, tasks=self.model.tasks, **config.method.options)
         self.strategy.to(self.device)
         self.optimizer = build_optimizer(config, self.model, self.strategy)
