@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -56,6 +57,9 @@ def synth(
     single_label_fraction: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="fraction of images carrying only one label kind, as in real KITTI")
     ] = 0.0,
+    workers: Annotated[
+        Optional[int], typer.Option(min=1, help="rendering processes (default: all CPU cores); the output is identical whatever the number")
+    ] = None,
 ) -> None:
     """Generate procedural driving scenes with detection and segmentation labels.
 
@@ -72,7 +76,7 @@ def synth(
             bar = progress.add_task(f"{preset} → {out}", total=train + val + test)
             summary = generate_dataset(
                 out, preset=preset, train=train, val=val, test=test, seed=seed, size=_parse_size(size),
-                single_label_fraction=single_label_fraction,
+                single_label_fraction=single_label_fraction, workers=workers or os.cpu_count() or 1,
                 progress=lambda done, total: progress.update(bar, completed=done, total=total),
             )
     except (TaskweightError, ValueError) as exc:
@@ -249,6 +253,20 @@ def report(
     target.mkdir(parents=True, exist_ok=True)
     write_report(target, records)
     typer.echo((target / "table2.md").read_text())
+
+
+def _register_subcommands() -> None:
+    from taskweight.search.command import search
+
+    app.command(name="search")(search)
+    try:
+        from taskweight.data.command import data_app
+    except ImportError:  # pragma: no cover - the checker module is optional at import time
+        return
+    app.add_typer(data_app, name="data", help="inspect datasets: `taskweight data check` lists every problem")
+
+
+_register_subcommands()
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -9,6 +9,7 @@ with its error and the others go on. Results and the report are rewritten after 
 from __future__ import annotations
 
 import csv
+import os
 import time
 import traceback
 from collections.abc import Sequence
@@ -223,7 +224,8 @@ class BenchRunner:
             s = ds.synth
             self.console.print(f"generating {ds.name} ({s.preset}: {s.train}/{s.val}/{s.test}) in {root}")
             generate_dataset(root, preset=s.preset, train=s.train, val=s.val, test=s.test, seed=s.seed,
-                             size=s.size, single_label_fraction=s.single_label_fraction)
+                             size=s.size, single_label_fraction=s.single_label_fraction,
+                             workers=os.cpu_count() or 1)
         return root
 
     # ------------------------------------------------------------- cell kinds

@@ -1,0 +1,160 @@
+"""Time of one training step of every weighting strategy relative to ``equal``.
+
+All strategies are timed in the same process, interleaved (round r runs one step of every
+strategy, in an order rotated each round), each on its own copy of the same initial model
+and the same synth-kitti batch at the chosen preset, so machine noise hits every strategy
+alike. Reported: median step time, ratio to equal's median, and peak memory of a step
+(GPU: peak allocated bytes; CPU: peak RSS growth of a fresh subprocess running that strategy).
+
+    python benchmarks/step_overhead.py [--preset quick] [--rounds 15] [--methods equal gradnorm ...]
+              [--markdown FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from taskweight import weighting
+from taskweight.config import load_config
+from taskweight.data import collate_batch, open_dataset
+from taskweight.evaluate import batch_to_device
+from taskweight.synth import generate_dataset
+from taskweight.trainer import build_model, build_optimizer, cluster_anchors
+
+LOSS_ONLY = {"equal", "handcrafted", "dynamic_scaling", "uncertainty", "geometric", "weight_learning", "static", "async"}
+TARGETS = {**{m: 1.03 for m in LOSS_ONLY}, "gradnorm": 1.2, "pcgrad": 1.7, "mgda": 1.7}
+
+
+def _setup(preset: str, device_name: str, root: Path):
+    cfg = load_config(preset, overrides={"data": {"root": str(root)}})
+    if not (root / "synth.json").is_file():
+        generate_dataset(root, train=cfg.batch_size, val=1, test=1, seed=0)
+    device = torch.device("cuda" if device_name == "auto" and torch.cuda.is_available() else
+                          ("cpu" if device_name == "auto" else device_name))
+    dataset = open_dataset("kitti", root, "train", image_size=tuple(cfg.data.image_size))
+    batch = batch_to_device(collate_batch([dataset[i] for i in range(cfg.batch_size)]), device)
+    torch.manual_seed(0)
+    model = build_model(cfg, cluster_anchors(dataset, cfg.model.num_anchors, 0)).to(device)
+    return cfg, device, batch, model
+
+
+class Runner:
+    """One strategy with its own model copy and optimiser."""
+
+    def __init__(self, name: str, cfg, base_model: torch.nn.Module, device: torch.device) -> None:
+        self.name = name
+        self.model = copy.deepcopy(base_model).train()
+        self.strategy = weighting.get(name, tasks=self.model.tasks).to(device)
+        self.optimizer = build_optimizer(cfg, self.model, self.strategy)
+        self.shared = self.model.shared_parameters()
+        self.last = self.model.last_shared_layer
+        self.device = device
+
+    def step(self, batch: dict) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        start = time.perf_counter()
+        losses = self.model.compute_losses(self.model(batch["image"]), batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.strategy.backward(losses, self.shared, self.last)
+        self.optimizer.step()
+        self.strategy.on_step_end()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - start
+
+
+def memory_of(name: str, args: argparse.Namespace, root: Path) -> float:
+    """Peak memory (MiB) of steps of ``name``: GPU peak allocated, or CPU peak-RSS growth in a fresh process."""
+    cmd = [sys.executable, __file__, "--_memory-of", name, "--preset", args.preset, "--device", args.device,
+           "--_root", str(root)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return float(json.loads(out.strip().splitlines()[-1])["peak_mib"])
+
+
+def _memory_child(args: argparse.Namespace) -> None:
+    cfg, device, batch, model = _setup(args.preset, args.device, Path(args._root))
+    runner = Runner(args._memory_of, cfg, model, device)
+    runner.step(batch)  # allocate optimiser state etc. first
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(3):
+        runner.step(batch)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+        peak = max(peak, 0.0) + before  # report the absolute peak RSS; growth is printed by the parent
+    print(json.dumps({"peak_mib": peak}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="quick")
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--methods", nargs="*", default=None)
+    parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
+    parser.add_argument("--no-memory", action="store_true", help="skip the per-strategy memory subprocesses")
+    parser.add_argument("--_memory-of", dest="_memory_of", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--_root", dest="_root", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args._memory_of:
+        _memory_child(args)
+        return 0
+
+    methods = args.methods or weighting.available()
+    if "equal" not in methods:
+        methods = ["equal", *methods]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "synth-kitti"
+        cfg, device, batch, model = _setup(args.preset, args.device, root)
+        runners = [Runner(m, cfg, model, device) for m in methods]
+        for _ in range(args.warmup):
+            for r in runners:
+                r.step(batch)
+        times: dict[str, list[float]] = {m: [] for m in methods}
+        for round_index in range(args.rounds):
+            shift = round_index % len(runners)
+            for r in runners[shift:] + runners[:shift]:
+                times[r.name].append(r.step(batch))
+        memory = {} if args.no_memory else {m: memory_of(m, args, root) for m in methods}
+    base = statistics.median(times["equal"])
+    unit = "peak GPU MiB" if device.type == "cuda" else "peak RSS MiB"
+    lines = [
+        f"Step time relative to `equal` — preset {args.preset} (batch {cfg.batch_size}, "
+        f"{cfg.data.image_size[0]}×{cfg.data.image_size[1]}, width {cfg.model.width}), device {device}, "
+        f"{torch.get_num_threads()} threads, median of {args.rounds} interleaved rounds",
+        "",
+        f"| method | step (ms) | × equal | target | {unit} |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for m in methods:
+        med = statistics.median(times[m])
+        target = TARGETS.get(m)
+        mark = "" if target is None or med / base <= target else " ✗"
+        mem = f"{memory[m]:.0f}" if m in memory else "—"
+        lines.append(f"| {m} | {med * 1000:.1f} | {med / base:.2f}{mark} | "
+                     f"{'≤ %.2f' % target if target else '—'} | {mem} |")
+    text = "\n".join(lines)
+    print(text)
+    if args.markdown:
+        args.markdown.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

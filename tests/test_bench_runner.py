@@ -1,0 +1,80 @@
+"""The bench runner end to end on a tiny preset: files, resume, failing cells."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from taskweight.bench import BenchRunner, load_bench_preset
+from taskweight.cli import app
+
+EXPECTED_FILES = ["results.json", "results.csv", "table2.md", "table1.md", "summary.json", "gm_by_method.png",
+                  "weights_over_training.png"]
+
+
+@pytest.fixture(scope="module")
+def bench_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    preset = load_bench_preset("tiny").model_copy(update={
+        "methods": ["equal", "meta", "static"],
+        # a cell that raises: negative static weights are rejected when the strategy is built
+        "method_options": {"static": {"weights": {"det": -1.0, "seg": 1.0}}},
+    })
+    out = tmp_path_factory.mktemp("bench")
+    BenchRunner(preset, out, seeds=2, show_progress=False).run()
+    return out
+
+
+def test_every_file_is_written_and_failures_are_reported(bench_out: Path):
+    for name in EXPECTED_FILES:
+        assert (bench_out / name).is_file(), name
+    records = json.loads((bench_out / "results.json").read_text())["records"]
+    by_status: dict[str, list] = {}
+    for r in records:
+        by_status.setdefault(r["status"], []).append((r["method"], r["seed"]))
+    assert sorted(by_status["ok"]) == [("equal", 0), ("equal", 1), ("meta", 0), ("meta", 1)]
+    assert sorted(by_status["failed"]) == [("static", 0), ("static", 1)]
+    failed = next(r for r in records if r["status"] == "failed")
+    assert "must be >= 0" in failed["error"]
+    assert (bench_out / "cells/synth-tiny/static/seed0/error.txt").read_text().count("Traceback") == 1
+    meta = next(r for r in records if r["method"] == "meta")
+    assert meta["epochs"] == 2  # budget 2 × 1 epoch per evaluation
+    assert set(meta["weights"]) == {"det", "seg"}
+    table = (bench_out / "table2.md").read_text()
+    assert "synth-tiny" in table and "±" in table
+
+
+def test_rerun_skips_finished_cells(bench_out: Path):
+    ok_cell = bench_out / "cells/synth-tiny/equal/seed0/cell.json"
+    before = ok_cell.stat().st_mtime_ns
+    preset = load_bench_preset("tiny").model_copy(update={"methods": ["equal", "meta"]})
+    records = BenchRunner(preset, bench_out, seeds=2, show_progress=False).run()
+    assert ok_cell.stat().st_mtime_ns == before
+    assert {r.status for r in records} == {"ok"}
+
+
+def test_cli_exit_status_is_nonzero_when_a_cell_fails(bench_out: Path, tmp_path: Path):
+    preset_file = tmp_path / "bench.yaml"
+    preset_file.write_text(
+        "train_preset: tiny\n"
+        "train_overrides: {epochs: 1}\n"
+        "methods: [static]\n"
+        "method_options: {static: {weights: {det: -1, seg: 1}}}\n"
+        "datasets:\n"
+        f"  - {{name: synth-tiny, format: kitti, root: {bench_out / 'data' / 'synth-tiny'}}}\n"
+    )
+    result = CliRunner().invoke(app, ["bench", "--preset", str(preset_file), "--out", str(tmp_path / "o"),
+                                      "--no-progress"])
+    assert result.exit_code == 1
+    assert "failed" in result.output
+
+
+def test_bench_preset_errors_name_the_option(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seeds: 0\ndatasets: []\n")
+    from taskweight.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="option 'seeds'"):
+        load_bench_preset(bad)
