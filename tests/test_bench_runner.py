@@ -78,3 +78,19 @@ def test_bench_preset_errors_name_the_option(tmp_path: Path):
 
     with pytest.raises(ConfigError, match="option 'seeds'"):
         load_bench_preset(bad)
+
+
+def test_parallel_jobs_give_the_same_results_as_one_after_another(bench_out: Path, tmp_path: Path):
+    from taskweight.bench.runner import BenchDataset
+
+    root = bench_out / "data" / "synth-tiny"
+    preset = load_bench_preset("tiny").model_copy(update={
+        "methods": ["equal"], "datasets": [BenchDataset(name="synth-tiny", format="kitti", root=root)]})
+    records = BenchRunner(preset, tmp_path / "par", seeds=2, jobs=2, show_progress=False).run()
+    serial = {(r["seed"]): r for r in json.loads((bench_out / "results.json").read_text())["records"]
+              if r["method"] == "equal"}
+    assert len(records) == 2
+    for r in records:
+        assert r.status == "ok"
+        assert r.mAP == pytest.approx(serial[r.seed]["mAP"], abs=1e-6)
+        assert r.mIoU == pytest.approx(serial[r.seed]["mIoU"], abs=1e-6)

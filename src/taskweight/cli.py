@@ -204,6 +204,7 @@ def bench(
     seeds: Annotated[Optional[int], typer.Option(min=1, help="number of seeds per (dataset, method)")] = None,
     root: Annotated[Optional[list[str]], typer.Option("--root", help="dataset root for a non-synthetic dataset: NAME=DIR (repeatable)")] = None,
     progress: Annotated[bool, typer.Option(help="show the progress display")] = True,
+    jobs: Annotated[int, typer.Option(min=1, help="cells run at once in separate processes (they share the CPU cores and the GPU)")] = 1,
 ) -> None:
     """Run the paper's Table II: every (dataset, method, seed) cell, scored on the test split.
 
@@ -216,7 +217,7 @@ def bench(
     try:
         runner = BenchRunner(
             load_bench_preset(preset), out, datasets=_split_list(datasets), methods=_split_list(methods), seeds=seeds,
-            roots=_parse_roots(root), show_progress=progress, console=console,
+            roots=_parse_roots(root), show_progress=progress, console=console, jobs=jobs,
         )
         records = runner.run()
     except TaskweightError as exc:

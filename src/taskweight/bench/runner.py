@@ -117,7 +117,11 @@ class BenchRunner:
         roots: dict[str, Path] | None = None,
         show_progress: bool = True,
         console: Console | None = None,
+        jobs: int = 1,
     ) -> None:
+        if jobs < 1:
+            raise ConfigError(f"option '--jobs' must be >= 1, got {jobs}")
+        self.jobs = jobs
         self.preset = preset
         self.out_dir = Path(out_dir)
         self.console = console or Console(stderr=True)
@@ -168,21 +172,57 @@ class BenchRunner:
             self.console.print(f"{len(cells) - len(pending)} of {len(cells)} cells already finished in {self.out_dir}: skipped")
         columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
+        for ds in {d.name: d for d, _, _ in pending}.values():
+            self.ensure_data(ds)  # once, before any cell (and any worker process) needs it
+
+        def finished(record: CellRecord) -> None:
+            records[record.key] = record
+            if record.status != "ok":
+                self.console.print(f"[red]cell {record.dataset}/{record.method}/seed{record.seed} failed:[/] {record.error}")
+            save_results(self.out_dir, list(records.values()))
+            write_report(self.out_dir, list(records.values()))
+
         with Progress(*columns, console=self.console, disable=not self.show_progress) as progress:
             bar = progress.add_task("cells", total=len(cells), completed=len(cells) - len(pending), info="")
-            for i, (ds, method, seed) in enumerate(pending):
-                progress.update(bar, info=f"running {ds.name}/{method}/seed{seed}; {len(pending) - i - 1} left after it")
-                record = self.run_cell(ds, method, seed)
-                records[record.key] = record
-                if record.status != "ok":
-                    self.console.print(f"[red]cell {ds.name}/{method}/seed{seed} failed:[/] {record.error}")
-                save_results(self.out_dir, list(records.values()))
-                write_report(self.out_dir, list(records.values()))
-                progress.update(bar, advance=1)
+            if self.jobs <= 1 or len(pending) <= 1:
+                for i, (ds, method, seed) in enumerate(pending):
+                    progress.update(bar, info=f"running {ds.name}/{method}/seed{seed}; {len(pending) - i - 1} left after it")
+                    finished(self.run_cell(ds, method, seed))
+                    progress.update(bar, advance=1)
+            else:
+                self._run_parallel(pending, progress, bar, finished)
         all_records = list(records.values())
         save_results(self.out_dir, all_records)
         write_report(self.out_dir, all_records)
         return all_records
+
+    def _run_parallel(self, pending: list[tuple[BenchDataset, str, int]], progress: Progress, bar: Any,
+                      finished: Any) -> None:
+        """Run cells in ``jobs`` spawned processes sharing the machine (and its GPU, if any)."""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        threads = max(1, (os.cpu_count() or 1) // self.jobs)
+        state = self.preset.model_dump(mode="json")
+        with ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {
+                pool.submit(_run_cell_in_worker, state, str(self.out_dir), ds.model_dump(mode="json"), method, seed,
+                            threads): (ds, method, seed)
+                for ds, method, seed in pending
+            }
+            left = len(futures)
+            progress.update(bar, info=f"{min(self.jobs, left)} running, {left} left")
+            for future in as_completed(futures):
+                ds, method, seed = futures[future]
+                try:
+                    record = future.result()
+                except Exception as exc:  # noqa: BLE001 - a worker that died is a failed cell
+                    record = CellRecord(dataset=ds.name, method=method, seed=seed, status="failed",
+                                        error=f"{type(exc).__name__}: {exc}",
+                                        run_dir=str(self.cell_dir(ds.name, method, seed).relative_to(self.out_dir)))
+                finished(record)
+                left -= 1
+                progress.update(bar, advance=1, info=f"{min(self.jobs, left)} running, {left} left")
 
     def run_cell(self, ds: BenchDataset, method: str, seed: int) -> CellRecord:
         cell_dir = self.cell_dir(ds.name, method, seed)
@@ -270,6 +310,16 @@ class BenchRunner:
         record.geometric_mean = test.get("geometric_mean")
         record.mAP_coco = test.get("mAP_coco")
         record.val = dict(val or {})
+
+
+def _run_cell_in_worker(preset: dict[str, Any], out_dir: str, dataset: dict[str, Any], method: str, seed: int,
+                        threads: int) -> CellRecord:
+    """One cell in a worker process of ``BenchRunner(jobs=N)``."""
+    import torch
+
+    torch.set_num_threads(threads)
+    runner = BenchRunner(BenchPreset.model_validate(preset), out_dir, show_progress=False)
+    return runner.run_cell(BenchDataset.model_validate(dataset), method, seed)
 
 
 def read_weight_history(path: Path, max_points: int = MAX_HISTORY_POINTS) -> list[Any]:
