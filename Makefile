@@ -1,5 +1,5 @@
 # Two entry points for a fresh machine:
-#   make demo  -> creates .venv, installs taskweight, generates synth-kitti and trains on it
+#   make demo  -> creates .venv, installs taskweight, runs the quick benchmark (all nine methods on synth-kitti)
 #   make test  -> creates .venv if needed, installs with test extras, runs pytest
 PYTHON ?= python3
 VENV ?= .venv
@@ -19,9 +19,8 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/taskweight synth --preset synth-kitti --out $(DEMO_DIR)/synth-kitti --train 800 --val 200 --test 200 --seed 0
-	$(BIN)/taskweight train --data $(DEMO_DIR)/synth-kitti --format kitti --preset quick --method equal --out $(DEMO_DIR)/equal
-	$(BIN)/taskweight evaluate $(DEMO_DIR)/equal --split test
+	$(BIN)/taskweight bench --preset quick --out $(DEMO_DIR)
+	@echo; echo "== $(DEMO_DIR)/table2.md"; cat $(DEMO_DIR)/table2.md
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -9,6 +9,14 @@ dict items:
 - ``seg``: int64 H x W (0 void, 1 road, 2 sidewalk, 255 no label);
 - ``has_det`` / ``has_seg``: bool, whether the image is labelled for each task; ``name``: str.
 
+Formats: ``kitti`` (:mod:`taskweight.data.kitti`), ``cityscapes``
+(:mod:`taskweight.data.cityscapes`), ``woodscape`` (:mod:`taskweight.data.woodscape`).
+Their class mappings are YAML data in ``taskweight/data/mappings/{format}.yaml``; ``mapping=``
+takes a dict or a YAML path merged over them.  Every format honours ``on_error`` ("raise":
+the first bad input is a :class:`~taskweight.errors.DataFormatError` naming file and line;
+"skip": bad samples are dropped, listed in ``dataset.skipped`` / ``dataset.problems`` and
+warned about).  :func:`taskweight.data.check.check_dataset` lists every problem of a dataset.
+
 :func:`collate_batch` stacks them.  Other formats register a factory with
 :func:`register_format`; a factory is called as
 ``factory(root, split, image_size=..., augment=..., on_error=..., mapping=..., cache=..., **options)``.
@@ -21,8 +29,11 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from taskweight.data.cityscapes import CityscapesDataset
 from taskweight.data.collate import collate_batch
+from taskweight.data.common import DEFAULT_SPLIT_SEED, default_mapping, merged_mapping, seeded_split
 from taskweight.data.kitti import DEFAULT_MAPPING, KittiDataset, resolve_mapping, resolve_split
+from taskweight.data.woodscape import WoodScapeDataset
 from taskweight.data.kitti_labels import KittiObject, parse_label_file, parse_label_line
 
 DatasetFactory = Callable[..., Dataset]
@@ -50,7 +61,7 @@ def open_dataset(
     image_size: tuple[int, int] | None = None,
     augment: bool = False,
     on_error: str = "raise",
-    mapping: dict | None = None,
+    mapping: dict | str | Path | None = None,
     cache: bool = False,
     **options,
 ) -> Dataset:
@@ -68,8 +79,11 @@ def open_dataset(
 
 
 register_format("kitti", KittiDataset)
+register_format("cityscapes", CityscapesDataset)
+register_format("woodscape", WoodScapeDataset)
 
 __all__ = [
-    "DEFAULT_MAPPING", "KittiDataset", "KittiObject", "available_formats", "collate_batch", "open_dataset",
-    "parse_label_file", "parse_label_line", "register_format", "resolve_mapping", "resolve_split",
+    "DEFAULT_MAPPING", "DEFAULT_SPLIT_SEED", "CityscapesDataset", "KittiDataset", "KittiObject", "WoodScapeDataset",
+    "available_formats", "collate_batch", "default_mapping", "merged_mapping", "open_dataset", "parse_label_file",
+    "parse_label_line", "register_format", "resolve_mapping", "resolve_split", "seeded_split",
 ]

@@ -1,26 +1,43 @@
-"""KITTI-layout dataset: object labels (``label_2``) and semantic label ids (``semantic``).
+"""KITTI-layout dataset: object labels (``label_2``) and semantic labels (``semantic``).
 
 Layout under ``root``::
 
     training/image_2/NAME.png     RGB image (required)
     training/label_2/NAME.txt     KITTI object labels -> the sample is labelled for detection
-    training/semantic/NAME.png    8-bit Cityscapes labelIds -> the sample is labelled for segmentation
-    splits/SPLIT.txt              one NAME per line (``split="all"``: every image)
+    training/semantic/NAME.png    semantic mask -> the sample is labelled for segmentation
+    splits/SPLIT.txt              one NAME per line (optional)
 
 Real KITTI covers the two tasks with different images (7481 object labels, a few hundred
 semantic masks); a sample carries whatever exists and says so in ``has_det`` / ``has_seg``.
+An image with neither labels, a label without its image, malformed lines, unknown classes,
+boxes with right <= left or outside the image (1 pixel tolerance, then clipped), corrupt
+PNGs and masks of another size are problems: raised (``on_error="raise"``) or counted,
+listed in ``skipped`` / ``problems`` and warned about (``on_error="skip"``).
 
-Class mapping (:data:`DEFAULT_MAPPING`, overridable with ``mapping=``):
+Splits: ``splits/SPLIT.txt`` wins when present; ``"all"`` is every image; a raw download
+without any split file (``training/image_2`` + ``label_2`` [+ ``semantic``]) is cut 60/20/20
+into train/val/test by :func:`~taskweight.data.common.seeded_split` with ``split_seed``
+(default 0), separately for the images with detection labels only, segmentation labels
+only, both, and none, so every split gets its share of each kind.
+
+Semantic masks are either single-channel Cityscapes labelIds (the KITTI semantics
+benchmark) or RGB colour-coded masks (the 11-class set: road (128,64,128), sidewalk
+(0,0,192), black (0,0,0) = no label (255), every other colour void).
+``semantic_encoding="auto"`` (default) reads colour masks when every PNG of the semantic
+folder is RGB(A) and label ids otherwise; ``"ids"`` / ``"color"`` force one.
+
+Class mapping (:file:`mappings/kitti.yaml`, :data:`DEFAULT_MAPPING`; override with
+``mapping=`` a dict or YAML path):
 
 - detection: Car, Van -> car; Pedestrian, Person_sitting -> pedestrian; Cyclist -> cyclist;
   DontCare -> ``ignore_boxes`` (detections there are not penalised); Truck, Tram, Misc are
   not used (dropped, neither targets nor ignore regions); any other type is an error.
-- segmentation: label id 7 (road) -> road, 8 (sidewalk) -> sidewalk, every other id -> void.
+- segmentation: label id 7 (road) -> road, 8 (sidewalk) -> sidewalk, every other id -> void;
+  ``colors`` maps the colour-coded masks.
 """
 
 from __future__ import annotations
 
-import copy
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,31 +50,23 @@ from torch.utils.data import Dataset
 
 from taskweight.classes import DET_CLASSES, IGNORE_INDEX, SEG_CLASSES
 from taskweight.data import transforms as T
-from taskweight.data.kitti_labels import parse_label_file
+from taskweight.data.common import (
+    DEFAULT_SPLIT_SEED, SINGLE_CHANNEL, check_box, check_options, color_table, default_mapping, map_colors,
+    merged_mapping, read_split_file, seeded_split, verify_png,
+)
+from taskweight.data.kitti_labels import parse_label_line
 from taskweight.errors import DataFormatError
 
 IGNORE = "ignore"
 
-DEFAULT_MAPPING: dict[str, dict[Any, str | None]] = {
-    "detection": {
-        "Car": "car",
-        "Van": "car",
-        "Pedestrian": "pedestrian",
-        "Person_sitting": "pedestrian",
-        "Cyclist": "cyclist",
-        "DontCare": IGNORE,
-        "Truck": None,
-        "Tram": None,
-        "Misc": None,
-    },
-    # Cityscapes labelIds; ids not listed map to "void".
-    "segmentation": {7: "road", 8: "sidewalk"},
-}
+DEFAULT_MAPPING: dict[str, dict[Any, str | None]] = default_mapping("kitti")
 """KITTI type -> detection class name, ``"ignore"`` (DontCare region) or ``None`` (not used);
-semantic label id -> segmentation class name (``"ignore"`` gives 255)."""
+semantic label id -> segmentation class name (``"ignore"`` gives 255); ``"R,G,B"`` colour ->
+segmentation class.  Read from ``data/mappings/kitti.yaml``."""
 
 IMAGE_DIR, LABEL_DIR, SEMANTIC_DIR, SPLIT_DIR = "training/image_2", "training/label_2", "training/semantic", "splits"
 ON_ERROR = ("raise", "skip")
+SEMANTIC_ENCODINGS = ("auto", "ids", "color")
 
 
 @dataclass(frozen=True)
@@ -80,18 +89,22 @@ class _Sample:
 
 
 # --------------------------------------------------------------------------------- mapping
-def resolve_mapping(mapping: dict | None = None) -> tuple[dict[str, int | str | None], np.ndarray]:
-    """Merge ``mapping`` into :data:`DEFAULT_MAPPING`; return (type -> class index | "ignore" |
-    None, 256-entry label-id lookup table)."""
-    merged = copy.deepcopy(DEFAULT_MAPPING)
-    for key, value in (mapping or {}).items():
-        if key not in merged:
-            raise ValueError(f"mapping: unknown key {key!r}, expected 'detection' and/or 'segmentation'")
-        if not isinstance(value, dict):
-            raise ValueError(f"mapping[{key!r}] must be a dict")
-        merged[key].update(value)
+def _merged(mapping: dict | str | Path | None) -> dict[str, Any]:
+    if isinstance(mapping, dict):
+        for key, value in mapping.items():
+            if key in ("inherit", "description", "name"):
+                continue
+            if key not in DEFAULT_MAPPING:
+                raise ValueError(f"mapping: unknown key {key!r}, expected 'detection', 'segmentation' and/or 'colors'")
+    return merged_mapping("kitti", mapping)
+
+
+def resolve_mapping(mapping: dict | str | Path | None = None) -> tuple[dict[str, int | str | None], np.ndarray]:
+    """Merge ``mapping`` (dict or YAML path) into :data:`DEFAULT_MAPPING`; return (type -> class
+    index | "ignore" | None, 256-entry label-id lookup table)."""
+    merged = _merged(mapping)
     det: dict[str, int | str | None] = {}
-    for kitti_type, target in merged["detection"].items():
+    for kitti_type, target in (merged.get("detection") or {}).items():
         if target is None or target == IGNORE:
             det[str(kitti_type)] = target
         elif target in DET_CLASSES:
@@ -100,8 +113,8 @@ def resolve_mapping(mapping: dict | None = None) -> tuple[dict[str, int | str | 
             raise ValueError(f"mapping['detection'][{kitti_type!r}] = {target!r}: expected one of "
                              f"{list(DET_CLASSES)}, 'ignore' or None")
     lut = np.zeros(256, np.uint8)  # void
-    for label_id, target in merged["segmentation"].items():
-        if not isinstance(label_id, (int, np.integer)) or not 0 <= int(label_id) <= 255:
+    for label_id, target in (merged.get("segmentation") or {}).items():
+        if isinstance(label_id, bool) or not isinstance(label_id, (int, np.integer)) or not 0 <= int(label_id) <= 255:
             raise ValueError(f"mapping['segmentation'] key {label_id!r} must be a label id in 0..255")
         if target == IGNORE:
             lut[int(label_id)] = IGNORE_INDEX
@@ -113,39 +126,42 @@ def resolve_mapping(mapping: dict | None = None) -> tuple[dict[str, int | str | 
     return det, lut
 
 
+def resolve_color_mapping(mapping: dict | str | Path | None = None) -> dict[int, int]:
+    """Packed 0xRRGGBB -> segmentation class of the colour-coded masks."""
+    return color_table(_merged(mapping).get("colors") or {})
+
+
 # --------------------------------------------------------------------------------- splits
-def resolve_split(root: Path, split: str) -> list[SplitEntry]:
-    """Names of a split: ``root/splits/SPLIT.txt`` if it exists, every image for ``"all"``.
+def _has_split_files(root: Path) -> bool:
+    return (root / SPLIT_DIR).is_dir() and any((root / SPLIT_DIR).glob("*.txt"))
+
+
+def resolve_split(root: Path, split: str, *, seed: int = DEFAULT_SPLIT_SEED) -> list[SplitEntry]:
+    """Names of a split: ``root/splits/SPLIT.txt`` if it exists, every image (and orphan
+    label) for ``"all"``, a seeded 60/20/20 train/val/test split when the dataset has no split
+    files at all (stratified by label kind, see the module docstring).
 
     The one place that decides which images form a split (extend here for other schemes).
     """
+    root = Path(root)
     image_dir = root / IMAGE_DIR
     split_file = root / SPLIT_DIR / f"{split}.txt"
     if split_file.is_file():
-        entries, seen = [], {}
-        try:
-            text = split_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DataFormatError(split_file, f"cannot read split file: {exc}") from None
-        for no, line in enumerate(text.splitlines(), start=1):
-            token = line.strip()
-            if not token or token.startswith("#"):
-                continue
-            if len(token.split()) != 1:
-                raise DataFormatError(split_file, f"expected one image name per line, got {token!r}", line=no)
-            name = token[:-4] if token.endswith(".png") else token
-            if name in seen:
-                raise DataFormatError(split_file, f"{name!r} is listed twice (first on line {seen[name]})", line=no)
-            seen[name] = no
-            entries.append(SplitEntry(name, split_file, no))
-        if not entries:
-            raise DataFormatError(split_file, "split file lists no images")
-        return entries
-    if split == "all":
-        names = sorted(p.stem for p in image_dir.glob("*.png"))
-        if not names:
+        return [SplitEntry(name, split_file, no) for name, no in read_split_file(split_file)]
+    if split == "all" or (split in ("train", "val", "test") and not _has_split_files(root)):
+        images = {p.stem for p in image_dir.glob("*.png")}
+        labels = {p.stem for p in (root / LABEL_DIR).glob("*.txt")}
+        masks = {p.stem for p in (root / SEMANTIC_DIR).glob("*.png")}
+        names = images | labels | masks
+        if not images:
             raise DataFormatError(image_dir, "no PNG images found")
-        return [SplitEntry(n) for n in names]
+        groups: dict[tuple[bool, bool], list[str]] = {}
+        for n in names:
+            groups.setdefault((n in labels, n in masks), []).append(n)
+        chosen = []
+        for key in sorted(groups):
+            chosen += seeded_split(groups[key], split, seed)
+        return [SplitEntry(n) for n in sorted(chosen)]
     available = sorted(p.stem for p in (root / SPLIT_DIR).glob("*.txt")) if (root / SPLIT_DIR).is_dir() else []
     raise DataFormatError(split_file, f"split file not found (available splits: {available + ['all']})")
 
@@ -188,24 +204,59 @@ def load_label_ids(path: Path) -> np.ndarray:
     return ids.astype(np.uint8, copy=False)
 
 
+def load_color_mask(path: Path, table: dict[int, int]) -> np.ndarray:
+    """H x W uint8 classes of an RGB(A) colour-coded mask (see :func:`resolve_color_mapping`)."""
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("RGB", "RGBA", "P"):
+                raise DataFormatError(path, f"expected an RGB colour-coded mask, got mode {im.mode}")
+            rgb = np.asarray(im.convert("RGB"))
+    except DataFormatError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataFormatError(path, f"cannot decode semantic PNG: {exc}") from None
+    return map_colors(rgb, table)
+
+
+def parse_label_lines(path: Path) -> tuple[list, list[DataFormatError]]:
+    """(objects, problems) of a KITTI label file: every malformed line is a problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        return [], [DataFormatError(path, f"not a text file ({exc.reason} at byte {exc.start})")]
+    except OSError as exc:
+        return [], [DataFormatError(path, f"cannot read label file: {exc.strerror or exc}")]
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    objects, problems = [], []
+    for no, line in enumerate(lines, start=1):
+        try:
+            objects.append(parse_label_line(line, path, no))
+        except DataFormatError as exc:
+            problems.append(exc)
+    return objects, problems
+
+
 # --------------------------------------------------------------------------------- dataset
 class KittiDataset(Dataset):
     """Detection + segmentation samples of a KITTI-layout directory.
 
     Labels, split names, image and mask sizes are checked when the dataset is opened;
-    ``on_error="skip"`` drops the offending samples (listed in ``skipped``) instead of
-    raising.  A PNG that turns out to be corrupt when decoded raises either way.
+    ``on_error="skip"`` drops the offending samples (listed in ``skipped`` as (name,
+    message) and in ``problems`` as errors with path and line) instead of raising.
+    ``verify="crc"`` (default with ``"skip"``) reads every PNG completely at opening so a
+    truncated file is skipped too; with ``"header"`` (default with ``"raise"``) a PNG that
+    turns out to be corrupt when decoded raises when its sample is loaded.
     """
 
     def __init__(self, root: str | Path, split: str = "train", *, image_size: tuple[int, int] | None = None,
-                 augment: bool = False, on_error: str = "raise", mapping: dict | None = None,
-                 cache: bool = False) -> None:
-        if on_error not in ON_ERROR:
-            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
-        if image_size is not None:
-            if len(tuple(image_size)) != 2 or min(int(v) for v in image_size) <= 0:
-                raise ValueError(f"image_size must be (height, width) > 0, got {image_size!r}")
-            image_size = (int(image_size[0]), int(image_size[1]))
+                 augment: bool = False, on_error: str = "raise", mapping: dict | str | Path | None = None,
+                 cache: bool = False, split_seed: int = DEFAULT_SPLIT_SEED, semantic_encoding: str = "auto",
+                 verify: str | None = None) -> None:
+        image_size, self.verify = check_options(on_error, image_size, verify)
+        if semantic_encoding not in SEMANTIC_ENCODINGS:
+            raise ValueError(f"semantic_encoding must be one of {SEMANTIC_ENCODINGS}, got {semantic_encoding!r}")
         self.root = Path(root)
         self.split = split
         self.image_size = image_size
@@ -213,19 +264,24 @@ class KittiDataset(Dataset):
         self.on_error = on_error
         self.cache = cache
         self.det_map, self.seg_lut = resolve_mapping(mapping)
+        self.color_table = resolve_color_mapping(mapping)
         self.skipped: list[tuple[str, str]] = []
+        self.problems: list[DataFormatError] = []
         if not self.root.is_dir():
             raise DataFormatError(self.root, "dataset root not found")
         if not (self.root / IMAGE_DIR).is_dir():
             raise DataFormatError(self.root / IMAGE_DIR, "image directory not found (expected the KITTI layout)")
+        self.semantic_encoding = self._encoding(semantic_encoding)
         self.samples: list[_Sample] = []
-        for entry in resolve_split(self.root, split):
-            try:
-                self.samples.append(self._index(entry))
-            except DataFormatError as exc:
-                if on_error == "raise":
-                    raise
-                self.skipped.append((entry.name, str(exc)))
+        for entry in resolve_split(self.root, split, seed=split_seed):
+            sample, problems = self._index(entry)
+            if not problems:
+                self.samples.append(sample)
+                continue
+            if on_error == "raise":
+                raise problems[0]
+            self.skipped.append((entry.name, str(problems[0])))
+            self.problems.extend(problems)
         if self.skipped:
             warnings.warn(f"{self.root} [{split}]: skipped {len(self.skipped)} bad sample(s), first: "
                           f"{self.skipped[0][1]}", stacklevel=2)
@@ -233,21 +289,60 @@ class KittiDataset(Dataset):
             raise DataFormatError(self.root, f"split {split!r} has no usable samples")
         self._cache: dict[int, dict[str, Any]] = {}
 
+    def _encoding(self, requested: str) -> str:
+        if requested != "auto":
+            return requested
+        modes = set()
+        for p in sorted((self.root / SEMANTIC_DIR).glob("*.png")):
+            try:
+                with Image.open(p) as im:
+                    modes.add(im.mode)
+            except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+                continue  # reported when the sample is indexed
+        return "color" if modes and modes <= {"RGB", "RGBA"} else "ids"
+
     # ----------------------------------------------------------------- indexing
-    def _index(self, entry: SplitEntry) -> _Sample:
+    def _index(self, entry: SplitEntry) -> tuple[_Sample | None, list[DataFormatError]]:
         image = self.root / IMAGE_DIR / f"{entry.name}.png"
-        if not image.is_file():
-            where = entry.source if entry.source is not None else image
-            raise DataFormatError(where, f"image {IMAGE_DIR}/{entry.name}.png not found", line=entry.line)
-        size, _mode = _image_size(image)
         label = self.root / LABEL_DIR / f"{entry.name}.txt"
         semantic = self.root / SEMANTIC_DIR / f"{entry.name}.png"
-        boxes, labels, ignore = [], [], []
+        try:
+            if not image.is_file():
+                if entry.source is not None:
+                    raise DataFormatError(entry.source, f"image {IMAGE_DIR}/{entry.name}.png not found",
+                                          line=entry.line)
+                orphan = label if label.is_file() else semantic
+                raise DataFormatError(orphan, f"label without its image: {IMAGE_DIR}/{entry.name}.png not found")
+            size, _mode = _image_size(image)
+            if self.verify == "crc":
+                verify_png(image, "image")
+            if not label.is_file() and not semantic.is_file():
+                raise DataFormatError(image, f"image without labels: neither {LABEL_DIR}/{entry.name}.txt nor "
+                                             f"{SEMANTIC_DIR}/{entry.name}.png found")
+            if semantic.is_file():
+                sem_size, mode = _image_size(semantic)
+                if sem_size != size:
+                    raise DataFormatError(semantic, f"semantic mask is {sem_size[1]}x{sem_size[0]} (WxH) but image "
+                                                    f"{entry.name}.png is {size[1]}x{size[0]}")
+                if self.semantic_encoding == "ids" and mode not in SINGLE_CHANNEL:
+                    raise DataFormatError(semantic, f"expected a single-channel PNG of label ids, got mode {mode} "
+                                                    "(colour-coded masks: semantic_encoding='color')")
+                if self.semantic_encoding == "color" and mode not in ("RGB", "RGBA", "P"):
+                    raise DataFormatError(semantic, f"expected an RGB colour-coded mask, got mode {mode}")
+                if self.verify == "crc":
+                    verify_png(semantic, "semantic PNG")
+            else:
+                semantic = None
+        except DataFormatError as exc:
+            return None, [exc]
+        boxes, labels, ignore, problems = [], [], [], []
         if label.is_file():
-            for obj in parse_label_file(label):
+            objects, problems = parse_label_lines(label)
+            for obj in objects:
                 if obj.type not in self.det_map:
-                    raise DataFormatError(label, f"unknown class {obj.type!r} (known: {sorted(self.det_map)}; "
-                                                 "extend the mapping to use it)", line=obj.line)
+                    problems.append(DataFormatError(label, f"unknown class {obj.type!r} (known: {sorted(self.det_map)}; "
+                                                           "extend the mapping to use it)", line=obj.line))
+                    continue
                 target = self.det_map[obj.type]
                 if target is None:
                     continue
@@ -255,23 +350,22 @@ class KittiDataset(Dataset):
                     if obj.box[2] > obj.box[0] and obj.box[3] > obj.box[1]:
                         ignore.append(obj.box)
                     continue
-                boxes.append(obj.box)
+                try:
+                    box = check_box(obj.box, size, label, obj.line)
+                except DataFormatError as exc:
+                    problems.append(exc)
+                    continue
+                boxes.append(box)
                 labels.append(target)
         else:
             label = None
-        if semantic.is_file():
-            sem_size, mode = _image_size(semantic)
-            if sem_size != size:
-                raise DataFormatError(semantic, f"semantic mask is {sem_size[1]}x{sem_size[0]} (WxH) but image "
-                                                f"{entry.name}.png is {size[1]}x{size[0]}")
-            if mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L"):
-                raise DataFormatError(semantic, f"expected a single-channel PNG of label ids, got mode {mode}")
-        else:
-            semantic = None
+        if problems:
+            problems.sort(key=lambda e: e.line or 0)
+            return None, problems
         return _Sample(name=entry.name, image=image, label=label, semantic=semantic, size=size,
                        boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
                        labels=np.asarray(labels, np.int64).reshape(-1),
-                       ignore=np.asarray(ignore, np.float32).reshape(-1, 4))
+                       ignore=np.asarray(ignore, np.float32).reshape(-1, 4)), []
 
     # ----------------------------------------------------------------- items
     def __len__(self) -> int:
@@ -285,28 +379,37 @@ class KittiDataset(Dataset):
         """Decoded (and resized) sample with a uint8 image; cached when ``cache``."""
         if self.cache and index in self._cache:
             return self._cache[index]
+        item = self.load_raw(index)
+        if self.image_size is not None:
+            item = T.resize(item, self.image_size)
+        if self.cache:
+            self._cache[index] = item
+        return item
+
+    def load_raw(self, index: int) -> dict[str, Any]:
+        """Decoded sample at its original size (uint8 image 3 x H x W, uint8 seg, boxes)."""
         s = self.samples[index]
         rgb = load_rgb(s.image)
         if rgb.shape[:2] != s.size:
             raise DataFormatError(s.image, f"image changed size since the dataset was opened: {rgb.shape[:2]}")
         if s.semantic is not None:
-            ids = load_label_ids(s.semantic)
-            if ids.shape != rgb.shape[:2]:
-                raise DataFormatError(s.semantic, f"semantic mask is {ids.shape[1]}x{ids.shape[0]} (WxH) but the "
-                                                  f"image is {rgb.shape[1]}x{rgb.shape[0]}")
-            seg = torch.from_numpy(self.seg_lut[ids])
+            if self.semantic_encoding == "color":
+                classes = load_color_mask(s.semantic, self.color_table)
+            else:
+                classes = self.seg_lut[load_label_ids(s.semantic)]
+            if classes.shape != rgb.shape[:2]:
+                raise DataFormatError(s.semantic, f"semantic mask is {classes.shape[1]}x{classes.shape[0]} (WxH) but "
+                                                  f"the image is {rgb.shape[1]}x{rgb.shape[0]}")
+            seg = torch.from_numpy(classes)
         else:
             seg = torch.full(rgb.shape[:2], IGNORE_INDEX, dtype=torch.uint8)
         item = {
             "image": torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))),
             "seg": seg,
             "boxes": torch.from_numpy(s.boxes.copy()),
+            "labels": torch.from_numpy(s.labels.copy()),
             "ignore_boxes": torch.from_numpy(s.ignore.copy()),
         }
-        if self.image_size is not None:
-            item = T.resize(item, self.image_size)
-        if self.cache:
-            self._cache[index] = item
         return item
 
     def __getitem__(self, index: int) -> dict[str, Any]:

@@ -1,8 +1,11 @@
 """Procedural driving scenes with KITTI detection labels and Cityscapes-id semantic masks.
 
 - :func:`render_scene` renders one deterministic scene (image, label-id mask, KITTI objects);
-- :func:`generate_dataset` writes a whole train/val/test set in the real KITTI layout
-  (``training/image_2``, ``training/label_2``, ``training/semantic``, ``splits/*.txt``).
+- :func:`generate_dataset` writes a whole train/val/test set in a real layout: KITTI
+  (preset ``synth-kitti``: ``training/image_2``, ``training/label_2``, ``training/semantic``,
+  ``splits/*.txt``), Cityscapes (``synth-cityscapes``, :mod:`.cityscapes_writer`) or
+  WoodScape through an equidistant fisheye lens (``synth-woodscape``, :mod:`.woodscape_writer`,
+  :mod:`.fisheye`).
 """
 
 from taskweight.synth.kitti_writer import PRESETS, generate_dataset, label_kinds, write_scene

@@ -14,6 +14,7 @@ is ``render_scene(i, split, seed, size)``, so it does not depend on the other co
 
 from __future__ import annotations
 
+import importlib
 import json
 import time
 import warnings
@@ -33,8 +34,17 @@ from taskweight.synth.scene import (
 )
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "synth-kitti": {"size": DEFAULT_SIZE, "description": "KITTI aspect 375x1242 rendered at KITTI/3"},
+    "synth-kitti": {"size": DEFAULT_SIZE, "format": "kitti",
+                    "description": "KITTI aspect 375x1242 rendered at KITTI/3"},
+    "synth-cityscapes": {"size": (128, 256), "format": "cityscapes",
+                         "writer": "taskweight.synth.cityscapes_writer:generate",
+                         "description": "Cityscapes layout (1:2 aspect, polygons + labelIds/instanceIds PNGs)"},
+    "synth-woodscape": {"size": (96, 128), "format": "woodscape",
+                        "writer": "taskweight.synth.woodscape_writer:generate",
+                        "description": "WoodScape layout, equidistant fisheye, cameras FV/RV/MVL/MVR"},
 }
+"""Preset -> rendered size, the dataset format it writes and (other than synth-kitti) the
+``module:function`` writer that :func:`generate_dataset` dispatches to."""
 SPLITS = ("train", "val", "test")
 FORMAT_VERSION = 1
 _OWN_ENTRIES = {"training", "splits", "synth.json"}
@@ -106,7 +116,11 @@ def generate_dataset(
     progress: Callable[[int, int], None] | None = None,
     workers: int | None = None,
 ) -> dict[str, Any]:
-    """Generate ``train + val + test`` scenes under ``out`` in the KITTI layout.
+    """Generate ``train + val + test`` scenes under ``out`` in the preset's layout.
+
+    ``synth-kitti`` writes the KITTI layout (below); ``synth-cityscapes`` and
+    ``synth-woodscape`` dispatch to :mod:`taskweight.synth.cityscapes_writer` and
+    :mod:`taskweight.synth.woodscape_writer` (``single_label_fraction`` must be 0 there).
 
     ``size`` = (H, W) overrides the preset's rendered size (125x414 for synth-kitti).
     ``single_label_fraction`` f: a fraction f of each split's images carries one label kind
@@ -116,6 +130,12 @@ def generate_dataset(
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}: available {sorted(PRESETS)}")
+    writer = PRESETS[preset].get("writer")
+    if writer is not None:
+        module, _, function = writer.partition(":")
+        generate = getattr(importlib.import_module(module), function)
+        return generate(out, preset=preset, train=train, val=val, test=test, seed=seed, size=size,
+                        single_label_fraction=single_label_fraction, progress=progress, workers=workers)
     counts = {"train": train, "val": val, "test": test}
     for split, n in counts.items():
         if not isinstance(n, (int, np.integer)) or n < 0:

@@ -1,0 +1,390 @@
+"""Cityscapes-layout dataset (format ``cityscapes``): fine polygons and/or label PNGs.
+
+Layout under ``root``::
+
+    leftImg8bit/{split}/{city}/{city}_{seq}_{frame}_leftImg8bit.png        RGB image
+    gtFine/{split}/{city}/{city}_{seq}_{frame}_gtFine_polygons.json        polygons
+    gtFine/{split}/{city}/{city}_{seq}_{frame}_gtFine_labelIds.png         8-bit labelIds
+    gtFine/{split}/{city}/{city}_{seq}_{frame}_gtFine_instanceIds.png      instance ids
+
+Sample names are ``{split}/{city}/{city}_{seq}_{frame}``.  ``labels="auto"`` (default) reads
+the PNGs when a labelIds or instanceIds PNG exists and the polygons otherwise; ``"png"`` /
+``"json"`` force one source.  Polygons are rasterised as cityscapesscripts does (PIL
+``ImageDraw.polygon``, in file order, later over earlier, ``deleted`` objects skipped, a
+``...group`` label is a crowd region of its class); instance pixels are ``labelId * 1000 + k``
+and values below 1000 are label ids of crowd or stuff.  A labelIds PNG alone gives
+segmentation only; an instanceIds PNG alone gives both (its label ids are ``v // 1000`` for
+``v >= 1000``).
+
+Classes (:file:`mappings/cityscapes.yaml`, overridable with ``mapping=``):
+
+- segmentation: road (7) -> road, sidewalk (8) -> sidewalk, every other id -> void;
+- detection: car, truck, bus -> car; person -> pedestrian; rider -> cyclist.  Boxes are the
+  visible extent of each instance (its pixels after drawing), so they agree between the
+  polygon and the PNG sources;
+- **rider and bicycle**: a bicycle instance is not a target of its own.  Each rider (any
+  instance mapped to cyclist) is unioned with the bicycle whose box overlaps it most, if the
+  intersection covers at least ``cyclist_min_overlap`` (0.1) of the smaller box; a bicycle
+  joins one rider at most; a bicycle left without a rider is dropped;
+- crowd regions of a mapped class (``cargroup``, ``persongroup`` ... polygons, or instanceIds
+  values < 1000 of such a class) become ``ignore_boxes``: one per group polygon, or one per
+  class and image from the PNGs (which cannot tell groups apart).
+
+Splits: ``split_mode="paper"`` (default) pools every image of the ``train``, ``val`` and
+``test`` folders that have a ``gtFine`` folder and cuts the pool 60/20/20 with
+:func:`~taskweight.data.common.seeded_split` (``split_seed``, default 0), as the paper did
+(the official test labels are not public).  ``split_mode="official"`` uses the folders.
+``root/splits/{split}.txt`` (sample names), when present, wins; ``"all"`` is every image.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from taskweight.classes import DET_CLASSES
+from taskweight.data.cityscapes_labels import (
+    HAS_INSTANCES, ID2NAME, INSTANCE_OFFSET, MAX_ID, NAME2ID, resolve_label,
+)
+from taskweight.data.common import (
+    DEFAULT_SPLIT_SEED, IGNORE, SINGLE_CHANNEL, DetSegDataset, Sample, bbox_of_values, decode, detection_targets,
+    merged_mapping, read_split_file, seeded_split, segmentation_lut, size_mismatch,
+)
+from taskweight.errors import DataFormatError
+
+IMAGE_DIR, LABEL_DIR, SPLIT_DIR = "leftImg8bit", "gtFine", "splits"
+IMAGE_SUFFIX = "_leftImg8bit.png"
+SUFFIXES = {"json": "_gtFine_polygons.json", "label_ids": "_gtFine_labelIds.png",
+            "instance_ids": "_gtFine_instanceIds.png"}
+FOLDERS = ("train", "val", "test")
+LABEL_SOURCES = ("auto", "png", "json")
+SPLIT_MODES = ("paper", "official")
+
+
+def _stem(path: Path, suffix: str) -> str | None:
+    return path.name[: -len(suffix)] if path.name.endswith(suffix) else None
+
+
+def resolve_cityscapes_mapping(mapping: dict | str | Path | None) -> dict[str, Any]:
+    m = merged_mapping("cityscapes", mapping)
+    det = detection_targets(m.get("detection") or {})
+    for name in det:
+        if name not in NAME2ID:
+            raise ValueError(f"mapping['detection']: {name!r} is not a Cityscapes label")
+    lut, _ = segmentation_lut(m.get("segmentation") or {})
+    vehicles = list(m.get("cyclist_vehicles") or [])
+    for name in vehicles:
+        if name not in NAME2ID:
+            raise ValueError(f"mapping['cyclist_vehicles']: {name!r} is not a Cityscapes label")
+    overlap = float(m.get("cyclist_min_overlap", 0.1))
+    return {"det": det, "lut": lut, "vehicles": vehicles, "min_overlap": overlap}
+
+
+# --------------------------------------------------------------------------------- polygons
+def parse_polygons(path: Path) -> tuple[tuple[int, int], list[dict[str, Any]]]:
+    """((imgHeight, imgWidth), objects) of a ``gtFine_polygons.json``; every object is checked
+    (label known, polygon of >= 3 finite [x, y] points); errors name the object's line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataFormatError(path, f"cannot read polygon file: {exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(path, f"malformed JSON: {exc.msg} (column {exc.colno})", line=exc.lineno) from None
+    if not isinstance(data, dict):
+        raise DataFormatError(path, "expected a JSON object with imgHeight, imgWidth and objects")
+    for key in ("imgHeight", "imgWidth"):
+        if not isinstance(data.get(key), int) or isinstance(data.get(key), bool) or data[key] <= 0:
+            raise DataFormatError(path, f"'{key}' must be a positive integer, got {data.get(key)!r}")
+    objects = data.get("objects")
+    if not isinstance(objects, list):
+        raise DataFormatError(path, f"'objects' must be a list, got {type(objects).__name__}")
+    label_lines, pos = [], text.find('"label"')
+    while pos >= 0:
+        label_lines.append(text.count("\n", 0, pos) + 1)
+        pos = text.find('"label"', pos + 1)
+    out = []
+    for i, obj in enumerate(objects):
+        line = label_lines[i] if i < len(label_lines) else None
+        if not isinstance(obj, dict) or not isinstance(obj.get("label"), str):
+            raise DataFormatError(path, f"objects[{i}] needs a string 'label'", line=line)
+        resolved = resolve_label(obj["label"])
+        if resolved is None:
+            raise DataFormatError(path, f"objects[{i}]: unknown label {obj['label']!r} (not a Cityscapes label "
+                                        "or a '...group' of one)", line=line)
+        poly = obj.get("polygon")
+        try:
+            pts = np.asarray(poly, dtype=np.float64)
+        except (TypeError, ValueError):
+            pts = np.zeros((0,))
+        if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 3 or not np.isfinite(pts).all():
+            raise DataFormatError(path, f"objects[{i}] ({obj['label']}): 'polygon' must be a list of >= 3 "
+                                        "[x, y] number pairs", line=line)
+        out.append({"label": obj["label"], "class": resolved[0], "group": resolved[1],
+                    "deleted": bool(obj.get("deleted", False)), "polygon": [tuple(p) for p in pts.tolist()]})
+    return (data["imgHeight"], data["imgWidth"]), out
+
+
+def rasterise_polygons(objects: list[dict[str, Any]], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(labelIds uint8, instanceIds int32, {object index: crowd box}) of parsed polygons.
+
+    Same rules as cityscapesscripts' json2labelImg / json2instanceImg; crowd boxes are the
+    visible extent of each ``...group`` polygon.
+    """
+    h, w = size
+    owner = Image.new("I", (w, h), 0)
+    draw = ImageDraw.Draw(owner)
+    values = [0]
+    crowd = [False]
+    counts: dict[str, int] = {}
+    for obj in objects:
+        if obj["deleted"]:
+            continue
+        cls = obj["class"]
+        label_id = NAME2ID[cls]
+        if label_id < 0:  # license plate: not drawn
+            continue
+        if obj["group"] or cls not in HAS_INSTANCES:
+            value = label_id
+        else:
+            value = label_id * INSTANCE_OFFSET + counts.get(cls, 0)
+            counts[cls] = counts.get(cls, 0) + 1
+        values.append(value)
+        crowd.append(obj["group"] and cls in HAS_INSTANCES)
+        draw.polygon(obj["polygon"], fill=len(values) - 1)
+    index = np.asarray(owner, dtype=np.int32)
+    inst = np.asarray(values, np.int32)[index]
+    ids = np.where(inst >= INSTANCE_OFFSET, inst // INSTANCE_OFFSET, inst).astype(np.uint8)
+    crowd_arr = np.asarray(crowd, bool)
+    crowd_boxes = bbox_of_values(index, keep=crowd_arr[index]) if crowd_arr.any() else {}
+    return ids, inst, {k: (int(values[k]), box) for k, box in crowd_boxes.items()}
+
+
+# --------------------------------------------------------------------------------- boxes
+def _area(b) -> float:
+    return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
+
+
+def _inter(a, b) -> float:
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def instance_targets(inst: np.ndarray, maps: dict[str, Any], crowd: dict | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(boxes, labels, ignore boxes) from an instanceIds map (see the module docstring)."""
+    det, vehicles = maps["det"], set(maps["vehicles"])
+    boxes, labels, ignore, bikes, riders = [], [], [], [], []
+    for value, box in sorted(bbox_of_values(inst, keep=inst >= INSTANCE_OFFSET).items()):
+        name = ID2NAME.get(value // INSTANCE_OFFSET)
+        target = det.get(name)
+        if target is None:
+            if name in vehicles:
+                bikes.append(box)
+            continue
+        if target == IGNORE:
+            ignore.append(box)
+            continue
+        if target == DET_CLASSES.index("cyclist"):
+            riders.append(len(boxes))
+        boxes.append(box)
+        labels.append(target)
+    if riders and bikes:
+        pairs = []
+        for r in riders:
+            for b, bike in enumerate(bikes):
+                denom = min(_area(boxes[r]), _area(bike))
+                frac = _inter(boxes[r], bike) / denom if denom > 0 else 0.0
+                if frac >= maps["min_overlap"] and frac > 0:
+                    pairs.append((-frac, r, b))
+        used_r, used_b = set(), set()
+        for _neg, r, b in sorted(pairs):
+            if r in used_r or b in used_b:
+                continue
+            used_r.add(r)
+            used_b.add(b)
+            rb, bb = boxes[r], bikes[b]
+            boxes[r] = (min(rb[0], bb[0]), min(rb[1], bb[1]), max(rb[2], bb[2]), max(rb[3], bb[3]))
+    if crowd is not None:
+        regions = [(v, box) for v, box in crowd.values()]
+    else:
+        regions = sorted(bbox_of_values(inst, keep=inst < INSTANCE_OFFSET).items())
+    for value, box in regions:
+        name = ID2NAME.get(value)
+        if name in HAS_INSTANCES and det.get(name) is not None:
+            ignore.append(box)
+    return (np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64),
+            np.asarray(ignore, np.float32).reshape(-1, 4))
+
+
+def _check_ids(values: np.ndarray, path: Path, what: str) -> None:
+    bad = values > MAX_ID
+    if bad.any():
+        y, x = (int(v) for v in np.argwhere(bad)[0])
+        raise DataFormatError(path, f"{what}: {int(bad.sum())} pixel(s) hold no Cityscapes label id "
+                                    f"(0..{MAX_ID}), first at pixel (x={x}, y={y}) = {int(values[y, x])}")
+
+
+def load_instance_ids(path: Path) -> np.ndarray:
+    im = decode(path, "instanceIds PNG")
+    if im.mode not in SINGLE_CHANNEL:
+        raise DataFormatError(path, f"expected a single-channel instanceIds PNG, got mode {im.mode}")
+    inst = np.asarray(im).astype(np.int32)
+    ids = np.where(inst >= INSTANCE_OFFSET, inst // INSTANCE_OFFSET, inst)
+    if (inst < 0).any():
+        raise DataFormatError(path, "instanceIds: negative pixel values")
+    _check_ids(ids, path, "instanceIds")
+    return inst
+
+
+def load_cs_label_ids(path: Path) -> np.ndarray:
+    im = decode(path, "labelIds PNG")
+    if im.mode not in SINGLE_CHANNEL:
+        raise DataFormatError(path, f"expected a single-channel labelIds PNG, got mode {im.mode}")
+    ids = np.asarray(im).astype(np.int64)
+    if (ids < 0).any():
+        raise DataFormatError(path, "labelIds: negative pixel values")
+    _check_ids(ids, path, "labelIds")
+    return ids.astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------- dataset
+class CityscapesDataset(DetSegDataset):
+    """Detection + segmentation samples of a Cityscapes-layout directory (see module docs)."""
+
+    format_name = "cityscapes"
+
+    def __init__(self, root: str | Path, split: str = "train", *, image_size: tuple[int, int] | None = None,
+                 augment: bool = False, on_error: str = "raise", mapping: dict | str | Path | None = None,
+                 cache: bool = False, split_mode: str = "paper", split_seed: int = DEFAULT_SPLIT_SEED,
+                 labels: str = "auto", verify: str | None = None) -> None:
+        super().__init__(root, split, image_size=image_size, augment=augment, on_error=on_error, cache=cache,
+                         verify=verify)
+        if split_mode not in SPLIT_MODES:
+            raise ValueError(f"split_mode must be one of {SPLIT_MODES}, got {split_mode!r}")
+        if labels not in LABEL_SOURCES:
+            raise ValueError(f"labels must be one of {LABEL_SOURCES}, got {labels!r}")
+        self.split_mode, self.split_seed, self.label_source = split_mode, int(split_seed), labels
+        self.maps = resolve_cityscapes_mapping(mapping)
+        if not (self.root / IMAGE_DIR).is_dir():
+            raise DataFormatError(self.root / IMAGE_DIR, "image directory not found (expected the Cityscapes layout)")
+        for name, line, source in self._split_names():
+            try:
+                self.samples.append(self._index(name, line, source))
+            except DataFormatError as exc:
+                self._problem(name, exc)
+        self._finish()
+
+    # ----------------------------------------------------------------- split
+    def _names_in(self, folder: str) -> set[str]:
+        names = set()
+        for p in (self.root / IMAGE_DIR / folder).glob(f"*/*{IMAGE_SUFFIX}"):
+            names.add(f"{folder}/{p.parent.name}/{_stem(p, IMAGE_SUFFIX)}")
+        for p in (self.root / LABEL_DIR / folder).glob("*/*_gtFine_*"):
+            for suffix in SUFFIXES.values():
+                stem = _stem(p, suffix)
+                if stem is not None:
+                    names.add(f"{folder}/{p.parent.name}/{stem}")
+        return names
+
+    def _split_names(self) -> list[tuple[str, int | None, Path | None]]:
+        split_file = self.root / SPLIT_DIR / f"{self.split}.txt"
+        if split_file.is_file():
+            return [(n, line, split_file) for n, line in read_split_file(split_file)]
+        if self.split_mode == "official":
+            folders = list(FOLDERS) if self.split == "all" else [self.split]
+            if self.split not in (*FOLDERS, "all"):
+                raise DataFormatError(split_file, f"split file not found (official splits: {list(FOLDERS) + ['all']})")
+            names = set().union(*(self._names_in(f) for f in folders))
+        else:
+            if self.split not in (*FOLDERS, "all"):
+                raise DataFormatError(split_file, f"split file not found (paper splits: {list(FOLDERS) + ['all']})")
+            folders = [f for f in FOLDERS if (self.root / LABEL_DIR / f).is_dir()]
+            if not folders:
+                raise DataFormatError(self.root / LABEL_DIR, "no gtFine/{train,val,test} folder: the paper split "
+                                                             "pools the labelled images")
+            names = seeded_split(set().union(*(self._names_in(f) for f in folders)), self.split, self.split_seed)
+        if not names:
+            raise DataFormatError(self.root / IMAGE_DIR, f"no images for split {self.split!r}")
+        return [(n, None, None) for n in sorted(names)]
+
+    # ----------------------------------------------------------------- indexing
+    def _paths(self, name: str) -> tuple[Path, dict[str, Path]]:
+        parts = name.split("/")
+        if len(parts) != 3:
+            raise ValueError(name)
+        folder, city, stem = parts
+        image = self.root / IMAGE_DIR / folder / city / f"{stem}{IMAGE_SUFFIX}"
+        labels = {k: self.root / LABEL_DIR / folder / city / f"{stem}{s}" for k, s in SUFFIXES.items()}
+        return image, labels
+
+    def _index(self, name: str, line: int | None, source: Path | None) -> Sample:
+        try:
+            image, paths = self._paths(name)
+        except ValueError:
+            raise DataFormatError(source or self.root, f"sample name {name!r} is not split/city/stem", line=line) from None
+        present = {k: p for k, p in paths.items() if p.is_file()}
+        if not image.is_file():
+            if source is not None:
+                raise DataFormatError(source, f"image {image.relative_to(self.root)} not found", line=line)
+            label = next(iter(present.values()))
+            raise DataFormatError(label, f"label without its image: {image.relative_to(self.root)} not found")
+        size, _mode = self._verify(image, "image")
+        use_png = self.label_source == "png" or (self.label_source == "auto" and
+                                                ("label_ids" in present or "instance_ids" in present))
+        info: dict[str, Any] = {}
+        if use_png:
+            if "label_ids" not in present and "instance_ids" not in present:
+                raise DataFormatError(image, f"image without labels: neither {paths['label_ids'].name} nor "
+                                             f"{paths['instance_ids'].name} found in {paths['label_ids'].parent}")
+            for key in ("label_ids", "instance_ids"):
+                if key in present:
+                    p = present[key]
+                    psize, mode = self._verify(p, p.name)
+                    if psize != size:
+                        raise size_mismatch(p, "label PNG", psize, image, size)
+                    if mode not in SINGLE_CHANNEL:
+                        raise DataFormatError(p, f"expected a single-channel PNG, got mode {mode}")
+                    info[key] = p
+            has_det = "instance_ids" in info
+        else:
+            if "json" not in present:
+                raise DataFormatError(image, f"image without labels: {paths['json'].name} not found in "
+                                             f"{paths['json'].parent}")
+            jsize, objects = parse_polygons(present["json"])
+            if jsize != size:
+                raise DataFormatError(present["json"], f"imgWidth x imgHeight is {jsize[1]}x{jsize[0]} but image "
+                                                       f"{image.name} is {size[1]}x{size[0]}")
+            info["json"], info["objects"] = present["json"], objects
+            has_det = True
+        return Sample(name=name, image=image, size=size, has_det=has_det, has_seg=True, info=info)
+
+    # ----------------------------------------------------------------- decoding
+    def label_maps(self, s: Sample) -> tuple[np.ndarray, np.ndarray | None, dict | None]:
+        """(labelIds, instanceIds or None, crowd regions of the polygons or None) of a sample."""
+        if "objects" in s.info:
+            ids, inst, crowd = rasterise_polygons(s.info["objects"], s.size)
+            return ids, inst, crowd
+        inst = load_instance_ids(s.info["instance_ids"]) if "instance_ids" in s.info else None
+        if "label_ids" in s.info:
+            ids = load_cs_label_ids(s.info["label_ids"])
+        else:
+            ids = np.where(inst >= INSTANCE_OFFSET, inst // INSTANCE_OFFSET, inst).astype(np.uint8)
+        for key, arr in (("label_ids", ids), ("instance_ids", inst)):
+            if arr is not None and arr.shape != s.size:
+                raise size_mismatch(s.info[key], "label PNG", arr.shape, s.image, s.size)
+        return ids, inst, None
+
+    def _decode(self, s: Sample):
+        rgb = np.asarray(decode(s.image, "image").convert("RGB"))
+        ids, inst, crowd = self.label_maps(s)
+        seg = self.maps["lut"][ids]
+        if inst is not None:
+            boxes, labels, ignore = instance_targets(inst, self.maps, crowd)
+        else:
+            boxes, labels, ignore = np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros((0, 4), np.float32)
+        return rgb, seg, boxes, labels, ignore

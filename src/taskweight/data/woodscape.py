@@ -1,0 +1,217 @@
+"""WoodScape-layout dataset (format ``woodscape``): fisheye images of four cameras.
+
+Layout under ``root``::
+
+    rgb_images/NNNNN_{FV,RV,MVL,MVR}.png                     RGB image
+    box_2d_annotations/NNNNN_CAM.txt                         boxes, one per line (empty file: none)
+    semantic_annotations/gtLabels/NNNNN_CAM.png              single-channel class indices
+    splits/{train,val,test}.txt                              optional, one NNNNN_CAM per line
+
+The nested folders of the public release are found too (one extra level:
+``rgb_images/rgb_images/*.png``, ``box_2d_annotations/box_2d_annotations/*.txt``,
+``semantic_annotations/semantic_annotations/gtLabels/*.png``).
+
+Box lines are headerless CSV ``class_name,class_id,x_min,y_min,x_max,y_max`` (pixels).
+gtLabels indices: 0 void, 1 road, 2 lanemarks, 3 curb, 4 person, 5 rider, 6 vehicles,
+7 bicycle, 8 motorcycle, 9 traffic_sign.
+
+Classes (:file:`mappings/woodscape.yaml`, overridable with ``mapping=``):
+
+- segmentation: road <- road + lanemarks; sidewalk <- curb; the rest void.  An index not in
+  the mapping is an error (the pixel is named);
+- detection: car <- vehicles; pedestrian <- person; cyclist <- bicycle (WoodScape boxes a
+  bicycle together with its rider); traffic_light / traffic_sign are not used; any other
+  class name is an error.
+
+A sample needs at least one of its box file and gtLabels PNG (``has_det`` / ``has_seg``
+say which); boxes must have x_max > x_min, y_max > y_min and lie in the image (1 pixel
+tolerance, then clipped).  Splits: ``splits/{split}.txt`` when present wins; otherwise a
+60/20/20 seeded split of all images (``split_seed``, default 0; 6k/2k/2k of 10k as the paper);
+``"all"`` is every image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from taskweight.data.common import (
+    DEFAULT_SPLIT_SEED, IGNORE, SINGLE_CHANNEL, DetSegDataset, Sample, check_box, decode, detection_targets,
+    merged_mapping, read_split_file, seeded_split, segmentation_lut, size_mismatch,
+)
+from taskweight.errors import DataFormatError
+
+CAMERAS = ("FV", "RV", "MVL", "MVR")
+IMAGE_DIR, BOX_DIR, SEM_DIR, SPLIT_DIR = "rgb_images", "box_2d_annotations", "semantic_annotations", "splits"
+SEG_NAMES = ("void", "road", "lanemarks", "curb", "person", "rider", "vehicles", "bicycle", "motorcycle",
+             "traffic_sign")
+
+
+def find_dir(root: Path, *parts: str) -> Path:
+    """``root/parts`` or, for the public release's nesting, ``root/p0/p0/p1...``."""
+    direct = root.joinpath(*parts)
+    if direct.is_dir():
+        return direct
+    nested = root.joinpath(parts[0], *parts)
+    if nested.is_dir():
+        return nested
+    return direct
+
+
+def parse_box_file(path: Path, det: dict[str, Any], size: tuple[int, int]
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[DataFormatError]]:
+    """(boxes, labels, ignore boxes, problems) of a box file; every bad line is a problem."""
+    problems: list[DataFormatError] = []
+    boxes, labels, ignore = [], [], []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        return _empty() + ([DataFormatError(path, f"not a text file ({exc.reason} at byte {exc.start})")],)
+    except OSError as exc:
+        return _empty() + ([DataFormatError(path, f"cannot read box file: {exc.strerror or exc}")],)
+    for no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) != 6:
+            problems.append(DataFormatError(path, f"expected 6 comma-separated fields class_name,class_id,x_min,"
+                                                  f"y_min,x_max,y_max, got {len(fields)}", line=no))
+            continue
+        name = fields[0]
+        try:
+            int(fields[1])
+            coords = [float(v) for v in fields[2:]]
+        except ValueError:
+            problems.append(DataFormatError(path, f"class_id and coordinates must be numbers, got {line.strip()!r}",
+                                            line=no))
+            continue
+        if name not in det:
+            problems.append(DataFormatError(path, f"unknown class {name!r} (known: {sorted(det)}; extend the "
+                                                  "mapping to use it)", line=no))
+            continue
+        try:
+            box = check_box(coords, size, path, no)
+        except DataFormatError as exc:
+            problems.append(exc)
+            continue
+        target = det[name]
+        if target is None:
+            continue
+        if target == IGNORE:
+            ignore.append(box)
+        else:
+            boxes.append(box)
+            labels.append(target)
+    return (np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64),
+            np.asarray(ignore, np.float32).reshape(-1, 4), problems)
+
+
+def _empty() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros((0, 4), np.float32)
+
+
+class WoodScapeDataset(DetSegDataset):
+    """Detection + segmentation samples of a WoodScape-layout directory (see module docs)."""
+
+    format_name = "woodscape"
+
+    def __init__(self, root: str | Path, split: str = "train", *, image_size: tuple[int, int] | None = None,
+                 augment: bool = False, on_error: str = "raise", mapping: dict | str | Path | None = None,
+                 cache: bool = False, split_seed: int = DEFAULT_SPLIT_SEED, verify: str | None = None) -> None:
+        super().__init__(root, split, image_size=image_size, augment=augment, on_error=on_error, cache=cache,
+                         verify=verify)
+        m = merged_mapping("woodscape", mapping)
+        self.det_map = detection_targets(m.get("detection") or {})
+        self.seg_lut, self.seg_known = segmentation_lut(m.get("segmentation") or {})
+        self.split_seed = int(split_seed)
+        self.image_dir = find_dir(self.root, IMAGE_DIR)
+        self.box_dir = find_dir(self.root, BOX_DIR)
+        self.sem_dir = find_dir(self.root, SEM_DIR, "gtLabels")
+        if not self.image_dir.is_dir():
+            raise DataFormatError(self.image_dir, "image directory not found (expected the WoodScape layout)")
+        for name, line, source in self._split_names():
+            sample, problems = self._index(name, line, source)
+            if problems:
+                self._problem(name, problems[0])
+                self.problems.extend(problems[1:])
+            else:
+                self.samples.append(sample)
+        self._finish()
+
+    def _split_names(self) -> list[tuple[str, int | None, Path | None]]:
+        split_file = self.root / SPLIT_DIR / f"{self.split}.txt"
+        if split_file.is_file():
+            return [(n, line, split_file) for n, line in read_split_file(split_file)]
+        split_dir = self.root / SPLIT_DIR
+        if self.split not in ("train", "val", "test", "all") or (
+                self.split != "all" and split_dir.is_dir() and any(split_dir.glob("*.txt"))):
+            available = sorted(p.stem for p in split_dir.glob("*.txt")) if split_dir.is_dir() else []
+            raise DataFormatError(split_file, f"split file not found (available splits: {available + ['all']})")
+        names = {p.stem for p in self.image_dir.glob("*.png")}
+        names |= {p.stem for p in self.box_dir.glob("*.txt")} if self.box_dir.is_dir() else set()
+        names |= {p.stem for p in self.sem_dir.glob("*.png")} if self.sem_dir.is_dir() else set()
+        if not names:
+            raise DataFormatError(self.image_dir, "no PNG images found")
+        return [(n, None, None) for n in seeded_split(names, self.split, self.split_seed)]
+
+    def _index(self, name: str, line: int | None, source: Path | None) -> tuple[Sample | None, list[DataFormatError]]:
+        image = self.image_dir / f"{name}.png"
+        box = self.box_dir / f"{name}.txt"
+        sem = self.sem_dir / f"{name}.png"
+        try:
+            if not image.is_file():
+                if source is not None:
+                    raise DataFormatError(source, f"image {image.relative_to(self.root)} not found", line=line)
+                label = box if box.is_file() else sem
+                raise DataFormatError(label, f"label without its image: {image.relative_to(self.root)} not found")
+            if name.rsplit("_", 1)[-1] not in CAMERAS:
+                raise DataFormatError(image, f"image name {name!r} does not end with a camera {list(CAMERAS)}")
+            size, _ = self._verify(image, "image")
+            has_det, has_seg = box.is_file(), sem.is_file()
+            if not has_det and not has_seg:
+                raise DataFormatError(image, f"image without labels: neither {box.relative_to(self.root)} nor "
+                                             f"{sem.relative_to(self.root)} found")
+            info: dict[str, Any] = {}
+            if has_seg:
+                ssize, mode = self._verify(sem, "gtLabels PNG")
+                if ssize != size:
+                    raise size_mismatch(sem, "gtLabels PNG", ssize, image, size)
+                if mode not in SINGLE_CHANNEL:
+                    raise DataFormatError(sem, f"expected a single-channel PNG of class indices, got mode {mode}")
+                info["semantic"] = sem
+        except DataFormatError as exc:
+            return None, [exc]
+        if has_det:
+            boxes, labels, ignore, problems = parse_box_file(box, self.det_map, size)
+            if problems:
+                return None, problems
+            info.update(boxes=boxes, labels=labels, ignore=ignore, box_file=box)
+        return Sample(name=name, image=image, size=size, has_det=has_det, has_seg=has_seg, info=info), []
+
+    def load_indices(self, path: Path) -> np.ndarray:
+        im = decode(path, "gtLabels PNG")
+        if im.mode not in SINGLE_CHANNEL:
+            raise DataFormatError(path, f"expected a single-channel PNG of class indices, got mode {im.mode}")
+        ids = np.asarray(im).astype(np.int64)
+        bad = (ids < 0) | (ids > 255)
+        bad[~bad] = ~self.seg_known[ids[~bad]]
+        if bad.any():
+            y, x = (int(v) for v in np.argwhere(bad)[0])
+            raise DataFormatError(path, f"{int(bad.sum())} pixel(s) hold an unknown class index (known: "
+                                        f"{np.flatnonzero(self.seg_known).tolist()}), first at pixel (x={x}, y={y}) "
+                                        f"= {int(ids[y, x])}")
+        return ids.astype(np.uint8)
+
+    def _decode(self, s: Sample):
+        rgb = np.asarray(decode(s.image, "image").convert("RGB"))
+        seg = None
+        if s.has_seg:
+            ids = self.load_indices(s.info["semantic"])
+            if ids.shape != s.size:
+                raise size_mismatch(s.info["semantic"], "gtLabels PNG", ids.shape, s.image, s.size)
+            seg = self.seg_lut[ids]
+        if s.has_det:
+            return rgb, seg, s.info["boxes"], s.info["labels"], s.info["ignore"]
+        return (rgb, seg) + _empty()

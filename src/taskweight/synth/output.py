@@ -1,0 +1,44 @@
+"""Shared checks and output-folder handling of the dataset writers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SPLITS = ("train", "val", "test")
+
+
+def check_counts(train: Any, val: Any, test: Any, seed: Any, size: Any, default_size: tuple[int, int]
+                 ) -> tuple[dict[str, int], tuple[int, int]]:
+    counts = {"train": train, "val": val, "test": test}
+    for split, n in counts.items():
+        if not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"{split} must be a non-negative integer, got {n!r}")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if size is None:
+        size = default_size
+    if len(tuple(size)) != 2 or min(int(v) for v in size) < 16:
+        raise ValueError(f"size must be (height, width) with both >= 16, got {size!r}")
+    if sum(counts.values()) == 0:
+        raise ValueError("nothing to generate: train + val + test is 0")
+    return {k: int(v) for k, v in counts.items()}, (int(size[0]), int(size[1]))
+
+
+def prepare_output(out: Path, own: set[str], subdirs: list[str]) -> None:
+    """Create ``out`` (refusing a non-empty folder with foreign entries), its sub-folders,
+    and remove the ``synth.json`` marker (written last: marks a complete dataset)."""
+    if out.exists():
+        if not out.is_dir():
+            raise ValueError(f"{out} exists and is not a directory")
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in own | {"synth.json"})
+        if foreign:
+            raise ValueError(f"{out} is not empty and does not look like a generated dataset "
+                             f"(found {', '.join(foreign[:5])}); choose another --out")
+    for sub in subdirs:
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    marker = out / "synth.json"
+    if marker.exists():
+        marker.unlink()

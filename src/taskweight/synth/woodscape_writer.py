@@ -1,0 +1,137 @@
+"""Write procedural scenes in the WoodScape layout through a fisheye lens (``synth-woodscape``).
+
+::
+
+    OUT/rgb_images/{frame:05d}_{CAM}.png                      RGB fisheye image
+    OUT/box_2d_annotations/{frame:05d}_{CAM}.txt              class_name,class_id,x_min,y_min,x_max,y_max
+    OUT/semantic_annotations/gtLabels/{frame:05d}_{CAM}.png   class indices 0..9
+    OUT/splits/{train,val,test}.txt                           one name per line
+    OUT/synth.json                                            parameters
+
+Image ``j`` (numbered over train, then val, then test) is frame ``j // 4`` seen by camera
+``FV, RV, MVL, MVR[j % 4]``; each image is its own scene (``render_scene`` of its split with
+index ``i``), rendered by a square pinhole camera (side ``2 * W``) and re-projected by the
+equidistant fisheye model of :mod:`taskweight.synth.fisheye` (horizontal image edge 40 deg
+off-axis; the corners lie outside the rendered field of view and are black / void).
+Default output size 96 x 128 (WoodScape's 966 x 1280 aspect).
+
+Labels come from the re-projected masks: gtLabels road (Cityscapes 7) -> 1, sidewalk (8) ->
+3 (curb), person -> 4, rider -> 5, car -> 6 (vehicles), bicycle -> 7, traffic sign -> 9,
+everything else 0.  Boxes are the extent of each road user's re-projected pixels
+(``x_max``/``y_max`` exclusive): a car is ``vehicles``, a pedestrian ``person`` and a
+cyclist - rider and bicycle together - ``bicycle``; boxes lower than
+``3 * H / 96`` pixels are not written.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from taskweight.data.common import bbox_of_values
+from taskweight.synth import geometry as g
+from taskweight.synth.fisheye import Fisheye, pinhole_lookup, remap_bilinear, remap_nearest
+from taskweight.synth.instances import render_with_instances
+from taskweight.synth.output import SPLITS, check_counts, prepare_output
+
+DEFAULT_SIZE = (96, 128)
+CAMERAS = ("FV", "RV", "MVL", "MVR")
+BOX_CLASSES = {"vehicles": 0, "person": 1, "bicycle": 2, "traffic_light": 3, "traffic_sign": 4}
+WOODSCAPE_IDS = {g.ROAD: 1, g.SIDEWALK: 3, g.PERSON: 4, g.RIDER: 5, g.CAR: 6, g.BICYCLE: 7, g.TRAFFIC_SIGN: 9}
+FORMAT_VERSION = 1
+
+
+def name_of(j: int) -> str:
+    return f"{j // 4:05d}_{CAMERAS[j % 4]}"
+
+
+def min_box_height(size: tuple[int, int]) -> float:
+    return 3.0 * size[0] / DEFAULT_SIZE[0]
+
+
+def render_fisheye(index: int, split: str, seed: int, size: tuple[int, int]) -> dict[str, Any]:
+    """One fisheye sample: image, gtLabels, boxes [(class_name, x1, y1, x2, y2)], owner map."""
+    h, w = size
+    rendered = render_with_instances(index, split, seed, (2 * w, 2 * w))
+    scene = rendered.scene
+    fish = Fisheye.for_size(size)
+    u, v, valid = pinhole_lookup(fish, scene.camera)
+    image = remap_bilinear(scene.image, u, v, valid)
+    ids = remap_nearest(scene.semantic_ids, u, v, valid, 0)
+    owner = remap_nearest(rendered.instances, u, v, valid, -1)
+    lut = np.zeros(256, np.uint8)
+    for cs_id, ws_id in WOODSCAPE_IDS.items():
+        lut[cs_id] = ws_id
+    labels = lut[ids]
+    boxes = []
+    for k, (x1, y1, x2, y2) in sorted(bbox_of_values(owner, keep=owner >= 0).items()):
+        if y2 - y1 < min_box_height(size):
+            continue
+        own = ids[owner == k]
+        if np.isin(own, (g.RIDER, g.BICYCLE)).any():
+            cls = "bicycle"
+        elif (own == g.CAR).any():
+            cls = "vehicles"
+        elif (own == g.PERSON).any():
+            cls = "person"
+        else:  # pragma: no cover - road users paint one of the classes above
+            continue
+        boxes.append((cls, int(x1), int(y1), int(x2), int(y2)))
+    return {"image": image, "labels": labels, "boxes": boxes, "owner": owner, "cityscapes_ids": ids}
+
+
+def generate(out: Path | str, *, preset: str = "synth-woodscape", train: int, val: int, test: int, seed: int = 0,
+             size: tuple[int, int] | None = None, single_label_fraction: float = 0.0,
+             progress: Callable[[int, int], None] | None = None, workers: int | None = None) -> dict[str, Any]:
+    """Generate ``train + val + test`` fisheye images under ``out`` in the WoodScape layout."""
+    counts, size = check_counts(train, val, test, seed, size, DEFAULT_SIZE)
+    if float(single_label_fraction) != 0.0:
+        raise ValueError("single_label_fraction is only supported by synth-kitti (WoodScape labels every image "
+                         "for both tasks)")
+    out = Path(out)
+    subdirs = ["rgb_images", "box_2d_annotations", "semantic_annotations/gtLabels", "splits"]
+    prepare_output(out, {"rgb_images", "box_2d_annotations", "semantic_annotations", "splits"}, subdirs)
+    for sub in subdirs:
+        for p in (out / sub).glob("*.*"):
+            p.unlink()
+    started = time.perf_counter()
+    total, j = sum(counts.values()), 0
+    per_split = {s: dict.fromkeys(BOX_CLASSES, 0) for s in SPLITS}
+    names_by_split: dict[str, list[str]] = {}
+    for split in SPLITS:
+        names_by_split[split] = []
+        for i in range(counts[split]):
+            sample = render_fisheye(i, split, int(seed), size)
+            name = name_of(j)
+            Image.fromarray(sample["image"]).save(out / "rgb_images" / f"{name}.png", compress_level=3)
+            Image.fromarray(sample["labels"]).save(out / "semantic_annotations/gtLabels" / f"{name}.png",
+                                                   compress_level=3)
+            lines = "".join(f"{c},{BOX_CLASSES[c]},{x1},{y1},{x2},{y2}\n" for c, x1, y1, x2, y2 in sample["boxes"])
+            (out / "box_2d_annotations" / f"{name}.txt").write_text(lines, encoding="ascii")
+            for c, *_ in sample["boxes"]:
+                per_split[split][c] += 1
+            names_by_split[split].append(name)
+            j += 1
+            if progress is not None:
+                progress(j, total)
+    for split in SPLITS:
+        (out / "splits" / f"{split}.txt").write_text("".join(n + "\n" for n in names_by_split[split]),
+                                                     encoding="ascii")
+    elapsed = time.perf_counter() - started
+    objects = {c: sum(per_split[s][c] for s in SPLITS) for c in BOX_CLASSES}
+    fish = Fisheye.for_size(size)
+    params = {"generator": "taskweight.synth", "format_version": FORMAT_VERSION, "preset": preset,
+              "seed": int(seed), "size": list(size), "splits": counts,
+              "fisheye": {"model": "equidistant r = f * theta", "f_px_per_rad": fish.f, "cx": fish.cx,
+                          "cy": fish.cy, "pinhole_render_size": [2 * size[1], 2 * size[1]]},
+              "min_box_height_px": min_box_height(size), "objects": objects, "objects_per_split": per_split}
+    (out / "synth.json").write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
+    return {"preset": preset, "out": str(out), "size": list(size), "seed": int(seed), "splits": counts,
+            "images": total, "objects": objects, "objects_per_split": per_split,
+            "seconds": round(elapsed, 2), "scenes_per_second": round(total / max(elapsed, 1e-9), 1)}
