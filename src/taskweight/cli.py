@@ -48,7 +48,7 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
 @app.command()
 def synth(
     out: Annotated[Path, typer.Option("--out", help="output folder (written in the dataset's real layout)")],
-    preset: Annotated[str, typer.Option(help="synthetic dataset preset: synth-kitti")] = "synth-kitti",
+    preset: Annotated[str, typer.Option(help="synthetic dataset preset: synth-kitti, synth-cityscapes or synth-woodscape")] = "synth-kitti",
     train: Annotated[int, typer.Option(min=0, help="number of training scenes")] = 800,
     val: Annotated[int, typer.Option(min=0, help="number of validation scenes")] = 200,
     test: Annotated[int, typer.Option(min=0, help="number of test scenes")] = 200,
@@ -102,13 +102,16 @@ def train(
     config: Annotated[Optional[Path], typer.Option(help="YAML file overriding the preset (validated; errors name the line)")] = None,
     method: Annotated[Optional[str], typer.Option(help="task-weighting strategy (see `taskweight methods`)")] = None,
     method_opt: Annotated[
-        Optional[list[str]], typer.Option("--method-opt", help="strategy option key=value, repeatable (e.g. warmup_steps=20)")
+        Optional[list[str]], typer.Option("--method-opt", help="strategy option key=value, repeatable (e.g. alpha=1.5, weights=det:1,seg:70; see `taskweight methods`)")
     ] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="training epochs")] = None,
     seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N")] = None,
     pretrained: Annotated[Optional[Path], typer.Option(help="local ImageNet ResNet checkpoint for the encoder")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last.pt")] = False,
+    on_error: Annotated[
+        Optional[str], typer.Option("--on-error", help="bad samples: raise (default; names file and line) or skip (counted and reported)")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """Train the two-task network and write the run folder.
@@ -126,6 +129,8 @@ def train(
         overrides["data"]["format"] = format
     if pretrained is not None:
         overrides["model"]["pretrained"] = str(pretrained)
+    if on_error is not None:
+        overrides["data"]["on_error"] = on_error
     if method is not None:
         overrides["method"]["name"] = method
     if method_opt:
@@ -260,10 +265,8 @@ def _register_subcommands() -> None:
     from taskweight.search.command import search
 
     app.command(name="search")(search)
-    try:
-        from taskweight.data.command import data_app
-    except ImportError:  # pragma: no cover - the checker module is optional at import time
-        return
+    from taskweight.data.command import data_app
+
     app.add_typer(data_app, name="data", help="inspect datasets: `taskweight data check` lists every problem")
 
 

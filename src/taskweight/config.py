@@ -22,7 +22,7 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     """Where the data is and how it is read."""
 
-    format: str = Field("kitti", description="dataset layout: kitti (more formats register themselves)")
+    format: str = Field("kitti", description="dataset layout: kitti, cityscapes or woodscape (more formats register themselves)")
     root: Path | None = Field(None, description="dataset root folder")
     image_size: tuple[int, int] = Field((128, 416), description="network input H, W (multiples of 32)")
     train_split: str = "train"
@@ -31,6 +31,10 @@ class DataConfig(_Strict):
     augment: bool = Field(True, description="random horizontal flips on the training split")
     cache: bool = Field(True, description="keep decoded samples in memory (small datasets)")
     num_workers: int = Field(0, ge=0)
+    on_error: Literal["raise", "skip"] = Field(
+        "raise", description="bad samples: raise (name file and line) or skip them, counted and reported"
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="format-specific loader options, e.g. split_seed")
 
     @field_validator("image_size")
     @classmethod

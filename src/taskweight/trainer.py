@@ -71,6 +71,8 @@ def open_split(config: TrainConfig, split: str, *, train: bool) -> Dataset:
         image_size=tuple(config.data.image_size),
         augment=train and config.data.augment,
         cache=config.data.cache,
+        on_error=config.data.on_error,
+        **config.data.options,
     )
 
 
@@ -180,6 +182,12 @@ class Trainer:
         seed_everything(config.seed)
         self.train_set = open_split(config, config.data.train_split, train=True)
         self.val_set = open_split(config, config.data.val_split, train=False)
+        self.skipped = {name: list(getattr(ds, "skipped", [])) for name, ds in
+                        ((config.data.train_split, self.train_set), (config.data.val_split, self.val_set))}
+        for name, items in self.skipped.items():
+            if items:
+                self.console.print(f"[yellow]warning:[/] skipped {len(items)} bad sample(s) of split {name!r} "
+                                   f"(on_error=skip), first: {items[0]}")
         if len(self.train_set) == 0:  # type: ignore[arg-type]
             raise TrainingError(f"split {config.data.train_split!r} of {config.data.root} is empty")
         anchors = None
@@ -362,6 +370,7 @@ class Trainer:
             "final_weights": self.strategy.current_weights(),
             "initial_losses": initial,
             "initial_loss_ratio_det_over_seg": ratio,
+            "skipped_samples": {name: [str(item) for item in items] for name, items in self.skipped.items()},
         }
 
 

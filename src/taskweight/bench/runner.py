@@ -136,7 +136,8 @@ class BenchRunner:
             if roots and ds.name in roots:
                 ds.root = Path(roots[ds.name])
             if ds.root is None and ds.synth is None:
-                raise ConfigError(f"dataset {ds.name!r} needs a root: pass --root {ds.name}=DIR")
+                raise ConfigError(f"dataset {ds.name!r} needs a root: pass --root {ds.name}=DIR, "
+                                  f"or leave it out with --datasets")
         self.methods = list(methods) if methods else list(preset.methods)
         from taskweight import weighting
 

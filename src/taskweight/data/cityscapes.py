@@ -23,9 +23,12 @@ Classes (:file:`mappings/cityscapes.yaml`, overridable with ``mapping=``):
   visible extent of each instance (its pixels after drawing), so they agree between the
   polygon and the PNG sources;
 - **rider and bicycle**: a bicycle instance is not a target of its own.  Each rider (any
-  instance mapped to cyclist) is unioned with the bicycle whose box overlaps it most, if the
-  intersection covers at least ``cyclist_min_overlap`` (0.1) of the smaller box; a bicycle
-  joins one rider at most; a bicycle left without a rider is dropped;
+  instance mapped to cyclist) is unioned with the bicycle whose box overlaps it most: with
+  both boxes grown by 1 pixel (so a bicycle just below the rider's visible pixels counts),
+  the intersection must cover at least ``cyclist_min_overlap`` (0.1) of the smaller box;
+  pairs are taken greedily by overlap, a bicycle joins one rider at most, and a bicycle left
+  without a rider is dropped (``cyclist_vehicles`` lists the vehicle labels, default
+  ``[bicycle]``);
 - crowd regions of a mapped class (``cargroup``, ``persongroup`` ... polygons, or instanceIds
   values < 1000 of such a class) become ``ignore_boxes``: one per group polygon, or one per
   class and image from the PNGs (which cannot tell groups apart).
@@ -85,9 +88,13 @@ def resolve_cityscapes_mapping(mapping: dict | str | Path | None) -> dict[str, A
 
 
 # --------------------------------------------------------------------------------- polygons
-def parse_polygons(path: Path) -> tuple[tuple[int, int], list[dict[str, Any]]]:
+def parse_polygons(path: Path, problems: list[DataFormatError] | None = None
+                   ) -> tuple[tuple[int, int], list[dict[str, Any]]]:
     """((imgHeight, imgWidth), objects) of a ``gtFine_polygons.json``; every object is checked
-    (label known, polygon of >= 3 finite [x, y] points); errors name the object's line."""
+    (label known, polygon of >= 3 finite [x, y] points); errors name the object's line.
+
+    With a ``problems`` list, bad objects are appended to it (and left out) instead of
+    raising on the first one."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -111,20 +118,25 @@ def parse_polygons(path: Path) -> tuple[tuple[int, int], list[dict[str, Any]]]:
     out = []
     for i, obj in enumerate(objects):
         line = label_lines[i] if i < len(label_lines) else None
-        if not isinstance(obj, dict) or not isinstance(obj.get("label"), str):
-            raise DataFormatError(path, f"objects[{i}] needs a string 'label'", line=line)
-        resolved = resolve_label(obj["label"])
-        if resolved is None:
-            raise DataFormatError(path, f"objects[{i}]: unknown label {obj['label']!r} (not a Cityscapes label "
-                                        "or a '...group' of one)", line=line)
-        poly = obj.get("polygon")
         try:
-            pts = np.asarray(poly, dtype=np.float64)
-        except (TypeError, ValueError):
-            pts = np.zeros((0,))
-        if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 3 or not np.isfinite(pts).all():
-            raise DataFormatError(path, f"objects[{i}] ({obj['label']}): 'polygon' must be a list of >= 3 "
-                                        "[x, y] number pairs", line=line)
+            if not isinstance(obj, dict) or not isinstance(obj.get("label"), str):
+                raise DataFormatError(path, f"objects[{i}] needs a string 'label'", line=line)
+            resolved = resolve_label(obj["label"])
+            if resolved is None:
+                raise DataFormatError(path, f"objects[{i}]: unknown label {obj['label']!r} (not a Cityscapes "
+                                            "label or a '...group' of one)", line=line)
+            try:
+                pts = np.asarray(obj.get("polygon"), dtype=np.float64)
+            except (TypeError, ValueError):
+                pts = np.zeros((0,))
+            if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 3 or not np.isfinite(pts).all():
+                raise DataFormatError(path, f"objects[{i}] ({obj['label']}): 'polygon' must be a list of >= 3 "
+                                            "[x, y] number pairs", line=line)
+        except DataFormatError as exc:
+            if problems is None:
+                raise
+            problems.append(exc)
+            continue
         out.append({"label": obj["label"], "class": resolved[0], "group": resolved[1],
                     "deleted": bool(obj.get("deleted", False)), "polygon": [tuple(p) for p in pts.tolist()]})
     return (data["imgHeight"], data["imgWidth"]), out
@@ -170,6 +182,10 @@ def _area(b) -> float:
     return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
 
 
+def _grow(b, margin: float = 1.0) -> tuple[float, float, float, float]:
+    return b[0] - margin, b[1] - margin, b[2] + margin, b[3] + margin
+
+
 def _inter(a, b) -> float:
     return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
@@ -197,8 +213,9 @@ def instance_targets(inst: np.ndarray, maps: dict[str, Any], crowd: dict | None 
         pairs = []
         for r in riders:
             for b, bike in enumerate(bikes):
-                denom = min(_area(boxes[r]), _area(bike))
-                frac = _inter(boxes[r], bike) / denom if denom > 0 else 0.0
+                rg, bg = _grow(boxes[r]), _grow(bike)
+                denom = min(_area(rg), _area(bg))
+                frac = _inter(rg, bg) / denom if denom > 0 else 0.0
                 if frac >= maps["min_overlap"] and frac > 0:
                     pairs.append((-frac, r, b))
         used_r, used_b = set(), set()
@@ -273,10 +290,16 @@ class CityscapesDataset(DetSegDataset):
         if not (self.root / IMAGE_DIR).is_dir():
             raise DataFormatError(self.root / IMAGE_DIR, "image directory not found (expected the Cityscapes layout)")
         for name, line, source in self._split_names():
+            problems: list[DataFormatError] = []
             try:
-                self.samples.append(self._index(name, line, source))
+                sample = self._index(name, line, source, problems)
             except DataFormatError as exc:
-                self._problem(name, exc)
+                problems.insert(0, exc)
+            if problems:
+                self._problem(name, problems[0])
+                self.problems.extend(problems[1:])
+            else:
+                self.samples.append(sample)
         self._finish()
 
     # ----------------------------------------------------------------- split
@@ -322,7 +345,7 @@ class CityscapesDataset(DetSegDataset):
         labels = {k: self.root / LABEL_DIR / folder / city / f"{stem}{s}" for k, s in SUFFIXES.items()}
         return image, labels
 
-    def _index(self, name: str, line: int | None, source: Path | None) -> Sample:
+    def _index(self, name: str, line: int | None, source: Path | None, problems: list[DataFormatError]) -> Sample:
         try:
             image, paths = self._paths(name)
         except ValueError:
@@ -355,10 +378,11 @@ class CityscapesDataset(DetSegDataset):
             if "json" not in present:
                 raise DataFormatError(image, f"image without labels: {paths['json'].name} not found in "
                                              f"{paths['json'].parent}")
-            jsize, objects = parse_polygons(present["json"])
+            jsize, objects = parse_polygons(present["json"], problems)
             if jsize != size:
-                raise DataFormatError(present["json"], f"imgWidth x imgHeight is {jsize[1]}x{jsize[0]} but image "
-                                                       f"{image.name} is {size[1]}x{size[0]}")
+                problems.insert(0, DataFormatError(
+                    present["json"], f"imgWidth x imgHeight is {jsize[1]}x{jsize[0]} but image {image.name} is "
+                                     f"{size[1]}x{size[0]}"))
             info["json"], info["objects"] = present["json"], objects
             has_det = True
         return Sample(name=name, image=image, size=size, has_det=has_det, has_seg=True, info=info)

@@ -302,6 +302,19 @@ class KittiDataset(Dataset):
         return "color" if modes and modes <= {"RGB", "RGBA"} else "ids"
 
     # ----------------------------------------------------------------- indexing
+    def _check_semantic(self, semantic: Path, size: tuple[int, int], name: str) -> None:
+        sem_size, mode = _image_size(semantic)
+        if sem_size != size:
+            raise DataFormatError(semantic, f"semantic mask is {sem_size[1]}x{sem_size[0]} (WxH) but image "
+                                            f"{name}.png is {size[1]}x{size[0]}")
+        if self.semantic_encoding == "ids" and mode not in SINGLE_CHANNEL:
+            raise DataFormatError(semantic, f"expected a single-channel PNG of label ids, got mode {mode} "
+                                            "(colour-coded masks: semantic_encoding='color')")
+        if self.semantic_encoding == "color" and mode not in ("RGB", "RGBA", "P"):
+            raise DataFormatError(semantic, f"expected an RGB colour-coded mask, got mode {mode}")
+        if self.verify == "crc":
+            verify_png(semantic, "semantic PNG")
+
     def _index(self, entry: SplitEntry) -> tuple[_Sample | None, list[DataFormatError]]:
         image = self.root / IMAGE_DIR / f"{entry.name}.png"
         label = self.root / LABEL_DIR / f"{entry.name}.txt"
@@ -319,25 +332,20 @@ class KittiDataset(Dataset):
             if not label.is_file() and not semantic.is_file():
                 raise DataFormatError(image, f"image without labels: neither {LABEL_DIR}/{entry.name}.txt nor "
                                              f"{SEMANTIC_DIR}/{entry.name}.png found")
-            if semantic.is_file():
-                sem_size, mode = _image_size(semantic)
-                if sem_size != size:
-                    raise DataFormatError(semantic, f"semantic mask is {sem_size[1]}x{sem_size[0]} (WxH) but image "
-                                                    f"{entry.name}.png is {size[1]}x{size[0]}")
-                if self.semantic_encoding == "ids" and mode not in SINGLE_CHANNEL:
-                    raise DataFormatError(semantic, f"expected a single-channel PNG of label ids, got mode {mode} "
-                                                    "(colour-coded masks: semantic_encoding='color')")
-                if self.semantic_encoding == "color" and mode not in ("RGB", "RGBA", "P"):
-                    raise DataFormatError(semantic, f"expected an RGB colour-coded mask, got mode {mode}")
-                if self.verify == "crc":
-                    verify_png(semantic, "semantic PNG")
-            else:
-                semantic = None
         except DataFormatError as exc:
             return None, [exc]
-        boxes, labels, ignore, problems = [], [], [], []
+        problems: list[DataFormatError] = []
+        if semantic.is_file():
+            try:
+                self._check_semantic(semantic, size, entry.name)
+            except DataFormatError as exc:
+                problems.append(exc)
+        else:
+            semantic = None
+        boxes, labels, ignore = [], [], []
         if label.is_file():
-            objects, problems = parse_label_lines(label)
+            objects, line_problems = parse_label_lines(label)
+            problems += line_problems
             for obj in objects:
                 if obj.type not in self.det_map:
                     problems.append(DataFormatError(label, f"unknown class {obj.type!r} (known: {sorted(self.det_map)}; "
@@ -360,7 +368,7 @@ class KittiDataset(Dataset):
         else:
             label = None
         if problems:
-            problems.sort(key=lambda e: e.line or 0)
+            problems.sort(key=lambda e: (e.path != semantic, e.line or 0))
             return None, problems
         return _Sample(name=entry.name, image=image, label=label, semantic=semantic, size=size,
                        boxes=np.asarray(boxes, np.float32).reshape(-1, 4),

@@ -52,10 +52,8 @@ SEG_NAMES = ("void", "road", "lanemarks", "curb", "person", "rider", "vehicles",
 def find_dir(root: Path, *parts: str) -> Path:
     """``root/parts`` or, for the public release's nesting, ``root/p0/p0/p1...``."""
     direct = root.joinpath(*parts)
-    if direct.is_dir():
-        return direct
     nested = root.joinpath(parts[0], *parts)
-    if nested.is_dir():
+    if nested.is_dir() and not (direct.is_dir() and any(p.is_file() for p in direct.iterdir())):
         return nested
     return direct
 
@@ -173,21 +171,26 @@ class WoodScapeDataset(DetSegDataset):
             if not has_det and not has_seg:
                 raise DataFormatError(image, f"image without labels: neither {box.relative_to(self.root)} nor "
                                              f"{sem.relative_to(self.root)} found")
-            info: dict[str, Any] = {}
-            if has_seg:
+        except DataFormatError as exc:
+            return None, [exc]
+        info: dict[str, Any] = {}
+        problems: list[DataFormatError] = []
+        if has_seg:
+            try:
                 ssize, mode = self._verify(sem, "gtLabels PNG")
                 if ssize != size:
                     raise size_mismatch(sem, "gtLabels PNG", ssize, image, size)
                 if mode not in SINGLE_CHANNEL:
                     raise DataFormatError(sem, f"expected a single-channel PNG of class indices, got mode {mode}")
                 info["semantic"] = sem
-        except DataFormatError as exc:
-            return None, [exc]
+            except DataFormatError as exc:
+                problems.append(exc)
         if has_det:
-            boxes, labels, ignore, problems = parse_box_file(box, self.det_map, size)
-            if problems:
-                return None, problems
+            boxes, labels, ignore, box_problems = parse_box_file(box, self.det_map, size)
+            problems += box_problems
             info.update(boxes=boxes, labels=labels, ignore=ignore, box_file=box)
+        if problems:
+            return None, problems
         return Sample(name=name, image=image, size=size, has_det=has_det, has_seg=has_seg, info=info), []
 
     def load_indices(self, path: Path) -> np.ndarray:

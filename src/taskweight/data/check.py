@@ -1,0 +1,153 @@
+"""Check a dataset: count images and labels per split and class, list every problem.
+
+:func:`check_dataset` opens each split with ``on_error="skip"`` and ``verify="crc"`` (so
+every PNG is read completely), collects the problems the loader found (missing images or
+labels, malformed lines, unknown classes, bad boxes, corrupt PNGs, size mismatches), then
+decodes every remaining sample (finding e.g. label PNG pixels that hold unknown ids) and
+counts images, detection / segmentation labels, boxes per class, ignore regions and
+segmentation pixels per class.  Problems are (path, line, message) triples, each listed once.
+An extra pass over split ``"all"`` (indexing only) finds files that no split names.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from taskweight.classes import DET_CLASSES, IGNORE_INDEX, SEG_CLASSES
+from taskweight.errors import DataFormatError
+
+DEFAULT_SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line is not None else self.path
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class SplitCounts:
+    images: int = 0
+    """Usable images (opened and decoded without a problem)."""
+    bad: int = 0
+    """Images dropped because of a problem."""
+    with_detection: int = 0
+    with_segmentation: int = 0
+    boxes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DET_CLASSES, 0))
+    ignore_boxes: int = 0
+    seg_pixels: dict[str, int] = field(default_factory=lambda: dict.fromkeys((*SEG_CLASSES, "ignore"), 0))
+
+
+@dataclass
+class CheckReport:
+    format: str
+    root: str
+    splits: dict[str, SplitCounts] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def add(self, error: DataFormatError | Problem) -> None:
+        p = error if isinstance(error, Problem) else Problem(str(error.path), error.line, error.reason)
+        if p not in self._seen:
+            self._seen.add(p)
+            self.problems.append(p)
+
+    def __post_init__(self) -> None:
+        self._seen: set[Problem] = set(self.problems)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": self.format, "root": self.root, "ok": self.ok,
+                "splits": {k: asdict(v) for k, v in self.splits.items()},
+                "problems": [asdict(p) for p in self.problems]}
+
+    def to_text(self) -> str:
+        lines = [f"{self.format} dataset at {self.root}"]
+        for split, c in self.splits.items():
+            boxes = ", ".join(f"{k} {v}" for k, v in c.boxes.items())
+            lines.append(f"  {split}: {c.images} images ({c.bad} bad), detection labels {c.with_detection}, "
+                         f"segmentation labels {c.with_segmentation}; boxes: {boxes}; ignore regions "
+                         f"{c.ignore_boxes}")
+        lines.append(f"{len(self.problems)} problem(s)" + (":" if self.problems else ""))
+        lines += [f"  {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def _count(counts: SplitCounts, item: dict[str, Any], has_det: bool, has_seg: bool) -> None:
+    counts.images += 1
+    counts.with_detection += bool(has_det)
+    counts.with_segmentation += bool(has_seg)
+    if has_det:
+        for label in item["labels"].tolist():
+            counts.boxes[DET_CLASSES[int(label)]] += 1
+        counts.ignore_boxes += int(item["ignore_boxes"].shape[0])
+    if has_seg:
+        hist = np.bincount(item["seg"].numpy().ravel(), minlength=256)
+        for i, name in enumerate(SEG_CLASSES):
+            counts.seg_pixels[name] += int(hist[i])
+        counts.seg_pixels["ignore"] += int(hist[IGNORE_INDEX])
+
+
+def _open(format: str, root: Path, split: str, mapping: Any, options: dict[str, Any]):
+    from taskweight.data import open_dataset
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return open_dataset(format, root, split, on_error="skip", mapping=mapping, verify="crc", **options)
+
+
+def check_dataset(format: str, root: str | Path, splits: str | list[str] | tuple[str, ...] | None = None, *,
+                  mapping: dict | str | Path | None = None, decode: bool = True, **options: Any) -> CheckReport:
+    """Check ``splits`` (default train, val, test; ``"all"``: every image as one split) of the
+    dataset at ``root``; never raises for bad data (bad arguments still raise ValueError)."""
+    root = Path(root)
+    if splits is None:
+        splits = list(DEFAULT_SPLITS)
+    elif isinstance(splits, str):
+        splits = [splits]
+    report = CheckReport(format=format, root=str(root))
+    for split in splits:
+        counts = report.splits.setdefault(split, SplitCounts())
+        try:
+            ds = _open(format, root, split, mapping, options)
+        except DataFormatError as exc:
+            report.add(exc)
+            continue
+        for error in getattr(ds, "problems", []):
+            report.add(error)
+        counts.bad += len(getattr(ds, "skipped", []))
+        for i in range(len(ds)):
+            sample = ds.samples[i]
+            has_det = getattr(sample, "has_det", getattr(sample, "label", None) is not None)
+            has_seg = getattr(sample, "has_seg", getattr(sample, "semantic", None) is not None)
+            if not decode:
+                counts.images += 1
+                continue
+            try:
+                item = ds.load_raw(i)
+            except DataFormatError as exc:
+                report.add(exc)
+                counts.bad += 1
+                continue
+            _count(counts, item, has_det, has_seg)
+    if "all" not in splits:
+        try:
+            ds = _open(format, root, "all", mapping, options)
+            for error in getattr(ds, "problems", []):
+                report.add(error)
+        except DataFormatError as exc:
+            if not report.problems:
+                report.add(exc)
+    return report

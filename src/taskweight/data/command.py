@@ -1,0 +1,74 @@
+"""``taskweight data ...`` commands (a Typer sub-app; ``cli.py`` adds it as ``data``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from taskweight.classes import DET_CLASSES
+
+data_app = typer.Typer(help="Dataset tools: check a dataset's layout, labels and class counts.",
+                       no_args_is_help=True)
+
+
+def _options(pairs: list[str] | None) -> dict:
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected key=value, got {pair!r}", param_hint="--option")
+        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+@data_app.command()
+def check(
+    format: Annotated[str, typer.Option("--format", help="dataset layout: kitti, cityscapes or woodscape")],
+    root: Annotated[Path, typer.Option("--root", help="dataset root folder")],
+    split: Annotated[
+        Optional[list[str]], typer.Option("--split", help="split to check, repeatable (default train, val, test; "
+                                                          "'all': every image as one split)")
+    ] = None,
+    mapping: Annotated[Optional[Path], typer.Option(help="class mapping YAML merged over the format's defaults")] = None,
+    option: Annotated[
+        Optional[list[str]], typer.Option("--option", help="loader option key=value, repeatable "
+                                                           "(e.g. split_mode=official, labels=json)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Count images and labels per split and class and list every problem (file, line or
+    pixel, what is wrong).  Exits with status 1 when there are problems."""
+    from taskweight.data.check import check_dataset
+
+    console = Console(width=200, soft_wrap=True)
+    try:
+        report = check_dataset(format, root, split, mapping=mapping, **_options(option))
+    except (ValueError, TypeError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        table = Table(title=f"{format} dataset at {root}")
+        for col in ("split", "images", "bad", "det labels", "seg labels", *DET_CLASSES, "ignore",
+                    "road px", "sidewalk px"):
+            table.add_column(col, justify="left" if col == "split" else "right")
+        for name, c in report.splits.items():
+            table.add_row(name, str(c.images), str(c.bad), str(c.with_detection), str(c.with_segmentation),
+                          *(str(c.boxes[k]) for k in DET_CLASSES), str(c.ignore_boxes),
+                          str(c.seg_pixels["road"]), str(c.seg_pixels["sidewalk"]))
+        console.print(table)
+        if report.problems:
+            console.print(f"[red]{len(report.problems)} problem(s):[/red]")
+            for p in report.problems:
+                console.print(str(p), markup=False, highlight=False)
+        else:
+            console.print("[green]no problems found[/green]")
+    if report.problems:
+        raise typer.Exit(1)
