@@ -76,3 +76,22 @@ def test_nan_loss_is_reported_with_step_and_task(tmp_path, tiny_config, monkeypa
     monkeypatch.setattr(trainer.model, "compute_losses", poisoned)
     with pytest.raises(TrainingError, match=r"epoch 1, step 0: the seg loss is nan"):
         trainer.fit()
+
+
+def test_bad_label_line_raises_by_default_and_is_reported_when_skipped(tmp_path, tiny_kitti, tiny_config):
+    import shutil
+
+    from taskweight.errors import DataFormatError
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_kitti, root)
+    name = (root / "splits" / "train.txt").read_text().split()[0]
+    label = root / "training" / "label_2" / f"{name}.txt"
+    label.write_text(label.read_text() + "Car 0.0 0 oops\n")
+    config = tiny_config.model_copy(update={"data": tiny_config.data.model_copy(update={"root": root}), "epochs": 1})
+    with pytest.raises(DataFormatError, match=rf"{name}\.txt:\d+: expected 15 columns"):
+        Trainer(config, tmp_path / "strict", show_progress=False)
+    skipping = config.model_copy(update={"data": config.data.model_copy(update={"on_error": "skip"})})
+    result = Trainer(skipping, tmp_path / "skip", show_progress=False).fit()
+    skipped = result.metrics["skipped_samples"]["train"]
+    assert len(skipped) == 1 and name in skipped[0]
