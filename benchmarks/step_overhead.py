@@ -4,7 +4,8 @@ All strategies are timed in the same process, interleaved (round r runs one step
 strategy, in an order rotated each round), each on its own copy of the same initial model
 and the same synth-kitti batch at the chosen preset, so machine noise hits every strategy
 alike. Reported: median step time, ratio to equal's median, and peak memory of a step
-(GPU: peak allocated bytes; CPU: peak RSS growth of a fresh subprocess running that strategy).
+(GPU: peak allocated bytes; CPU: peak resident set while stepping, sampled every 2 ms in a
+fresh subprocess running that strategy alone).
 
     python benchmarks/step_overhead.py [--preset quick] [--rounds 15] [--methods equal gradnorm ...]
               [--markdown FILE]
@@ -83,21 +84,37 @@ def memory_of(name: str, args: argparse.Namespace, root: Path) -> float:
     return float(json.loads(out.strip().splitlines()[-1])["peak_mib"])
 
 
+def _current_rss_mib() -> float:
+    with open("/proc/self/statm") as handle:
+        resident_pages = int(handle.read().split()[1])
+    return resident_pages * resource.getpagesize() / 2**20
+
+
 def _memory_child(args: argparse.Namespace) -> None:
+    """Peak memory while stepping: GPU peak allocated, or the resident set sampled every 2 ms."""
+    import threading
+
     cfg, device, batch, model = _setup(args.preset, args.device, Path(args._root))
     runner = Runner(args._memory_of, cfg, model, device)
     runner.step(batch)  # allocate optimiser state etc. first
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    peak = [_current_rss_mib()]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _current_rss_mib())
+            time.sleep(0.002)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     for _ in range(3):
         runner.step(batch)
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device) / 2**20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
-        peak = max(peak, 0.0) + before  # report the absolute peak RSS; growth is printed by the parent
-    print(json.dumps({"peak_mib": peak}))
+    stop.set()
+    sampler.join()
+    value = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak[0]
+    print(json.dumps({"peak_mib": value}))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                 times[r.name].append(r.step(batch))
         memory = {} if args.no_memory else {m: memory_of(m, args, root) for m in methods}
     base = statistics.median(times["equal"])
-    unit = "peak GPU MiB" if device.type == "cuda" else "peak RSS MiB"
+    unit = "peak GPU MiB" if device.type == "cuda" else "peak RSS while stepping (MiB)"
     lines = [
         f"Step time relative to `equal` — preset {args.preset} (batch {cfg.batch_size}, "
         f"{cfg.data.image_size[0]}×{cfg.data.image_size[1]}, width {cfg.model.width}), device {device}, "
