@@ -108,8 +108,13 @@ def test_paper_and_official_splits(tmp_path: Path) -> None:
              for s, n in (("train", 12), ("val", 5), ("test", 3))}
     every = sorted(sum(names.values(), []))
     paper = {s: open_dataset("cityscapes", root, s).names for s in ("train", "val", "test")}
-    assert [len(paper[s]) for s in ("train", "val", "test")] == [12, 4, 4]
-    assert sorted(sum(paper.values(), [])) == every
+    # the default pool is train + val (public gtFine/test files carry no classes): 17 → 10/3/4
+    assert [len(paper[s]) for s in ("train", "val", "test")] == [10, 3, 4]
+    assert sorted(sum(paper.values(), [])) == sorted(names["train"] + names["val"])
+    with_test = {s: open_dataset("cityscapes", root, s, paper_folders=["train", "val", "test"]).names
+                 for s in ("train", "val", "test")}
+    assert [len(with_test[s]) for s in ("train", "val", "test")] == [12, 4, 4]
+    assert sorted(sum(with_test.values(), [])) == every
     assert paper == {s: open_dataset("cityscapes", root, s).names for s in paper}  # deterministic
     assert open_dataset("cityscapes", root, "train", split_seed=1).names != paper["train"]
     official = {s: open_dataset("cityscapes", root, s, split_mode="official").names for s in names}

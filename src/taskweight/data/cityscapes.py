@@ -33,8 +33,10 @@ Classes (:file:`mappings/cityscapes.yaml`, overridable with ``mapping=``):
   values < 1000 of such a class) become ``ignore_boxes``: one per group polygon, or one per
   class and image from the PNGs (which cannot tell groups apart).
 
-Splits: ``split_mode="paper"`` (default) pools every image of the ``train``, ``val`` and
-``test`` folders that have a ``gtFine`` folder and cuts the pool 60/20/20 with
+Splits: ``split_mode="paper"`` (default) pools every image of the folders in
+``paper_folders`` (default ``train`` and ``val``: the 3475 images with public fine labels;
+the public ``gtFine/test`` files are placeholders without classes, so they join the pool
+only when named) and cuts the pool 60/20/20 with
 :func:`~taskweight.data.common.seeded_split` (``split_seed``, default 0), as the paper did
 (the official test labels are not public).  ``split_mode="official"`` uses the folders.
 ``root/splits/{split}.txt`` (sample names), when present, wins; ``"all"`` is every image.
@@ -278,6 +280,7 @@ class CityscapesDataset(DetSegDataset):
     def __init__(self, root: str | Path, split: str = "train", *, image_size: tuple[int, int] | None = None,
                  augment: bool = False, on_error: str = "raise", mapping: dict | str | Path | None = None,
                  cache: bool = False, split_mode: str = "paper", split_seed: int = DEFAULT_SPLIT_SEED,
+                 paper_folders: tuple[str, ...] | list[str] = ("train", "val"),
                  labels: str = "auto", verify: str | None = None) -> None:
         super().__init__(root, split, image_size=image_size, augment=augment, on_error=on_error, cache=cache,
                          verify=verify)
@@ -286,6 +289,10 @@ class CityscapesDataset(DetSegDataset):
         if labels not in LABEL_SOURCES:
             raise ValueError(f"labels must be one of {LABEL_SOURCES}, got {labels!r}")
         self.split_mode, self.split_seed, self.label_source = split_mode, int(split_seed), labels
+        unknown = [f for f in paper_folders if f not in FOLDERS]
+        if unknown:
+            raise ValueError(f"paper_folders must be among {FOLDERS}, got {list(paper_folders)}")
+        self.paper_folders = tuple(paper_folders)
         self.maps = resolve_cityscapes_mapping(mapping)
         if not (self.root / IMAGE_DIR).is_dir():
             raise DataFormatError(self.root / IMAGE_DIR, "image directory not found (expected the Cityscapes layout)")
@@ -326,10 +333,11 @@ class CityscapesDataset(DetSegDataset):
         else:
             if self.split not in (*FOLDERS, "all"):
                 raise DataFormatError(split_file, f"split file not found (paper splits: {list(FOLDERS) + ['all']})")
-            folders = [f for f in FOLDERS if (self.root / LABEL_DIR / f).is_dir()]
+            pooled = FOLDERS if self.split == "all" else self.paper_folders
+            folders = [f for f in pooled if (self.root / LABEL_DIR / f).is_dir()]
             if not folders:
-                raise DataFormatError(self.root / LABEL_DIR, "no gtFine/{train,val,test} folder: the paper split "
-                                                             "pools the labelled images")
+                raise DataFormatError(self.root / LABEL_DIR, f"no gtFine/{{{','.join(self.paper_folders)}}} folder: "
+                                                             "the paper split pools the labelled images")
             names = seeded_split(set().union(*(self._names_in(f) for f in folders)), self.split, self.split_seed)
         if not names:
             raise DataFormatError(self.root / IMAGE_DIR, f"no images for split {self.split!r}")
