@@ -205,8 +205,10 @@ def plot_weight_histories(records: Sequence[CellRecord], path: Path) -> None:
     for ax, m in zip(axes.flat, methods):
         first = min((r for r in ok if r.method == m), key=lambda r: (r.dataset, r.seed))
         steps = [p[0] for p in first.weight_history]
-        for task in sorted(first.weight_history[0][1]):
-            ax.plot(steps, [p[1].get(task, math.nan) for p in first.weight_history], label=f"w_{task}")
+        for i, task in enumerate(sorted(first.weight_history[0][1])):
+            # dashes keep coinciding curves (equal: w_det = w_seg = 1) both visible
+            ax.plot(steps, [p[1].get(task, math.nan) for p in first.weight_history], label=f"w_{task}",
+                    linestyle=("-", "--", ":", "-.")[i % 4], linewidth=1.5 + (i == 0))
         ax.set_title(f"{METHOD_TITLES.get(m, m)} ({first.dataset}, seed {first.seed})", fontsize=8)
         ax.set_xlabel("step", fontsize=8)
         ax.set_yscale("log" if any(v > 20 for p in first.weight_history for v in p[1].values() if v) else "linear")
