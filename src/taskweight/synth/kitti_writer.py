@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from taskweight.synth import geometry as g
+from taskweight.synth.output import check_counts
 from taskweight.synth.scene import (
     DEFAULT_SIZE, KITTI_TYPES, SPLIT_IDS, Scene, focal_length, min_box_height, render_scene,
 )
@@ -136,22 +137,10 @@ def generate_dataset(
         generate = getattr(importlib.import_module(module), function)
         return generate(out, preset=preset, train=train, val=val, test=test, seed=seed, size=size,
                         single_label_fraction=single_label_fraction, progress=progress, workers=workers)
-    counts = {"train": train, "val": val, "test": test}
-    for split, n in counts.items():
-        if not isinstance(n, (int, np.integer)) or n < 0:
-            raise ValueError(f"{split} must be a non-negative integer, got {n!r}")
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if not 0.0 <= float(single_label_fraction) <= 1.0:
         raise ValueError(f"single_label_fraction must be in [0, 1], got {single_label_fraction}")
-    if size is None:
-        size = PRESETS[preset]["size"]
-    if len(tuple(size)) != 2 or min(int(v) for v in size) < 16:
-        raise ValueError(f"size must be (height, width) with both >= 16, got {size!r}")
-    size = (int(size[0]), int(size[1]))
+    counts, size = check_counts(train, val, test, seed, size, PRESETS[preset]["size"])
     total = sum(counts.values())
-    if total == 0:
-        raise ValueError("nothing to generate: train + val + test is 0")
     out = Path(out)
     _prepare(out)
 
