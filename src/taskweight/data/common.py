@@ -224,6 +224,32 @@ def size_mismatch(path: Path, what: str, size: tuple[int, int], image: Path, ima
     return DataFormatError(path, f"{what} is {size[1]}x{size[0]} (WxH) but image {image.name} is "
                                  f"{image_size[1]}x{image_size[0]}")
 
+def checked_index(index: int, length: int) -> int:
+    """``index`` made non-negative; IndexError when it is out of range."""
+    if index < 0:
+        index += length
+    if not 0 <= index < length:
+        raise IndexError(f"index {index} out of range for {length} samples")
+    return index
+
+
+def dataset_item(item: dict[str, Any], *, augment: bool, has_det: bool, has_seg: bool, name: str) -> dict[str, Any]:
+    """The public item of every format from a cached raw item (uint8 image, int masks):
+    optional random flip, image scaled to [0, 1], tensors copied so the cache stays intact."""
+    if augment:
+        item = T.random_hflip(item)
+    return {
+        "image": item["image"].float().div_(255.0),
+        "boxes": item["boxes"].clone(),
+        "labels": item["labels"].clone(),
+        "ignore_boxes": item["ignore_boxes"].clone(),
+        "seg": item["seg"].long(),
+        "has_det": has_det,
+        "has_seg": has_seg,
+        "name": name,
+    }
+
+
 
 def check_options(on_error: str, image_size: Sequence[int] | None, verify: str | None) -> tuple[tuple[int, int] | None, str]:
     if on_error not in ON_ERROR:
@@ -380,24 +406,10 @@ class DetSegDataset(Dataset):
         return item
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        index = checked_index(index, len(self))
         s = self.samples[index]
-        item = self._load(index)
-        if self.augment:
-            item = T.random_hflip(item)
-        return {
-            "image": item["image"].float().div_(255.0),
-            "boxes": item["boxes"].clone(),
-            "labels": item["labels"].clone(),
-            "ignore_boxes": item["ignore_boxes"].clone(),
-            "seg": item["seg"].long(),
-            "has_det": s.has_det,
-            "has_seg": s.has_seg,
-            "name": s.name,
-        }
+        return dataset_item(self._load(index), augment=self.augment, has_det=s.has_det, has_seg=s.has_seg,
+                            name=s.name)
 
     def __repr__(self) -> str:
         det = sum(s.has_det for s in self.samples)

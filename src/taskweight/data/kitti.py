@@ -51,8 +51,8 @@ from torch.utils.data import Dataset
 from taskweight.classes import DET_CLASSES, IGNORE_INDEX, SEG_CLASSES
 from taskweight.data import transforms as T
 from taskweight.data.common import (
-    DEFAULT_SPLIT_SEED, SINGLE_CHANNEL, check_box, check_options, color_table, default_mapping, map_colors,
-    merged_mapping, read_split_file, seeded_split, verify_png,
+    DEFAULT_SPLIT_SEED, SINGLE_CHANNEL, check_box, check_options, checked_index, color_table, dataset_item,
+    default_mapping, map_colors, merged_mapping, read_split_file, seeded_split, verify_png,
 )
 from taskweight.data.kitti_labels import parse_label_line
 from taskweight.errors import DataFormatError
@@ -421,24 +421,10 @@ class KittiDataset(Dataset):
         return item
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        index = checked_index(index, len(self))
         s = self.samples[index]
-        item = self._load(index)
-        if self.augment:
-            item = T.random_hflip(item)
-        return {
-            "image": item["image"].float().div_(255.0),
-            "boxes": item["boxes"].clone(),
-            "labels": torch.from_numpy(s.labels.copy()),
-            "ignore_boxes": item["ignore_boxes"].clone(),
-            "seg": item["seg"].long(),
-            "has_det": s.label is not None,
-            "has_seg": s.semantic is not None,
-            "name": s.name,
-        }
+        return dataset_item(self._load(index), augment=self.augment, has_det=s.label is not None,
+                            has_seg=s.semantic is not None, name=s.name)
 
     def __repr__(self) -> str:
         det = sum(s.label is not None for s in self.samples)

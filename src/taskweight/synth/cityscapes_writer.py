@@ -32,8 +32,8 @@ from PIL import Image
 
 from taskweight.data.cityscapes_labels import ID2NAME
 from taskweight.synth.instances import (
-    INSTANCE_CLASSES, cityscapes_instance_ids, mask_rectangles, rectangle_polygon, render_with_instances,
-    staircase_polygon,
+    INSTANCE_CLASSES, cityscapes_instance_ids, instance_masks, mask_rectangles, rectangle_polygon,
+    render_with_instances, staircase_polygon,
 )
 from taskweight.synth.output import SPLITS, check_counts, prepare_output
 
@@ -48,15 +48,7 @@ def stem(index: int) -> str:
 
 def polygons_of(ids: np.ndarray, owner: np.ndarray, order: list[int]) -> list[dict[str, Any]]:
     """Cityscapes polygon objects reproducing ``ids`` (see the module docstring)."""
-    objects = []
-    for k in order:
-        own = owner == k
-        if not own.any():
-            continue
-        for cls in INSTANCE_CLASSES:
-            m = own & (ids == cls)
-            if m.any():
-                objects.append({"label": ID2NAME[cls], "polygon": staircase_polygon(m)})
+    objects = [{"label": ID2NAME[cls], "polygon": staircase_polygon(m)} for cls, m in instance_masks(ids, owner, order)]
     stuff = ~np.isin(ids, INSTANCE_CLASSES) & (ids > 0)
     for value in np.unique(ids[stuff]):
         for rect in mask_rectangles(stuff & (ids == value)):

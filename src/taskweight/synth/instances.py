@@ -56,11 +56,8 @@ def render_with_instances(index: int, split: str, seed: int, size: tuple[int, in
     return InstanceScene(scene=scene, instances=canvas.inst.copy(), order=list(canvas.order))
 
 
-def cityscapes_instance_ids(ids: np.ndarray, owner: np.ndarray, order: list[int]) -> np.ndarray:
-    """instanceIds (``labelId * 1000 + k``, k counted per class in painter's order; label id
-    elsewhere) of a labelIds mask and an owner map."""
-    inst = ids.astype(np.int32).copy()
-    counts: dict[int, int] = {}
+def instance_masks(ids: np.ndarray, owner: np.ndarray, order: list[int]):
+    """Yield (class id, mask) of every visible instance, objects in painter's order ``order``."""
     for k in order:
         own = owner == k
         if not own.any():
@@ -68,8 +65,17 @@ def cityscapes_instance_ids(ids: np.ndarray, owner: np.ndarray, order: list[int]
         for cls in INSTANCE_CLASSES:
             m = own & (ids == cls)
             if m.any():
-                inst[m] = cls * 1000 + counts.get(cls, 0)
-                counts[cls] = counts.get(cls, 0) + 1
+                yield cls, m
+
+
+def cityscapes_instance_ids(ids: np.ndarray, owner: np.ndarray, order: list[int]) -> np.ndarray:
+    """instanceIds (``labelId * 1000 + k``, k counted per class in painter's order; label id
+    elsewhere) of a labelIds mask and an owner map."""
+    inst = ids.astype(np.int32).copy()
+    counts: dict[int, int] = {}
+    for cls, m in instance_masks(ids, owner, order):
+        inst[m] = cls * 1000 + counts.get(cls, 0)
+        counts[cls] = counts.get(cls, 0) + 1
     return inst
 
 
