@@ -94,3 +94,13 @@ def test_parallel_jobs_give_the_same_results_as_one_after_another(bench_out: Pat
         assert r.status == "ok"
         assert r.mAP == pytest.approx(serial[r.seed]["mAP"], abs=1e-6)
         assert r.mIoU == pytest.approx(serial[r.seed]["mIoU"], abs=1e-6)
+
+
+def test_cells_run_seed_major_so_a_cut_short_run_holds_whole_tables(tmp_path: Path):
+    preset = load_bench_preset("synth")
+    runner = BenchRunner(preset, tmp_path / "out", seeds=2, show_progress=False)
+    keys = [(d.name, m, s) for d, m, s in runner.cells()]
+    per_seed = len(preset.datasets) * len(preset.methods)
+    assert len(keys) == 2 * per_seed == len(set(keys))
+    assert {s for _, _, s in keys[:per_seed]} == {0}
+    assert {(d, m) for d, m, _ in keys[:per_seed]} == {(d, m) for d, m, _ in keys[per_seed:]}

@@ -149,7 +149,8 @@ class BenchRunner:
 
     # ------------------------------------------------------------------ cells
     def cells(self) -> list[tuple[BenchDataset, str, int]]:
-        return [(d, m, s) for d in self.datasets for m in self.methods for s in range(self.seeds)]
+        """Every (dataset, method, seed), seed-major: a run cut short still holds whole tables for its first seeds."""
+        return [(d, m, s) for s in range(self.seeds) for d in self.datasets for m in self.methods]
 
     def cell_dir(self, dataset: str, method: str, seed: int) -> Path:
         return self.out_dir / "cells" / dataset / method / f"seed{seed}"
