@@ -82,6 +82,42 @@ def test_journal_and_weight_transfer(tmp_path: Path) -> None:
     assert (tmp_path / "s" / "search.json").is_file()
 
 
+def test_best_transfer_starts_each_run_from_the_best_finished_before_it(tmp_path: Path) -> None:
+    _search(tmp_path / "s", transfer="best")
+    records = _journal(tmp_path / "s")
+    assert records[0]["init_checkpoint"] is None
+    # unlike transfer="generation", the initial population already fine-tunes its own best
+    assert records[1]["init_checkpoint"] == "evals/0000/best.pt"
+    for i, r in enumerate(records[1:], 1):
+        best = max(records[:i], key=lambda x: x["fitness"])  # first of the best on ties
+        assert r["init_checkpoint"] == best["checkpoint"], i
+        assert json.loads((tmp_path / "s" / r["checkpoint"]).read_text())["init_from"].endswith(best["checkpoint"])
+    # the starts differ from the per-generation mode's, the candidates (toy: start-independent) do not
+    _search(tmp_path / "g")
+    per_generation = _journal(tmp_path / "g")
+    assert [r["genes"] for r in per_generation] == [r["genes"] for r in records]
+    assert [r["init_checkpoint"] for r in per_generation] != [r["init_checkpoint"] for r in records]
+    assert json.loads((tmp_path / "s" / "search_meta.json").read_text())["transfer"] == "best"
+
+
+@pytest.mark.parametrize("killed_after", [2, 9])
+def test_best_transfer_resumes_exactly(tmp_path: Path, killed_after: int) -> None:
+    _search(tmp_path / "full", transfer="best")
+    with pytest.raises(Killed):
+        _search(tmp_path / "resumed", KilledAfter(calls=killed_after), transfer="best")
+    _search(tmp_path / "resumed", resume=True, transfer="best")
+    assert _journal(tmp_path / "resumed") == _journal(tmp_path / "full")
+    with pytest.raises(SearchError, match="transfer"):
+        _search(tmp_path / "resumed", budget=16, resume=True, transfer="generation")
+
+
+def test_transfer_option_errors(tmp_path: Path) -> None:
+    with pytest.raises(SearchError, match="unknown transfer"):
+        _search(tmp_path / "x", transfer="latest")
+    with pytest.raises(SearchError, match="executor 'local'"):
+        _search(tmp_path / "y", transfer="best", executor="ray")
+
+
 def test_initial_population_can_start_from_a_checkpoint(tmp_path: Path) -> None:
     start = tmp_path / "pretrained.pt"
     start.write_text("{}")
@@ -245,10 +281,11 @@ def test_search_task_weights_drives_the_trainer(tmp_path: Path, fake_trainer: ty
     assert len(calls) == 6 and not (stale / "last.pt").exists()
     assert [c["run_dir"] for c in calls] == [tmp_path / "s" / "evals" / f"{i:04d}" for i in range(6)]
     assert all(c["cfg"].epochs == 2 and c["cfg"].method.name == "async" and not c["progress"] for c in calls)
-    assert all(c["init_from"] is None for c in calls[:4])
-    assert calls[4]["init_from"] == calls[5]["init_from"]
-    best_initial = max(result.records[:4], key=lambda r: r["fitness"])
-    assert calls[4]["init_from"] == tmp_path / "s" / best_initial["checkpoint"]
+    # local executor: transfer "best" — each run fine-tunes the best model finished before it
+    assert calls[0]["init_from"] is None
+    for i in range(1, 6):
+        best_before = max(result.records[:i], key=lambda r: r["fitness"])
+        assert calls[i]["init_from"] == tmp_path / "s" / best_before["checkpoint"], i
     assert result.total_epochs == 12 and (tmp_path / "s" / "table1.md").is_file()
     assert (tmp_path / "s" / "base_config.yaml").is_file()
 

@@ -61,6 +61,7 @@ class SearchSpec(_Strict):
     optimizer: str = "es"
     executor: str = "local"
     address: str | None = None
+    transfer: str | None = Field(None, description="best | generation; default: best for the local executor, generation for ray")
 
 
 class BenchPreset(_Strict):
@@ -294,7 +295,7 @@ class BenchRunner:
         result = search_task_weights(
             config, cell_dir / "search", async_frequencies=method == "meta_async", budget=s.budget,
             epochs_per_eval=s.epochs_per_eval, optimizer=s.optimizer, seed=seed, executor=s.executor,
-            ray_address=s.address, resume=True, progress=False,
+            ray_address=s.address, resume=True, progress=False, transfer=s.transfer,
         )
         test = score_checkpoint(config, result.best_checkpoint, split=config.data.test_split)
         self._fill_metrics(record, test, result.best_metrics)

@@ -23,6 +23,9 @@ def search(
     ] = False,
     optimizer: Annotated[str, typer.Option(help="es (the paper's evolution strategy), random or cmaes (baselines)")] = "es",
     executor: Annotated[str, typer.Option(help="local (one run after another) or ray (a generation's runs in parallel)")] = "local",
+    transfer: Annotated[Optional[str], typer.Option(
+        help="where each run starts: best (the best model finished before it; local only) or generation "
+             "(the best before its generation). Default: best with --executor local, generation with ray")] = None,
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address for --executor ray (default: start a local Ray)")] = None,
     seed: Annotated[Optional[int], typer.Option(help="seed of the search and of every training run (default: the config's seed)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="replay OUT/journal.jsonl and continue the search where it stopped")] = False,
@@ -31,7 +34,7 @@ def search(
     """Meta-learn the task weights (and async frequencies) with the evolution strategy.
 
     Each configuration trains --epochs-per-eval epochs from the best model found so far
-    (dynamic weight transfer) and is scored on the val split by the geometric mean of mAP
+    (dynamic weight transfer, --transfer) and is scored on the val split by the geometric mean of mAP
     and mIoU (paper §IV-C). Prints the best configuration and writes table1.md (the
     paper's Table I), search.json and the Fig. 3/4 plots into --out.
     """
@@ -39,7 +42,7 @@ def search(
 
     from taskweight.config import load_config
     from taskweight.errors import TaskweightError
-    from taskweight.search.search import EXECUTORS, search_task_weights
+    from taskweight.search.search import EXECUTORS, TRANSFERS, search_task_weights
     from taskweight.search.optimizers import OPTIMIZERS
 
     err = Console(stderr=True)
@@ -52,6 +55,8 @@ def search(
         fail(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     if executor not in EXECUTORS:
         fail(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if transfer is not None and transfer not in TRANSFERS:
+        fail(f"--transfer must be one of {', '.join(TRANSFERS)}, got {transfer!r}")
     overrides: dict = {"data": {}}
     if data is not None:
         overrides["data"]["root"] = str(data)
@@ -64,7 +69,7 @@ def search(
         result = search_task_weights(
             cfg, out, async_frequencies=async_frequencies, budget=budget, epochs_per_eval=epochs_per_eval,
             optimizer=optimizer, seed=cfg.seed if seed is None else seed, executor=executor, ray_address=address,
-            resume=resume, progress=progress,
+            resume=resume, progress=progress, transfer=transfer,
         )
     except (TaskweightError, ValueError, KeyError, OSError) as exc:
         fail(str(exc))

@@ -7,11 +7,17 @@ instead of re-evaluated (genes are checked to match) — and continues, so a sea
 after k evaluations and resumed ends with the same journal (wall times aside) as one that
 never stopped. Evaluations in flight when it was killed are lost and run again.
 
-Dynamic weight transfer (paper §IV-C): every candidate of a generation starts from the
-checkpoint of the best evaluation told *before that generation* (the initial population
-from ``init_checkpoint`` or from scratch). Fixing it per generation is what lets the Ray
-executor run a generation's candidates in parallel and still write the very same journal
-as the local executor.
+Dynamic weight transfer (paper §IV-C: "for each new configuration ... train from the
+previously best model"), in one of two modes (``transfer``):
+
+- ``generation`` (default): every candidate of a generation starts from the checkpoint of
+  the best evaluation told *before that generation* (the initial population from
+  ``init_checkpoint`` or from scratch). Fixing it per generation is what lets the Ray
+  executor run a generation's candidates in parallel and still write the very same journal
+  as the local executor. The best model's lineage grows by ``epochs_per_eval`` per generation.
+- ``best``: every candidate starts from the best evaluation finished before it, including
+  earlier candidates of its own generation — continuous fine-tuning, one run after another
+  (local executor only). The lineage can grow by ``epochs_per_eval`` per evaluation.
 """
 
 from __future__ import annotations
@@ -40,6 +46,12 @@ Evaluate = Callable[[Candidate], EvalResult]
 JOURNAL = "journal.jsonl"
 META = "search_meta.json"
 EXECUTORS = ("local", "ray")
+TRANSFERS = ("generation", "best")
+
+
+def default_transfer(executor: str) -> str:
+    """``best`` (the paper's continuous fine-tuning) for one run after another, ``generation`` for Ray."""
+    return "best" if executor == "local" else "generation"
 
 
 @dataclass
@@ -217,7 +229,9 @@ def _check_meta(path: Path, meta: dict[str, Any]) -> None:
     if not path.is_file():
         return
     old = json.loads(path.read_text())
-    for key in ("optimizer", "optimizer_options", "seed", "space"):
+    for key in ("optimizer", "optimizer_options", "seed", "space", "transfer"):
+        if key == "transfer" and key not in old:  # journals written before the option: generation
+            old[key] = "generation"
         if json.loads(dumps(old.get(key))) != json.loads(dumps(meta.get(key))):
             raise SearchError(
                 f"{path}: cannot resume: option {key!r} differs from the journaled search "
@@ -242,6 +256,7 @@ def run_search(
     optimizer_options: dict[str, Any] | None = None,
     report: bool = True,
     label: str | None = None,
+    transfer: str = "generation",
 ) -> SearchResult:
     """Search ``space`` for the configuration maximising the val geometric mean.
 
@@ -260,6 +275,9 @@ def run_search(
         optimizer_options: keyword options of the optimiser class.
         report: write ``search.json``, ``table1.md`` and the figures when done.
         label: dataset name used in ``table1.md``.
+        transfer: where a candidate's training starts — ``generation`` (the best checkpoint
+            told before its generation) or ``best`` (the best finished before it, sequential;
+            local executor only). See the module docstring.
     """
     if budget < 1:
         raise SearchError(f"budget must be >= 1, got {budget}")
@@ -267,6 +285,11 @@ def run_search(
         raise SearchError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
     if executor not in EXECUTORS:
         raise SearchError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    if transfer not in TRANSFERS:
+        raise SearchError(f"unknown transfer {transfer!r}; choose one of {', '.join(TRANSFERS)}")
+    if transfer == "best" and executor != "local":
+        raise SearchError("transfer 'best' runs one evaluation after another: it needs executor 'local' "
+                          "(the ray executor runs a generation in parallel; use transfer 'generation')")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     journal_path = out_dir / JOURNAL
@@ -276,7 +299,7 @@ def run_search(
     except TypeError as exc:
         raise SearchError(f"bad optimizer option for {optimizer}: {exc}") from None
     meta = {"optimizer": optimizer, "optimizer_options": opt.options(), "seed": int(seed), "space": space.describe(),
-            "budget": budget, "executor": executor, "target": "geometric_mean of val mAP and mIoU"}
+            "budget": budget, "executor": executor, "transfer": transfer, "target": "geometric_mean of val mAP and mIoU"}
     previous: list[dict[str, Any]] = []
     if journal_path.is_file() and journal_path.stat().st_size > 0:
         if not resume:
@@ -321,7 +344,8 @@ def run_search(
                     gen_records.append(old)
                     shown_best = max(shown_best, sanitize_fitness(old.get("fitness")))
                 todo = candidates[len(gen_records):]
-                for cand, result in zip(todo, runner.map(evaluate, todo)):
+                for cand, result in zip(todo, _evaluations(runner, evaluate, todo, transfer, out_dir,
+                                                            [*records, *gen_records], init_checkpoint)):
                     proposal = proposals[cand.index - proposals[0].index]
                     record = _record(cand, proposal.info, result, out_dir, optimizer)
                     journal.write(dumps(record) + "\n")
@@ -349,6 +373,36 @@ def run_search(
 
         result.outputs = {"search.json": write_summary(out_dir, records, meta=meta)}
     return result
+
+
+def _evaluations(runner: LocalExecutor | RayExecutor, evaluate: Evaluate, todo: list[Candidate], transfer: str,
+                 out_dir: Path, done: list[dict[str, Any]], init_checkpoint: Path | None) -> Iterator[EvalResult]:
+    """Results of ``todo`` in order; with ``transfer='best'`` each starts from the best finished so far.
+
+    ``done`` is the caller's list of finished records of earlier generations and of this one; the
+    caller appends each yielded result's record to its own lists before asking for the next one,
+    so ``done`` is rebuilt here from the results this generator yields.
+    """
+    if transfer == "generation":
+        yield from runner.map(evaluate, todo)
+        return
+    finished = list(done)
+    for cand in todo:
+        best = _best_record(finished)
+        cand.init_checkpoint = _abs(best["checkpoint"], out_dir) if best is not None else init_checkpoint
+        result = next(iter(runner.map(evaluate, [cand])))
+        finished.append({"fitness": target_of(_plain_metrics(dict(result.metrics))), "checkpoint": _rel(result.checkpoint, out_dir)})
+        yield result
+
+
+def _best_record(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first record with the highest finite fitness (ties keep the earlier one), or None."""
+    best, best_fit = None, -math.inf
+    for record in records:
+        fit = sanitize_fitness(record.get("fitness"))
+        if fit > best_fit:
+            best, best_fit = record, fit
+    return best
 
 
 def _record(cand: Candidate, info: dict[str, Any], result: EvalResult, out_dir: Path, optimizer: str) -> dict[str, Any]:
@@ -444,12 +498,14 @@ def search_task_weights(
     optimizer_options: dict[str, Any] | None = None,
     report: bool = True,
     label: str | None = None,
+    transfer: str | None = None,
 ) -> SearchResult:
     """Meta-learn the task weights (``meta``) or weights + async frequencies (``meta_async``).
 
     Each evaluation trains ``base_config`` for ``epochs_per_eval`` epochs under
     ``out_dir/evals/NNNN/`` with method ``static`` (or ``async``), fine-tuning from the best
-    model so far, and is scored on the val split (paper §IV-C/D, §V-A).
+    model so far, and is scored on the val split (paper §IV-C/D, §V-A). ``transfer`` (see the
+    module docstring) defaults to :func:`default_transfer` of ``executor``.
     """
     from taskweight.config import dump_config
 
@@ -468,4 +524,5 @@ def search_task_weights(
         evaluator, space, optimizer=optimizer, budget=budget, out_dir=out_dir, seed=seed, executor=executor,
         ray_address=ray_address, resume=resume, init_checkpoint=init_checkpoint, progress=progress,
         optimizer_options=optimizer_options, report=report, label=label,
+        transfer=transfer or default_transfer(executor),
     )
