@@ -238,7 +238,13 @@ def test_training_config_maps_methods() -> None:
                           async_frequencies=True, epochs=2)
     assert cfg.method.name == "async"
     assert cfg.method.options == {"weights": {"det": 0.2, "seg": 0.8}, "frequencies": {"det": 1, "seg": 7}}
-    assert base.method.name == "equal" and base.epochs == 12  # base untouched
+    assert cfg.optim.warmup_steps == 50
+    fine = training_config(base, {"weights": {"det": 0.2, "seg": 0.8}}, async_frequencies=False, epochs=1, fine_tune=True)
+    assert fine.optim.warmup_steps == 5 and fine.optim.lr == base.optim.lr
+    short = base.model_copy(update={"optim": base.optim.model_copy(update={"warmup_steps": 3})})
+    assert training_config(short, {"weights": {"det": 1.0, "seg": 1.0}}, async_frequencies=False, epochs=1,
+                           fine_tune=True).optim.warmup_steps == 3
+    assert base.method.name == "equal" and base.epochs == 12 and base.optim.warmup_steps == 50  # base untouched
 
 
 class _FakeTrainer:
@@ -283,6 +289,9 @@ def test_search_task_weights_drives_the_trainer(tmp_path: Path, fake_trainer: ty
     assert all(c["cfg"].epochs == 2 and c["cfg"].method.name == "async" and not c["progress"] for c in calls)
     # local executor: transfer "best" — each run fine-tunes the best model finished before it
     assert calls[0]["init_from"] is None
+    # from scratch keeps the warm-up, fine-tuning runs cap it
+    assert calls[0]["cfg"].optim.warmup_steps == 50
+    assert all(c["cfg"].optim.warmup_steps == 5 for c in calls[1:])
     for i in range(1, 6):
         best_before = max(result.records[:i], key=lambda r: r["fitness"])
         assert calls[i]["init_from"] == tmp_path / "s" / best_before["checkpoint"], i
