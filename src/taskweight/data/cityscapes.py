@@ -298,15 +298,12 @@ class CityscapesDataset(DetSegDataset):
             raise DataFormatError(self.root / IMAGE_DIR, "image directory not found (expected the Cityscapes layout)")
         for name, line, source in self._split_names():
             problems: list[DataFormatError] = []
+            sample = None
             try:
                 sample = self._index(name, line, source, problems)
             except DataFormatError as exc:
                 problems.insert(0, exc)
-            if problems:
-                self._problem(name, problems[0])
-                self.problems.extend(problems[1:])
-            else:
-                self.samples.append(sample)
+            self._keep(name, sample, problems)
         self._finish()
 
     # ----------------------------------------------------------------- split

@@ -355,6 +355,14 @@ class DetSegDataset(Dataset):
         self.skipped.append((name, str(error)))
         self.problems.append(error)
 
+    def _keep(self, name: str, sample: Any, problems: list[DataFormatError]) -> None:
+        """Keep ``sample``; or, when it has problems, report the first (raise or skip) and record the rest."""
+        if problems:
+            self._problem(name, problems[0])
+            self.problems.extend(problems[1:])
+        else:
+            self.samples.append(sample)
+
     def _finish(self) -> None:
         if self.skipped:
             warnings.warn(f"{self.root} [{self.split}]: skipped {len(self.skipped)} bad sample(s), first: "

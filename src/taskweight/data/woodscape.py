@@ -130,12 +130,7 @@ class WoodScapeDataset(DetSegDataset):
         if not self.image_dir.is_dir():
             raise DataFormatError(self.image_dir, "image directory not found (expected the WoodScape layout)")
         for name, line, source in self._split_names():
-            sample, problems = self._index(name, line, source)
-            if problems:
-                self._problem(name, problems[0])
-                self.problems.extend(problems[1:])
-            else:
-                self.samples.append(sample)
+            self._keep(name, *self._index(name, line, source))
         self._finish()
 
     def _split_names(self) -> list[tuple[str, int | None, Path | None]]:
