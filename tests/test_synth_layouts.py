@@ -170,3 +170,21 @@ def test_other_presets_reject_single_label_fraction(tmp_path: Path) -> None:
     (tmp_path / "foreign" / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="not empty"):
         generate_dataset(tmp_path / "foreign", preset="synth-woodscape", train=1, val=0, test=0)
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("preset, size, fixture", [("synth-cityscapes", CS_SIZE, "cs_root"),
+                                                   ("synth-woodscape", None, "ws_root")])
+def test_parallel_writers_write_the_same_files(tmp_path: Path, preset: str, size: tuple[int, int] | None,
+                                               fixture: str, request: pytest.FixtureRequest) -> None:
+    serial = request.getfixturevalue(fixture)
+    counts = {"synth-cityscapes": (3, 1, 1), "synth-woodscape": (5, 2, 1)}[preset]
+    seen: list[tuple[int, int]] = []
+    summary = generate_dataset(tmp_path / "par", preset=preset, train=counts[0], val=counts[1], test=counts[2],
+                               seed=SEED, size=size, workers=2, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(k, sum(counts)) for k in range(1, sum(counts) + 1)]
+    assert summary["images"] == sum(counts) and sum(summary["objects"].values()) > 0
+    assert _files(tmp_path / "par") == _files(serial)

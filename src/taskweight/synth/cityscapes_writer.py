@@ -35,7 +35,7 @@ from taskweight.synth.instances import (
     INSTANCE_CLASSES, cityscapes_instance_ids, instance_masks, mask_rectangles, rectangle_polygon,
     render_with_instances, staircase_polygon,
 )
-from taskweight.synth.output import SPLITS, check_counts, prepare_output
+from taskweight.synth.output import SPLITS, check_counts, prepare_output, run_jobs
 
 DEFAULT_SIZE = (128, 256)
 CITY = "synthcity"
@@ -78,10 +78,18 @@ def write_sample(out: Path, split: str, index: int, seed: int, size: tuple[int, 
     return counts
 
 
+def _write_job(args: tuple[str, str, int, int, tuple[int, int]]) -> dict[str, int]:
+    out, split, index, seed, size = args
+    return write_sample(Path(out), split, index, seed, size)
+
+
 def generate(out: Path | str, *, preset: str = "synth-cityscapes", train: int, val: int, test: int, seed: int = 0,
              size: tuple[int, int] | None = None, single_label_fraction: float = 0.0,
              progress: Callable[[int, int], None] | None = None, workers: int | None = None) -> dict[str, Any]:
-    """Generate ``train + val + test`` scenes under ``out`` in the Cityscapes layout."""
+    """Generate ``train + val + test`` scenes under ``out`` in the Cityscapes layout.
+
+    ``workers`` > 1 renders in that many spawned processes; the files do not depend on it.
+    """
     counts, size = check_counts(train, val, test, seed, size, DEFAULT_SIZE)
     if float(single_label_fraction) != 0.0:
         raise ValueError("single_label_fraction is only supported by synth-kitti (Cityscapes labels every image "
@@ -94,16 +102,12 @@ def generate(out: Path | str, *, preset: str = "synth-cityscapes", train: int, v
             for p in (out / top / s / CITY).glob("*"):
                 p.unlink()
     started = time.perf_counter()
-    total, done = sum(counts.values()), 0
-    per_split: dict[str, dict[str, int]] = {}
-    for split in SPLITS:
-        per_split[split] = {}
-        for i in range(counts[split]):
-            for label, n in write_sample(out, split, i, int(seed), size).items():
-                per_split[split][label] = per_split[split].get(label, 0) + n
-            done += 1
-            if progress is not None:
-                progress(done, total)
+    total = sum(counts.values())
+    jobs = [(str(out), split, i, int(seed), size) for split in SPLITS for i in range(counts[split])]
+    per_split: dict[str, dict[str, int]] = {split: {} for split in SPLITS}
+    for job, counts_of_scene in zip(jobs, run_jobs(_write_job, jobs, workers, progress)):
+        for label, n in counts_of_scene.items():
+            per_split[job[1]][label] = per_split[job[1]].get(label, 0) + n
     elapsed = time.perf_counter() - started
     instances = {}
     for split in SPLITS:

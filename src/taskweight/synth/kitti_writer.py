@@ -17,11 +17,7 @@ from __future__ import annotations
 import importlib
 import json
 import time
-import warnings
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from taskweight.synth import geometry as g
-from taskweight.synth.output import check_counts
+from taskweight.synth.output import check_counts, run_jobs
 from taskweight.synth.scene import (
     DEFAULT_SIZE, KITTI_TYPES, SPLIT_IDS, Scene, focal_length, min_box_height, render_scene,
 )
@@ -158,32 +154,10 @@ def generate_dataset(
 
     _remove_stale(out, kinds_by_name)
     started = time.perf_counter()
-    workers = 1 if workers is None else int(workers)
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
     per_split = {s: dict.fromkeys(KITTI_TYPES, 0) for s in SPLITS}
-    split_of = [j[1] for j in jobs]
-    done = 0
-
-    def record(k: int, c: dict[str, int]) -> None:
-        nonlocal done
-        for t, v in c.items():
-            per_split[split_of[k]][t] += v
-        done += 1
-        if progress is not None:
-            progress(done, total)
-
-    first = 0
-    if workers > 1:
-        try:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-                for k, c in enumerate(pool.map(_job, jobs, chunksize=8)):
-                    record(k, c)
-                    first = k + 1
-        except BrokenProcessPool as exc:  # e.g. a __main__ that cannot be re-imported
-            warnings.warn(f"parallel generation failed ({exc}); continuing in this process", stacklevel=2)
-    for k in range(first, len(jobs)):
-        record(k, _job(jobs[k]))
+    for job, counts_of_scene in zip(jobs, run_jobs(_job, jobs, workers, progress)):
+        for t, v in counts_of_scene.items():
+            per_split[job[1]][t] += v
     elapsed = time.perf_counter() - started
 
     for split in SPLITS:

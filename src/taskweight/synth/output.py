@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+
+Job = TypeVar("Job")
+Result = TypeVar("Result")
 
 SPLITS = ("train", "val", "test")
 
@@ -42,3 +50,33 @@ def prepare_output(out: Path, own: set[str], subdirs: list[str]) -> None:
     marker = out / "synth.json"
     if marker.exists():
         marker.unlink()
+
+
+def run_jobs(job: Callable[[Job], Result], jobs: Sequence[Job], workers: int | None,
+             progress: Callable[[int, int], None] | None = None) -> list[Result]:
+    """``[job(j) for j in jobs]``, in order; in ``workers`` spawned processes when > 1.
+
+    ``job`` must be a module-level function (it is pickled by name) and the ``__main__`` module
+    importable; if the pool breaks anyway, the remaining jobs run in this process with a warning.
+    ``progress(done, total)`` is called after every job.
+    """
+    workers = 1 if workers is None else int(workers)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    results: list[Result] = []
+
+    def record(result: Result) -> None:
+        results.append(result)
+        if progress is not None:
+            progress(len(results), len(jobs))
+
+    if workers > 1 and len(jobs) > 1:
+        try:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+                for result in pool.map(job, jobs[len(results):], chunksize=8):
+                    record(result)
+        except BrokenProcessPool as exc:  # e.g. a __main__ that cannot be re-imported
+            warnings.warn(f"parallel generation failed ({exc}); continuing in this process", stacklevel=3)
+    for j in jobs[len(results):]:
+        record(job(j))
+    return results

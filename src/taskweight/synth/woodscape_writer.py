@@ -38,7 +38,7 @@ from taskweight.data.common import bbox_of_values
 from taskweight.synth import geometry as g
 from taskweight.synth.fisheye import Fisheye, pinhole_lookup, remap_bilinear, remap_nearest
 from taskweight.synth.instances import render_with_instances
-from taskweight.synth.output import SPLITS, check_counts, prepare_output
+from taskweight.synth.output import SPLITS, check_counts, prepare_output, run_jobs
 
 DEFAULT_SIZE = (96, 128)
 CAMERAS = ("FV", "RV", "MVL", "MVR")
@@ -86,10 +86,25 @@ def render_fisheye(index: int, split: str, seed: int, size: tuple[int, int]) -> 
     return {"image": image, "labels": labels, "boxes": boxes, "owner": owner, "cityscapes_ids": ids}
 
 
+def _write_job(args: tuple[str, str, int, int, tuple[int, int], str]) -> list[str]:
+    """Render and write one fisheye image and its labels; returns the classes of its boxes."""
+    out, split, index, seed, size, name = args
+    root = Path(out)
+    sample = render_fisheye(index, split, seed, size)
+    Image.fromarray(sample["image"]).save(root / "rgb_images" / f"{name}.png", compress_level=3)
+    Image.fromarray(sample["labels"]).save(root / "semantic_annotations/gtLabels" / f"{name}.png", compress_level=3)
+    lines = "".join(f"{c},{BOX_CLASSES[c]},{x1},{y1},{x2},{y2}\n" for c, x1, y1, x2, y2 in sample["boxes"])
+    (root / "box_2d_annotations" / f"{name}.txt").write_text(lines, encoding="ascii")
+    return [c for c, *_ in sample["boxes"]]
+
+
 def generate(out: Path | str, *, preset: str = "synth-woodscape", train: int, val: int, test: int, seed: int = 0,
              size: tuple[int, int] | None = None, single_label_fraction: float = 0.0,
              progress: Callable[[int, int], None] | None = None, workers: int | None = None) -> dict[str, Any]:
-    """Generate ``train + val + test`` fisheye images under ``out`` in the WoodScape layout."""
+    """Generate ``train + val + test`` fisheye images under ``out`` in the WoodScape layout.
+
+    ``workers`` > 1 renders in that many spawned processes; the files do not depend on it.
+    """
     counts, size = check_counts(train, val, test, seed, size, DEFAULT_SIZE)
     if float(single_label_fraction) != 0.0:
         raise ValueError("single_label_fraction is only supported by synth-kitti (WoodScape labels every image "
@@ -101,25 +116,15 @@ def generate(out: Path | str, *, preset: str = "synth-woodscape", train: int, va
         for p in (out / sub).glob("*.*"):
             p.unlink()
     started = time.perf_counter()
-    total, j = sum(counts.values()), 0
+    total = sum(counts.values())
+    jobs = [(str(out), split, i, int(seed), size) for split in SPLITS for i in range(counts[split])]
+    jobs = [(*job, name_of(j)) for j, job in enumerate(jobs)]
     per_split = {s: dict.fromkeys(BOX_CLASSES, 0) for s in SPLITS}
-    names_by_split: dict[str, list[str]] = {}
-    for split in SPLITS:
-        names_by_split[split] = []
-        for i in range(counts[split]):
-            sample = render_fisheye(i, split, int(seed), size)
-            name = name_of(j)
-            Image.fromarray(sample["image"]).save(out / "rgb_images" / f"{name}.png", compress_level=3)
-            Image.fromarray(sample["labels"]).save(out / "semantic_annotations/gtLabels" / f"{name}.png",
-                                                   compress_level=3)
-            lines = "".join(f"{c},{BOX_CLASSES[c]},{x1},{y1},{x2},{y2}\n" for c, x1, y1, x2, y2 in sample["boxes"])
-            (out / "box_2d_annotations" / f"{name}.txt").write_text(lines, encoding="ascii")
-            for c, *_ in sample["boxes"]:
-                per_split[split][c] += 1
-            names_by_split[split].append(name)
-            j += 1
-            if progress is not None:
-                progress(j, total)
+    names_by_split: dict[str, list[str]] = {split: [] for split in SPLITS}
+    for job, classes in zip(jobs, run_jobs(_write_job, jobs, workers, progress)):
+        for c in classes:
+            per_split[job[1]][c] += 1
+        names_by_split[job[1]].append(job[5])
     for split in SPLITS:
         (out / "splits" / f"{split}.txt").write_text("".join(n + "\n" for n in names_by_split[split]),
                                                      encoding="ascii")
