@@ -78,7 +78,7 @@ BENCH_PRESETS_DIR = PRESETS_DIR / "bench"
 
 
 def load_bench_preset(name_or_path: str | Path) -> BenchPreset:
-    """A named bench preset (quick, synth, paper, tiny) or a YAML file of the same schema."""
+    """A named bench preset (a YAML file in ``configs/bench``: quick, synth, ...) or a YAML file of the same schema."""
     path = Path(name_or_path)
     if not path.suffix:
         path = BENCH_PRESETS_DIR / f"{name_or_path}.yaml"
