@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from taskweight.bench import BenchRunner, load_bench_preset
 from taskweight.cli import app
 
-EXPECTED_FILES = ["results.json", "results.csv", "table2.md", "table1.md", "summary.json", "gm_by_method.png",
+EXPECTED_FILES = ["results.json", "results.csv", "table2.md", "table1.md", "summary.json", "paper_comparison.md", "gm_by_method.png",
                   "weights_over_training.png"]
 
 

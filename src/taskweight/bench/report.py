@@ -6,7 +6,10 @@
   per-dataset geometric means (how the paper computes its Overall row).
 - ``table1.md``: the weights (and async frequencies) found by handcrafted, meta and
   meta_async per dataset (the paper's Table I).
-- ``summary.json``: the numbers of table2.
+- ``summary.json``: the numbers of table2 (and of the comparison below).
+- ``paper_comparison.md``: per dataset that maps to one of the paper's, our geometric means
+  and ranks beside the paper's Table II, Spearman's ρ and the margin of meta_async over the
+  best baseline (:mod:`taskweight.bench.paper`).
 - ``gm_by_method.png`` (geometric mean per method and dataset with ± std error bars) and
   ``weights_over_training.png`` (each method's task weights over training steps).
 """
@@ -19,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from taskweight.bench.paper import compare_with_paper, render_paper_comparison
 from taskweight.bench.results import CellRecord
 from taskweight.jsonio import write_json
 
@@ -221,11 +225,13 @@ def plot_weight_histories(records: Sequence[CellRecord], path: Path) -> None:
 
 
 def write_report(out_dir: Path, records: Sequence[CellRecord]) -> dict[str, Any]:
-    """Write table2.md, table1.md, summary.json and the plots into ``out_dir``."""
+    """Write table2.md, table1.md, paper_comparison.md, summary.json and the plots into ``out_dir``."""
     summary = summarize(records)
     (out_dir / "table2.md").write_text(render_table2(summary))
     (out_dir / "table1.md").write_text(render_table1(records))
-    write_json(out_dir / "summary.json", summary)
+    comparison = compare_with_paper(summary)
+    (out_dir / "paper_comparison.md").write_text(render_paper_comparison(comparison, summary["methods"]))
+    write_json(out_dir / "summary.json", {**summary, "paper_comparison": comparison})
     if summary["datasets"]:
         plot_geometric_means(summary, out_dir / "gm_by_method.png")
     plot_weight_histories(records, out_dir / "weights_over_training.png")
