@@ -315,15 +315,13 @@ def run_search(
         console.print(f"resuming {out_dir}: replaying {min(len(previous), budget)} journaled evaluation(s)")
 
     records: list[dict[str, Any]] = []
-    best: dict[str, Any] | None = None
-    best_fit = -math.inf
     shown_best = -math.inf  # best so far including the running generation (progress lines)
     runner = make_executor(executor, ray_address)
     try:
         with journal_path.open("a") as journal:
             while len(records) < budget:
                 proposals = opt.ask()[: budget - len(records)]
-                start_ckpt = _abs(best["checkpoint"], out_dir) if best is not None else init_checkpoint
+                start_ckpt = _start_checkpoint(records, out_dir, init_checkpoint)
                 candidates = [
                     Candidate(
                         index=p.index, config=space.decode(p.genes), genes=dict(p.genes), parents=list(p.parents),
@@ -344,26 +342,27 @@ def run_search(
                     gen_records.append(old)
                     shown_best = max(shown_best, sanitize_fitness(old.get("fitness")))
                 todo = candidates[len(gen_records):]
-                for cand, result in zip(todo, _evaluations(runner, evaluate, todo, transfer, out_dir,
-                                                            [*records, *gen_records], init_checkpoint)):
-                    proposal = proposals[cand.index - proposals[0].index]
-                    record = _record(cand, proposal.info, result, out_dir, optimizer)
-                    journal.write(dumps(record) + "\n")
-                    journal.flush()
-                    gen_records.append(record)
-                    shown_best = max(shown_best, sanitize_fitness(record["fitness"]))
-                    if console is not None:
-                        _log(console, record, len(records) + len(gen_records), budget, shown_best)
-                fitness = [sanitize_fitness(r.get("fitness")) for r in gen_records]
-                opt.tell(proposals, fitness)
-                for record, fit in zip(gen_records, fitness):
-                    if fit > best_fit:
-                        best, best_fit = record, fit
+                # generation: the whole rest of the generation at once (Ray runs it in parallel);
+                # best: one at a time, each from the best model finished before it
+                batches = [todo] if transfer == "generation" else [[cand] for cand in todo]
+                for batch in batches:
+                    if transfer == "best":
+                        batch[0].init_checkpoint = _start_checkpoint([*records, *gen_records], out_dir, init_checkpoint)
+                    for cand, result in zip(batch, runner.map(evaluate, batch)):
+                        proposal = proposals[cand.index - proposals[0].index]
+                        record = _record(cand, proposal.info, result, out_dir, optimizer)
+                        journal.write(dumps(record) + "\n")
+                        journal.flush()
+                        gen_records.append(record)
+                        shown_best = max(shown_best, sanitize_fitness(record["fitness"]))
+                        if console is not None:
+                            _log(console, record, len(records) + len(gen_records), budget, shown_best)
+                opt.tell(proposals, [sanitize_fitness(r.get("fitness")) for r in gen_records])
                 records.extend(gen_records)
     finally:
         runner.close()
 
-    result = _result(out_dir, journal_path, records, best, space)
+    result = _result(out_dir, journal_path, records, _best_record(records), space)
     if report:
         from taskweight.search.report import write_report
 
@@ -375,26 +374,6 @@ def run_search(
     return result
 
 
-def _evaluations(runner: LocalExecutor | RayExecutor, evaluate: Evaluate, todo: list[Candidate], transfer: str,
-                 out_dir: Path, done: list[dict[str, Any]], init_checkpoint: Path | None) -> Iterator[EvalResult]:
-    """Results of ``todo`` in order; with ``transfer='best'`` each starts from the best finished so far.
-
-    ``done`` is the caller's list of finished records of earlier generations and of this one; the
-    caller appends each yielded result's record to its own lists before asking for the next one,
-    so ``done`` is rebuilt here from the results this generator yields.
-    """
-    if transfer == "generation":
-        yield from runner.map(evaluate, todo)
-        return
-    finished = list(done)
-    for cand in todo:
-        best = _best_record(finished)
-        cand.init_checkpoint = _abs(best["checkpoint"], out_dir) if best is not None else init_checkpoint
-        result = next(iter(runner.map(evaluate, [cand])))
-        finished.append({"fitness": target_of(_plain_metrics(dict(result.metrics))), "checkpoint": _rel(result.checkpoint, out_dir)})
-        yield result
-
-
 def _best_record(records: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The first record with the highest finite fitness (ties keep the earlier one), or None."""
     best, best_fit = None, -math.inf
@@ -403,6 +382,12 @@ def _best_record(records: list[dict[str, Any]]) -> dict[str, Any] | None:
         if fit > best_fit:
             best, best_fit = record, fit
     return best
+
+
+def _start_checkpoint(finished: list[dict[str, Any]], out_dir: Path, init_checkpoint: Path | None) -> Path | None:
+    """Dynamic weight transfer: the checkpoint of the best of ``finished``, else ``init_checkpoint``."""
+    best = _best_record(finished)
+    return _abs(best["checkpoint"], out_dir) if best is not None else init_checkpoint
 
 
 def _record(cand: Candidate, info: dict[str, Any], result: EvalResult, out_dir: Path, optimizer: str) -> dict[str, Any]:
