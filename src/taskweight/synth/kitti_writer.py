@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from taskweight.synth import geometry as g
-from taskweight.synth.output import check_counts, run_jobs
+from taskweight.synth.output import SPLITS, check_counts, run_jobs
 from taskweight.synth.scene import (
     DEFAULT_SIZE, KITTI_TYPES, SPLIT_IDS, Scene, focal_length, min_box_height, render_scene,
 )
@@ -42,7 +42,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 """Preset -> rendered size, the dataset format it writes and (other than synth-kitti) the
 ``module:function`` writer that :func:`generate_dataset` dispatches to."""
-SPLITS = ("train", "val", "test")
 FORMAT_VERSION = 1
 _OWN_ENTRIES = {"training", "splits", "synth.json"}
 
