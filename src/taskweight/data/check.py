@@ -129,9 +129,7 @@ def check_dataset(format: str, root: str | Path, splits: str | list[str] | tuple
             report.add(error)
         counts.bad += len(getattr(ds, "skipped", []))
         for i in range(len(ds)):
-            sample = ds.samples[i]
-            has_det = getattr(sample, "has_det", getattr(sample, "label", None) is not None)
-            has_seg = getattr(sample, "has_seg", getattr(sample, "semantic", None) is not None)
+            has_det, has_seg = ds.samples[i].has_det, ds.samples[i].has_seg
             if not decode:
                 counts.images += 1
                 continue

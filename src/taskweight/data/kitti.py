@@ -38,21 +38,17 @@ Class mapping (:file:`mappings/kitti.yaml`, :data:`DEFAULT_MAPPING`; override wi
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
-from torch.utils.data import Dataset
 
 from taskweight.classes import DET_CLASSES, IGNORE_INDEX, SEG_CLASSES
-from taskweight.data import transforms as T
 from taskweight.data.common import (
-    DEFAULT_SPLIT_SEED, SINGLE_CHANNEL, check_box, check_options, checked_index, color_table, dataset_item,
-    default_mapping, map_colors, merged_mapping, read_split_file, seeded_split, verify_png,
+    DEFAULT_SPLIT_SEED, SINGLE_CHANNEL, DetSegDataset, Sample, check_box, color_table, default_mapping, map_colors,
+    merged_mapping, png_header, read_split_file, seeded_split, verify_png,
 )
 from taskweight.data.kitti_labels import parse_label_line
 from taskweight.errors import DataFormatError
@@ -74,18 +70,6 @@ class SplitEntry:
     name: str
     source: Path | None = None  # split file that listed it
     line: int | None = None
-
-
-@dataclass
-class _Sample:
-    name: str
-    image: Path
-    label: Path | None
-    semantic: Path | None
-    size: tuple[int, int]  # original H, W
-    boxes: np.ndarray  # N x 4 float32
-    labels: np.ndarray  # N int64
-    ignore: np.ndarray  # M x 4 float32
 
 
 # --------------------------------------------------------------------------------- mapping
@@ -167,14 +151,6 @@ def resolve_split(root: Path, split: str, *, seed: int = DEFAULT_SPLIT_SEED) -> 
 
 
 # --------------------------------------------------------------------------------- decoding
-def _image_size(path: Path) -> tuple[tuple[int, int], str]:
-    try:
-        with Image.open(path) as im:
-            return (im.height, im.width), im.mode
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataFormatError(path, f"cannot read PNG: {exc}") from None
-
-
 def load_rgb(path: Path) -> np.ndarray:
     """H x W x 3 uint8 image; a corrupt file raises DataFormatError naming it."""
     try:
@@ -239,7 +215,7 @@ def parse_label_lines(path: Path) -> tuple[list, list[DataFormatError]]:
 
 
 # --------------------------------------------------------------------------------- dataset
-class KittiDataset(Dataset):
+class KittiDataset(DetSegDataset):
     """Detection + segmentation samples of a KITTI-layout directory.
 
     Labels, split names, image and mask sizes are checked when the dataset is opened;
@@ -248,46 +224,28 @@ class KittiDataset(Dataset):
     ``verify="crc"`` (default with ``"skip"``) reads every PNG completely at opening so a
     truncated file is skipped too; with ``"header"`` (default with ``"raise"``) a PNG that
     turns out to be corrupt when decoded raises when its sample is loaded.
+    A sample's ``info`` holds its ``label`` and ``semantic`` paths (None when absent) and its
+    validated ``boxes``, ``labels`` and ``ignore`` arrays.
     """
+
+    format_name = "kitti"
 
     def __init__(self, root: str | Path, split: str = "train", *, image_size: tuple[int, int] | None = None,
                  augment: bool = False, on_error: str = "raise", mapping: dict | str | Path | None = None,
                  cache: bool = False, split_seed: int = DEFAULT_SPLIT_SEED, semantic_encoding: str = "auto",
                  verify: str | None = None) -> None:
-        image_size, self.verify = check_options(on_error, image_size, verify)
+        super().__init__(root, split, image_size=image_size, augment=augment, on_error=on_error, cache=cache,
+                         verify=verify)
         if semantic_encoding not in SEMANTIC_ENCODINGS:
             raise ValueError(f"semantic_encoding must be one of {SEMANTIC_ENCODINGS}, got {semantic_encoding!r}")
-        self.root = Path(root)
-        self.split = split
-        self.image_size = image_size
-        self.augment = augment
-        self.on_error = on_error
-        self.cache = cache
         self.det_map, self.seg_lut = resolve_mapping(mapping)
         self.color_table = resolve_color_mapping(mapping)
-        self.skipped: list[tuple[str, str]] = []
-        self.problems: list[DataFormatError] = []
-        if not self.root.is_dir():
-            raise DataFormatError(self.root, "dataset root not found")
         if not (self.root / IMAGE_DIR).is_dir():
             raise DataFormatError(self.root / IMAGE_DIR, "image directory not found (expected the KITTI layout)")
         self.semantic_encoding = self._encoding(semantic_encoding)
-        self.samples: list[_Sample] = []
         for entry in resolve_split(self.root, split, seed=split_seed):
-            sample, problems = self._index(entry)
-            if not problems:
-                self.samples.append(sample)
-                continue
-            if on_error == "raise":
-                raise problems[0]
-            self.skipped.append((entry.name, str(problems[0])))
-            self.problems.extend(problems)
-        if self.skipped:
-            warnings.warn(f"{self.root} [{split}]: skipped {len(self.skipped)} bad sample(s), first: "
-                          f"{self.skipped[0][1]}", stacklevel=2)
-        if not self.samples:
-            raise DataFormatError(self.root, f"split {split!r} has no usable samples")
-        self._cache: dict[int, dict[str, Any]] = {}
+            self._keep(entry.name, *self._index(entry))
+        self._finish()
 
     def _encoding(self, requested: str) -> str:
         if requested != "auto":
@@ -303,7 +261,7 @@ class KittiDataset(Dataset):
 
     # ----------------------------------------------------------------- indexing
     def _check_semantic(self, semantic: Path, size: tuple[int, int], name: str) -> None:
-        sem_size, mode = _image_size(semantic)
+        sem_size, mode = png_header(semantic)
         if sem_size != size:
             raise DataFormatError(semantic, f"semantic mask is {sem_size[1]}x{sem_size[0]} (WxH) but image "
                                             f"{name}.png is {size[1]}x{size[0]}")
@@ -315,7 +273,7 @@ class KittiDataset(Dataset):
         if self.verify == "crc":
             verify_png(semantic, "semantic PNG")
 
-    def _index(self, entry: SplitEntry) -> tuple[_Sample | None, list[DataFormatError]]:
+    def _index(self, entry: SplitEntry) -> tuple[Sample | None, list[DataFormatError]]:
         image = self.root / IMAGE_DIR / f"{entry.name}.png"
         label = self.root / LABEL_DIR / f"{entry.name}.txt"
         semantic = self.root / SEMANTIC_DIR / f"{entry.name}.png"
@@ -326,7 +284,7 @@ class KittiDataset(Dataset):
                                           line=entry.line)
                 orphan = label if label.is_file() else semantic
                 raise DataFormatError(orphan, f"label without its image: {IMAGE_DIR}/{entry.name}.png not found")
-            size, _mode = _image_size(image)
+            size, _mode = png_header(image)
             if self.verify == "crc":
                 verify_png(image, "image")
             if not label.is_file() and not semantic.is_file():
@@ -370,64 +328,22 @@ class KittiDataset(Dataset):
         if problems:
             problems.sort(key=lambda e: (e.path != semantic, e.line or 0))
             return None, problems
-        return _Sample(name=entry.name, image=image, label=label, semantic=semantic, size=size,
-                       boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
-                       labels=np.asarray(labels, np.int64).reshape(-1),
-                       ignore=np.asarray(ignore, np.float32).reshape(-1, 4)), []
+        info = {"label": label, "semantic": semantic, "boxes": np.asarray(boxes, np.float32).reshape(-1, 4),
+                "labels": np.asarray(labels, np.int64).reshape(-1), "ignore": np.asarray(ignore, np.float32).reshape(-1, 4)}
+        return Sample(name=entry.name, image=image, size=size, has_det=label is not None,
+                      has_seg=semantic is not None, info=info), []
 
     # ----------------------------------------------------------------- items
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    @property
-    def names(self) -> list[str]:
-        return [s.name for s in self.samples]
-
-    def _load(self, index: int) -> dict[str, Any]:
-        """Decoded (and resized) sample with a uint8 image; cached when ``cache``."""
-        if self.cache and index in self._cache:
-            return self._cache[index]
-        item = self.load_raw(index)
-        if self.image_size is not None:
-            item = T.resize(item, self.image_size)
-        if self.cache:
-            self._cache[index] = item
-        return item
-
-    def load_raw(self, index: int) -> dict[str, Any]:
-        """Decoded sample at its original size (uint8 image 3 x H x W, uint8 seg, boxes)."""
-        s = self.samples[index]
+    def _decode(self, s: Sample) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
         rgb = load_rgb(s.image)
-        if rgb.shape[:2] != s.size:
-            raise DataFormatError(s.image, f"image changed size since the dataset was opened: {rgb.shape[:2]}")
-        if s.semantic is not None:
+        seg = None
+        semantic = s.info["semantic"]
+        if semantic is not None:
             if self.semantic_encoding == "color":
-                classes = load_color_mask(s.semantic, self.color_table)
+                seg = load_color_mask(semantic, self.color_table)
             else:
-                classes = self.seg_lut[load_label_ids(s.semantic)]
-            if classes.shape != rgb.shape[:2]:
-                raise DataFormatError(s.semantic, f"semantic mask is {classes.shape[1]}x{classes.shape[0]} (WxH) but "
-                                                  f"the image is {rgb.shape[1]}x{rgb.shape[0]}")
-            seg = torch.from_numpy(classes)
-        else:
-            seg = torch.full(rgb.shape[:2], IGNORE_INDEX, dtype=torch.uint8)
-        item = {
-            "image": torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))),
-            "seg": seg,
-            "boxes": torch.from_numpy(s.boxes.copy()),
-            "labels": torch.from_numpy(s.labels.copy()),
-            "ignore_boxes": torch.from_numpy(s.ignore.copy()),
-        }
-        return item
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        index = checked_index(index, len(self))
-        s = self.samples[index]
-        return dataset_item(self._load(index), augment=self.augment, has_det=s.label is not None,
-                            has_seg=s.semantic is not None, name=s.name)
-
-    def __repr__(self) -> str:
-        det = sum(s.label is not None for s in self.samples)
-        seg = sum(s.semantic is not None for s in self.samples)
-        return (f"KittiDataset(root={str(self.root)!r}, split={self.split!r}, samples={len(self)}, "
-                f"with_detection={det}, with_segmentation={seg}, image_size={self.image_size})")
+                seg = self.seg_lut[load_label_ids(semantic)]
+            if seg.shape != rgb.shape[:2]:
+                raise DataFormatError(semantic, f"semantic mask is {seg.shape[1]}x{seg.shape[0]} (WxH) but "
+                                                f"the image is {rgb.shape[1]}x{rgb.shape[0]}")
+        return rgb, seg, s.info["boxes"].copy(), s.info["labels"].copy(), s.info["ignore"].copy()
