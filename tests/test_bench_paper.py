@@ -74,3 +74,9 @@ def test_overall_entry_only_when_the_three_paper_datasets_are_there():
     assert overall["meta_async_margin"] == pytest.approx(0.10)
     assert overall["paper_meta_async_margin"] == pytest.approx(0.6095 - 0.5818)
     assert overall["spearman"] == pytest.approx(1.0)
+
+
+def test_tables_list_datasets_in_the_papers_order():
+    records = [*_records({"equal": 0.5}, "mine"), *_records({"equal": 0.5}, "synth-woodscape"),
+               *_records({"equal": 0.5}, "synth-cityscapes"), *_records({"equal": 0.5}, "synth-kitti")]
+    assert summarize(records)["datasets"] == ["synth-kitti", "synth-cityscapes", "synth-woodscape", "mine"]

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from taskweight.bench.paper import compare_with_paper, render_paper_comparison
+from taskweight.bench.paper import PAPER_DATASETS, compare_with_paper, paper_dataset, render_paper_comparison
 from taskweight.bench.results import CellRecord
 from taskweight.jsonio import write_json
 
@@ -61,11 +61,17 @@ def ordered_methods(methods: set[str]) -> list[str]:
 
 
 def ordered_datasets(records: Sequence[CellRecord]) -> list[str]:
+    """Datasets in the paper's order (KITTI, Cityscapes, WoodScape), the others after them as first seen."""
     seen: list[str] = []
     for r in records:
         if r.dataset not in seen:
             seen.append(r.dataset)
-    return seen
+
+    def paper_position(name: str) -> int:
+        ds = paper_dataset(name)
+        return PAPER_DATASETS.index(ds) if ds is not None else len(PAPER_DATASETS)
+
+    return sorted(seen, key=paper_position)  # stable: ties keep first-seen order
 
 
 def summarize(records: Sequence[CellRecord]) -> dict[str, Any]:
