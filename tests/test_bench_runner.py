@@ -104,3 +104,16 @@ def test_cells_run_seed_major_so_a_cut_short_run_holds_whole_tables(tmp_path: Pa
     assert len(keys) == 2 * per_seed == len(set(keys))
     assert {s for _, _, s in keys[:per_seed]} == {0}
     assert {(d, m) for d, m, _ in keys[:per_seed]} == {(d, m) for d, m, _ in keys[per_seed:]}
+
+
+def test_every_shipped_bench_preset_validates_with_its_training_configs():
+    from taskweight.bench.runner import BENCH_PRESETS_DIR, _deep_merge
+    from taskweight.config import load_config
+
+    names = sorted(p.stem for p in BENCH_PRESETS_DIR.glob("*.yaml"))
+    assert {"quick", "synth", "synth-lite", "synth-large", "paper", "tiny"} <= set(names)
+    for name in names:
+        preset = load_bench_preset(name)
+        for ds in preset.datasets:
+            cfg = load_config(preset.train_preset, overrides=_deep_merge(preset.train_overrides, ds.train_overrides))
+            assert cfg.epochs >= 1, (name, ds.name)
