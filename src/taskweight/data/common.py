@@ -317,10 +317,10 @@ class Sample:
 
 
 class DetSegDataset(Dataset):
-    """Base of the cityscapes / woodscape datasets.
+    """Base of the kitti, cityscapes and woodscape datasets.
 
-    Subclasses fill ``self.samples`` through :meth:`_build` (calling :meth:`_problem` for
-    every bad input) and implement :meth:`_decode` -> (uint8 H x W x 3 image, uint8 H x W
+    Subclasses index every sample and hand it with its problems to :meth:`_keep` (which keeps
+    it or reports the first problem through :meth:`_problem`), call :meth:`_finish`, and implement :meth:`_decode` -> (uint8 H x W x 3 image, uint8 H x W
     segmentation classes or None, boxes N x 4, labels N, ignore boxes M x 4).
 
     ``on_error="raise"`` raises the first problem; ``"skip"`` drops the samples with problems,
