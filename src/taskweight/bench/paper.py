@@ -98,27 +98,26 @@ def compare_with_paper(summary: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for ds in summary["datasets"]:
         paper_ds = paper_dataset(ds)
-        if paper_ds is None:
-            continue
-        ours = {m: s["geometric_mean"]["mean"] for m, s in summary["table"][ds].items()
-                if m in _METHODS and not math.isnan(s["geometric_mean"]["mean"])}
-        paper = {m: PAPER_TABLE2[paper_ds][m]["geometric_mean"] for m in ours}
-        out[ds] = {"paper_dataset": paper_ds, "ours": ours, "paper": paper,
-                   "ours_rank": average_ranks(ours), "paper_rank": average_ranks(paper),
-                   "spearman": spearman(ours, paper),
-                   "meta_async_margin": meta_async_margin(ours),
-                   "paper_meta_async_margin": meta_async_margin(PAPER_TABLE2_GM[paper_ds])}
-    overall = {m: s["mean"] for m, s in summary.get("overall", {}).items() if m in _METHODS and not math.isnan(s["mean"])}
+        if paper_ds is not None:
+            ours = {m: s["geometric_mean"]["mean"] for m, s in summary["table"][ds].items()}
+            out[ds] = _comparison(paper_ds, ours, PAPER_TABLE2_GM[paper_ds])
     covers_paper = {c["paper_dataset"] for c in out.values()} == set(PAPER_DATASETS)
+    overall = {m: s["mean"] for m, s in summary.get("overall", {}).items()}
     if covers_paper and len(out) == len(summary["datasets"]) and overall:
-        out["Overall"] = {"paper_dataset": "Overall", "ours": overall,
-                          "paper": {m: PAPER_OVERALL[m] for m in overall},
-                          "ours_rank": average_ranks(overall), "paper_rank": average_ranks({m: PAPER_OVERALL[m] for m in overall}),
-                          "spearman": spearman(overall, PAPER_OVERALL),
-                          "meta_async_margin": meta_async_margin(overall),
-                          "paper_meta_async_margin": meta_async_margin(PAPER_OVERALL)}
+        out["Overall"] = _comparison("Overall", overall, PAPER_OVERALL)
     return out
 
+
+
+def _comparison(paper_ds: str, ours: Mapping[str, float], paper_gm: Mapping[str, float]) -> dict[str, Any]:
+    """One row group of the comparison: our GMs (the paper's nine methods, NaN dropped) against ``paper_gm``."""
+    ours = {m: g for m, g in ours.items() if m in _METHODS and not math.isnan(g)}
+    paper = {m: paper_gm[m] for m in ours}
+    return {"paper_dataset": paper_ds, "ours": ours, "paper": paper,
+            "ours_rank": average_ranks(ours), "paper_rank": average_ranks(paper),
+            "spearman": spearman(ours, paper),
+            "meta_async_margin": meta_async_margin(ours),
+            "paper_meta_async_margin": meta_async_margin(paper_gm)}
 
 
 def _num(value: float | None, signed: bool = False) -> str:
