@@ -117,8 +117,8 @@ def generate(out: Path | str, *, preset: str = "synth-woodscape", train: int, va
             p.unlink()
     started = time.perf_counter()
     total = sum(counts.values())
-    jobs = [(str(out), split, i, int(seed), size) for split in SPLITS for i in range(counts[split])]
-    jobs = [(*job, name_of(j)) for j, job in enumerate(jobs)]
+    scenes = [(split, i) for split in SPLITS for i in range(counts[split])]
+    jobs = [(str(out), split, i, int(seed), size, name_of(j)) for j, (split, i) in enumerate(scenes)]
     per_split = {s: dict.fromkeys(BOX_CLASSES, 0) for s in SPLITS}
     names_by_split: dict[str, list[str]] = {split: [] for split in SPLITS}
     for job, classes in zip(jobs, run_jobs(_write_job, jobs, workers, progress)):
