@@ -28,21 +28,20 @@ import torch
 
 from taskweight import weighting
 from taskweight.config import load_config
-from taskweight.data import collate_batch, open_dataset
-from taskweight.evaluate import batch_to_device
+from taskweight.build import build_model, build_optimizer, cluster_anchors, resolve_device
+from taskweight.data import batch_to_device, collate_batch, open_dataset
+from taskweight.engine import TrainStep
 from taskweight.synth import generate_dataset
-from taskweight.trainer import build_model, build_optimizer, cluster_anchors
 
 LOSS_ONLY = {"equal", "handcrafted", "dynamic_scaling", "uncertainty", "geometric", "weight_learning", "static", "async"}
 TARGETS = {**{m: 1.03 for m in LOSS_ONLY}, "gradnorm": 1.2, "pcgrad": 1.7, "mgda": 1.7}
 
 
-def _setup(preset: str, device_name: str, root: Path):
-    cfg = load_config(preset, overrides={"data": {"root": str(root)}})
+def _setup(preset: str, device_name: str, root: Path, precision: str = "auto"):
+    cfg = load_config(preset, overrides={"data": {"root": str(root)}, "precision": precision})
     if not (root / "synth.json").is_file():
         generate_dataset(root, train=cfg.batch_size, val=1, test=1, seed=0)
-    device = torch.device("cuda" if device_name == "auto" and torch.cuda.is_available() else
-                          ("cpu" if device_name == "auto" else device_name))
+    device = resolve_device(device_name)
     dataset = open_dataset("kitti", root, "train", image_size=tuple(cfg.data.image_size))
     batch = batch_to_device(collate_batch([dataset[i] for i in range(cfg.batch_size)]), device)
     torch.manual_seed(0)
@@ -51,26 +50,22 @@ def _setup(preset: str, device_name: str, root: Path):
 
 
 class Runner:
-    """One strategy with its own model copy and optimiser."""
+    """One strategy with its own model copy, optimiser and training step (the trainer's own)."""
 
     def __init__(self, name: str, cfg, base_model: torch.nn.Module, device: torch.device) -> None:
         self.name = name
         self.model = copy.deepcopy(base_model).train()
         self.strategy = weighting.get(name, tasks=self.model.tasks).to(device)
         self.optimizer = build_optimizer(cfg, self.model, self.strategy)
-        self.shared = self.model.shared_parameters()
-        self.last = self.model.last_shared_layer
+        self.train_step = TrainStep(self.model, self.strategy, self.optimizer, device=device,
+                                    precision=cfg.precision, channels_last=cfg.channels_last)
         self.device = device
 
     def step(self, batch: dict) -> float:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         start = time.perf_counter()
-        losses = self.model.compute_losses(self.model(batch["image"]), batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.strategy.backward(losses, self.shared, self.last)
-        self.optimizer.step()
-        self.strategy.on_step_end()
+        self.train_step(batch)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return time.perf_counter() - start
@@ -79,7 +74,7 @@ class Runner:
 def memory_of(name: str, args: argparse.Namespace, root: Path) -> float:
     """Peak memory (MiB) of steps of ``name``: GPU peak allocated, or CPU peak-RSS growth in a fresh process."""
     cmd = [sys.executable, __file__, "--_memory-of", name, "--preset", args.preset, "--device", args.device,
-           "--_root", str(root)]
+           "--precision", args.precision, "--_root", str(root)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return float(json.loads(out.strip().splitlines()[-1])["peak_mib"])
 
@@ -94,7 +89,7 @@ def _memory_child(args: argparse.Namespace) -> None:
     """Peak memory while stepping: GPU peak allocated, or the resident set sampled every 2 ms."""
     import threading
 
-    cfg, device, batch, model = _setup(args.preset, args.device, Path(args._root))
+    cfg, device, batch, model = _setup(args.preset, args.device, Path(args._root), args.precision)
     runner = Runner(args._memory_of, cfg, model, device)
     runner.step(batch)  # allocate optimiser state etc. first
     if device.type == "cuda":
@@ -123,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16 (as train's --precision)")
     parser.add_argument("--methods", nargs="*", default=None)
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-strategy memory subprocesses")
@@ -138,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         methods = ["equal", *methods]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "synth-kitti"
-        cfg, device, batch, model = _setup(args.preset, args.device, root)
+        cfg, device, batch, model = _setup(args.preset, args.device, root, args.precision)
         runners = [Runner(m, cfg, model, device) for m in methods]
         for _ in range(args.warmup):
             for r in runners:
@@ -154,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"Step time relative to `equal` — preset {args.preset} (batch {cfg.batch_size}, "
         f"{cfg.data.image_size[0]}×{cfg.data.image_size[1]}, width {cfg.model.width}), device {device}, "
-        f"{torch.get_num_threads()} threads, median of {args.rounds} interleaved rounds",
+        f"precision {runners[0].train_step.precision}, {torch.get_num_threads()} threads, "
+        f"median of {args.rounds} interleaved rounds",
         "",
         f"| method | step (ms) | × equal | target | {unit} |",
         "|---|---:|---:|---:|---:|",

@@ -1,89 +1,170 @@
-"""Training throughput of the quick preset: images/s and peak memory of a full training step.
+"""Training throughput of a preset in fp32 and in a mixed precision, measured in ONE run.
 
-A full step = forward, both task losses, the weighting strategy's backward, optimiser step,
-on batches read from synth-kitti through the KITTI loader. Reports the median over timed
-steps after warm-up, and the data-loading share measured in the same run.
+Four measurements, interleaved round by round so machine noise hits them alike:
 
-    python benchmarks/throughput.py [--preset quick] [--steps 20] [--method equal]
+    (a) model only, fp32        forward + backward of a plain loss on an in-memory batch
+    (b) model only, PRECISION   the same under autocast, channels-last as configured
+    (c) full step, fp32         the trainer's step as before mixed precision: DataLoader (cached,
+                                augmented), both task losses, the strategy's backward, optimiser
+    (d) full step, PRECISION    the same step with the preset's precision and memory layout
+
+It prints img/s of each, d/c (the speed-up of training) and d/b (the share of the step that
+the network itself takes: data, losses and strategy cost the rest). Every full step is the
+trainer's own :class:`taskweight.engine.TrainStep`.
+
+    python benchmarks/throughput.py [--preset quick] [--precision auto] [--method equal]
+        [--size 384x1248] [--batch 16] [--rounds 12] [--markdown FILE]
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import copy
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 
 from taskweight import weighting
-from taskweight.config import load_config
-from taskweight.data import collate_batch, open_dataset
-from taskweight.evaluate import batch_to_device
+from taskweight.build import build_model, build_optimizer, cluster_anchors, make_loader, open_split, resolve_device
+from taskweight.config import TrainConfig, load_config
+from taskweight.data import batch_to_device
+from taskweight.engine import TrainStep
+from taskweight.precision import autocast, resolve_precision
 from taskweight.synth import generate_dataset
-from taskweight.trainer import build_model, build_optimizer, cluster_anchors
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def model_only(model: torch.nn.Module, images: torch.Tensor, precision: str, device: torch.device) -> Callable[[], None]:
+    """(a)/(b): forward + backward of mean(outputs) on a fixed in-memory batch."""
+    def run() -> None:
+        with autocast(precision, device):
+            outputs = model(images)
+        loss = sum(v.float().mean() for v in outputs.values())
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+    return run
+
+
+def full_step(cfg: TrainConfig, base: torch.nn.Module, method: str, device: torch.device,
+              dataset: torch.utils.data.Dataset) -> tuple[Callable[[], None], TrainStep]:
+    """(c)/(d): the trainer's step on batches drawn from a DataLoader over the cached split."""
+    model = copy.deepcopy(base).train()
+    strategy = weighting.get(method, tasks=model.tasks).to(device)
+    optimizer = build_optimizer(cfg, model, strategy)
+    step = TrainStep(model, strategy, optimizer, device=device, precision=cfg.precision,
+                     channels_last=cfg.channels_last, compile=cfg.compile)
+    batches: Iterator = iter(())
+    epoch = [0]
+
+    def run() -> None:
+        nonlocal batches
+        batch = next(batches, None)
+        if batch is None:
+            epoch[0] += 1
+            batches = iter(make_loader(dataset, cfg, shuffle=True, epoch_seed=epoch[0], device=device))
+            batch = next(batches)
+        step(batch)
+    return run, step
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="quick")
+    parser.add_argument("--precision", default="auto", help="the precision compared with fp32: auto, bf16 or fp16")
     parser.add_argument("--method", default="equal")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--size", default=None, help="network input HxW (default: the preset's)")
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default: the preset's)")
+    parser.add_argument("--rounds", type=int, default=12, help="timed rounds (each times every measurement once)")
+    parser.add_argument("--steps", type=int, default=3, help="steps per measurement and round")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network in (b) and (d)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
     args = parser.parse_args(argv)
 
+    device = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "synth-kitti"
-        cfg = load_config(args.preset, overrides={"data": {"root": str(root)}, "device": args.device})
-        n = cfg.batch_size * (args.steps + args.warmup)
-        generate_dataset(root, train=n, val=1, test=1, seed=0)
-        device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                              ("cpu" if args.device == "auto" else args.device))
-        dataset = open_dataset("kitti", root, "train", image_size=tuple(cfg.data.image_size), augment=True, cache=False)
+        overrides: dict = {"data": {"root": str(root)}, "device": str(device)}
+        if args.size:
+            overrides["data"]["image_size"] = [int(v) for v in args.size.lower().split("x")]
+        if args.batch:
+            overrides["batch_size"] = args.batch
+        fast = load_config(args.preset, overrides={**overrides, "precision": args.precision, "compile": args.compile})
+        slow = load_config(args.preset, overrides={**overrides, "precision": "fp32", "channels_last": False})
+        precision = resolve_precision(fast.precision, device)
+        n = fast.batch_size * 4
+        height, width = fast.data.image_size
+        generate_dataset(root, train=n, val=1, test=1, seed=0, size=(max(height, 125), max(width, 414)))
+        dataset = open_split(fast, "train", train=True)
+        for i in range(len(dataset)):  # type: ignore[arg-type]
+            dataset[i]  # fill the decoded-sample cache, as after a run's first epoch
         torch.manual_seed(0)
-        model = build_model(cfg, cluster_anchors(dataset, cfg.model.num_anchors, 0)).to(device)
-        strategy = weighting.get(args.method, tasks=model.tasks).to(device)
-        optimizer = build_optimizer(cfg, model, strategy)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, collate_fn=collate_batch)
-        rss_before = peak_rss_mib()
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        step_times, load_times = [], []
-        shared, last = model.shared_parameters(), model.last_shared_layer
-        t_load = time.perf_counter()
-        for i, batch in enumerate(loader):
-            loaded = time.perf_counter()
-            batch = batch_to_device(batch, device)
-            losses = model.compute_losses(model(batch["image"]), batch)
-            optimizer.zero_grad(set_to_none=True)
-            strategy.backward(losses, shared, last)
-            optimizer.step()
-            strategy.on_step_end()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            done = time.perf_counter()
-            if i >= args.warmup:
-                step_times.append(done - loaded)
-                load_times.append(loaded - t_load)
-            t_load = time.perf_counter()
-    step = statistics.median(step_times)
-    load = statistics.median(load_times)
-    print(f"preset {args.preset}: batch {cfg.batch_size}, input {cfg.data.image_size[0]}x{cfg.data.image_size[1]}, "
-          f"width {cfg.model.width}, method {args.method}, device {device}, torch threads {torch.get_num_threads()}")
-    print(f"training step (median of {len(step_times)}): {step * 1000:.1f} ms -> {cfg.batch_size / step:.1f} images/s")
-    print(f"with data loading ({load * 1000:.1f} ms per batch): {cfg.batch_size / (step + load):.1f} images/s "
-          f"(loading = {load / (step + load):.1%} of a step)")
-    if device.type == "cuda":
-        print(f"peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB")
-    print(f"peak process RSS: {peak_rss_mib():.0f} MiB (before training steps: {rss_before:.0f} MiB)")
+        base = build_model(fast, cluster_anchors(dataset, fast.model.num_anchors, 0)).to(device)
+        images = batch_to_device(next(iter(make_loader(dataset, fast, shuffle=False))), device)["image"]
+
+        fp32_model = copy.deepcopy(base).train()
+        fast_model = copy.deepcopy(base).train()
+        if fast.channels_last:
+            fast_model.to(memory_format=torch.channels_last)
+        fast_forward = torch.compile(fast_model) if fast.compile else fast_model
+        step_c, _ = full_step(slow, base, args.method, device, dataset)
+        step_d, train_step = full_step(fast, base, args.method, device, dataset)
+        cl_images = images.contiguous(memory_format=torch.channels_last) if fast.channels_last else images
+        runs = {
+            "a": model_only(fp32_model, images, "fp32", device),
+            "b": model_only(fast_forward, cl_images, precision, device),  # type: ignore[arg-type]
+            "c": step_c,
+            "d": step_d,
+        }
+        times: dict[str, list[float]] = {k: [] for k in runs}
+        for round_index in range(args.warmup + args.rounds):
+            keys = list(runs)
+            shift = round_index % len(keys)
+            for key in keys[shift:] + keys[:shift]:
+                _sync(device)
+                started = time.perf_counter()
+                for _ in range(args.steps):
+                    runs[key]()
+                _sync(device)
+                if round_index >= args.warmup:
+                    times[key].append((time.perf_counter() - started) / args.steps)
+
+    rate = {k: fast.batch_size / statistics.median(v) for k, v in times.items()}
+    labels = {
+        "a": "(a) model only, fp32",
+        "b": f"(b) model only, {precision}{' + channels-last' if fast.channels_last else ''}",
+        "c": "(c) full step, fp32 (as before)",
+        "d": f"(d) full step, {precision}{' + channels-last' if fast.channels_last else ''}",
+    }
+    threads = f"{torch.get_num_threads()} threads" if device.type == "cpu" else torch.cuda.get_device_name(device)
+    lines = [
+        f"Throughput — preset {args.preset}, input {height}×{width}, batch {fast.batch_size}, width "
+        f"{fast.model.width}, method {args.method}, device {device} ({threads}), compile {fast.compile}; "
+        f"median of {args.rounds} interleaved rounds × {args.steps} steps",
+        "",
+        "| measurement | img/s |",
+        "|---|---:|",
+        *(f"| {labels[k]} | {rate[k]:.1f} |" for k in runs),
+        "",
+        f"d/c (training speed-up) = {rate['d'] / rate['c']:.2f}   "
+        f"d/b (network share of the step) = {rate['d'] / rate['b']:.2f}   "
+        f"b/a = {rate['b'] / rate['a']:.2f}",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(text + "\n")
     return 0
 
 

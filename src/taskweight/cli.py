@@ -107,6 +107,9 @@ def train(
     epochs: Annotated[Optional[int], typer.Option(min=1, help="training epochs")] = None,
     seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N")] = None,
+    precision: Annotated[
+        Optional[str], typer.Option(help="auto (bf16 on CPUs with native bf16 and on bf16 GPUs, fp16 on older GPUs, else fp32), fp32, bf16 or fp16")
+    ] = None,
     pretrained: Annotated[Optional[Path], typer.Option(help="local ImageNet ResNet checkpoint for the encoder")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last.pt")] = False,
     on_error: Annotated[
@@ -135,7 +138,7 @@ def train(
         overrides["method"]["name"] = method
     if method_opt:
         overrides["method"]["options"] = _method_options(method or "equal", method_opt)
-    for key, value in (("epochs", epochs), ("seed", seed), ("device", device)):
+    for key, value in (("epochs", epochs), ("seed", seed), ("device", device), ("precision", precision)):
         if value is not None:
             overrides[key] = value
     try:

@@ -92,6 +92,14 @@ class TrainConfig(_Strict):
     seed: int = 0
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="auto: bf16 autocast on CPUs with native bf16 (AVX-512 BF16/AMX) and bf16-capable CUDA, "
+                    "fp16 + loss scaling on older CUDA, fp32 otherwise",
+    )
+    channels_last: bool = Field(True, description="NHWC memory layout for the network (faster convolutions on CPU and GPU)")
+    compile: bool = Field(False, description="torch.compile the network's forward pass (pays a compile time up front)")
+    log_every: int = Field(10, ge=1, description="log losses and weights (TensorBoard, weights.csv) every N steps")
 
 
 PRESETS_DIR = Path(__file__).parent / "configs"

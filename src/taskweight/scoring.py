@@ -9,7 +9,8 @@ import torch
 from taskweight.config import TrainConfig, load_config
 from taskweight.errors import DataFormatError
 from taskweight.evaluate import evaluate
-from taskweight.trainer import build_model, make_loader, open_split, resolve_device
+from taskweight.build import build_model, make_loader, open_split, resolve_device
+from taskweight.precision import resolve_precision
 
 
 def score_run(run_dir: str | Path, *, split: str = "test", checkpoint: str = "best.pt") -> dict[str, float]:
@@ -30,5 +31,8 @@ def score_checkpoint(config: TrainConfig, checkpoint: str | Path, *, split: str 
     model.load_state_dict(state)
     device = resolve_device(config.device)
     model.to(device)
-    loader = make_loader(open_split(config, split, train=False), config, shuffle=False)
-    return evaluate(model, loader, device, score_threshold=config.eval.score_threshold, nms_iou=config.eval.nms_iou)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    loader = make_loader(open_split(config, split, train=False), config, shuffle=False, device=device)
+    return evaluate(model, loader, device, score_threshold=config.eval.score_threshold, nms_iou=config.eval.nms_iou,
+                    precision=resolve_precision(config.precision, device), channels_last=config.channels_last)

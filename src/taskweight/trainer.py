@@ -13,132 +13,30 @@ from __future__ import annotations
 import csv
 import json
 import math
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from torch.utils.data import DataLoader, Dataset
 from torch.utils.tensorboard import SummaryWriter
 
 from taskweight import weighting
+from taskweight.build import (build_model, build_optimizer, build_scheduler, cluster_anchors, make_loader, open_split,
+                              resolve_device, seed_everything)
 from taskweight.config import TrainConfig, dump_config
-from taskweight.data import collate_batch, open_dataset
-from taskweight.errors import ConfigError, TrainingError
-from taskweight.evaluate import batch_to_device, evaluate
+from taskweight.engine import StepOutput, TrainStep
+from taskweight.errors import TrainingError
+from taskweight.evaluate import evaluate
 from taskweight.jsonio import dumps, write_json
-from taskweight.models import MultiTaskNet, kmeans_anchors, resnet10_multitask
 from taskweight.weighting.base import WeightingStrategy
 
 CHECKPOINT_LAST = "last.pt"
 CHECKPOINT_BEST = "best.pt"
 INITIAL_LOSS_STEPS = 10
 """Iterations over which the initial loss ratio L_det(0)/L_seg(0) is measured (paper Eq. 4)."""
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch; a CPU run with a fixed seed is then reproducible."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"option 'device': {exc}") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"option 'device': {name} requested but no CUDA device is available")
-    return device
-
-
-def open_split(config: TrainConfig, split: str, *, train: bool) -> Dataset:
-    """Open one split of the configured dataset at the network's input size."""
-    if config.data.root is None:
-        raise ConfigError("option 'data.root' is not set: give --data DIR or data.root in the config")
-    return open_dataset(
-        config.data.format,
-        config.data.root,
-        split,
-        image_size=tuple(config.data.image_size),
-        augment=train and config.data.augment,
-        cache=config.data.cache,
-        on_error=config.data.on_error,
-        **config.data.options,
-    )
-
-
-def make_loader(dataset: Dataset, config: TrainConfig, *, shuffle: bool, epoch_seed: int | None = None) -> DataLoader:
-    generator = None
-    if shuffle:
-        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + (epoch_seed or 0))
-    return DataLoader(
-        dataset,
-        batch_size=config.batch_size,
-        shuffle=shuffle,
-        generator=generator,
-        collate_fn=collate_batch,
-        num_workers=config.data.num_workers,
-        drop_last=False,
-    )
-
-
-def cluster_anchors(dataset: Dataset, k: int, seed: int) -> torch.Tensor:
-    """k-means anchors from the (resized) training boxes (YOLOv2, see ``kmeans_anchors``)."""
-    sizes = []
-    for i in range(len(dataset)):  # type: ignore[arg-type]
-        boxes = dataset[i]["boxes"]
-        if boxes.numel():
-            sizes.append(boxes[:, 2:] - boxes[:, :2])
-    if not sizes or sum(len(s) for s in sizes) < k:
-        raise TrainingError(f"the training split has fewer than {k} boxes: cannot cluster anchors")
-    return kmeans_anchors(torch.cat(sizes), k, seed=seed)
-
-
-def build_model(config: TrainConfig, anchors: torch.Tensor | None) -> MultiTaskNet:
-    if config.model.anchors is not None:
-        anchors = torch.tensor(config.model.anchors, dtype=torch.float32)
-    return resnet10_multitask(
-        width=config.model.width,
-        image_height=config.data.image_size[0],
-        anchors=anchors,
-        head_channels=config.model.head_channels,
-        pretrained_encoder=config.model.pretrained,
-    )
-
-
-def build_optimizer(config: TrainConfig, model: MultiTaskNet, strategy: WeightingStrategy) -> torch.optim.Optimizer:
-    o = config.optim
-    groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
-    extra = strategy.trainable_parameters()
-    if extra:
-        groups.append({"params": extra, "weight_decay": 0.0})
-    if o.name == "sgd":
-        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-    if o.name == "adam":
-        return torch.optim.Adam(groups, lr=o.lr, weight_decay=o.weight_decay)
-    return torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay)
-
-
-def lr_factor(config: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
-    """Linear warm-up, then cosine decay to 1 % / step decay ×0.1 every ``step_epochs`` / constant."""
-    o = config.optim
-    if o.warmup_steps and step < o.warmup_steps:
-        return (step + 1) / o.warmup_steps
-    if o.schedule == "constant":
-        return 1.0
-    if o.schedule == "step":
-        return 0.1 ** ((step // max(steps_per_epoch, 1)) // o.step_epochs)
-    progress = (step - o.warmup_steps) / max(total_steps - o.warmup_steps, 1)
-    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
 @dataclass
@@ -203,12 +101,12 @@ class Trainer:
         self.strategy = strategy or weighting.get(config.method.name, tasks=self.model.tasks, **config.method.options)
         self.strategy.to(self.device)
         self.optimizer = build_optimizer(config, self.model, self.strategy)
-        self.val_loader = make_loader(self.val_set, config, shuffle=False)
+        self.val_loader = make_loader(self.val_set, config, shuffle=False, device=self.device)
         self.steps_per_epoch = math.ceil(len(self.train_set) / config.batch_size)  # type: ignore[arg-type]
-        total = self.steps_per_epoch * config.epochs
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(config, s, total, self.steps_per_epoch)
-        )
+        self.scheduler = build_scheduler(config, self.optimizer, self.steps_per_epoch)
+        self.step = TrainStep(self.model, self.strategy, self.optimizer, device=self.device,
+                              precision=config.precision, channels_last=config.channels_last,
+                              compile=config.compile, grad_clip=config.optim.grad_clip, scheduler=self.scheduler)
         self.epoch = 0
         self.global_step = 0
         self.history: list[dict[str, Any]] = []
@@ -223,6 +121,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "strategy": self.strategy.state_dict(),
+            "step": self.step.state_dict(),
             "epoch": self.epoch,
             "global_step": self.global_step,
             "history": dumps(self.history),
@@ -240,6 +139,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.strategy.load_state_dict(state["strategy"])
+        self.step.load_state_dict(state.get("step", {}))
         self.epoch = int(state["epoch"])
         self.global_step = int(state["global_step"])
         self.history = json.loads(state["history"])
@@ -272,7 +172,8 @@ class Trainer:
                     row = self._train_epoch(progress, writer, weights_csv)
                     weights_file.flush()
                     val = evaluate(self.model, self.val_loader, self.device,
-                                   score_threshold=self.config.eval.score_threshold, nms_iou=self.config.eval.nms_iou)
+                                   score_threshold=self.config.eval.score_threshold, nms_iou=self.config.eval.nms_iou,
+                                   precision=self.step.precision, channels_last=self.config.channels_last)
                     row.update({f"val_{k}": v for k, v in val.items()})
                     self.history.append(row)
                     for key, value in val.items():
@@ -295,46 +196,17 @@ class Trainer:
 
     def _train_epoch(self, progress: Progress, writer: SummaryWriter, weights_csv: Any) -> dict[str, Any]:
         self.model.train()
-        loader = make_loader(self.train_set, self.config, shuffle=True, epoch_seed=self.epoch)
+        loader = make_loader(self.train_set, self.config, shuffle=True, epoch_seed=self.epoch, device=self.device)
         bar = progress.add_task(f"epoch {self.epoch + 1}/{self.config.epochs}", total=len(loader), info="")
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
+        log = _StepLog(self, writer, weights_csv)
         started = time.perf_counter()
-        shared = self.model.shared_parameters()
-        last_layer = self.model.last_shared_layer
         for batch in loader:
-            batch = batch_to_device(batch, self.device)
-            details: dict[str, float] = {}
-            outputs = self.model(batch["image"])
-            losses = self.model.compute_losses(outputs, batch, details)
-            values = {t: float(v.detach()) for t, v in losses.items()}
-            for task, value in values.items():
-                if not math.isfinite(value):
-                    raise TrainingError(
-                        f"epoch {self.epoch + 1}, step {self.global_step}: the {task} loss is {value} "
-                        f"(images {', '.join(map(str, batch.get('names', [])))}); lower optim.lr or check the labels"
-                    )
-            self.optimizer.zero_grad(set_to_none=True)
-            used = self.strategy.backward(losses, shared, last_layer)
-            if self.config.optim.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
-            self.optimizer.step()
-            self.scheduler.step()
-            self.strategy.on_step_end()
-            if self.global_step < INITIAL_LOSS_STEPS and len(values) == len(self.model.tasks):
-                for task, value in values.items():
-                    self.initial_losses[task].append(value)
-            for key, value in {**{f"loss_{t}": v for t, v in values.items()}, **details,
-                               **{f"weight_{t}": w for t, w in used.items()}}.items():
-                sums[key] = sums.get(key, 0.0) + value
-                counts[key] = counts.get(key, 0) + 1
-                writer.add_scalar(key.replace("_", "/", 1), value, self.global_step)
-            weights_csv.writerow([self.global_step, self.epoch + 1,
-                                  *(_fmt(values.get(t)) for t in self.model.tasks),
-                                  *(_fmt(used.get(t)) for t in self.model.tasks)])
+            log.add(self.global_step, self.step(batch), batch.get("names", []))
             self.global_step += 1
-            info = " ".join(f"{t} {v:.3f}" for t, v in values.items())
-            progress.update(bar, advance=1, info=info)
+            if len(log.pending) >= self.config.log_every:
+                progress.update(bar, info=log.flush())
+            progress.update(bar, advance=1)
+        log.flush()
         self.strategy.on_epoch_end()
         elapsed = time.perf_counter() - started
         self.train_time += elapsed
@@ -342,8 +214,8 @@ class Trainer:
         self.epoch += 1
         writer.add_scalar("lr", self.scheduler.get_last_lr()[0], self.global_step)
         row: dict[str, Any] = {"epoch": self.epoch, "lr": self.scheduler.get_last_lr()[0], "epoch_time_s": elapsed}
-        row.update({f"train_{k}": sums[k] / counts[k] for k in sums if not k.startswith("weight_")})
-        row.update({k: sums[k] / counts[k] for k in sums if k.startswith("weight_")})
+        row.update({f"train_{k}": log.sums[k] / log.counts[k] for k in log.sums if not k.startswith("weight_")})
+        row.update({k: log.sums[k] / log.counts[k] for k in log.sums if k.startswith("weight_")})
         return row
 
     def _write_history(self) -> None:
@@ -362,6 +234,9 @@ class Trainer:
         return {
             "method": self.config.method.name,
             "method_options": self.config.method.options,
+            "precision": self.step.precision,
+            "channels_last": self.config.channels_last,
+            "compile": self.config.compile,
             "epochs": self.epoch,
             "train_time_s": self.train_time,
             "final": final,
@@ -372,6 +247,71 @@ class Trainer:
             "initial_loss_ratio_det_over_seg": ratio,
             "skipped_samples": {name: [str(item) for item in items] for name, items in self.skipped.items()},
         }
+
+
+class _StepLog:
+    """Per-step records kept on the device and read back every ``log_every`` steps.
+
+    A flush is the loop's only host synchronisation: it converts the pending steps' losses,
+    weights and loss terms in one transfer, stops the run at the first non-finite loss (naming
+    epoch, step, task and images), and writes every pending step to ``weights.csv`` and
+    TensorBoard, so nothing is sampled away.
+    """
+
+    def __init__(self, trainer: Trainer, writer: SummaryWriter, weights_csv: Any) -> None:
+        self.trainer = trainer
+        self.writer = writer
+        self.weights_csv = weights_csv
+        self.pending: list[tuple[int, StepOutput, list[str]]] = []
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, step: int, output: StepOutput, names: list[str]) -> None:
+        self.pending.append((step, output, names))
+
+    def flush(self) -> str:
+        """Read the pending steps back; return a progress line of the last one."""
+        if not self.pending:
+            return ""
+        trainer = self.trainer
+        tasks = trainer.model.tasks
+        tensors: list[torch.Tensor] = []
+        records = []
+        for step, out, names in self.pending:
+            entries = {f"loss_{t}": v for t, v in out.losses.items()}
+            entries.update({f"weight_{t}": w for t, w in out.weights.items()})
+            entries.update(out.details)
+            slots = {}
+            for key, value in entries.items():
+                if isinstance(value, torch.Tensor):
+                    slots[key] = len(tensors)
+                    tensors.append(value.detach().float().reshape(()))
+                else:
+                    slots[key] = float(value)
+            records.append((step, names, slots))
+        numbers = torch.stack(tensors).cpu().tolist() if tensors else []
+        self.pending = []
+        values: dict[str, float] = {}
+        for step, names, slots in records:
+            values = {k: numbers[v] if isinstance(v, int) else v for k, v in slots.items()}
+            for task in tasks:
+                loss = values.get(f"loss_{task}")
+                if loss is not None and not math.isfinite(loss):
+                    raise TrainingError(
+                        f"epoch {trainer.epoch + 1}, step {step}: the {task} loss is {loss} "
+                        f"(images {', '.join(map(str, names))}); lower optim.lr or check the labels"
+                    )
+            if step < INITIAL_LOSS_STEPS and all(f"loss_{t}" in values for t in tasks):
+                for task in tasks:
+                    trainer.initial_losses[task].append(values[f"loss_{task}"])
+            for key, value in values.items():
+                self.sums[key] = self.sums.get(key, 0.0) + value
+                self.counts[key] = self.counts.get(key, 0) + 1
+                self.writer.add_scalar(key.replace("_", "/", 1), value, step)
+            self.weights_csv.writerow([step, trainer.epoch + 1,
+                                       *(_fmt(values.get(f"loss_{t}")) for t in tasks),
+                                       *(_fmt(values.get(f"weight_{t}")) for t in tasks)])
+        return " ".join(f"{t} {values[f'loss_{t}']:.3f}" for t in tasks if f"loss_{t}" in values)
 
 
 def _better(candidate: dict[str, float], incumbent: dict[str, float]) -> bool:

@@ -30,7 +30,7 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from taskweight.data.cityscapes import CityscapesDataset
-from taskweight.data.collate import collate_batch
+from taskweight.data.collate import batch_to_device, collate_batch
 from taskweight.data.common import DEFAULT_SPLIT_SEED, default_mapping, merged_mapping, seeded_split
 from taskweight.data.kitti import DEFAULT_MAPPING, KittiDataset, resolve_mapping, resolve_split
 from taskweight.data.woodscape import WoodScapeDataset
@@ -84,6 +84,6 @@ register_format("woodscape", WoodScapeDataset)
 
 __all__ = [
     "DEFAULT_MAPPING", "DEFAULT_SPLIT_SEED", "CityscapesDataset", "KittiDataset", "KittiObject", "WoodScapeDataset",
-    "available_formats", "collate_batch", "default_mapping", "merged_mapping", "open_dataset", "parse_label_file",
+    "available_formats", "batch_to_device", "collate_batch", "default_mapping", "merged_mapping", "open_dataset", "parse_label_file",
     "parse_label_line", "register_format", "resolve_mapping", "resolve_split", "seeded_split",
 ]

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import batched_nms, box_iou, generalized_box_iou_loss
+from torch.nn.utils.rnn import pad_sequence
+from torchvision.ops import batched_nms
 
 
 @dataclass
@@ -113,68 +114,113 @@ class YoloDetectionHead(nn.Module):
         raw: Tensor,
         boxes: list[Tensor],
         labels: list[Tensor],
-        ignore_boxes: list[Tensor] | None = None,
+        ignore_boxes: list[Tensor | None] | None = None,
         *,
         weights: DetectionLossWeights = DetectionLossWeights(),
         match_iou: float = 0.3,
         ignore_iou: float = 0.6,
-        details: dict[str, float] | None = None,
+        details: dict[str, Tensor | float] | None = None,
     ) -> Tensor:
         """Detection loss averaged over the images of ``raw`` (all assumed labelled).
 
         A ground truth is assigned to the cell holding its centre and to every anchor whose
-        shape IoU with it exceeds ``match_iou`` (always at least its best anchor).
+        shape IoU with it exceeds ``match_iou`` (always at least its best anchor); when several
+        ground truths claim the same anchor and cell, the one with the highest index wins.
+
+        Vectorised over the batch, the boxes and the anchors: the per-image box lists are padded
+        into B×N×4 tensors with a validity mask, and nothing waits for the device (``details``
+        receives detached 0-dim tensors). Half-precision predictions are promoted to float32
+        first, so the loss is float32 under autocast.
         """
         num_images = raw.shape[0]
         if num_images == 0:
             raise ValueError("detection loss needs at least one labelled image")
-        pred_boxes = self.decode_boxes(raw)
+        if len(boxes) != num_images or len(labels) != num_images:
+            raise ValueError(f"got {len(boxes)} box and {len(labels)} label lists for {num_images} images")
+        if raw.dtype in (torch.float16, torch.bfloat16):
+            raw = raw.float()
+        dtype, device = raw.dtype, raw.device
         a_count, gh, gw = raw.shape[1:4]
-        obj_logit = raw[..., 4]
+        cells = a_count * gh * gw
+        pred_boxes = self.decode_boxes(raw).reshape(num_images, cells, 4)
+        obj_logit = raw[..., 4].reshape(num_images, cells)
+        # negatives that are not penalised (DontCare centre, or overlapping a GT by IoU > ignore_iou)
+        unpenalised = torch.zeros(num_images, cells, dtype=torch.bool, device=device)
+        pos = torch.zeros(num_images, cells, dtype=torch.bool, device=device)
         total_box = raw.new_zeros(())
         total_cls = raw.new_zeros(())
-        obj_target = torch.zeros_like(obj_logit)
-        obj_weight = torch.full_like(obj_logit, weights.noobj)
-        for i in range(num_images):
-            gt = boxes[i].to(raw.dtype)
-            ign = ignore_boxes[i] if ignore_boxes is not None else None
-            flat_pred = pred_boxes[i].reshape(-1, 4)
-            if ign is not None and ign.numel():
-                centres = (flat_pred[:, :2] + flat_pred[:, 2:]) / 2
-                inside = (
-                    (centres[:, None, 0] >= ign[None, :, 0]) & (centres[:, None, 0] <= ign[None, :, 2])
-                    & (centres[:, None, 1] >= ign[None, :, 1]) & (centres[:, None, 1] <= ign[None, :, 3])
-                ).any(dim=1)
-                obj_weight[i].view(-1)[inside] = 0.0
-            if gt.numel() == 0:
-                continue
+
+        if ignore_boxes is not None:
+            ign_list = [raw.new_zeros(0, 4) if t is None else t.reshape(-1, 4) for t in ignore_boxes[:num_images]]
+            ign_counts = [len(t) for t in ign_list]
+            if max(ign_counts, default=0):
+                ign = pad_sequence(ign_list, batch_first=True).to(device)  # B×M×4
+                ign_valid = _valid_mask(ign_counts, device)  # B×M
+                with torch.no_grad():
+                    centres = (pred_boxes[..., :2] + pred_boxes[..., 2:]) / 2
+                    cx, cy = centres[..., 0, None], centres[..., 1, None]  # B×C×1
+                    ign = ign[:, None]  # B×1×M×4
+                    inside = (
+                        (cx >= ign[..., 0]) & (cx <= ign[..., 2]) & (cy >= ign[..., 1]) & (cy <= ign[..., 3])
+                        & ign_valid[:, None]
+                    ).any(dim=2)
+                unpenalised |= inside
+
+        gt_list = [t.reshape(-1, 4) for t in boxes]
+        counts = [len(t) for t in gt_list]
+        if any(len(lab) != n for lab, n in zip(labels, counts)):
+            raise ValueError(f"label counts {[len(lab) for lab in labels]} differ from box counts {counts}")
+        n_max = max(counts)
+        if n_max:
+            gt = pad_sequence(gt_list, batch_first=True).to(device=device, dtype=dtype)  # B×N×4
+            cls_idx = pad_sequence([lab.reshape(-1) for lab in labels], batch_first=True)  # B×N
+            cls_idx = cls_idx.to(device, torch.long)
+            valid = _valid_mask(counts, device)  # B×N
             with torch.no_grad():
-                overlap = box_iou(flat_pred.detach(), gt).amax(dim=1)
-                obj_weight[i].view(-1)[overlap > ignore_iou] = 0.0
-                wh = (gt[:, 2:] - gt[:, :2]).clamp(min=1e-3)
-                inter = torch.minimum(wh[:, None, :], self.anchors[None]).prod(-1)
-                shape_iou = inter / (wh.prod(-1)[:, None] + self.anchors.prod(-1)[None] - inter)
-                match = shape_iou > match_iou
-                match[torch.arange(len(gt)), shape_iou.argmax(dim=1)] = True
-                centre = (gt[:, :2] + gt[:, 2:]) / 2
-                gx = (centre[:, 0] / self.stride).long().clamp(0, gw - 1)
-                gy = (centre[:, 1] / self.stride).long().clamp(0, gh - 1)
-                gt_idx, anchor_idx = match.nonzero(as_tuple=True)
-                owner = torch.full((a_count, gh, gw), -1, dtype=torch.long, device=raw.device)
-                owner[anchor_idx, gy[gt_idx], gx[gt_idx]] = gt_idx
+                overlap = _pairwise_iou(pred_boxes.detach(), gt)  # B×C×N, as torchvision's box_iou
+                overlap = overlap.masked_fill_(~valid[:, None], -math.inf).amax(dim=2)
+                unpenalised |= overlap > ignore_iou
+                wh = (gt[..., 2:] - gt[..., :2]).clamp(min=1e-3)
+                inter = torch.minimum(wh[..., None, :], self.anchors).prod(-1)  # B×N×A
+                shape_iou = inter / (wh.prod(-1)[..., None] + self.anchors.prod(-1) - inter)
+                anchor_ids = torch.arange(a_count, device=device)
+                match = (shape_iou > match_iou) | (shape_iou.argmax(dim=-1, keepdim=True) == anchor_ids)
+                claim = match & valid[..., None]  # B×N×A: GT n claims anchor a at its centre cell
+                centre = (gt[..., :2] + gt[..., 2:]) / 2
+                gx = (centre[..., 0] / self.stride).long().clamp(0, gw - 1)
+                gy = (centre[..., 1] / self.stride).long().clamp(0, gh - 1)
+                cell = ((anchor_ids * gh + gy[..., None]) * gw + gx[..., None]).reshape(num_images, -1)  # B×(N·A)
+                gt_ids = torch.arange(n_max, device=device).view(1, -1, 1).expand(num_images, n_max, a_count)
+                # the highest claiming GT index owns a cell (deterministic: amax is order-free)
+                owner = torch.full((num_images, cells), -1, dtype=torch.long, device=device).scatter_reduce(
+                    1, cell, torch.where(claim, gt_ids, -1).reshape(num_images, -1), reduce="amax"
+                )
                 pos = owner >= 0
-                assigned = owner[pos]
-            obj_target[i][pos] = 1.0
-            obj_weight[i][pos] = weights.obj
-            total_box = total_box + generalized_box_iou_loss(pred_boxes[i][pos], gt[assigned], reduction="sum")
-            cls_target = F.one_hot(labels[i][assigned], self.num_classes).to(raw.dtype)
-            total_cls = total_cls + F.binary_cross_entropy_with_logits(raw[i][pos][:, 5:], cls_target, reduction="sum")
+                # the (GT, anchor) pairs that own their cell: one per positive cell
+                win = claim & (owner.gather(1, cell).view_as(claim) == gt_ids)  # B×N×A
+            # box and class terms on the claimed cells, kept only for the winning pairs
+            safe = raw.new_tensor([0.0, 0.0, 1.0, 1.0])
+            win4 = win[..., None]
+            pred_sel = pred_boxes.gather(1, cell[..., None].expand(-1, -1, 4)).view(num_images, n_max, a_count, 4)
+            target = gt[:, :, None].expand_as(pred_sel)
+            box_terms = _giou_loss(torch.where(win4, pred_sel, safe), torch.where(win4, target, safe))
+            total_box = torch.where(win, box_terms, 0.0).sum()
+            k = self.num_classes
+            cls_logits = raw[..., 5:].reshape(num_images, cells, k)
+            cls_logits = cls_logits.gather(1, cell[..., None].expand(-1, -1, k)).view(num_images, n_max, a_count, k)
+            cls_target = F.one_hot(cls_idx, k).to(dtype)[:, :, None].expand_as(cls_logits)
+            cls_terms = F.binary_cross_entropy_with_logits(cls_logits, cls_target, reduction="none")
+            total_cls = torch.where(win4, cls_terms, 0.0).sum()
+
+        obj_target = pos.to(dtype)
+        obj_weight = torch.full_like(obj_logit, weights.noobj).masked_fill(unpenalised, 0.0)
+        obj_weight = obj_weight.masked_fill(pos, weights.obj)
         total_obj = (F.binary_cross_entropy_with_logits(obj_logit, obj_target, reduction="none") * obj_weight).sum()
         loss = (weights.box * total_box + weights.cls * total_cls + total_obj) / num_images
         if details is not None:
-            details["det_box"] = float(total_box.detach()) / num_images
-            details["det_cls"] = float(total_cls.detach()) / num_images
-            details["det_obj"] = float(total_obj.detach()) / num_images
+            details["det_box"] = total_box.detach() / num_images
+            details["det_cls"] = total_cls.detach() / num_images
+            details["det_obj"] = total_obj.detach() / num_images
         return loss
 
     # ------------------------------------------------------------- inference
@@ -213,6 +259,43 @@ class YoloDetectionHead(nn.Module):
             kept = batched_nms(cand_boxes, cand_scores, cand_labels, nms_iou)[:max_detections]
             results.append(Detections(cand_boxes[kept], cand_scores[kept], cand_labels[kept]))
         return results
+
+
+def _valid_mask(counts: list[int], device: torch.device) -> Tensor:
+    """B×max(counts) mask of the real (unpadded) entries; the counts go to the device without a sync."""
+    lengths = torch.tensor(counts).to(device, non_blocking=True)
+    return torch.arange(max(counts), device=device) < lengths[:, None]
+
+
+@torch.no_grad()
+def _pairwise_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """Batched IoU (…×N×M) of xyxy boxes …×N×4 and …×M×4, without grad.
+
+    The same arithmetic as torchvision's ``box_iou`` (bit for bit), laid out per coordinate and
+    in place: the …×N×M temporaries dominate the loss's cost on CPU."""
+    x1, y1, x2, y2 = (c.unsqueeze(-1) for c in boxes1.unbind(-1))  # …×N×1
+    x1g, y1g, x2g, y2g = (c.unsqueeze(-2) for c in boxes2.unbind(-1))  # …×1×M
+    area1 = (x2 - x1) * (y2 - y1)
+    area2 = (x2g - x1g) * (y2g - y1g)
+    inter = torch.min(x2, x2g).sub_(torch.max(x1, x1g)).clamp_(min=0)
+    inter.mul_(torch.min(y2, y2g).sub_(torch.max(y1, y1g)).clamp_(min=0))
+    return inter.div_((area1 + area2).sub_(inter))
+
+
+def _giou_loss(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> Tensor:
+    """Element-wise ``1 − GIoU`` of xyxy boxes: torchvision's ``generalized_box_iou_loss`` (reduction
+    ``none``) with its boolean-mask assignment replaced by ``torch.where``, which needs no host sync."""
+    x1, y1, x2, y2 = boxes1.unbind(dim=-1)
+    x1g, y1g, x2g, y2g = boxes2.unbind(dim=-1)
+    xkis1 = torch.max(x1, x1g)
+    ykis1 = torch.max(y1, y1g)
+    xkis2 = torch.min(x2, x2g)
+    ykis2 = torch.min(y2, y2g)
+    intsctk = torch.where((ykis2 > ykis1) & (xkis2 > xkis1), (xkis2 - xkis1) * (ykis2 - ykis1), 0.0)
+    unionk = (x2 - x1) * (y2 - y1) + (x2g - x1g) * (y2g - y1g) - intsctk
+    iouk = intsctk / (unionk + eps)
+    area_c = (torch.max(x2, x2g) - torch.min(x1, x1g)) * (torch.max(y2, y2g) - torch.min(y1, y1g))
+    return 1 - (iouk - (area_c - unionk) / (area_c + eps))
 
 
 def default_anchors(image_height: int) -> Tensor:

@@ -73,7 +73,7 @@ class MultiTaskNet(nn.Module):
         return {"det": self.det_head(features), "seg": self.seg_head(features, (height, width))}
 
     def compute_losses(
-        self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any], details: dict[str, float] | None = None
+        self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any], details: dict[str, Any] | None = None
     ) -> dict[str, Tensor]:
         """Task losses over the samples labelled for each task.
 
@@ -102,7 +102,7 @@ class MultiTaskNet(nn.Module):
         self, images: Tensor, *, score_threshold: float = 0.01, nms_iou: float = 0.5
     ) -> tuple[list[Detections], Tensor]:
         """Detections per image and the segmentation class map (B×H×W)."""
-        outputs = self(images)
+        outputs = {task: value.float() for task, value in self(images).items()}  # decode in fp32 under autocast
         dets = self.det_head.decode(
             outputs["det"], tuple(images.shape[-2:]), score_threshold=score_threshold, nms_iou=nms_iou
         )

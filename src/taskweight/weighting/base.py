@@ -60,6 +60,10 @@ class WeightingStrategy(nn.Module):
         self.tasks: tuple[str, ...] = tuple(tasks)
         self.step_count: int = 0
         self.epoch_count: int = 0
+        self.gradient_scale: Tensor | float = 1.0
+        """Factor S by which the gradients of the losses given to :meth:`backward` are scaled
+        (fp16 loss scaling, :class:`taskweight.precision.LossScaler`); a strategy that measures
+        gradient norms divides them by S. A plain loop leaves it at 1."""
 
     # -- the contract -------------------------------------------------------------------
     def backward(
@@ -67,8 +71,10 @@ class WeightingStrategy(nn.Module):
         losses: Mapping[str, Tensor],
         shared_params: ParamsLike | None = None,
         last_shared_layer: ParamsLike | None = None,
-    ) -> dict[str, float]:
-        """Run the backward pass for this batch; return the weight used for each task."""
+    ) -> dict[str, float | Tensor]:
+        """Run the backward pass for this batch; return the weight used for each task
+        (a Python number, or a 0-dim tensor where the weight lives on the device: reading it
+        with ``float()`` is a host synchronisation, so loops do that only where they log)."""
         raise NotImplementedError
 
     def on_step_end(self) -> None:

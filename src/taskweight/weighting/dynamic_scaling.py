@@ -28,7 +28,7 @@ class DynamicScalingWeighting(WeightingStrategy):
         if self.reference not in self.tasks:
             raise ValueError(f"option 'reference': unknown task {self.reference!r}; tasks are {list(self.tasks)}")
         self.weights = {t: 1.0 for t in self.tasks}
-        self.sums = {t: 0.0 for t in self.tasks}
+        self.sums: dict[str, float | Tensor] = {t: 0.0 for t in self.tasks}
         self.counts = {t: 0 for t in self.tasks}
 
     def current_weights(self) -> dict[str, float]:
@@ -38,7 +38,7 @@ class DynamicScalingWeighting(WeightingStrategy):
                  last_shared_layer: ParamsLike | None = None) -> dict[str, float]:
         self._check_losses(losses)
         for task, loss in losses.items():
-            self.sums[task] += float(loss.detach())
+            self.sums[task] = self.sums[task] + loss.detach()  # stays on the device until the epoch ends
             self.counts[task] += 1
         used = {t: self.weights[t] for t in losses}
         self._weighted_backward(losses, used)
@@ -47,14 +47,15 @@ class DynamicScalingWeighting(WeightingStrategy):
     def on_epoch_end(self) -> None:
         super().on_epoch_end()
         if all(self.counts[t] for t in self.tasks):
-            means = {t: self.sums[t] / self.counts[t] for t in self.tasks}
+            means = {t: float(self.sums[t]) / self.counts[t] for t in self.tasks}
             self.weights = {t: means[self.reference] / means[t] for t in self.tasks}
         # a task unseen this epoch keeps the previous weights
         self.sums = {t: 0.0 for t in self.tasks}
         self.counts = {t: 0 for t in self.tasks}
 
     def get_extra_state(self) -> dict[str, Any]:
-        return {**super().get_extra_state(), "weights": self.weights, "sums": self.sums, "counts": self.counts}
+        sums = {t: float(v) for t, v in self.sums.items()}
+        return {**super().get_extra_state(), "weights": self.weights, "sums": sums, "counts": self.counts}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         super().set_extra_state(state)

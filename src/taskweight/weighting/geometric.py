@@ -31,22 +31,22 @@ class GeometricWeighting(WeightingStrategy):
 
     def __init__(self, tasks: Sequence[str]) -> None:
         super().__init__(tasks)
-        self._last: dict[str, float] = {t: 1.0 / len(self.tasks) for t in self.tasks}
+        self._last: dict[str, float | Tensor] = {t: 1.0 / len(self.tasks) for t in self.tasks}
 
     def current_weights(self) -> dict[str, float]:
-        return dict(self._last)
+        return {t: float(w) for t, w in self._last.items()}
 
     def backward(self, losses: Mapping[str, Tensor], shared_params: ParamsLike | None = None,
-                 last_shared_layer: ParamsLike | None = None) -> dict[str, float]:
+                 last_shared_layer: ParamsLike | None = None) -> dict[str, float | Tensor]:
         self._check_losses(losses)
         tasks = list(losses)
-        for task in tasks:
-            value = float(losses[task].detach())
-            if not value > 0 or not math.isfinite(value):
-                raise TrainingError(f"geometric weighting needs positive losses; the {task} loss is {value}")
+        values = torch.stack([losses[t].detach() for t in tasks])
+        if not bool(((values > 0) & torch.isfinite(values)).all()):  # the strategy's one host sync per step
+            bad = next(t for t, v in zip(tasks, values.tolist()) if not (v > 0 and math.isfinite(v)))
+            raise TrainingError(f"geometric weighting needs positive losses; the {bad} loss is {float(losses[bad].detach())}")
         total = geometric_loss([losses[t] for t in tasks])
         total.backward()
-        g = float(total.detach())
-        used = {t: g / (len(tasks) * float(losses[t].detach())) for t in tasks}
+        effective = total.detach() / (len(tasks) * values)
+        used = {t: effective[i] for i, t in enumerate(tasks)}
         self._last.update(used)
         return used

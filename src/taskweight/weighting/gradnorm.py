@@ -56,7 +56,7 @@ class GradNormWeighting(WeightingStrategy):
         self.weights = nn.Parameter(torch.ones(len(self.tasks)))
         self.register_buffer("initial_losses", torch.full((len(self.tasks),), float("nan")))
         self.weight_optimizer = torch.optim.Adam([self.weights], lr=self.lr)
-        self.last_grad_loss: float | None = None
+        self.last_grad_loss: Tensor | None = None
 
     def current_weights(self) -> dict[str, float]:
         return {t: float(self.weights[i].detach()) for i, t in enumerate(self.tasks)}
@@ -67,9 +67,10 @@ class GradNormWeighting(WeightingStrategy):
         return module
 
     def backward(self, losses: Mapping[str, Tensor], shared_params: ParamsLike | None = None,
-                 last_shared_layer: ParamsLike | None = None) -> dict[str, float]:
+                 last_shared_layer: ParamsLike | None = None) -> dict[str, float | Tensor]:
         self._check_losses(losses)
-        used = {t: float(self.weights[i].detach()) for i, t in enumerate(self.tasks) if t in losses}
+        before_update = self.weights.detach().clone()  # the step uses the weights before GradNorm's own step
+        used = {t: before_update[i] for i, t in enumerate(self.tasks) if t in losses}
         layer = as_param_list(last_shared_layer)
         if len(losses) < len(self.tasks) or len(self.tasks) < 2 or not layer:
             # a batch without every task (or no layer given): plain weighted step, no update
@@ -89,7 +90,7 @@ class GradNormWeighting(WeightingStrategy):
             remaining = [r - used[task] * g for r, g in zip(remaining, grads)]
         last = self.tasks[-1]
         norms.append(torch.sqrt(sum((r * r).sum() for r in remaining)) / used[last])
-        grad_norms = torch.stack(norms).detach()
+        grad_norms = torch.stack(norms).detach() / self.gradient_scale  # true norms under fp16 loss scaling
         current = torch.stack([losses[t].detach() for t in self.tasks]).to(self.initial_losses)
         if torch.isnan(self.initial_losses).any():
             self.initial_losses.copy_(current)
@@ -101,7 +102,7 @@ class GradNormWeighting(WeightingStrategy):
         with torch.no_grad():
             self.weights.clamp_(min=self.min_weight)
             self.weights.mul_(len(self.tasks) / self.weights.sum())
-        self.last_grad_loss = float(grad_loss.detach())
+        self.last_grad_loss = grad_loss.detach()
         return used
 
     def get_extra_state(self) -> dict[str, Any]:

@@ -32,9 +32,8 @@ NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 def _line_search(aa: Tensor, ab: Tensor, bb: Tensor) -> Tensor:
     """γ ∈ [0, 1] minimising ‖γa + (1−γ)b‖² given the dot products a·a, a·b, b·b."""
     denom = aa + bb - 2 * ab
-    if denom <= 1e-20:
-        return torch.tensor(0.5, dtype=aa.dtype, device=aa.device)
-    return ((bb - ab) / denom).clamp(0.0, 1.0)
+    gamma = ((bb - ab) / denom.clamp_min(1e-20)).clamp(0.0, 1.0)
+    return torch.where(denom <= 1e-20, torch.full_like(gamma, 0.5), gamma)  # no host sync
 
 
 def min_norm_coefficients(gram: Tensor, max_iter: int = 250, tol: float = 1e-6) -> Tensor:
@@ -84,10 +83,10 @@ class MGDAWeighting(WeightingStrategy):
             raise ValueError(f"option 'normalization' must be one of {NORMALIZATIONS}, got {normalization!r}")
         self.normalization = normalization
         self.max_iter = int(max_iter)
-        self._last = {t: 1.0 / len(self.tasks) for t in self.tasks}
+        self._last: dict[str, float | Tensor] = {t: 1.0 / len(self.tasks) for t in self.tasks}
 
     def current_weights(self) -> dict[str, float]:
-        return dict(self._last)
+        return {t: float(a) for t, a in self._last.items()}
 
     def _normalise(self, grads: Tensor, loss_values: Tensor) -> Tensor:
         if self.normalization == "none":
@@ -100,7 +99,7 @@ class MGDAWeighting(WeightingStrategy):
         return grads / (loss_values[:, None] * norms)
 
     def backward(self, losses: Mapping[str, Tensor], shared_params: ParamsLike | None = None,
-                 last_shared_layer: ParamsLike | None = None) -> dict[str, float]:
+                 last_shared_layer: ParamsLike | None = None) -> dict[str, float | Tensor]:
         self._check_losses(losses)
         tasks = [t for t in self.tasks if t in losses]
         shared = as_param_list(shared_params)
@@ -113,6 +112,6 @@ class MGDAWeighting(WeightingStrategy):
         normalised = self._normalise(grads, loss_values)
         alpha = min_norm_coefficients(normalised @ normalised.T, self.max_iter)
         add_shared_gradient(shared, alpha @ grads)
-        used = {t: float(a) for t, a in zip(tasks, alpha)}
+        used = {t: alpha[i] for i, t in enumerate(tasks)}
         self._last.update(used)
         return used

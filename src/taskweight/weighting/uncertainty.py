@@ -93,8 +93,9 @@ class UncertaintyWeighting(WeightingStrategy):
             return {t: float(torch.exp(self.log_vars[i])) for i, t in enumerate(self.tasks)}
 
     def backward(self, losses: Mapping[str, Tensor], shared_params: ParamsLike | None = None,
-                 last_shared_layer: ParamsLike | None = None) -> dict[str, float]:
+                 last_shared_layer: ParamsLike | None = None) -> dict[str, float | Tensor]:
         self._check_losses(losses)
-        current = self.current_weights()
+        with torch.no_grad():
+            used = {t: self._scale(i, t) for i, t in enumerate(self.tasks) if t in losses}
         self.objective(losses).backward()
-        return {t: current[t] for t in losses}
+        return used

@@ -56,10 +56,10 @@ class WeightLearning(WeightingStrategy):
             return {t: float(w[i]) for i, t in enumerate(self.tasks)}
 
     def backward(self, losses: Mapping[str, Tensor], shared_params: ParamsLike | None = None,
-                 last_shared_layer: ParamsLike | None = None) -> dict[str, float]:
+                 last_shared_layer: ParamsLike | None = None) -> dict[str, float | Tensor]:
         self._check_losses(losses)
         w = self.weight_tensor()
         index = {t: i for i, t in enumerate(self.tasks)}
         total = torch.stack([w[index[t]] * losses[t] for t in losses]).sum()
         total.backward()
-        return {t: float(w[index[t]].detach()) for t in losses}
+        return {t: w[index[t]].detach() for t in losses}

@@ -1,0 +1,136 @@
+"""Build a run's parts from its configuration: device, data splits, loaders, anchors, model,
+optimiser and learning-rate schedule.
+
+The trainer, the scorer, the search, the benchmarks and the tests assemble a run with these
+functions only, so a run means the same thing wherever it is built.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from taskweight.config import TrainConfig
+from taskweight.data import collate_batch, open_dataset
+from taskweight.errors import ConfigError, TrainingError
+from taskweight.models import MultiTaskNet, kmeans_anchors, resnet10_multitask
+from taskweight.weighting.base import WeightingStrategy
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch; a CPU run with a fixed seed is then reproducible."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` = the first CUDA device when there is one, else the CPU; errors name the option."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"option 'device': {exc}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"option 'device': {name} requested but no CUDA device is available")
+    return device
+
+
+def open_split(config: TrainConfig, split: str, *, train: bool) -> Dataset:
+    """Open one split of the configured dataset at the network's input size."""
+    if config.data.root is None:
+        raise ConfigError("option 'data.root' is not set: give --data DIR or data.root in the config")
+    return open_dataset(
+        config.data.format,
+        config.data.root,
+        split,
+        image_size=tuple(config.data.image_size),
+        augment=train and config.data.augment,
+        cache=config.data.cache,
+        on_error=config.data.on_error,
+        **config.data.options,
+    )
+
+
+def make_loader(dataset: Dataset, config: TrainConfig, *, shuffle: bool, epoch_seed: int | None = None,
+                device: torch.device | None = None) -> DataLoader:
+    """A loader of collated batches; shuffled by a generator seeded from (seed, epoch), so a
+    resumed run draws the same order; pinned memory when batches go to a CUDA device."""
+    generator = None
+    if shuffle:
+        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + (epoch_seed or 0))
+    return DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        collate_fn=collate_batch,
+        num_workers=config.data.num_workers,
+        pin_memory=device is not None and device.type == "cuda",
+        drop_last=False,
+    )
+
+
+def cluster_anchors(dataset: Dataset, k: int, seed: int) -> torch.Tensor:
+    """k-means anchors from the (resized) training boxes (YOLOv2, see ``kmeans_anchors``)."""
+    sizes = []
+    for i in range(len(dataset)):  # type: ignore[arg-type]
+        boxes = dataset[i]["boxes"]
+        if boxes.numel():
+            sizes.append(boxes[:, 2:] - boxes[:, :2])
+    if not sizes or sum(len(s) for s in sizes) < k:
+        raise TrainingError(f"the training split has fewer than {k} boxes: cannot cluster anchors")
+    return kmeans_anchors(torch.cat(sizes), k, seed=seed)
+
+
+def build_model(config: TrainConfig, anchors: torch.Tensor | None) -> MultiTaskNet:
+    """The paper's network (§V-A) at the configured width; explicit anchors in the config win."""
+    if config.model.anchors is not None:
+        anchors = torch.tensor(config.model.anchors, dtype=torch.float32)
+    return resnet10_multitask(
+        width=config.model.width,
+        image_height=config.data.image_size[0],
+        anchors=anchors,
+        head_channels=config.model.head_channels,
+        pretrained_encoder=config.model.pretrained,
+    )
+
+
+def build_optimizer(config: TrainConfig, model: MultiTaskNet, strategy: WeightingStrategy) -> torch.optim.Optimizer:
+    """The configured optimiser over the network and the strategy's learnable weights (no decay on those)."""
+    o = config.optim
+    groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
+    extra = strategy.trainable_parameters()
+    if extra:
+        groups.append({"params": extra, "weight_decay": 0.0})
+    if o.name == "sgd":
+        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    if o.name == "adam":
+        return torch.optim.Adam(groups, lr=o.lr, weight_decay=o.weight_decay)
+    return torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay)
+
+
+def lr_factor(config: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
+    """Linear warm-up, then cosine decay to 1 % / step decay ×0.1 every ``step_epochs`` / constant."""
+    o = config.optim
+    if o.warmup_steps and step < o.warmup_steps:
+        return (step + 1) / o.warmup_steps
+    if o.schedule == "constant":
+        return 1.0
+    if o.schedule == "step":
+        return 0.1 ** ((step // max(steps_per_epoch, 1)) // o.step_epochs)
+    progress = (step - o.warmup_steps) / max(total_steps - o.warmup_steps, 1)
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer,
+                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step schedule of :func:`lr_factor` over ``config.epochs`` epochs."""
+    total = steps_per_epoch * config.epochs
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(config, s, total, steps_per_epoch))

@@ -1,0 +1,115 @@
+"""One training step: the single place where a mini-batch updates the network.
+
+    batch → device (NHWC when channels-last) → forward under autocast → task losses in fp32
+          → strategy.backward (paper Eq. 2: ∇ Σ_τ w_τ L_τ, or a gradient aggregation)
+          → unscale (fp16 only) → clip → optimiser step → schedule step → strategy.on_step_end
+
+The trainer, the throughput and step-overhead benchmarks and the tests all call
+:class:`TrainStep`, so a change of precision, memory layout or compilation is made here once.
+A step never waits for the device: losses, weights and loss details come back as device
+tensors, and a loop converts them to numbers only where it logs (``.item()`` there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from taskweight.data import batch_to_device
+from taskweight.models import MultiTaskNet
+from taskweight.precision import LossScaler, autocast, resolve_precision
+from taskweight.weighting.base import WeightingStrategy
+
+
+@dataclass
+class StepOutput:
+    """What one step produced, as device tensors (no host synchronisation).
+
+    ``losses``: the detached fp32 task losses of the tasks labelled in the batch;
+    ``weights``: the weight each strategy used (0-dim tensors or Python numbers);
+    ``details``: the detection loss's terms (``det_box``, ``det_cls``, ``det_obj``).
+    """
+
+    losses: dict[str, Tensor]
+    weights: dict[str, Tensor | float]
+    details: dict[str, Tensor | float] = field(default_factory=dict)
+
+
+class TrainStep:
+    """A callable training step for ``model`` with ``strategy`` and ``optimizer``.
+
+    Args:
+        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (see :mod:`taskweight.precision`);
+            resolved for ``device`` into :attr:`precision`.
+        channels_last: lay the network and its inputs out NHWC.
+        compile: run the forward pass through ``torch.compile`` (state dicts keep plain keys).
+        grad_clip: clip the global gradient norm of the network's parameters.
+        scheduler: stepped after every optimiser step.
+    """
+
+    def __init__(
+        self,
+        model: MultiTaskNet,
+        strategy: WeightingStrategy,
+        optimizer: torch.optim.Optimizer,
+        *,
+        device: torch.device,
+        precision: str = "fp32",
+        channels_last: bool = False,
+        compile: bool = False,
+        grad_clip: float | None = None,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    ) -> None:
+        self.model = model
+        self.strategy = strategy
+        self.optimizer = optimizer
+        self.device = device
+        self.precision = resolve_precision(precision, device)
+        self.channels_last = channels_last
+        self.grad_clip = grad_clip
+        self.scheduler = scheduler
+        self.scaler = LossScaler(self.precision, device)
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.forward: Callable[[Tensor], dict[str, Tensor]] = torch.compile(model) if compile else model
+        self.shared = model.shared_parameters()
+        self.last_layer = model.last_shared_layer
+
+    def prepare(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """The batch on the step's device, in the network's memory layout."""
+        return batch_to_device(batch, self.device, channels_last=self.channels_last)
+
+    def losses(self, batch: Mapping[str, Any], details: dict[str, Any] | None = None) -> dict[str, Tensor]:
+        """Forward pass under autocast; the task losses in fp32 (``batch`` already prepared)."""
+        with autocast(self.precision, self.device):
+            outputs = self.forward(batch["image"])
+        outputs = {task: value.float() for task, value in outputs.items()}
+        return self.model.compute_losses(outputs, batch, details)
+
+    def __call__(self, batch: Mapping[str, Any]) -> StepOutput:
+        """Run one optimisation step on ``batch`` (a collated batch on any device)."""
+        batch = self.prepare(batch)
+        details: dict[str, Any] = {}
+        losses = self.losses(batch, details)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.strategy.gradient_scale = self.scaler.scale()
+        weights = self.strategy.backward(self.scaler.scale_gradients(losses), self.shared, self.last_layer)
+        self.scaler.unscale_(self.optimizer)
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.scaler.step(self.optimizer)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.strategy.on_step_end()
+        return StepOutput({t: v.detach() for t, v in losses.items()}, weights, details)
+
+    # -- resumability (the loss scale travels with a checkpoint) -------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"precision": self.precision, "scaler": self.scaler.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.scaler.load_state_dict(dict(state.get("scaler", {})))
