@@ -120,8 +120,13 @@ class YoloDetectionHead(nn.Module):
         match_iou: float = 0.3,
         ignore_iou: float = 0.6,
         details: dict[str, Tensor | float] | None = None,
+        labelled: Tensor | None = None,
     ) -> Tensor:
-        """Detection loss averaged over the images of ``raw`` (all assumed labelled).
+        """Detection loss averaged over the images of ``raw`` labelled for detection.
+
+        ``labelled`` (B bool, default: all) marks the images that carry detection labels; the
+        others add nothing, and the mean is over the labelled ones. Masking instead of
+        indexing keeps the step free of host synchronisation and of a scatter in the backward.
 
         A ground truth is assigned to the cell holding its centre and to every anchor whose
         shape IoU with it exceeds ``match_iou`` (always at least its best anchor); when several
@@ -140,6 +145,7 @@ class YoloDetectionHead(nn.Module):
         if raw.dtype in (torch.float16, torch.bfloat16):
             raw = raw.float()
         dtype, device = raw.dtype, raw.device
+        denominator = raw.new_tensor(float(num_images)) if labelled is None else labelled.sum().clamp_min(1).to(dtype)
         a_count, gh, gw = raw.shape[1:4]
         cells = a_count * gh * gw
         pred_boxes = self.decode_boxes(raw).reshape(num_images, cells, 4)
@@ -168,14 +174,19 @@ class YoloDetectionHead(nn.Module):
 
         gt_list = [t.reshape(-1, 4) for t in boxes]
         counts = [len(t) for t in gt_list]
-        if any(len(lab) != n for lab, n in zip(labels, counts)):
+        if labelled is None and any(len(lab) != n for lab, n in zip(labels, counts)):
             raise ValueError(f"label counts {[len(lab) for lab in labels]} differ from box counts {counts}")
+        # an image not labelled for detection may carry any lists: fit its labels to its boxes (masked out below)
+        labels = [lab.reshape(-1)[:n] if len(lab) >= n else torch.cat([lab.reshape(-1), lab.new_zeros(n - len(lab))])
+                  for lab, n in zip(labels, counts)]
         n_max = max(counts)
         if n_max:
             gt = pad_sequence(gt_list, batch_first=True).to(device=device, dtype=dtype)  # B×N×4
-            cls_idx = pad_sequence([lab.reshape(-1) for lab in labels], batch_first=True)  # B×N
+            cls_idx = pad_sequence(labels, batch_first=True)  # B×N
             cls_idx = cls_idx.to(device, torch.long)
             valid = _valid_mask(counts, device)  # B×N
+            if labelled is not None:
+                valid = valid & labelled[:, None]
             with torch.no_grad():
                 overlap = _pairwise_iou(pred_boxes.detach(), gt)  # B×C×N, as torchvision's box_iou
                 overlap = overlap.masked_fill_(~valid[:, None], -math.inf).amax(dim=2)
@@ -215,12 +226,14 @@ class YoloDetectionHead(nn.Module):
         obj_target = pos.to(dtype)
         obj_weight = torch.full_like(obj_logit, weights.noobj).masked_fill(unpenalised, 0.0)
         obj_weight = obj_weight.masked_fill(pos, weights.obj)
+        if labelled is not None:
+            obj_weight = obj_weight.masked_fill(~labelled[:, None], 0.0)
         total_obj = (F.binary_cross_entropy_with_logits(obj_logit, obj_target, reduction="none") * obj_weight).sum()
-        loss = (weights.box * total_box + weights.cls * total_cls + total_obj) / num_images
+        loss = (weights.box * total_box + weights.cls * total_cls + total_obj) / denominator
         if details is not None:
-            details["det_box"] = total_box.detach() / num_images
-            details["det_cls"] = total_cls.detach() / num_images
-            details["det_obj"] = total_obj.detach() / num_images
+            details["det_box"] = total_box.detach() / denominator
+            details["det_cls"] = total_cls.detach() / denominator
+            details["det_obj"] = total_obj.detach() / denominator
         return loss
 
     # ------------------------------------------------------------- inference

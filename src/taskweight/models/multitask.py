@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from taskweight.classes import NUM_DET_CLASSES, NUM_SEG_CLASSES
+from taskweight.classes import IGNORE_INDEX, NUM_DET_CLASSES, NUM_SEG_CLASSES
 from taskweight.models.detection import Detections, DetectionLossWeights, YoloDetectionHead, default_anchors
 from taskweight.models.encoder import ResNet10Encoder, load_imagenet_weights
 from taskweight.models.segmentation import FCN8SegmentationHead
@@ -83,18 +83,15 @@ class MultiTaskNet(nn.Module):
         losses: dict[str, Tensor] = {}
         has_det: Tensor = batch["has_det"]
         has_seg: Tensor = batch["has_seg"]
+        # unlabelled images are masked out, not indexed away: no scatter in the backward pass
         if bool(has_det.any()):
-            idx = has_det.nonzero(as_tuple=True)[0].tolist()
             losses["det"] = self.det_head.loss(
-                outputs["det"][has_det],
-                [batch["boxes"][i] for i in idx],
-                [batch["labels"][i] for i in idx],
-                [batch["ignore_boxes"][i] for i in idx],
-                weights=self.det_loss_weights,
-                details=details,
+                outputs["det"], batch["boxes"], batch["labels"], batch["ignore_boxes"],
+                weights=self.det_loss_weights, details=details, labelled=has_det,
             )
         if bool(has_seg.any()):
-            losses["seg"] = self.seg_head.loss(outputs["seg"][has_seg], batch["seg"][has_seg])
+            target = torch.where(has_seg.view(-1, 1, 1), batch["seg"], IGNORE_INDEX)
+            losses["seg"] = self.seg_head.loss(outputs["seg"], target)
         return losses
 
     @torch.no_grad()

@@ -38,7 +38,7 @@ class FCN8SegmentationHead(nn.Module):
 
     @staticmethod
     def loss(logits: Tensor, target: Tensor) -> Tensor:
-        """Mean cross-entropy over labelled pixels (``IGNORE_INDEX`` excluded)."""
-        if not (target != IGNORE_INDEX).any():
-            return logits.sum() * 0.0
-        return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+        """Mean cross-entropy over labelled pixels (``IGNORE_INDEX`` excluded); 0 when none is
+        labelled. Summed, then divided by the count of labelled pixels: no host synchronisation."""
+        total = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX, reduction="sum")
+        return total / (target != IGNORE_INDEX).sum().clamp_min(1)
