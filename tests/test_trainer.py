@@ -95,3 +95,39 @@ def test_bad_label_line_raises_by_default_and_is_reported_when_skipped(tmp_path,
     result = Trainer(skipping, tmp_path / "skip", show_progress=False).fit()
     skipped = result.metrics["skipped_samples"]["train"]
     assert len(skipped) == 1 and name in skipped[0]
+
+
+def test_logging_every_n_steps_changes_nothing_but_when_numbers_are_read(tmp_path, tiny_config):
+    """Per-step records are read back every ``log_every`` steps; every step still reaches
+    weights.csv, and the run is the same whatever N."""
+    from taskweight.precision import resolve_precision
+
+    runs = {}
+    for n in (1, 2, 10):
+        run = tmp_path / f"every{n}"
+        result = Trainer(tiny_config.model_copy(update={"log_every": n}), run, show_progress=False).fit()
+        runs[n] = (run / "weights.csv").read_text(), _history(run), result.metrics
+    for n in (2, 10):
+        assert runs[n][0] == runs[1][0]
+        assert [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in runs[n][1]] == \
+               [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in runs[1][1]]
+        assert runs[n][2]["initial_losses"] == runs[1][2]["initial_losses"]
+    assert runs[1][0].count("\n") == 1 + 2 * 3  # header + 2 epochs × 3 steps
+    assert runs[1][2]["precision"] == resolve_precision("auto", torch.device("cpu"))
+
+
+def test_a_nan_loss_after_a_flush_names_its_own_step(tmp_path, tiny_config, monkeypatch):
+    trainer = Trainer(tiny_config.model_copy(update={"log_every": 2}), tmp_path / "nan4", show_progress=False)
+    original = trainer.model.compute_losses
+    calls = {"n": 0}
+
+    def poisoned(outputs, batch, details=None):
+        losses = original(outputs, batch, details)
+        if calls["n"] == 4:
+            losses["det"] = losses["det"] * float("inf")
+        calls["n"] += 1
+        return losses
+
+    monkeypatch.setattr(trainer.model, "compute_losses", poisoned)
+    with pytest.raises(TrainingError, match=r"epoch 2, step 4: the det loss is inf \(images "):
+        trainer.fit()

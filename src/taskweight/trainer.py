@@ -1,8 +1,9 @@
 """The training loop: one loop for every weighting strategy.
 
 config → data → model → weighting → (this loop) → metrics. The loop never looks inside a
-strategy: each mini-batch it asks the model for the task losses and hands them to
-``strategy.backward`` (paper Eq. 2), then steps the optimiser. It validates every epoch,
+strategy: each mini-batch goes through :class:`taskweight.engine.TrainStep` (forward in the
+configured precision, task losses, ``strategy.backward`` — paper Eq. 2 — and the optimiser
+step), and the step's device-side records are read back every ``log_every`` steps. It validates every epoch,
 keeps the best epoch by val geometric mean, checkpoints every epoch so ``resume=True``
 continues exactly where a run stopped, and writes ``metrics.json``, ``history.csv``,
 ``weights.csv``, ``config.yaml`` and TensorBoard scalars into the run folder.
