@@ -317,6 +317,10 @@ def test_collate_and_dataloader(synth_root: Path) -> None:
     assert batch["has_det"].shape == (4,) and batch["has_seg"].dtype == torch.bool
     assert batch["names"] == ["000000", "000001", "000002", "000003"]
     assert all(b.shape[0] == lab.shape[0] for b, lab in zip(batch["boxes"], batch["labels"]))
+    assert batch["labelled_tasks"] == ("det", "seg")
+    items = [{**ds[i], "has_det": i == 1, "has_seg": False} for i in range(3)]
+    assert collate_batch(items)["labelled_tasks"] == ("det",)
+    assert collate_batch([{**it, "has_det": False} for it in items])["labelled_tasks"] == ()
     raw = open_dataset("kitti", synth_root, "train")
     with pytest.raises(ValueError, match="image_size"):
         collate_batch([raw[0], ds[1]])

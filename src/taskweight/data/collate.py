@@ -13,7 +13,8 @@ def collate_batch(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
     Returns ``image`` (B, 3, H, W) float32, ``seg`` (B, H, W) int64, ``boxes`` /
     ``labels`` / ``ignore_boxes`` lists of per-image tensors, ``has_det`` / ``has_seg``
-    bool tensors (B,) and ``names`` (list of str).
+    bool tensors (B,), ``labelled_tasks`` (the tasks at least one image is labelled for, read
+    on the host so a step on a GPU never waits to learn it) and ``names`` (list of str).
     """
     if not items:
         raise ValueError("cannot collate an empty batch")
@@ -28,6 +29,7 @@ def collate_batch(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "ignore_boxes": [it["ignore_boxes"] for it in items],
         "has_det": torch.tensor([bool(it["has_det"]) for it in items], dtype=torch.bool),
         "has_seg": torch.tensor([bool(it["has_seg"]) for it in items], dtype=torch.bool),
+        "labelled_tasks": tuple(task for task in ("det", "seg") if any(bool(it[f"has_{task}"]) for it in items)),
         "names": [str(it["name"]) for it in items],
     }
 

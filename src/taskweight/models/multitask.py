@@ -83,13 +83,17 @@ class MultiTaskNet(nn.Module):
         losses: dict[str, Tensor] = {}
         has_det: Tensor = batch["has_det"]
         has_seg: Tensor = batch["has_seg"]
-        # unlabelled images are masked out, not indexed away: no scatter in the backward pass
-        if bool(has_det.any()):
+        # unlabelled images are masked out, not indexed away: no scatter in the backward pass;
+        # which tasks are present comes from the host-side list of a collated batch when there is one
+        present = batch.get("labelled_tasks")
+        if present is None:
+            present = tuple(t for t, flags in (("det", has_det), ("seg", has_seg)) if bool(flags.any()))
+        if "det" in present:
             losses["det"] = self.det_head.loss(
                 outputs["det"], batch["boxes"], batch["labels"], batch["ignore_boxes"],
                 weights=self.det_loss_weights, details=details, labelled=has_det,
             )
-        if bool(has_seg.any()):
+        if "seg" in present:
             target = torch.where(has_seg.view(-1, 1, 1), batch["seg"], IGNORE_INDEX)
             losses["seg"] = self.seg_head.loss(outputs["seg"], target)
         return losses
