@@ -27,7 +27,7 @@ from taskweight.search import (
 
 
 def _journal(out: Path) -> list[dict[str, Any]]:
-    records = read_journal(out / "journal.jsonl")
+    records = [r.to_dict() for r in read_journal(out / "journal.jsonl")]
     for r in records:
         r.pop("wall_time_s")
     return records
@@ -293,8 +293,8 @@ def test_search_task_weights_drives_the_trainer(tmp_path: Path, fake_trainer: ty
     assert calls[0]["cfg"].optim.warmup_steps == 50
     assert all(c["cfg"].optim.warmup_steps == 5 for c in calls[1:])
     for i in range(1, 6):
-        best_before = max(result.records[:i], key=lambda r: r["fitness"])
-        assert calls[i]["init_from"] == tmp_path / "s" / best_before["checkpoint"], i
+        best_before = max(result.records[:i], key=lambda r: r.fitness)
+        assert calls[i]["init_from"] == tmp_path / "s" / best_before.checkpoint, i
     assert result.total_epochs == 12 and (tmp_path / "s" / "table1.md").is_file()
     assert (tmp_path / "s" / "base_config.yaml").is_file()
 

@@ -16,7 +16,7 @@ def test_meta_async_search_trains_and_transfers_weights(tiny_config: TrainConfig
     cfg = tiny_config.model_copy(update={"epochs": 1})
     out = tmp_path / "search"
     result = search_task_weights(cfg, out, async_frequencies=True, budget=5, epochs_per_eval=1, seed=0, progress=False)
-    records = read_journal(out / "journal.jsonl")
+    records = [r.to_dict() for r in read_journal(out / "journal.jsonl")]
     assert len(records) == 5 and result.total_epochs == 5
     for r in records:
         assert (out / r["checkpoint"]).is_file()

@@ -17,12 +17,11 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-PAPER_DATASETS: tuple[str, ...] = ("KITTI", "Cityscapes", "WoodScape")
-BASELINES: tuple[str, ...] = ("equal", "handcrafted", "dynamic_scaling", "uncertainty", "gradnorm", "geometric",
-                              "weight_learning")
-_METHODS: tuple[str, ...] = (*BASELINES, "meta", "meta_async")
+from taskweight.bench.methods import PAPER_METHOD_ORDER, best_baseline, method_title
 
-# Table II of the paper: (mAP, mIoU, geometric mean) per dataset, in the order of _METHODS.
+PAPER_DATASETS: tuple[str, ...] = ("KITTI", "Cityscapes", "WoodScape")
+
+# Table II of the paper: (mAP, mIoU, geometric mean) per dataset, in the order of PAPER_METHOD_ORDER.
 _TABLE2: dict[str, tuple[tuple[float, float, float], ...]] = {
     "KITTI": ((0.6535, 0.8114, 0.7282), (0.6289, 0.8408, 0.7272), (0.1736, 0.8079, 0.3745), (0.6589, 0.7974, 0.7248),
               (0.6653, 0.8080, 0.7332), (0.5677, 0.8176, 0.6813), (0.6727, 0.8040, 0.7354), (0.6974, 0.8301, 0.7609),
@@ -35,13 +34,13 @@ _TABLE2: dict[str, tuple[tuple[float, float, float], ...]] = {
                   (0.4419, 0.8227, 0.6030), (0.4677, 0.8006, 0.6119), (0.4862, 0.7838, 0.6173)),
 }
 PAPER_TABLE2: dict[str, dict[str, dict[str, float]]] = {
-    ds: {m: {"mAP": v[0], "mIoU": v[1], "geometric_mean": v[2]} for m, v in zip(_METHODS, rows)}
+    ds: {m: {"mAP": v[0], "mIoU": v[1], "geometric_mean": v[2]} for m, v in zip(PAPER_METHOD_ORDER, rows)}
     for ds, rows in _TABLE2.items()
 }
 PAPER_TABLE2_GM: dict[str, dict[str, float]] = {
     ds: {m: v["geometric_mean"] for m, v in rows.items()} for ds, rows in PAPER_TABLE2.items()
 }
-PAPER_OVERALL: dict[str, float] = dict(zip(_METHODS, (0.5700, 0.5804, 0.4624, 0.5762, 0.5789, 0.5598, 0.5818,
+PAPER_OVERALL: dict[str, float] = dict(zip(PAPER_METHOD_ORDER, (0.5700, 0.5804, 0.4624, 0.5762, 0.5789, 0.5598, 0.5818,
                                                       0.5989, 0.6095)))
 
 
@@ -83,10 +82,10 @@ def spearman(a: Mapping[str, float], b: Mapping[str, float]) -> float:
 
 def meta_async_margin(gm: Mapping[str, float]) -> float | None:
     """GM of meta_async minus the best GM among the non-meta baselines present (None if missing)."""
-    baselines = [gm[m] for m in BASELINES if m in gm and not math.isnan(gm[m])]
-    if "meta_async" not in gm or math.isnan(gm["meta_async"]) or not baselines:
+    best = best_baseline(gm)
+    if "meta_async" not in gm or math.isnan(gm["meta_async"]) or best is None:
         return None
-    return gm["meta_async"] - max(baselines)
+    return gm["meta_async"] - gm[best]
 
 
 def compare_with_paper(summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -111,7 +110,7 @@ def compare_with_paper(summary: Mapping[str, Any]) -> dict[str, Any]:
 
 def _comparison(paper_ds: str, ours: Mapping[str, float], paper_gm: Mapping[str, float]) -> dict[str, Any]:
     """One row group of the comparison: our GMs (the paper's nine methods, NaN dropped) against ``paper_gm``."""
-    ours = {m: g for m, g in ours.items() if m in _METHODS and not math.isnan(g)}
+    ours = {m: g for m, g in ours.items() if m in PAPER_METHOD_ORDER and not math.isnan(g)}
     paper = {m: paper_gm[m] for m in ours}
     return {"paper_dataset": paper_ds, "ours": ours, "paper": paper,
             "ours_rank": average_ranks(ours), "paper_rank": average_ranks(paper),
@@ -128,22 +127,20 @@ def _num(value: float | None, signed: bool = False) -> str:
 
 def render_paper_comparison(comparison: Mapping[str, Any], methods: Sequence[str]) -> str:
     """Markdown: per dataset our GM and rank beside the paper's, ρ, and the meta_async margin."""
-    from taskweight.bench.report import METHOD_TITLES
-
-    methods = [m for m in methods if m in _METHODS]
+    methods = [m for m in methods if m in PAPER_METHOD_ORDER]
     lines = ["# Beside the paper — geometric mean and rank per method (ours: test split, mean over seeds)", ""]
     if not comparison:
         return "\n".join(lines + ["No dataset of this benchmark maps to one of the paper's (KITTI, Cityscapes, "
                                   "WoodScape)."]) + "\n"
-    lines += ["| Dataset | Row | " + " | ".join(METHOD_TITLES.get(m, m) for m in methods) + " |",
+    lines += ["| Dataset | Row | " + " | ".join(method_title(m) for m in methods) + " |",
               "|" + "---|" * (len(methods) + 2)]
     for ds, c in comparison.items():
         rows = (("GM, ours", lambda m: _num(c["ours"].get(m))),
                 (f"GM, paper ({c['paper_dataset']})", lambda m: _num(c["paper"].get(m))),
                 ("rank, ours", lambda m: f"{c['ours_rank'][m]:g}" if m in c["ours_rank"] else "–"),
                 ("rank, paper", lambda m: f"{c['paper_rank'][m]:g}" if m in c["paper_rank"] else "–"))
-        for i, (title, cell) in enumerate(rows):
-            lines.append(f"| {ds if i == 0 else ''} | {title} | " + " | ".join(cell(m) for m in methods) + " |")
+        for i, (row, cell) in enumerate(rows):
+            lines.append(f"| {ds if i == 0 else ''} | {row} | " + " | ".join(cell(m) for m in methods) + " |")
     lines += ["", "| Dataset | Spearman ρ of the rankings | meta_async − best baseline, ours | same, paper |",
               "|---|---|---|---|"]
     for ds, c in comparison.items():

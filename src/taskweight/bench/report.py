@@ -22,28 +22,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from taskweight.bench.methods import method_title, ordered_methods
 from taskweight.bench.paper import PAPER_DATASETS, compare_with_paper, paper_dataset, render_paper_comparison
 from taskweight.bench.results import CellRecord
 from taskweight.jsonio import write_json
 
-PAPER_METHOD_ORDER: tuple[str, ...] = (
-    "equal", "handcrafted", "dynamic_scaling", "uncertainty", "gradnorm", "geometric", "weight_learning", "meta", "meta_async",
-)
-METHOD_TITLES: dict[str, str] = {
-    "equal": "No task weighting",
-    "handcrafted": "Handcrafted",
-    "dynamic_scaling": "Dynamic task loss scaling",
-    "uncertainty": "Uncertainty weighting",
-    "gradnorm": "GradNorm",
-    "geometric": "Geometric loss",
-    "weight_learning": "Weight learning",
-    "meta": "Meta-learning",
-    "meta_async": "Meta-learning async backprop",
-    "static": "Static weights",
-    "async": "Async backprop",
-    "pcgrad": "PCGrad",
-    "mgda": "MGDA",
-}
 ROWS: tuple[tuple[str, str], ...] = (("mAP", "mAP (detection)"), ("mIoU", "mIoU (segment)"), ("geometric_mean", "Geometric mean"))
 
 
@@ -53,11 +36,6 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
         return float("nan"), float("nan")
     mean = statistics.fmean(values)
     return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def ordered_methods(methods: set[str]) -> list[str]:
-    known = [m for m in PAPER_METHOD_ORDER if m in methods]
-    return known + sorted(methods - set(PAPER_METHOD_ORDER))
 
 
 def ordered_datasets(records: Sequence[CellRecord]) -> list[str]:
@@ -131,7 +109,7 @@ def _best(values: dict[str, float]) -> set[str]:
 
 def render_table2(summary: dict[str, Any]) -> str:
     methods = summary["methods"]
-    header = "| Dataset | Metric | " + " | ".join(METHOD_TITLES.get(m, m) for m in methods) + " |"
+    header = "| Dataset | Metric | " + " | ".join(method_title(m) for m in methods) + " |"
     lines = [
         "# Table II — task-weighting methods (test split; mean ± std over seeds)",
         "",
@@ -158,7 +136,7 @@ def render_table1(records: Sequence[CellRecord]) -> str:
     lines = [
         "# Table I — task weights and async backprop frequencies found (mean over seeds)",
         "",
-        "| Dataset | | " + " | ".join(METHOD_TITLES[m] for m in methods) + " |",
+        "| Dataset | | " + " | ".join(method_title(m) for m in methods) + " |",
         "|" + "---|" * (len(methods) + 2),
     ]
     ok = [r for r in records if r.status == "ok"]
@@ -190,7 +168,7 @@ def plot_geometric_means(summary: dict[str, Any], path: Path) -> None:
         stds = [s["std"] if s else 0.0 for s in stats]
         ax.bar([j + i * width for j in range(len(methods))], means, width, yerr=stds, capsize=3, label=ds)
     ax.set_xticks([j + width * (len(datasets) - 1) / 2 for j in range(len(methods))])
-    ax.set_xticklabels([METHOD_TITLES.get(m, m) for m in methods], rotation=30, ha="right", fontsize=8)
+    ax.set_xticklabels([method_title(m) for m in methods], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("geometric mean of mAP and mIoU (test)")
     ax.set_title("Task-weighting methods: mean ± std over seeds")
     ax.legend(fontsize=8)
@@ -219,7 +197,7 @@ def plot_weight_histories(records: Sequence[CellRecord], path: Path) -> None:
             # dashes keep coinciding curves (equal: w_det = w_seg = 1) both visible
             ax.plot(steps, [p[1].get(task, math.nan) for p in first.weight_history], label=f"w_{task}",
                     linestyle=("-", "--", ":", "-.")[i % 4], linewidth=1.5 + (i == 0))
-        ax.set_title(f"{METHOD_TITLES.get(m, m)} ({first.dataset}, seed {first.seed})", fontsize=8)
+        ax.set_title(f"{method_title(m)} ({first.dataset}, seed {first.seed})", fontsize=8)
         ax.set_xlabel("step", fontsize=8)
         ax.set_yscale("log" if any(v > 20 for p in first.weight_history for v in p[1].values() if v) else "linear")
         ax.legend(fontsize=7)

@@ -21,13 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from taskweight.bench.report import PAPER_METHOD_ORDER, write_report
+from taskweight.bench.methods import PAPER_METHOD_ORDER, SEARCH_METHODS, valid_methods
+from taskweight.bench.report import write_report
 from taskweight.bench.results import CellRecord, save_results
 from taskweight.config import PRESETS_DIR, TrainConfig, load_config
 from taskweight.errors import ConfigError
 from taskweight.jsonio import write_json
 
-SEARCH_METHODS = ("meta", "meta_async")
 MAX_HISTORY_POINTS = 200
 
 
@@ -140,9 +140,7 @@ class BenchRunner:
                 raise ConfigError(f"dataset {ds.name!r} needs a root: pass --root {ds.name}=DIR, "
                                   f"or leave it out with --datasets")
         self.methods = list(methods) if methods else list(preset.methods)
-        from taskweight import weighting
-
-        valid = set(weighting.available()) | set(SEARCH_METHODS)
+        valid = valid_methods()
         bad = [m for m in self.methods if m not in valid]
         if bad:
             raise ConfigError(f"option '--methods': unknown {bad}; valid: {sorted(valid)}")

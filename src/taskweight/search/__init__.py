@@ -10,6 +10,7 @@ With the project's trainer: :func:`search_task_weights` (CLI: ``taskweight searc
 
 from taskweight.search.errors import SearchError
 from taskweight.search.evaluation import Candidate, EvalResult, ToyEvaluator, TrainerEvaluator, target_of, training_config
+from taskweight.search.journal import JournalRecord, best_record, lineage, lineage_epochs
 from taskweight.search.optimizers import (
     CMAES,
     OPTIMIZERS,
@@ -20,11 +21,11 @@ from taskweight.search.optimizers import (
     make_optimizer,
 )
 from taskweight.search.report import table1_markdown, write_report
+from taskweight.search.journal import read_journal
 from taskweight.search.search import (
     RayExecutor,
     LocalExecutor,
     SearchResult,
-    read_journal,
     run_search,
     search_task_weights,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "EvalResult",
     "EvolutionStrategy",
     "IntegerGene",
+    "JournalRecord",
     "LocalExecutor",
     "NumericGene",
     "Optimizer",
@@ -57,6 +59,9 @@ __all__ = [
     "TaskWeightSpace",
     "ToyEvaluator",
     "TrainerEvaluator",
+    "best_record",
+    "lineage",
+    "lineage_epochs",
     "make_optimizer",
     "read_journal",
     "run_search",

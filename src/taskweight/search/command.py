@@ -21,6 +21,9 @@ def search(
     async_frequencies: Annotated[
         bool, typer.Option("--async/--no-async", help="also search the async backprop period of each task, 1..10 (meta_async, §IV-D)")
     ] = False,
+    async_unit: Annotated[str, typer.Option(
+        "--async-unit", help="what the async periods count: step (each run's optimiser steps) or epoch (the epochs of the "
+                             "continuous fine-tuning, as the paper's §IV-D text)")] = "step",
     optimizer: Annotated[str, typer.Option(help="es (the paper's evolution strategy), random or cmaes (baselines)")] = "es",
     executor: Annotated[str, typer.Option(help="local (one run after another) or ray (a generation's runs in parallel)")] = "local",
     transfer: Annotated[Optional[str], typer.Option(
@@ -42,8 +45,9 @@ def search(
 
     from taskweight.config import load_config
     from taskweight.errors import TaskweightError
-    from taskweight.search.search import EXECUTORS, TRANSFERS, search_task_weights
+    from taskweight.search.evaluation import ASYNC_UNITS
     from taskweight.search.optimizers import OPTIMIZERS
+    from taskweight.search.search import EXECUTORS, TRANSFERS, search_task_weights
 
     err = Console(stderr=True)
 
@@ -57,6 +61,8 @@ def search(
         fail(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     if transfer is not None and transfer not in TRANSFERS:
         fail(f"--transfer must be one of {', '.join(TRANSFERS)}, got {transfer!r}")
+    if async_unit not in ASYNC_UNITS:
+        fail(f"--async-unit must be one of {', '.join(ASYNC_UNITS)}, got {async_unit!r}")
     overrides: dict = {"data": {}}
     if data is not None:
         overrides["data"]["root"] = str(data)
@@ -69,7 +75,7 @@ def search(
         result = search_task_weights(
             cfg, out, async_frequencies=async_frequencies, budget=budget, epochs_per_eval=epochs_per_eval,
             optimizer=optimizer, seed=cfg.seed if seed is None else seed, executor=executor, ray_address=address,
-            resume=resume, progress=progress, transfer=transfer,
+            resume=resume, progress=progress, transfer=transfer, async_unit=async_unit,
         )
     except (TaskweightError, ValueError, KeyError, OSError) as exc:
         fail(str(exc))

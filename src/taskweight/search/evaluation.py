@@ -5,8 +5,9 @@ executor ``evaluate`` runs in a worker process, so it must be picklable (a modul
 class instance such as :class:`TrainerEvaluator` or :class:`ToyEvaluator` is).
 
 Dynamic weight transfer (paper §IV-C): ``candidate.init_checkpoint`` is the checkpoint of
-the best model found before the candidate's generation started (``None`` for the initial
-population unless the search was given one); an evaluator fine-tunes from it.
+the best model so far (see the transfer modes in :mod:`taskweight.search.search`; ``None``
+for a run from scratch) and ``candidate.start_epoch`` the epochs that model has received
+along its lineage; an evaluator fine-tunes from it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class Candidate:
         genes: internal gene values (exponents for log-scale genes, unrounded integers).
         parents: indices of the evaluated candidates it was bred from.
         init_checkpoint: checkpoint to start training from (dynamic weight transfer).
+        start_epoch: epochs the model at ``init_checkpoint`` has received along its lineage
+            (0 from scratch): where an epoch-counted async clock continues from.
         run_dir: folder reserved for this evaluation (``out_dir/evals/NNNN``).
     """
 
@@ -45,6 +48,7 @@ class Candidate:
     init_checkpoint: Path | None = None
     generation: int = 0
     run_dir: Path | None = None
+    start_epoch: int = 0
 
 
 @dataclass
@@ -52,7 +56,8 @@ class EvalResult:
     """What one evaluation produced.
 
     ``metrics`` holds at least ``mAP``, ``mIoU`` and ``geometric_mean`` on the val split
-    (the target); ``checkpoint`` is the val-selected model (``None`` if the run failed).
+    (the target); ``checkpoint`` is the val-selected model (``None`` if the run failed);
+    ``train_time_s`` the part of the run spent in training steps, where the evaluator knows it.
     """
 
     metrics: dict[str, Any]
@@ -60,6 +65,7 @@ class EvalResult:
     epochs: int
     wall_time_s: float | None = None
     error: str | None = None
+    train_time_s: float | None = None
 
 
 def target_of(metrics: dict[str, Any]) -> float:
@@ -128,10 +134,11 @@ class ToyEvaluator:
 
 # ------------------------------------------------------------------- trainer evaluator
 FINE_TUNE_WARMUP_STEPS = 5
+ASYNC_UNITS = ("step", "epoch")
 
 
 def training_config(base: TrainConfig, config: dict[str, Any], *, async_frequencies: bool, epochs: int,
-                    fine_tune: bool = False) -> TrainConfig:
+                    fine_tune: bool = False, async_unit: str = "step", start_epoch: int = 0) -> TrainConfig:
     """The run configuration of one candidate.
 
     ``fine_tune`` (the run starts from a transferred checkpoint) caps the LR warm-up at
@@ -140,13 +147,22 @@ def training_config(base: TrainConfig, config: dict[str, Any], *, async_frequenc
     ``synth`` bench); the few steps left let the fresh AdamW moments settle.
 
     ``meta`` → method ``static`` with ``weights``; ``meta_async`` → method ``async`` with
-    ``weights`` and (step-based) ``frequencies``; ``epochs`` = epochs per evaluation.
+    ``weights`` and ``frequencies``; ``epochs`` = epochs per evaluation.
+
+    ``async_unit`` is what the async periods count (paper §IV-D): ``step`` (each run's
+    optimiser steps, from 0) or ``epoch`` — the epochs of the continuous fine-tuning: the run's
+    clock starts at ``start_epoch``, the epochs its start model received along its lineage, so
+    a period longer than one evaluation still zeroes the task in the right epochs.
     """
     from taskweight.config import MethodConfig
 
+    if async_unit not in ASYNC_UNITS:
+        raise ValueError(f"async_unit must be one of {', '.join(ASYNC_UNITS)}, got {async_unit!r}")
     options: dict[str, Any] = {"weights": {t: float(w) for t, w in config["weights"].items()}}
     if async_frequencies:
         options["frequencies"] = {t: int(f) for t, f in config["frequencies"].items()}
+        if async_unit == "epoch":
+            options.update(unit="epoch", offset=int(start_epoch))
         method = MethodConfig(name="async", options=options)
     else:
         method = MethodConfig(name="static", options=options)
@@ -166,12 +182,19 @@ class TrainerEvaluator:
     transfer) and trains ``epochs_per_eval`` epochs; the val-selected ``best.pt`` is the
     result's checkpoint. A run that fails with :class:`taskweight.errors.TrainingError`
     (e.g. a NaN loss under an extreme weighting) is reported as a failed evaluation.
+    ``async_unit``: what the async periods count, see :func:`training_config`.
     """
 
     base_config: TrainConfig
     async_frequencies: bool = False
     epochs_per_eval: int = 1
     show_progress: bool = False
+    async_unit: str = "step"
+
+    def describe(self) -> dict[str, Any]:
+        """What makes two searches' evaluations comparable (checked when a search resumes)."""
+        return {"type": "trainer", "epochs_per_eval": self.epochs_per_eval,
+                "async_unit": self.async_unit if self.async_frequencies else None}
 
     def __call__(self, candidate: Candidate) -> EvalResult:
         from taskweight.errors import TrainingError
@@ -183,7 +206,8 @@ class TrainerEvaluator:
         if run_dir.exists():
             shutil.rmtree(run_dir)
         cfg = training_config(self.base_config, candidate.config, async_frequencies=self.async_frequencies,
-                              epochs=self.epochs_per_eval, fine_tune=candidate.init_checkpoint is not None)
+                              epochs=self.epochs_per_eval, fine_tune=candidate.init_checkpoint is not None,
+                              async_unit=self.async_unit, start_epoch=candidate.start_epoch)
         start = time.perf_counter()
         try:
             result = Trainer(cfg, run_dir, init_from=candidate.init_checkpoint, show_progress=self.show_progress).fit()
@@ -201,4 +225,5 @@ class TrainerEvaluator:
             checkpoint if checkpoint.is_file() else None,
             int(result.metrics.get("epochs", self.epochs_per_eval)),
             time.perf_counter() - start,
+            train_time_s=result.metrics.get("train_time_s"),
         )

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from taskweight.jsonio import write_json
+from taskweight.search.journal import JournalRecord, best_record, lineage, lineage_epochs
 from taskweight.search.space import SearchSpace
 
 TASK_SHORT = {"seg": "s", "det": "d"}
@@ -35,38 +36,36 @@ def _finite(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def best_record(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    """The first record with the highest finite fitness."""
-    best, best_fit = None, -math.inf
-    for r in records:
-        fit = _finite(r.get("fitness"))
-        if fit is not None and fit > best_fit:
-            best, best_fit = r, fit
-    return best
+def async_unit(meta: dict[str, Any] | None) -> str:
+    """What the async periods of a search count (``step`` for searches that did not say)."""
+    return ((meta or {}).get("evaluator") or {}).get("async_unit") or "step"
 
 
-def summary(records: Sequence[dict[str, Any]], meta: dict[str, Any] | None = None) -> dict[str, Any]:
+def summary(records: Sequence[JournalRecord], meta: dict[str, Any] | None = None) -> dict[str, Any]:
     best = best_record(records)
+    chain = lineage(records, best) if best is not None else []
     return {
         **(meta or {}),
         "evaluations": len(records),
-        "failed_evaluations": sum(1 for r in records if _finite(r.get("fitness")) is None),
+        "failed_evaluations": sum(1 for r in records if r.fitness is None),
         "best": None if best is None else {
-            "index": best["index"],
-            "found_at_evaluation": best["index"] + 1,
-            "generation": best["generation"],
-            "config": {k: v for k, v in best["config"].items()},
-            "metrics": best["metrics"],
-            "fitness": best["fitness"],
-            "checkpoint": best.get("checkpoint"),
+            "index": best.index,
+            "found_at_evaluation": best.index + 1,
+            "generation": best.generation,
+            "config": dict(best.config),
+            "metrics": best.metrics,
+            "fitness": best.fitness,
+            "checkpoint": best.checkpoint,
+            "lineage": [r.index for r in chain],
+            "lineage_epochs": lineage_epochs(records, best),
         },
-        "total_epochs": sum(int(r.get("epochs") or 0) for r in records),
-        "total_wall_time_s": sum(float(r.get("wall_time_s") or 0.0) for r in records),
+        "total_epochs": sum(int(r.epochs) for r in records),
+        "total_wall_time_s": sum(r.wall_time_s for r in records),
         "journal": "journal.jsonl",
     }
 
 
-def write_summary(out_dir: str | Path, records: Sequence[dict[str, Any]], *, meta: dict[str, Any] | None = None) -> Path:
+def write_summary(out_dir: str | Path, records: Sequence[JournalRecord], *, meta: dict[str, Any] | None = None) -> Path:
     path = Path(out_dir) / "search.json"
     write_json(path, summary(records, meta))
     return path
@@ -78,7 +77,8 @@ def _task_order(tasks: Sequence[str]) -> list[str]:
     return ordered + [t for t in tasks if t not in ordered]
 
 
-def table1_markdown(best_config: dict[str, Any] | None, *, label: str = "data", async_frequencies: bool | None = None) -> str:
+def table1_markdown(best_config: dict[str, Any] | None, *, label: str = "data", async_frequencies: bool | None = None,
+                    unit: str = "step") -> str:
     """The paper's Table I rows (ws, wd, async fs, async fd) for the configuration found."""
     column = "Meta-learning task weighting"
     cfg = best_config or {}
@@ -99,13 +99,13 @@ def table1_markdown(best_config: dict[str, Any] | None, *, label: str = "data", 
         f = freqs.get(t) if async_frequencies else None
         lines.append(f"| | async f{TASK_SHORT.get(t, '_' + t)} | {'-' if f is None else int(f)} |")
     note = ("Weights are normalised to sum to 1 (paper §IV-C); async f is the backpropagation "
-            "period of the task in steps (paper §IV-D).")
+            f"period of the task in {unit}s (paper §IV-D).")
     return "\n".join(["# Task weights found by meta-learning (paper Table I)", "", *lines, "", note, ""])
 
 
 def write_report(
     out_dir: str | Path,
-    records: Sequence[dict[str, Any]],
+    records: Sequence[JournalRecord],
     *,
     meta: dict[str, Any] | None = None,
     space: SearchSpace | None = None,
@@ -115,40 +115,46 @@ def write_report(
     out_dir = Path(out_dir)
     outputs: dict[str, Path] = {"search.json": write_summary(out_dir, records, meta=meta)}
     best = best_record(records)
-    async_frequencies = bool(getattr(space, "async_frequencies", False)) or any(r["config"].get("frequencies") for r in records)
+    async_frequencies = bool(getattr(space, "async_frequencies", False)) or any(r.config.get("frequencies") for r in records)
     table = out_dir / "table1.md"
-    table.write_text(table1_markdown(best["config"] if best else None, label=label or out_dir.name,
-                                     async_frequencies=async_frequencies))
+    table.write_text(table1_markdown(best.config if best else None, label=label or out_dir.name,
+                                     async_frequencies=async_frequencies, unit=async_unit(meta)))
     outputs["table1.md"] = table
     if records:
-        outputs.update(plot_search(out_dir, records))
+        outputs.update(plot_search(out_dir, records, unit=async_unit(meta)))
     return outputs
 
 
-def plot_search(out_dir: str | Path, records: Sequence[dict[str, Any]]) -> dict[str, Path]:
-    """Fig. 3a/3b/4a/4b style plots over evaluations (Agg backend)."""
+def plot_search(out_dir: str | Path, records: Sequence[JournalRecord], *, unit: str = "step", prefix: str = "",
+                title: str = "") -> dict[str, Path]:
+    """Fig. 3a/3b/4a/4b style plots over evaluations (Agg backend).
+
+    Files ``{prefix}fig3a_target.png`` ... in ``out_dir``; ``title`` is added to each plot's
+    title (e.g. the dataset), ``unit`` names what the async periods count.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out_dir = Path(out_dir)
-    x = [r["index"] + 1 for r in records]
+    x = [r.index + 1 for r in records]
+    suffix = f" — {title}" if title else ""
     outputs: dict[str, Path] = {}
 
     def save(fig: Any, name: str) -> None:
         fig.tight_layout()
-        path = out_dir / name
+        path = out_dir / f"{prefix}{name}"
         fig.savefig(path, dpi=110)
         plt.close(fig)
-        outputs[name] = path
+        outputs[path.name] = path
 
     def nan(v: Any) -> float:
         f = _finite(v)
         return float("nan") if f is None else f
 
     # Fig. 3a: target and best so far
-    target = [nan(r.get("fitness")) for r in records]
+    target = [nan(r.fitness) for r in records]
     best_so_far, running = [], -math.inf
     for t in target:
         if not math.isnan(t):
@@ -159,7 +165,7 @@ def plot_search(out_dir: str | Path, records: Sequence[dict[str, Any]]) -> dict[
     ax.step(x, best_so_far, where="post", color="C3", label="best so far")
     ax.set_xlabel("evaluation")
     ax.set_ylabel("geometric mean of mAP and mIoU (val)")
-    ax.set_title("Target metric over the search (cf. Fig. 3a)")
+    ax.set_title(f"Target metric over the search (cf. Fig. 3a){suffix}")
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     save(fig, "fig3a_target.png")
@@ -167,36 +173,36 @@ def plot_search(out_dir: str | Path, records: Sequence[dict[str, Any]]) -> dict[
     # Fig. 3b: per-task metrics
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     for key, name in (("mAP", "detection mAP"), ("mIoU", "segmentation mIoU")):
-        ax.plot(x, [nan(r["metrics"].get(key)) for r in records], "o-", ms=3, lw=1, label=name)
+        ax.plot(x, [nan(r.metrics.get(key)) for r in records], "o-", ms=3, lw=1, label=name)
     ax.set_xlabel("evaluation")
     ax.set_ylabel("val metric")
-    ax.set_title("Task metrics over the search (cf. Fig. 3b)")
+    ax.set_title(f"Task metrics over the search (cf. Fig. 3b){suffix}")
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     save(fig, "fig3b_metrics.png")
 
     # Fig. 4a: weights
-    tasks = _task_order(list(records[0]["config"].get("weights") or {}))
+    tasks = _task_order(list(records[0].config.get("weights") or {}))
     if tasks:
         fig, ax = plt.subplots(figsize=(6.4, 3.6))
         for t in tasks:
-            ax.plot(x, [r["config"]["weights"][t] for r in records], "o-", ms=3, lw=1, label=f"w_{t} (normalised)")
+            ax.plot(x, [r.config["weights"][t] for r in records], "o-", ms=3, lw=1, label=f"w_{t} (normalised)")
         ax.set_xlabel("evaluation")
         ax.set_ylabel("task weight")
         ax.set_ylim(0, 1)
-        ax.set_title("Task weights tested (cf. Fig. 4a)")
+        ax.set_title(f"Task weights tested (cf. Fig. 4a){suffix}")
         ax.legend(loc="best")
         ax.grid(alpha=0.3)
         save(fig, "fig4a_weights.png")
 
     # Fig. 4b: async frequencies
-    if any(r["config"].get("frequencies") for r in records):
+    if any(r.config.get("frequencies") for r in records):
         fig, ax = plt.subplots(figsize=(6.4, 3.6))
-        for t in _task_order(list(records[0]["config"]["frequencies"])):
-            ax.plot(x, [r["config"]["frequencies"][t] for r in records], "o-", ms=3, lw=1, label=f"f_{t}")
+        for t in _task_order(list(records[0].config["frequencies"])):
+            ax.plot(x, [r.config["frequencies"][t] for r in records], "o-", ms=3, lw=1, label=f"f_{t}")
         ax.set_xlabel("evaluation")
-        ax.set_ylabel("backprop period (steps)")
-        ax.set_title("Async backpropagation frequency tested (cf. Fig. 4b)")
+        ax.set_ylabel(f"backprop period ({unit}s)")
+        ax.set_title(f"Async backpropagation frequency tested (cf. Fig. 4b){suffix}")
         ax.legend(loc="best")
         ax.grid(alpha=0.3)
         save(fig, "fig4b_frequencies.png")

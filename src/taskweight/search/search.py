@@ -18,6 +18,11 @@ previously best model"), in one of two modes (``transfer``):
 - ``best``: every candidate starts from the best evaluation finished before it, including
   earlier candidates of its own generation — continuous fine-tuning, one run after another
   (local executor only). The lineage can grow by ``epochs_per_eval`` per evaluation.
+
+A model's *lineage* is the chain of runs that trained it (:func:`~taskweight.search.journal.lineage`);
+each candidate also carries ``start_epoch``, the epochs its start model received along it.
+The records are :class:`~taskweight.search.journal.JournalRecord`; "best" is
+:func:`~taskweight.search.journal.best_record` everywhere.
 """
 
 from __future__ import annotations
@@ -34,8 +39,10 @@ import numpy as np
 
 from taskweight.jsonio import dumps, write_json
 from taskweight.search.errors import SearchError
-from taskweight.search.evaluation import Candidate, EvalResult, TrainerEvaluator, target_of
-from taskweight.search.optimizers import OPTIMIZERS, make_optimizer, sanitize_fitness
+from taskweight.search.evaluation import ASYNC_UNITS, Candidate, EvalResult, TrainerEvaluator, target_of
+from taskweight.search.journal import (JournalRecord, best_record, lineage, lineage_epochs, read_journal,
+                                       write_journal)
+from taskweight.search.optimizers import OPTIMIZERS, Optimizer, Proposal, make_optimizer, sanitize_fitness
 from taskweight.search.space import SearchSpace, task_weight_space
 
 if TYPE_CHECKING:
@@ -60,26 +67,56 @@ class SearchResult:
 
     out_dir: Path
     journal_path: Path
-    records: list[dict[str, Any]]
-    best_index: int | None
-    best_candidate: Candidate | None
-    best_metrics: dict[str, Any] | None
-    best_checkpoint: Path | None
-    total_epochs: int
-    total_wall_time_s: float
+    records: list[JournalRecord]
+    best: JournalRecord | None
     outputs: dict[str, Path] = field(default_factory=dict)
 
     @property
+    def best_index(self) -> int | None:
+        return None if self.best is None else self.best.index
+
+    @property
     def best_config(self) -> dict[str, Any]:
-        return self.best_candidate.config if self.best_candidate is not None else {}
+        return {} if self.best is None else self.best.config
+
+    @property
+    def best_metrics(self) -> dict[str, Any] | None:
+        return None if self.best is None else self.best.metrics
 
     @property
     def best_fitness(self) -> float:
-        return target_of(self.best_metrics) if self.best_metrics else float("nan")
+        return target_of(self.best.metrics) if self.best is not None else float("nan")
+
+    @property
+    def best_checkpoint(self) -> Path | None:
+        return None if self.best is None else _abs(self.best.checkpoint, self.out_dir)
+
+    @property
+    def best_lineage(self) -> list[JournalRecord]:
+        """The runs that trained the best model, oldest first (see :func:`lineage`)."""
+        return [] if self.best is None else lineage(self.records, self.best)
+
+    @property
+    def best_lineage_epochs(self) -> int:
+        """Epochs trained along the best model's lineage (its start checkpoint's training included)."""
+        return lineage_epochs(self.records, self.best)
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(int(r.epochs) for r in self.records)
+
+    @property
+    def total_wall_time_s(self) -> float:
+        return float(sum(r.wall_time_s for r in self.records))
+
+    @property
+    def total_train_time_s(self) -> float:
+        """Time in training steps over all evaluations (an evaluation's wall time where it reports none)."""
+        return float(sum(r.wall_time_s if r.train_time_s is None else r.train_time_s for r in self.records))
 
     @property
     def evaluated_configs(self) -> list[dict[str, Any]]:
-        return [r["config"] for r in self.records]
+        return [r.config for r in self.records]
 
 
 # ------------------------------------------------------------------------ executors
@@ -179,25 +216,6 @@ def _abs(path: str | None, root: Path) -> Path | None:
     return p if p.is_absolute() else root / p
 
 
-def read_journal(path: str | Path) -> list[dict[str, Any]]:
-    """Records of a journal; a torn last line (killed mid-write) is ignored."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    records = []
-    lines = path.read_text().splitlines()
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if number == len(lines):
-                break
-            raise SearchError(f"{path}:{number}: corrupt journal line") from None
-    return records
-
-
 def _plain_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in metrics.items():
@@ -225,13 +243,19 @@ def _same_genes(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return True
 
 
+RESUME_KEYS = ("optimizer", "optimizer_options", "seed", "space", "transfer", "evaluator")
+"""Settings a resumed search must share with the journaled one (``evaluator`` where both describe it)."""
+
+
 def _check_meta(path: Path, meta: dict[str, Any]) -> None:
     if not path.is_file():
         return
     old = json.loads(path.read_text())
-    for key in ("optimizer", "optimizer_options", "seed", "space", "transfer"):
+    for key in RESUME_KEYS:
         if key == "transfer" and key not in old:  # journals written before the option: generation
             old[key] = "generation"
+        if key == "evaluator" and (key not in old or key not in meta):  # before evaluators described themselves
+            continue
         if json.loads(dumps(old.get(key))) != json.loads(dumps(meta.get(key))):
             raise SearchError(
                 f"{path}: cannot resume: option {key!r} differs from the journaled search "
@@ -239,7 +263,35 @@ def _check_meta(path: Path, meta: dict[str, Any]) -> None:
             )
 
 
+def _open_journal(out_dir: Path, meta: dict[str, Any], resume: bool) -> list[JournalRecord]:
+    """The journaled records to replay (none for a new search); writes ``search_meta.json``."""
+    journal_path, meta_path = out_dir / JOURNAL, out_dir / META
+    previous: list[JournalRecord] = []
+    if journal_path.is_file() and journal_path.stat().st_size > 0:
+        if not resume:
+            raise SearchError(f"{journal_path} already exists: pass --resume to continue that search, or use a new --out")
+        _check_meta(meta_path, meta)
+        previous = read_journal(journal_path)
+        write_journal(journal_path, previous)  # without a torn last line, so appends stay valid JSON Lines
+    write_json(meta_path, meta)
+    return previous
+
+
 # --------------------------------------------------------------------------- driver
+def _check_options(*, budget: int, optimizer: str, executor: str, transfer: str) -> None:
+    if budget < 1:
+        raise SearchError(f"budget must be >= 1, got {budget}")
+    if optimizer not in OPTIMIZERS:
+        raise SearchError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if executor not in EXECUTORS:
+        raise SearchError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    if transfer not in TRANSFERS:
+        raise SearchError(f"unknown transfer {transfer!r}; choose one of {', '.join(TRANSFERS)}")
+    if transfer == "best" and executor != "local":
+        raise SearchError("transfer 'best' runs one evaluation after another: it needs executor 'local' "
+                          "(the ray executor runs a generation in parallel; use transfer 'generation')")
+
+
 def run_search(
     evaluate: Evaluate,
     space: SearchSpace,
@@ -261,7 +313,9 @@ def run_search(
     """Search ``space`` for the configuration maximising the val geometric mean.
 
     Args:
-        evaluate: ``Candidate -> EvalResult`` (picklable for ``executor="ray"``).
+        evaluate: ``Candidate -> EvalResult`` (picklable for ``executor="ray"``); a
+            ``describe()`` method, if it has one, goes into ``search_meta.json`` and must
+            match on resume.
         space: the search space (e.g. :func:`task_weight_space`).
         optimizer: ``es`` (the paper's), ``random`` or ``cmaes``.
         budget: number of evaluations in total (a resumed search counts journaled ones).
@@ -279,160 +333,144 @@ def run_search(
             told before its generation) or ``best`` (the best finished before it, sequential;
             local executor only). See the module docstring.
     """
-    if budget < 1:
-        raise SearchError(f"budget must be >= 1, got {budget}")
-    if optimizer not in OPTIMIZERS:
-        raise SearchError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-    if executor not in EXECUTORS:
-        raise SearchError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
-    if transfer not in TRANSFERS:
-        raise SearchError(f"unknown transfer {transfer!r}; choose one of {', '.join(TRANSFERS)}")
-    if transfer == "best" and executor != "local":
-        raise SearchError("transfer 'best' runs one evaluation after another: it needs executor 'local' "
-                          "(the ray executor runs a generation in parallel; use transfer 'generation')")
+    _check_options(budget=budget, optimizer=optimizer, executor=executor, transfer=transfer)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    journal_path = out_dir / JOURNAL
-    meta_path = out_dir / META
     try:
         opt = make_optimizer(optimizer, space, seed, **(optimizer_options or {}))
     except TypeError as exc:
         raise SearchError(f"bad optimizer option for {optimizer}: {exc}") from None
     meta = {"optimizer": optimizer, "optimizer_options": opt.options(), "seed": int(seed), "space": space.describe(),
             "budget": budget, "executor": executor, "transfer": transfer, "target": "geometric_mean of val mAP and mIoU"}
-    previous: list[dict[str, Any]] = []
-    if journal_path.is_file() and journal_path.stat().st_size > 0:
-        if not resume:
-            raise SearchError(f"{journal_path} already exists: pass --resume to continue that search, or use a new --out")
-        _check_meta(meta_path, meta)
-        previous = read_journal(journal_path)
-        # rewrite without a torn last line so appends stay valid JSON Lines
-        journal_path.write_text("".join(dumps(r) + "\n" for r in previous))
-    write_json(meta_path, meta)
-    init_checkpoint = Path(init_checkpoint) if init_checkpoint is not None else None
+    describe = getattr(evaluate, "describe", None)
+    if callable(describe):
+        meta["evaluator"] = describe()
+    previous = _open_journal(out_dir, meta, resume)
     console = _console() if progress else None
     if console is not None and previous:
         console.print(f"resuming {out_dir}: replaying {min(len(previous), budget)} journaled evaluation(s)")
-
-    records: list[dict[str, Any]] = []
-    shown_best = -math.inf  # best so far including the running generation (progress lines)
+    driver = _Driver(evaluate, space, opt, out_dir, budget, transfer,
+                     Path(init_checkpoint) if init_checkpoint is not None else None, previous, console)
     runner = make_executor(executor, ray_address)
     try:
-        with journal_path.open("a") as journal:
-            while len(records) < budget:
-                proposals = opt.ask()[: budget - len(records)]
-                start_ckpt = _start_checkpoint(records, out_dir, init_checkpoint)
-                candidates = [
-                    Candidate(
-                        index=p.index, config=space.decode(p.genes), genes=dict(p.genes), parents=list(p.parents),
-                        init_checkpoint=start_ckpt, generation=p.generation, run_dir=out_dir / "evals" / f"{p.index:04d}",
-                    )
-                    for p in proposals
-                ]
-                gen_records: list[dict[str, Any]] = []
-                for cand, proposal in zip(candidates, proposals):
-                    if cand.index >= len(previous):
-                        break
-                    old = previous[cand.index]
-                    if old.get("index") != cand.index or not _same_genes(old.get("genes", {}), cand.genes):
-                        raise SearchError(
-                            f"{journal_path}:{cand.index + 1}: journaled candidate does not match the replayed "
-                            f"search (different seed, space, optimiser or evaluator results?)"
-                        )
-                    gen_records.append(old)
-                    shown_best = max(shown_best, sanitize_fitness(old.get("fitness")))
-                todo = candidates[len(gen_records):]
-                # generation: the whole rest of the generation at once (Ray runs it in parallel);
-                # best: one at a time, each from the best model finished before it
-                batches = [todo] if transfer == "generation" else [[cand] for cand in todo]
-                for batch in batches:
-                    if transfer == "best":
-                        batch[0].init_checkpoint = _start_checkpoint([*records, *gen_records], out_dir, init_checkpoint)
-                    for cand, result in zip(batch, runner.map(evaluate, batch)):
-                        proposal = proposals[cand.index - proposals[0].index]
-                        record = _record(cand, proposal.info, result, out_dir, optimizer)
-                        journal.write(dumps(record) + "\n")
-                        journal.flush()
-                        gen_records.append(record)
-                        shown_best = max(shown_best, sanitize_fitness(record["fitness"]))
-                        if console is not None:
-                            _log(console, record, len(records) + len(gen_records), budget, shown_best)
-                opt.tell(proposals, [sanitize_fitness(r.get("fitness")) for r in gen_records])
-                records.extend(gen_records)
+        records = driver.run(runner)
     finally:
         runner.close()
+    result = SearchResult(out_dir=out_dir, journal_path=out_dir / JOURNAL, records=records, best=best_record(records))
+    from taskweight.search.report import write_report, write_summary
 
-    result = _result(out_dir, journal_path, records, _best_record(records), space)
     if report:
-        from taskweight.search.report import write_report
-
         result.outputs = write_report(out_dir, records, meta=meta, space=space, label=label)
     else:
-        from taskweight.search.report import write_summary
-
         result.outputs = {"search.json": write_summary(out_dir, records, meta=meta)}
     return result
 
 
-def _best_record(records: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The first record with the highest finite fitness (ties keep the earlier one), or None."""
-    best, best_fit = None, -math.inf
-    for record in records:
-        fit = sanitize_fitness(record.get("fitness"))
-        if fit > best_fit:
-            best, best_fit = record, fit
-    return best
+@dataclass
+class _Driver:
+    """Ask → replay or evaluate → journal → tell, generation after generation, until the budget is spent.
+
+    Journaled candidates (``previous``) are told their recorded results instead of being
+    evaluated again, after checking that the optimiser proposed the very same genes.
+    """
+
+    evaluate: Evaluate
+    space: SearchSpace
+    opt: Optimizer
+    out_dir: Path
+    budget: int
+    transfer: str
+    init_checkpoint: Path | None
+    previous: list[JournalRecord]
+    console: Any = None
+    records: list[JournalRecord] = field(default_factory=list)
+    shown_best: float = -math.inf  # best so far including the running generation (progress lines)
+
+    def run(self, runner: LocalExecutor | RayExecutor) -> list[JournalRecord]:
+        with (self.out_dir / JOURNAL).open("a") as journal:
+            while len(self.records) < self.budget:
+                proposals = self.opt.ask()[: self.budget - len(self.records)]
+                candidates = self._candidates(proposals)
+                told = self._replay(candidates)
+                for batch in self._batches(candidates[len(told):]):
+                    if self.transfer == "best":
+                        self._set_start(batch[0], [*self.records, *told])
+                    for cand, result in zip(batch, runner.map(self.evaluate, batch)):
+                        info = proposals[cand.index - proposals[0].index].info
+                        record = _record(cand, info, result, self.out_dir, self.opt.name)
+                        journal.write(dumps(record.to_dict()) + "\n")
+                        journal.flush()
+                        told.append(record)
+                        self._show(record, len(self.records) + len(told))
+                self.opt.tell(proposals, [r.fit for r in told])
+                self.records.extend(told)
+        return self.records
+
+    def _candidates(self, proposals: Sequence[Proposal]) -> list[Candidate]:
+        """The generation's candidates, each starting from the best model told before the generation."""
+        candidates = [
+            Candidate(index=p.index, config=self.space.decode(p.genes), genes=dict(p.genes), parents=list(p.parents),
+                      generation=p.generation, run_dir=self.out_dir / "evals" / f"{p.index:04d}")
+            for p in proposals
+        ]
+        for cand in candidates:
+            self._set_start(cand, self.records)
+        return candidates
+
+    def _set_start(self, cand: Candidate, finished: Sequence[JournalRecord]) -> None:
+        """Dynamic weight transfer: start from the best of ``finished`` (else ``init_checkpoint``)."""
+        best = best_record(finished)
+        cand.init_checkpoint = _abs(best.checkpoint, self.out_dir) if best is not None else self.init_checkpoint
+        cand.start_epoch = lineage_epochs(finished, best)
+
+    def _replay(self, candidates: Sequence[Candidate]) -> list[JournalRecord]:
+        """The journaled records of the leading ``candidates`` (checked to be the same candidates)."""
+        told: list[JournalRecord] = []
+        for cand in candidates:
+            if cand.index >= len(self.previous):
+                break
+            old = self.previous[cand.index]
+            if old.index != cand.index or not _same_genes(old.genes, cand.genes):
+                raise SearchError(
+                    f"{self.out_dir / JOURNAL}:{cand.index + 1}: journaled candidate does not match the replayed "
+                    f"search (different seed, space, optimiser or evaluator results?)"
+                )
+            told.append(old)
+            self.shown_best = max(self.shown_best, old.fit)
+        return told
+
+    def _batches(self, todo: list[Candidate]) -> list[list[Candidate]]:
+        """``generation``: the rest of the generation at once (Ray runs it in parallel); ``best``: one at a time."""
+        return [todo] if self.transfer == "generation" else [[cand] for cand in todo]
+
+    def _show(self, record: JournalRecord, done: int) -> None:
+        self.shown_best = max(self.shown_best, record.fit)
+        if self.console is not None:
+            _log(self.console, record, done, self.budget, self.shown_best)
 
 
-def _start_checkpoint(finished: list[dict[str, Any]], out_dir: Path, init_checkpoint: Path | None) -> Path | None:
-    """Dynamic weight transfer: the checkpoint of the best of ``finished``, else ``init_checkpoint``."""
-    best = _best_record(finished)
-    return _abs(best["checkpoint"], out_dir) if best is not None else init_checkpoint
-
-
-def _record(cand: Candidate, info: dict[str, Any], result: EvalResult, out_dir: Path, optimizer: str) -> dict[str, Any]:
+def _record(cand: Candidate, info: dict[str, Any], result: EvalResult, out_dir: Path, optimizer: str) -> JournalRecord:
     metrics = _plain_metrics(dict(result.metrics))
     fit = sanitize_fitness(target_of(metrics))
-    record: dict[str, Any] = {
-        "index": cand.index,
-        "generation": cand.generation,
-        "optimizer": optimizer,
-        "genes": cand.genes,
-        "config": cand.config,
-        "parents": cand.parents,
-        "init_checkpoint": _rel(cand.init_checkpoint, out_dir),
-        "metrics": metrics,
-        "fitness": fit if math.isfinite(fit) else None,
-        "epochs": int(result.epochs),
-        "checkpoint": _rel(result.checkpoint, out_dir),
-        "info": info,
-        "wall_time_s": float(result.wall_time_s or 0.0),
-    }
-    if result.error:
-        record["error"] = result.error
-    return json.loads(dumps(record))  # exactly what a replay reads back
-
-
-def _result(out_dir: Path, journal_path: Path, records: list[dict[str, Any]], best: dict[str, Any] | None,
-            space: SearchSpace) -> SearchResult:
-    best_candidate = None
-    if best is not None:
-        best_candidate = Candidate(
-            index=best["index"], config=best["config"], genes=best["genes"], parents=best["parents"],
-            init_checkpoint=_abs(best["init_checkpoint"], out_dir), generation=best["generation"],
-            run_dir=out_dir / "evals" / f"{best['index']:04d}",
-        )
-    return SearchResult(
-        out_dir=out_dir,
-        journal_path=journal_path,
-        records=records,
-        best_index=None if best is None else best["index"],
-        best_candidate=best_candidate,
-        best_metrics=None if best is None else best["metrics"],
-        best_checkpoint=None if best is None else _abs(best["checkpoint"], out_dir),
-        total_epochs=sum(int(r.get("epochs") or 0) for r in records),
-        total_wall_time_s=float(sum(float(r.get("wall_time_s") or 0.0) for r in records)),
+    record = JournalRecord(
+        index=cand.index,
+        generation=cand.generation,
+        optimizer=optimizer,
+        genes=cand.genes,
+        config=cand.config,
+        parents=cand.parents,
+        init_checkpoint=_rel(cand.init_checkpoint, out_dir),
+        start_epoch=int(cand.start_epoch),
+        metrics=metrics,
+        fitness=fit if math.isfinite(fit) else None,
+        epochs=int(result.epochs),
+        checkpoint=_rel(result.checkpoint, out_dir),
+        info=info,
+        wall_time_s=float(result.wall_time_s or 0.0),
+        train_time_s=None if result.train_time_s is None else float(result.train_time_s),
+        error=result.error or None,
     )
+    return JournalRecord.from_dict(record.to_dict())  # exactly what a replay reads back
 
 
 def _console() -> Any:
@@ -441,24 +479,24 @@ def _console() -> Any:
     return Console(stderr=True)
 
 
-def _log(console: Any, record: dict[str, Any], done: int, budget: int, best: float) -> None:
-    cfg = record["config"]
+def _log(console: Any, record: JournalRecord, done: int, budget: int, best: float) -> None:
+    cfg = record.config
     parts = []
     if "weights" in cfg:
         parts.append(" ".join(f"w_{t}={w:.4f}" for t, w in cfg["weights"].items()))
     if cfg.get("frequencies"):
         parts.append(" ".join(f"f_{t}={f}" for t, f in cfg["frequencies"].items()))
     if not parts:
-        parts.append(" ".join(f"{k}={v}" for k, v in cfg.get("values", record["genes"]).items()))
-    m = record["metrics"]
+        parts.append(" ".join(f"{k}={v}" for k, v in cfg.get("values", record.genes).items()))
+    m = record.metrics
 
     def fmt(v: Any) -> str:
         return "nan" if v is None else f"{float(v):.4f}"
 
     console.print(
-        f"[{done}/{budget}] gen {record['generation']} {' '.join(parts)} → mAP {fmt(m.get('mAP'))} "
-        f"mIoU {fmt(m.get('mIoU'))} GM {fmt(record['fitness'])} (best {fmt(best if math.isfinite(best) else None)})"
-        + (f" [red]failed: {record['error']}[/]" if record.get("error") else "")
+        f"[{done}/{budget}] gen {record.generation} {' '.join(parts)} → mAP {fmt(m.get('mAP'))} "
+        f"mIoU {fmt(m.get('mIoU'))} GM {fmt(record.fitness)} (best {fmt(best if math.isfinite(best) else None)})"
+        + (f" [red]failed: {record.error}[/]" if record.error else "")
     )
 
 
@@ -484,21 +522,27 @@ def search_task_weights(
     report: bool = True,
     label: str | None = None,
     transfer: str | None = None,
+    async_unit: str = "step",
 ) -> SearchResult:
     """Meta-learn the task weights (``meta``) or weights + async frequencies (``meta_async``).
 
     Each evaluation trains ``base_config`` for ``epochs_per_eval`` epochs under
     ``out_dir/evals/NNNN/`` with method ``static`` (or ``async``), fine-tuning from the best
     model so far, and is scored on the val split (paper §IV-C/D, §V-A). ``transfer`` (see the
-    module docstring) defaults to :func:`default_transfer` of ``executor``.
+    module docstring) defaults to :func:`default_transfer` of ``executor``. ``async_unit``:
+    the async periods count each run's optimiser steps (``step``) or the epochs of the
+    continuous fine-tuning (``epoch``, as §IV-D's text); see :func:`training_config`.
     """
     from taskweight.config import dump_config
 
     if epochs_per_eval < 1:
         raise SearchError(f"epochs_per_eval must be >= 1, got {epochs_per_eval}")
+    if async_unit not in ASYNC_UNITS:
+        raise SearchError(f"unknown async unit {async_unit!r}; choose one of {', '.join(ASYNC_UNITS)}")
     space = task_weight_space(("det", "seg"), min_weight, max_weight, async_frequencies=async_frequencies,
                               max_frequency=max_frequency)
-    evaluator = TrainerEvaluator(base_config, async_frequencies=async_frequencies, epochs_per_eval=epochs_per_eval)
+    evaluator = TrainerEvaluator(base_config, async_frequencies=async_frequencies, epochs_per_eval=epochs_per_eval,
+                                 async_unit=async_unit)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dump_config(base_config, out_dir / "base_config.yaml")

@@ -5,7 +5,10 @@ Each task τ has a normalised weight w̄_τ (as in §IV-C) and an integer freque
     w_τ(t) = w̄_τ  if t mod ν_τ = 0,  else 0          (Eq. 10–12)
 
 so a task with ν_τ = 3 back-propagates on one step in three. ``t`` counts optimiser steps
-by default (``unit="step"``) or epochs (``unit="epoch"``); the paper's text uses both. A task
+by default (``unit="step"``) or epochs (``unit="epoch"``); the paper's text uses both.
+``offset`` is ``t`` at the start of the run (default 0): a run that fine-tunes a model
+already trained for k epochs can go on counting from k (the meta-learning search does so with
+``unit="epoch"``, whose evaluations continue one model's training). A task
 whose weight is 0 on a step is left out of the backward pass entirely, so its head receives
 no gradient (and the optimiser does not move it); when no task is due, nothing is updated.
 """
@@ -32,11 +35,15 @@ class AsyncWeighting(WeightingStrategy):
         weights: Mapping[str, float] | Sequence[float] | None = None,
         frequencies: Mapping[str, int] | Sequence[int] | None = None,
         unit: str = "step",
+        offset: int = 0,
     ) -> None:
         super().__init__(tasks)
         if unit not in ("step", "epoch"):
             raise ValueError(f"option 'unit' must be 'step' or 'epoch', got {unit!r}")
+        if offset != int(offset) or offset < 0:
+            raise ValueError(f"option 'offset' must be an integer >= 0, got {offset}")
         self.unit = unit
+        self.offset = int(offset)
         self.weights = normalised_weights(self._task_mapping(weights, "weights", default=1.0))
         freqs = self._task_mapping(frequencies, "frequencies", default=1)
         self.frequencies: dict[str, int] = {}
@@ -47,8 +54,8 @@ class AsyncWeighting(WeightingStrategy):
 
     @property
     def clock(self) -> int:
-        """t of Eq. 10: the number of steps (or epochs) completed so far."""
-        return self.step_count if self.unit == "step" else self.epoch_count
+        """t of Eq. 10: ``offset`` plus the number of steps (or epochs) completed so far."""
+        return self.offset + (self.step_count if self.unit == "step" else self.epoch_count)
 
     def weights_at(self, t: int) -> dict[str, float]:
         """w_τ(t) for every task (Eq. 10–12)."""

@@ -1,0 +1,73 @@
+"""The benchmark's columns: which methods there are, their order, their titles, the best baseline.
+
+One home for the method lists the runner, the report and the paper comparison share
+(``runner`` → ``report`` → ``paper`` → ``methods``; nothing here imports them back).
+
+- :data:`BASELINES` — the seven methods of the paper's Table II that train one network with
+  one strategy of :mod:`taskweight.weighting` (§IV-A/B).
+- :data:`SEARCH_METHODS` — ``meta`` and ``meta_async``: the evolutionary search of the task
+  weights (and async backprop periods) of §IV-C/D, run inside the cell.
+- :data:`CONTROL_METHODS` — ``equal_control``: ``equal`` trained for as many epochs as the
+  lineage of ``meta_async``'s best model received (same dataset and seed), so a table can
+  tell better weights from more training.
+- :data:`PAPER_METHOD_ORDER` — the paper's nine Table II columns, in its order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+BASELINES: tuple[str, ...] = ("equal", "handcrafted", "dynamic_scaling", "uncertainty", "gradnorm", "geometric",
+                              "weight_learning")
+SEARCH_METHODS: tuple[str, ...] = ("meta", "meta_async")
+PAPER_METHOD_ORDER: tuple[str, ...] = (*BASELINES, *SEARCH_METHODS)
+
+CONTROL_METHODS: dict[str, tuple[str, str]] = {"equal_control": ("equal", "meta_async")}
+"""control column → (the strategy it trains, the search column whose best lineage sets its epochs)."""
+
+METHOD_TITLES: dict[str, str] = {
+    "equal": "No task weighting",
+    "handcrafted": "Handcrafted",
+    "dynamic_scaling": "Dynamic task loss scaling",
+    "uncertainty": "Uncertainty weighting",
+    "gradnorm": "GradNorm",
+    "geometric": "Geometric loss",
+    "weight_learning": "Weight learning",
+    "meta": "Meta-learning",
+    "meta_async": "Meta-learning async backprop",
+    "equal_control": "No task weighting, meta_async's lineage epochs (control)",
+    "static": "Static weights",
+    "async": "Async backprop",
+    "pcgrad": "PCGrad",
+    "mgda": "MGDA",
+}
+
+
+def method_title(method: str) -> str:
+    """The column title of ``method`` (its name when it has none)."""
+    return METHOD_TITLES.get(method, method)
+
+
+def ordered_methods(methods: Iterable[str]) -> list[str]:
+    """The paper's nine columns in its order, then the controls, then any other method by name."""
+    methods = set(methods)
+    known = [m for m in (*PAPER_METHOD_ORDER, *CONTROL_METHODS) if m in methods]
+    return known + sorted(methods - set(known))
+
+
+def valid_methods() -> set[str]:
+    """Every method a bench cell can run: the registered strategies, the searches and the controls."""
+    from taskweight import weighting
+
+    return set(weighting.available()) | set(SEARCH_METHODS) | set(CONTROL_METHODS)
+
+
+def best_baseline(gm: Mapping[str, float]) -> str | None:
+    """The baseline with the highest (finite) geometric mean in ``gm``; ties keep the paper's order. None if none."""
+    best, best_gm = None, -math.inf
+    for m in BASELINES:
+        value = gm.get(m)
+        if value is not None and not math.isnan(value) and value > best_gm:
+            best, best_gm = m, value
+    return best
