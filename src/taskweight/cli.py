@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from taskweight.errors import TaskweightError
+from taskweight.errors import ConfigError, TaskweightError
 
 app = typer.Typer(
     name="taskweight",
@@ -206,7 +206,7 @@ def _parse_roots(pairs: list[str] | None) -> dict[str, Path]:
 
 @app.command()
 def bench(
-    preset: Annotated[str, typer.Option(help="bench preset: quick (make demo, ~7 min on 2 CPU cores), synth (3 synthetic datasets × 3 seeds, ~90 min with --jobs 2), synth-lite (synth-kitti × 3 seeds), synth-large (synth at 800 scenes × 12 epochs, GPU), paper (GPU, your data), or a YAML file")] = "quick",
+    preset: Annotated[str, typer.Option(help="bench preset: quick (make demo, ~7 min on 2 CPU cores), synth (3 synthetic datasets × 3 seeds, ~90 min with --jobs 2), synth-paper (synth under the paper protocol, 16 × 2-epoch evaluations, a few hours with --jobs 2), synth-lite (synth-kitti × 3 seeds), synth-large (synth at 800 scenes × 12 epochs, GPU), paper (GPU, your data, the paper protocol), or a YAML file")] = "quick",
     out: Annotated[Path, typer.Option("--out", help="results folder; finished cells found there are skipped")] = Path("runs/bench"),
     datasets: Annotated[Optional[list[str]], typer.Option("--datasets", help="only these datasets of the preset (repeatable)")] = None,
     methods: Annotated[Optional[list[str]], typer.Option("--methods", help="only these methods (repeatable), e.g. equal gradnorm meta_async")] = None,
@@ -214,19 +214,25 @@ def bench(
     root: Annotated[Optional[list[str]], typer.Option("--root", help="dataset root for a non-synthetic dataset: NAME=DIR (repeatable)")] = None,
     progress: Annotated[bool, typer.Option(help="show the progress display")] = True,
     jobs: Annotated[int, typer.Option(min=1, help="cells run at once in separate processes (they share the CPU cores and the GPU)")] = 1,
+    protocol: Annotated[Optional[str], typer.Option(
+        help="matched (every column the epochs the preset gives it) or paper (baselines E epochs, best-val checkpoint; "
+             "meta/meta_async N evaluations × e epochs fine-tuning the best model so far, async periods in epochs). "
+             "Default: the preset's")] = None,
 ) -> None:
     """Run the paper's Table II: every (dataset, method, seed) cell, scored on the test split.
 
     Writes results.json (schema in taskweight.bench.results), results.csv, table2.md,
-    table1.md, summary.json and plots into OUT. Rerunning skips finished cells; a failing
-    cell is reported and the others go on.
+    table1.md, paper_comparison.md, summary.json and plots into OUT. Rerunning skips finished
+    cells; a failing cell is reported and the others go on.
     """
-    from taskweight.bench import BenchRunner, load_bench_preset
+    from taskweight.bench import PROTOCOLS, BenchRunner, load_bench_preset
 
+    if protocol is not None and protocol not in PROTOCOLS:
+        _fail(ConfigError(f"option '--protocol' must be one of {', '.join(PROTOCOLS)}, got {protocol!r}"))
     try:
         runner = BenchRunner(
             load_bench_preset(preset), out, datasets=_split_list(datasets), methods=_split_list(methods), seeds=seeds,
-            roots=_parse_roots(root), show_progress=progress, console=console, jobs=jobs,
+            roots=_parse_roots(root), show_progress=progress, console=console, jobs=jobs, protocol=protocol,
         )
         records = runner.run()
     except TaskweightError as exc:
@@ -259,9 +265,10 @@ def report(
         records = load_results(results)
     except TaskweightError as exc:
         _fail(exc)
-    target = out or (results if results.is_dir() else results.parent)
+    source = results if results.is_dir() else results.parent
+    target = out or source
     target.mkdir(parents=True, exist_ok=True)
-    write_report(target, records)
+    write_report(target, records, source=source)
     typer.echo((target / "table2.md").read_text())
 
 

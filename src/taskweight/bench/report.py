@@ -7,24 +7,33 @@
 - ``table1.md``: the weights (and async frequencies) found by handcrafted, meta and
   meta_async per dataset (the paper's Table I).
 - ``summary.json``: the numbers of table2 (and of the comparison below).
+  Each dataset also gets a compute row (training epochs and hours per column, mean over
+  seeds), and the table names the bench protocol the searches ran under.
 - ``paper_comparison.md``: per dataset that maps to one of the paper's, our geometric means
   and ranks beside the paper's Table II, Spearman's ρ and the margin of meta_async over the
-  best baseline (:mod:`taskweight.bench.paper`).
+  best baseline (:mod:`taskweight.bench.paper`); then, for every dataset and Overall, the
+  paired per-seed differences meta_async / meta − best baseline and meta_async −
+  equal_control with a bootstrap confidence interval (:mod:`taskweight.bench.significance`).
 - ``gm_by_method.png`` (geometric mean per method and dataset with ± std error bars) and
   ``weights_over_training.png`` (each method's task weights over training steps).
+- ``{dataset}_fig3a_target.png``, ``_fig3b_metrics.png``, ``_fig4a_weights.png``,
+  ``_fig4b_frequencies.png``: the paper's Fig. 3/4 from the first-seed meta_async search of
+  each dataset (when its journal is in the results folder).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from taskweight.bench.methods import method_title, ordered_methods
+from taskweight.bench.methods import CONTROL_METHODS, SEARCH_METHODS, method_title, ordered_methods
 from taskweight.bench.paper import PAPER_DATASETS, compare_with_paper, paper_dataset, render_paper_comparison
 from taskweight.bench.results import CellRecord
+from taskweight.bench.significance import render_significance, significance
 from taskweight.jsonio import write_json
 
 ROWS: tuple[tuple[str, str], ...] = (("mAP", "mAP (detection)"), ("mIoU", "mIoU (segment)"), ("geometric_mean", "Geometric mean"))
@@ -52,12 +61,30 @@ def ordered_datasets(records: Sequence[CellRecord]) -> list[str]:
     return sorted(seen, key=paper_position)  # stable: ties keep first-seen order
 
 
-def summarize(records: Sequence[CellRecord]) -> dict[str, Any]:
-    """Per dataset, method and metric: mean, std and n over the seeds of successful cells.
+COMPUTE: tuple[tuple[str, Callable[[CellRecord], float | None]], ...] = (
+    ("epochs", lambda r: float(r.epochs)),
+    ("train_hours", lambda r: r.train_time_s / 3600.0),
+)
+"""The compute row: training epochs and hours in training steps a cell spent (a search: all its evaluations)."""
 
-    Overall (per method) = mean over datasets of the per-dataset mean geometric mean; its
-    std is the sample std over seeds of the per-seed overall value (seeds present in every
-    dataset only).
+
+def _stat(cells: Sequence[CellRecord], value: Callable[[CellRecord], float | None]) -> dict[str, Any]:
+    """Mean, sample std and n of ``value`` over ``cells``, with the per-seed values (aligned ``seeds``/``values``)."""
+    pairs = [(r.seed, value(r)) for r in sorted(cells, key=lambda r: r.seed)]
+    pairs = [(seed, v) for seed, v in pairs if v is not None]
+    mean, std = mean_std([v for _, v in pairs])
+    return {"mean": mean, "std": std, "n": len(pairs), "seeds": [seed for seed, _ in pairs],
+            "values": [v for _, v in pairs]}
+
+
+def summarize(records: Sequence[CellRecord]) -> dict[str, Any]:
+    """Per dataset, method and metric: mean, std, n and the per-seed values over the seeds of successful cells.
+
+    Every cell also reports its compute (:data:`COMPUTE`). Overall (per method) = mean over
+    datasets of the per-dataset mean geometric mean; its std is the sample std over seeds of
+    the per-seed overall value (seeds present in every dataset only); its compute is the sum
+    over datasets of the per-dataset means. ``protocols``: the protocols the search and control
+    cells ran under (all cells' when there are none).
     """
     ok = [r for r in records if r.status == "ok"]
     datasets = ordered_datasets(ok)
@@ -67,29 +94,27 @@ def summarize(records: Sequence[CellRecord]) -> dict[str, Any]:
         table[ds] = {}
         for m in methods:
             cells = [r for r in ok if r.dataset == ds and r.method == m]
-            if not cells:
-                continue
-            table[ds][m] = {}
-            for metric, _ in ROWS:
-                values = [getattr(r, metric) for r in cells if getattr(r, metric) is not None]
-                mean, std = mean_std(values)
-                table[ds][m][metric] = {"mean": mean, "std": std, "n": len(values)}
+            if cells:
+                table[ds][m] = {metric: _stat(cells, lambda r, metric=metric: getattr(r, metric)) for metric, _ in ROWS}
+                table[ds][m].update({key: _stat(cells, value) for key, value in COMPUTE})
     overall: dict[str, Any] = {}
     for m in methods:
-        per_ds = [table[ds][m]["geometric_mean"]["mean"] for ds in datasets if m in table[ds]]
+        per_ds = [table[ds][m] for ds in datasets if m in table[ds]]
         if len(per_ds) != len(datasets):
             continue
-        seeds = set.intersection(*({r.seed for r in ok if r.dataset == ds and r.method == m} for ds in datasets))
-        per_seed = []
-        for s in sorted(seeds):
-            gms = [next(r.geometric_mean for r in ok if (r.dataset, r.method, r.seed) == (ds, m, s)) for ds in datasets]
-            if all(g is not None for g in gms):
-                per_seed.append(statistics.fmean(gms))
-        overall[m] = {"mean": statistics.fmean(per_ds), "std": mean_std(per_seed)[1] if per_seed else float("nan"),
-                      "n": len(per_seed)}
+        seeds = set.intersection(*(set(s["geometric_mean"]["seeds"]) for s in per_ds))
+        per_seed = [statistics.fmean(dict(zip(s["geometric_mean"]["seeds"], s["geometric_mean"]["values"]))[seed]
+                                     for s in per_ds) for seed in sorted(seeds)]
+        overall[m] = {"mean": statistics.fmean(s["geometric_mean"]["mean"] for s in per_ds),
+                      "std": mean_std(per_seed)[1] if per_seed else float("nan"), "n": len(per_seed),
+                      "seeds": sorted(seeds), "values": per_seed,
+                      **{key: sum(s[key]["mean"] for s in per_ds) for key, _ in COMPUTE}}
     failed = [{"dataset": r.dataset, "method": r.method, "seed": r.seed, "error": r.error}
               for r in records if r.status != "ok"]
-    return {"datasets": datasets, "methods": methods, "table": table, "overall": overall, "failed": failed}
+    searched = [r for r in ok if r.method in SEARCH_METHODS or r.method in CONTROL_METHODS]
+    protocols = sorted({r.protocol for r in (searched or ok)})
+    return {"datasets": datasets, "methods": methods, "protocols": protocols, "table": table, "overall": overall,
+            "failed": failed}
 
 
 def _cell(stat: dict[str, float] | None, best: bool) -> str:
@@ -107,12 +132,28 @@ def _best(values: dict[str, float]) -> set[str]:
     return {k for k, v in finite.items() if math.isclose(v, top, rel_tol=0, abs_tol=5e-5)}
 
 
+def _compute(epochs: float | None, hours: float | None) -> str:
+    if epochs is None or hours is None:
+        return "–"
+    return f"{epochs:.4g} ep, {hours:.3f} h"
+
+
+PROTOCOL_NOTES = {
+    "matched": "every column trains the epochs the preset gives it (the searches: evaluations × epochs each)",
+    "paper": "baselines E epochs with best-val checkpoint selection; meta / meta_async N evaluations of e epochs, "
+             "each fine-tuning the best model so far, best evaluation reported (paper §IV-C, §V)",
+}
+
+
 def render_table2(summary: dict[str, Any]) -> str:
     methods = summary["methods"]
     header = "| Dataset | Metric | " + " | ".join(method_title(m) for m in methods) + " |"
+    protocols = summary.get("protocols") or []
     lines = [
         "# Table II — task-weighting methods (test split; mean ± std over seeds)",
         "",
+        *([f"Protocol: {' + '.join(protocols)} — " + "; ".join(PROTOCOL_NOTES.get(p, p) for p in protocols) + ".", ""]
+          if protocols else []),
         header,
         "|" + "---|" * (len(methods) + 2),
     ]
@@ -121,10 +162,17 @@ def render_table2(summary: dict[str, Any]) -> str:
             stats = {m: summary["table"][ds].get(m, {}).get(metric) for m in methods}
             best = _best({m: s["mean"] for m, s in stats.items() if s is not None})
             lines.append(f"| {ds if i == 0 else ''} | {title} | " + " | ".join(_cell(stats[m], m in best) for m in methods) + " |")
+        cells = {m: summary["table"][ds].get(m) for m in methods}
+        lines.append("|  | Compute (epochs, hours) | " + " | ".join(
+            _compute(c["epochs"]["mean"], c["train_hours"]["mean"]) if c else "–" for c in cells.values()) + " |")
     overall = summary["overall"]
     best = _best({m: s["mean"] for m, s in overall.items()})
     lines.append("| Overall | Geometric mean | " + " | ".join(_cell(overall.get(m), m in best) for m in methods) + " |")
-    lines += ["", "Overall = arithmetic mean over datasets of the per-dataset geometric means (as in the paper)."]
+    lines.append("|  | Compute, all datasets | " + " | ".join(
+        _compute(overall[m]["epochs"], overall[m]["train_hours"]) if m in overall else "–" for m in methods) + " |")
+    lines += ["", "Overall = arithmetic mean over datasets of the per-dataset geometric means (as in the paper).",
+              "Compute = training epochs and hours in training steps (validation and testing excluded) a column spent, "
+              "mean over seeds; a search counts all its evaluations; Overall: summed over the datasets."]
     if summary["failed"]:
         lines += ["", "Failed cells:"]
         lines += [f"- {f['dataset']} / {f['method']} / seed {f['seed']}: {f['error']}" for f in summary["failed"]]
@@ -150,6 +198,9 @@ def render_table1(records: Sequence[CellRecord]) -> str:
                 row.append(f"{statistics.fmean(values):.4g}" if values else "–")
             lines.append(f"| {ds if label == 'w_s' else ''} | {label} | " + " | ".join(row) + " |")
     lines += ["", "meta / meta_async weights are normalised to sum to 1 (paper §IV-C); handcrafted: w_det = 1."]
+    units = sorted({r.async_unit for r in ok if r.frequencies and r.async_unit})
+    if units:
+        lines.append(f"async f: the backprop period of the task, in {' and '.join(u + 's' for u in units)} (paper §IV-D).")
     return "\n".join(lines) + "\n"
 
 
@@ -208,15 +259,48 @@ def plot_weight_histories(records: Sequence[CellRecord], path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(out_dir: Path, records: Sequence[CellRecord]) -> dict[str, Any]:
-    """Write table2.md, table1.md, paper_comparison.md, summary.json and the plots into ``out_dir``."""
+def plot_search_figures(out_dir: Path, records: Sequence[CellRecord], source: Path) -> list[Path]:
+    """The paper's Fig. 3a/3b/4a/4b from the journal of each dataset's first-seed ``meta_async`` search.
+
+    Reuses :func:`taskweight.search.report.plot_search`; files ``{dataset}_fig3a_target.png``
+    ... in ``out_dir``. Cells whose search folder is not under ``source`` are left out.
+    """
+    from taskweight.search.journal import read_journal
+    from taskweight.search.report import async_unit, plot_search
+
+    written: list[Path] = []
+    ok = [r for r in records if r.status == "ok" and r.method == "meta_async"]
+    for ds in ordered_datasets(ok):
+        cell = min((r for r in ok if r.dataset == ds), key=lambda r: r.seed)
+        folder = source / cell.run_dir / "search"
+        journal = read_journal(folder / "journal.jsonl")
+        if not journal:
+            continue
+        meta_path = folder / "search_meta.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        title = f"{ds}, meta_async seed {cell.seed}, {cell.protocol} protocol"
+        written += plot_search(out_dir, journal, unit=async_unit(meta), prefix=f"{ds}_", title=title).values()
+    return written
+
+
+def write_report(out_dir: Path, records: Sequence[CellRecord], *, source: Path | None = None,
+                 search_figures: bool = True) -> dict[str, Any]:
+    """Write table2.md, table1.md, paper_comparison.md, summary.json and the plots into ``out_dir``.
+
+    ``source``: the results folder the cells' run folders are in (default ``out_dir``), for the
+    search figures (``search_figures=False`` leaves them out: the runner draws them once, at the end).
+    """
     summary = summarize(records)
     (out_dir / "table2.md").write_text(render_table2(summary))
     (out_dir / "table1.md").write_text(render_table1(records))
     comparison = compare_with_paper(summary)
-    (out_dir / "paper_comparison.md").write_text(render_paper_comparison(comparison, summary["methods"]))
-    write_json(out_dir / "summary.json", {**summary, "paper_comparison": comparison})
+    paired = significance(summary)
+    (out_dir / "paper_comparison.md").write_text(
+        render_paper_comparison(comparison, summary["methods"]) + "\n" + render_significance(paired))
+    write_json(out_dir / "summary.json", {**summary, "paper_comparison": comparison, "significance": paired})
     if summary["datasets"]:
         plot_geometric_means(summary, out_dir / "gm_by_method.png")
     plot_weight_histories(records, out_dir / "weights_over_training.png")
+    if search_figures:
+        plot_search_figures(out_dir, records, out_dir if source is None else Path(source))
     return summary

@@ -17,11 +17,18 @@
           "mAP_coco": 0.33,               # test split, COCO mAP@[.5:.95]
           "val": {...},                   # val metrics of the selected checkpoint
           "epochs": 12,                   # total training epochs spent (a search: all evaluations)
-          "train_time_s": 95.2,
+          "train_time_s": 95.2,           # seconds in training steps (validation excluded; a search: all
+                                          # evaluations; results before the protocol option: the search's wall time)
           "weights": {"det": 1.0, "seg": 70.0},   # final / found task weights
           "frequencies": {"det": 1, "seg": 7} | null,  # async frequencies (meta_async)
+          "async_unit": "step" | "epoch" | null,        # what those frequencies count (meta_async)
           "weight_history": [[step, {"det": w, "seg": w}], ...],  # ≤ 200 samples, for plots
-          "run_dir": "cells/synth-kitti/equal/seed0"
+          "run_dir": "cells/synth-kitti/equal/seed0",
+          "protocol": "matched" | "paper",  # the bench protocol the cell ran under
+          "checkpoint": "cells/synth-kitti/equal/seed0/run/best.pt",  # the checkpoint scored on test
+          "lineage": [0, 3, 7] | null,      # search: the evaluations that trained the best model, oldest first;
+                                            # control: those of the search cell it matches
+          "lineage_epochs": 16 | null       # the epochs along that lineage (a control trains this many)
         }, ...
       ]
     }
@@ -40,7 +47,7 @@ from taskweight.jsonio import write_json
 
 SCHEMA_VERSION = 1
 CSV_COLUMNS = ("dataset", "method", "seed", "status", "mAP", "mIoU", "geometric_mean", "mAP_coco",
-               "epochs", "train_time_s", "weights", "frequencies", "error")
+               "epochs", "train_time_s", "weights", "frequencies", "error", "protocol", "lineage_epochs")
 
 
 @dataclass
@@ -63,6 +70,11 @@ class CellRecord:
     frequencies: dict[str, int] | None = None
     weight_history: list[Any] = field(default_factory=list)
     run_dir: str = ""
+    protocol: str = "matched"
+    checkpoint: str = ""
+    lineage: list[int] | None = None
+    lineage_epochs: int | None = None
+    async_unit: str | None = None
 
     @property
     def key(self) -> tuple[str, str, int]:

@@ -1,27 +1,45 @@
 """Run the benchmark: every (dataset, method, seed) cell through the same trainer.
 
 Each cell trains on the train split, selects its epoch (or, for meta / meta_async, its
-search evaluation) on the val split, and is scored on the held-out test split. Finished
-cells (``cell.json`` with status ``ok``) are skipped on a rerun; a failing cell is recorded
-with its error and the others go on. Results and the report are rewritten after each cell.
+search evaluation) on the val split, and scores that checkpoint (``best.pt``) on the
+held-out test split. Finished cells (``cell.json`` with status ``ok``) are skipped on a
+rerun; a failing cell is recorded with its error and the others go on. Results and the
+report are rewritten after each cell.
+
+Two protocols (preset key ``protocol``, ``taskweight bench --protocol``):
+
+- ``matched`` — every column trains the same epochs: the baselines the training config's
+  ``epochs`` E, the searches E / e evaluations of e = ``search.epochs_per_eval`` epochs (the
+  ``synth`` preset: 10 × 1; ``search.budget`` is the paper protocol's N and not used). The
+  async periods count optimiser steps unless ``search.async_unit`` says otherwise.
+- ``paper`` — the paper's procedure (§IV-C/D, §V): the baselines train E epochs with best-val
+  checkpoint selection; the searches run N = ``search.budget`` evaluations of
+  e = ``search.epochs_per_eval`` epochs, each fine-tuning the best model finished before it
+  (transfer ``best``), and report the best of them; ``meta_async``'s periods count the
+  epochs of that continuous fine-tuning (``search.async_unit`` epoch, the default here).
+
+Under either protocol the control column ``equal_control`` trains ``equal`` for as many
+epochs as the lineage of ``meta_async``'s best model received (same dataset and seed), from
+scratch: it runs after that ``meta_async`` cell and reads its ``cell.json``.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from taskweight.bench.methods import PAPER_METHOD_ORDER, SEARCH_METHODS, valid_methods
+from taskweight.bench.methods import CONTROL_METHODS, PAPER_METHOD_ORDER, SEARCH_METHODS, valid_methods
 from taskweight.bench.report import write_report
 from taskweight.bench.results import CellRecord, save_results
 from taskweight.config import PRESETS_DIR, TrainConfig, load_config
@@ -56,15 +74,23 @@ class BenchDataset(_Strict):
 
 
 class SearchSpec(_Strict):
-    budget: int = Field(8, ge=1, description="evaluations of the meta-learning search")
+    budget: int = Field(8, ge=1, description="evaluations of the meta-learning search under the paper protocol "
+                                             "(matched: the baselines' epochs / epochs_per_eval)")
     epochs_per_eval: int = Field(1, ge=1)
     optimizer: str = "es"
     executor: str = "local"
     address: str | None = None
     transfer: str | None = Field(None, description="best | generation; default: best for the local executor, generation for ray")
+    async_unit: Literal["step", "epoch"] | None = Field(
+        None, description="what meta_async's periods count; default: epoch under the paper protocol, step under matched")
+
+
+PROTOCOLS: tuple[str, ...] = ("matched", "paper")
+Protocol = Literal["matched", "paper"]
 
 
 class BenchPreset(_Strict):
+    protocol: Protocol = "matched"
     train_preset: str = "quick"
     train_overrides: dict[str, Any] = Field(default_factory=dict)
     methods: list[str] = Field(default_factory=lambda: list(PAPER_METHOD_ORDER))
@@ -97,6 +123,35 @@ def load_bench_preset(name_or_path: str | Path) -> BenchPreset:
         raise ConfigError(f"{path}: {problems}") from None
 
 
+def search_settings(spec: SearchSpec, protocol: str, *, epochs: int, option: str = "protocol") -> dict[str, Any]:
+    """The keyword arguments of :func:`taskweight.search.search_task_weights` a protocol gives a search cell.
+
+    ``epochs``: the baselines' epochs E on that dataset (matched: the search gets E / e
+    evaluations). ``option`` names where the protocol came from in errors (the preset key or
+    ``--protocol``).
+    """
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"option '{option}' must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    budget, transfer = spec.budget, spec.transfer
+    unit = spec.async_unit or ("epoch" if protocol == "paper" else "step")
+    if protocol == "matched":
+        if epochs % spec.epochs_per_eval:
+            raise ConfigError(f"option 'search.epochs_per_eval': the matched protocol gives a search the baselines' "
+                              f"{epochs} epochs, which {spec.epochs_per_eval}-epoch evaluations cannot split evenly")
+        budget = epochs // spec.epochs_per_eval
+    else:
+        if spec.transfer not in (None, "best"):
+            raise ConfigError(f"option '{option}': the paper protocol fine-tunes every evaluation from the best model "
+                              f"finished before it (search.transfer best); the preset sets search.transfer "
+                              f"{spec.transfer!r}")
+        if spec.executor != "local":
+            raise ConfigError(f"option '{option}': the paper protocol runs the evaluations one after another "
+                              f"(search.executor local); the preset sets search.executor {spec.executor!r}")
+        transfer = "best"
+    return {"budget": budget, "epochs_per_eval": spec.epochs_per_eval, "optimizer": spec.optimizer,
+            "executor": spec.executor, "ray_address": spec.address, "transfer": transfer, "async_unit": unit}
+
+
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in extra.items():
@@ -119,11 +174,17 @@ class BenchRunner:
         show_progress: bool = True,
         console: Console | None = None,
         jobs: int = 1,
+        protocol: str | None = None,
     ) -> None:
         if jobs < 1:
             raise ConfigError(f"option '--jobs' must be >= 1, got {jobs}")
         self.jobs = jobs
-        self.preset = preset
+        self._protocol_option = "--protocol" if protocol else "protocol"
+        if (protocol or preset.protocol) not in PROTOCOLS:
+            raise ConfigError(f"option '{self._protocol_option}' must be one of {', '.join(PROTOCOLS)}, "
+                              f"got {protocol or preset.protocol!r}")
+        self.preset = preset.model_copy(update={"protocol": protocol}) if protocol else preset
+        self.protocol: str = self.preset.protocol
         self.out_dir = Path(out_dir)
         self.console = console or Console(stderr=True)
         self.show_progress = show_progress
@@ -145,14 +206,52 @@ class BenchRunner:
         if bad:
             raise ConfigError(f"option '--methods': unknown {bad}; valid: {sorted(valid)}")
         self.seeds = seeds or preset.seeds
+        if any(m in SEARCH_METHODS for m in self.methods):
+            for ds in self.datasets:  # a protocol the preset's search settings contradict fails before any cell runs
+                self.search_settings(ds)
+
+    def search_settings(self, ds: BenchDataset) -> dict[str, Any]:
+        """The search settings of ``ds``'s search cells under this run's protocol (see :func:`search_settings`)."""
+        overrides = _deep_merge(self.preset.train_overrides, ds.train_overrides)
+        epochs = load_config(self.preset.train_preset, overrides=overrides).epochs
+        return search_settings(self.preset.search, self.protocol, epochs=epochs, option=self._protocol_option)
 
     # ------------------------------------------------------------------ cells
     def cells(self) -> list[tuple[BenchDataset, str, int]]:
-        """Every (dataset, method, seed), seed-major: a run cut short still holds whole tables for its first seeds."""
-        return [(d, m, s) for s in range(self.seeds) for d in self.datasets for m in self.methods]
+        """Every (dataset, method, seed), seed-major: a run cut short still holds whole tables for its first seeds.
+
+        Within a seed the control columns come last, after the search cells they depend on.
+        """
+        out = []
+        for s in range(self.seeds):
+            for controls in (False, True):
+                out += [(d, m, s) for d in self.datasets for m in self.methods if (m in CONTROL_METHODS) == controls]
+        return out
+
+    @staticmethod
+    def depends_on(dataset: str, method: str, seed: int) -> tuple[str, str, int] | None:
+        """The cell that must finish before this one (a control's search cell), or None."""
+        return (dataset, CONTROL_METHODS[method][1], seed) if method in CONTROL_METHODS else None
 
     def cell_dir(self, dataset: str, method: str, seed: int) -> Path:
         return self.out_dir / "cells" / dataset / method / f"seed{seed}"
+
+    def finished_cell(self, dataset: str, method: str, seed: int) -> CellRecord | None:
+        """The record of a cell that finished (status ``ok``) in ``out_dir``, or None.
+
+        A search or control cell run under another protocol is an error: its numbers answer
+        another question (baseline cells are the same under both protocols and are reused).
+        """
+        path = self.cell_dir(dataset, method, seed) / "cell.json"
+        if not path.is_file():
+            return None
+        record = CellRecord.from_dict(json.loads(path.read_text()), path)
+        if record.status != "ok":
+            return None
+        if (method in SEARCH_METHODS or method in CONTROL_METHODS) and record.protocol != self.protocol:
+            raise ConfigError(f"{path}: this cell ran under protocol {record.protocol!r}, this run is "
+                              f"{self.protocol!r}; use another --out (only baseline cells can be shared)")
+        return record
 
     def run(self) -> list[CellRecord]:
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -160,14 +259,10 @@ class BenchRunner:
         records: dict[tuple[str, str, int], CellRecord] = {}
         pending = []
         for ds, method, seed in cells:
-            path = self.cell_dir(ds.name, method, seed) / "cell.json"
-            if path.is_file():
-                import json
-
-                record = CellRecord.from_dict(json.loads(path.read_text()), path)
-                if record.status == "ok":
-                    records[record.key] = record
-                    continue
+            record = self.finished_cell(ds.name, method, seed)
+            if record is not None:
+                records[record.key] = record
+                continue
             pending.append((ds, method, seed))
         if len(pending) < len(cells):
             self.console.print(f"{len(cells) - len(pending)} of {len(cells)} cells already finished in {self.out_dir}: skipped")
@@ -181,7 +276,7 @@ class BenchRunner:
             if record.status != "ok":
                 self.console.print(f"[red]cell {record.dataset}/{record.method}/seed{record.seed} failed:[/] {record.error}")
             save_results(self.out_dir, list(records.values()))
-            write_report(self.out_dir, list(records.values()))
+            write_report(self.out_dir, list(records.values()), search_figures=False)
 
         with Progress(*columns, console=self.console, disable=not self.show_progress) as progress:
             bar = progress.add_task("cells", total=len(cells), completed=len(cells) - len(pending), info="")
@@ -197,45 +292,69 @@ class BenchRunner:
         write_report(self.out_dir, all_records)
         return all_records
 
+    def hold_back(self, pending: Sequence[tuple[BenchDataset, str, int]]
+                  ) -> tuple[list[tuple[BenchDataset, str, int]], dict[tuple[str, str, int], list[Any]]]:
+        """Split ``pending`` into cells that can start now and, by the key of the cell each waits for, the others."""
+        keys = {(d.name, m, s) for d, m, s in pending}
+        ready: list[tuple[BenchDataset, str, int]] = []
+        waiting: dict[tuple[str, str, int], list[Any]] = {}
+        for ds, method, seed in pending:
+            dependency = self.depends_on(ds.name, method, seed)
+            if dependency in keys:
+                waiting.setdefault(dependency, []).append((ds, method, seed))
+            else:
+                ready.append((ds, method, seed))
+        return ready, waiting
+
     def _run_parallel(self, pending: list[tuple[BenchDataset, str, int]], progress: Progress, bar: Any,
                       finished: Any) -> None:
-        """Run cells in ``jobs`` spawned processes sharing the machine (and its GPU, if any)."""
+        """Run cells in ``jobs`` spawned processes sharing the machine (and its GPU, if any).
+
+        A control cell is submitted once the search cell it depends on has finished.
+        """
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
         threads = max(1, (os.cpu_count() or 1) // self.jobs)
         state = self.preset.model_dump(mode="json")
+        ready, waiting = self.hold_back(pending)
         with ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {
-                pool.submit(_run_cell_in_worker, state, str(self.out_dir), ds.model_dump(mode="json"), method, seed,
-                            threads): (ds, method, seed)
-                for ds, method, seed in pending
-            }
-            left = len(futures)
+            running: dict[Future, tuple[BenchDataset, str, int]] = {}
+            for ds, method, seed in ready:
+                running[pool.submit(_run_cell_in_worker, state, str(self.out_dir), ds.model_dump(mode="json"), method,
+                                    seed, threads)] = (ds, method, seed)
+            left = len(pending)
             progress.update(bar, info=f"{min(self.jobs, left)} running, {left} left")
-            for future in as_completed(futures):
-                ds, method, seed = futures[future]
-                try:
-                    record = future.result()
-                except Exception as exc:  # noqa: BLE001 - a worker that died is a failed cell
-                    record = CellRecord(dataset=ds.name, method=method, seed=seed, status="failed",
-                                        error=f"{type(exc).__name__}: {exc}",
-                                        run_dir=str(self.cell_dir(ds.name, method, seed).relative_to(self.out_dir)))
-                finished(record)
-                left -= 1
-                progress.update(bar, advance=1, info=f"{min(self.jobs, left)} running, {left} left")
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    ds, method, seed = running.pop(future)
+                    try:
+                        record = future.result()
+                    except Exception as exc:  # noqa: BLE001 - a worker that died is a failed cell
+                        record = CellRecord(dataset=ds.name, method=method, seed=seed, status="failed",
+                                            error=f"{type(exc).__name__}: {exc}", protocol=self.protocol,
+                                            run_dir=str(self.cell_dir(ds.name, method, seed).relative_to(self.out_dir)))
+                    finished(record)
+                    for d, m, s in waiting.pop(record.key, []):
+                        running[pool.submit(_run_cell_in_worker, state, str(self.out_dir), d.model_dump(mode="json"),
+                                            m, s, threads)] = (d, m, s)
+                    left -= 1
+                    progress.update(bar, advance=1, info=f"{min(self.jobs, left)} running, {left} left")
 
     def run_cell(self, ds: BenchDataset, method: str, seed: int) -> CellRecord:
         cell_dir = self.cell_dir(ds.name, method, seed)
         cell_dir.mkdir(parents=True, exist_ok=True)
-        record = CellRecord(dataset=ds.name, method=method, seed=seed, run_dir=str(cell_dir.relative_to(self.out_dir)))
+        record = CellRecord(dataset=ds.name, method=method, seed=seed, protocol=self.protocol,
+                            run_dir=self._rel(cell_dir))
         started = time.perf_counter()
         try:
-            config = self.train_config(ds, method, seed)
             if method in SEARCH_METHODS:
-                self._run_search_cell(config, method, seed, cell_dir, record)
+                self._run_search_cell(ds, method, seed, cell_dir, record)
+            elif method in CONTROL_METHODS:
+                self._run_control_cell(ds, method, seed, cell_dir, record)
             else:
-                self._run_train_cell(config, cell_dir, record)
+                self._run_train_cell(self.train_config(ds, method, seed), cell_dir, record)
         except Exception as exc:  # noqa: BLE001 - a failing cell is reported, the others go on
             record.status = "failed"
             record.error = f"{type(exc).__name__}: {exc}"
@@ -245,12 +364,15 @@ class BenchRunner:
         write_json(cell_dir / "cell.json", record.to_dict())
         return record
 
-    def train_config(self, ds: BenchDataset, method: str, seed: int) -> TrainConfig:
+    def train_config(self, ds: BenchDataset, method: str, seed: int, *, epochs: int | None = None) -> TrainConfig:
+        """The training configuration of a cell (a search cell: the one its evaluations start from)."""
         root = self.ensure_data(ds)
         overrides = _deep_merge(self.preset.train_overrides, ds.train_overrides)
         overrides = _deep_merge(overrides, {"data": {"format": ds.format, "root": str(root)}, "seed": seed})
         if method not in SEARCH_METHODS:
             overrides["method"] = {"name": method, "options": self.preset.method_options.get(method, {})}
+        if epochs is not None:
+            overrides["epochs"] = epochs
         return load_config(self.preset.train_preset, overrides=overrides)
 
     def ensure_data(self, ds: BenchDataset) -> Path:
@@ -270,14 +392,19 @@ class BenchRunner:
         return root
 
     # ------------------------------------------------------------- cell kinds
+    def _rel(self, path: Path) -> str:
+        return path.relative_to(self.out_dir).as_posix()
+
     def _run_train_cell(self, config: TrainConfig, cell_dir: Path, record: CellRecord) -> None:
-        from taskweight.scoring import score_run
-        from taskweight.trainer import Trainer
+        """Train ``config.epochs`` epochs (resuming a cut-short run), score the best-val ``best.pt`` on test."""
+        from taskweight.scoring import score_checkpoint
+        from taskweight.trainer import CHECKPOINT_BEST, Trainer
 
         run_dir = cell_dir / "run"
         result = Trainer(config, run_dir, show_progress=False, console=self.console).fit(resume=True)
-        test = score_run(run_dir, split=config.data.test_split)
-        self._fill_metrics(record, test, result.metrics["best"])
+        test = score_checkpoint(config, run_dir / CHECKPOINT_BEST, split=config.data.test_split)
+        self._fill_metrics(record, test, {**result.metrics["best"], "best_epoch": result.metrics["best_epoch"]})
+        record.checkpoint = self._rel(run_dir / CHECKPOINT_BEST)
         record.epochs = int(result.metrics["epochs"])
         record.train_time_s = float(result.metrics["train_time_s"])
         record.weights = dict(result.metrics["final_weights"])
@@ -285,24 +412,44 @@ class BenchRunner:
         record.frequencies = dict(freqs) if freqs else None
         record.weight_history = read_weight_history(run_dir / "weights.csv")
 
-    def _run_search_cell(self, config: TrainConfig, method: str, seed: int, cell_dir: Path, record: CellRecord) -> None:
+    def _run_search_cell(self, ds: BenchDataset, method: str, seed: int, cell_dir: Path, record: CellRecord) -> None:
+        """The search under this run's protocol; the best evaluation's ``best.pt`` is scored on test."""
         from taskweight.scoring import score_checkpoint
         from taskweight.search import search_task_weights
 
-        s = self.preset.search
-        result = search_task_weights(
-            config, cell_dir / "search", async_frequencies=method == "meta_async", budget=s.budget,
-            epochs_per_eval=s.epochs_per_eval, optimizer=s.optimizer, seed=seed, executor=s.executor,
-            ray_address=s.address, resume=True, progress=False, transfer=s.transfer,
-        )
+        config = self.train_config(ds, method, seed)
+        settings = self.search_settings(ds)
+        is_async = method == "meta_async"
+        result = search_task_weights(config, cell_dir / "search", async_frequencies=is_async, seed=seed, resume=True,
+                                     progress=False, **settings)
+        if result.best_checkpoint is None:
+            raise RuntimeError(f"no evaluation of the search succeeded; see {result.journal_path}")
         test = score_checkpoint(config, result.best_checkpoint, split=config.data.test_split)
         self._fill_metrics(record, test, result.best_metrics)
+        record.checkpoint = self._rel(result.best_checkpoint)
         record.epochs = int(result.total_epochs)
-        record.train_time_s = float(result.total_wall_time_s)
+        record.train_time_s = result.total_train_time_s
+        record.lineage = [r.index for r in result.best_lineage]
+        record.lineage_epochs = result.best_lineage_epochs
+        record.async_unit = settings["async_unit"] if is_async else None
         best = result.best_config
         record.weights = dict(best["weights"])
         record.frequencies = dict(best["frequencies"]) if best.get("frequencies") else None
         record.weight_history = [[i, dict(c["weights"])] for i, c in enumerate(result.evaluated_configs)]
+
+    def _run_control_cell(self, ds: BenchDataset, method: str, seed: int, cell_dir: Path, record: CellRecord) -> None:
+        """``equal`` (the control's strategy) from scratch for the epochs of the search's best lineage, same seed."""
+        strategy, source = CONTROL_METHODS[method]
+        searched = self.finished_cell(ds.name, source, seed)
+        if searched is None:
+            raise RuntimeError(f"{method} trains for the epochs of the {source} cell {ds.name}/seed{seed}, which has "
+                               f"not finished in {self.out_dir}; run it first (--methods {source} {method})")
+        if not searched.lineage_epochs:
+            raise RuntimeError(f"the {source} cell {ds.name}/seed{seed} records no lineage epochs (written by an "
+                               f"older version?); run that cell again")
+        self._run_train_cell(self.train_config(ds, strategy, seed, epochs=searched.lineage_epochs), cell_dir, record)
+        record.lineage = list(searched.lineage or [])
+        record.lineage_epochs = searched.lineage_epochs
 
     @staticmethod
     def _fill_metrics(record: CellRecord, test: dict[str, float], val: dict[str, Any] | None) -> None:
