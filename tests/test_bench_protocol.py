@@ -100,6 +100,12 @@ def test_each_column_spends_the_epochs_of_its_protocol(paper_run: tuple[Path, di
     assert cells["equal"].checkpoint == "cells/synth-tiny/equal/seed0/run/best.pt"
     assert cells["meta_async"].checkpoint == "cells/synth-tiny/meta_async/seed0/search/evals/0003/best.pt"
     assert cells["meta_async"].async_unit == "epoch"
+    from taskweight.config import load_config
+    from taskweight.scoring import score_checkpoint
+
+    config = load_config(path=out / "cells/synth-tiny/meta_async/seed0/search/base_config.yaml")
+    again = score_checkpoint(config, out / cells["meta_async"].checkpoint, split="test")
+    assert (again["mAP"], again["mIoU"]) == (cells["meta_async"].mAP, cells["meta_async"].mIoU)
 
 
 def test_the_report_has_the_compute_row_and_the_search_figures(paper_run: tuple[Path, dict[str, CellRecord]]) -> None:

@@ -62,6 +62,9 @@ def test_journal_records_round_trip_and_bad_lines_are_named(tmp_path: Path) -> N
     path.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in RECORDS))
     assert read_journal(path) == RECORDS
     assert "error" not in RECORDS[0].to_dict()
+    # time in training: what the evaluator reported, else the evaluation's wall time (older journals, toy runs)
+    assert JournalRecord(index=0, genes={}, config={}, wall_time_s=5.0, train_time_s=2.0).training_s == 2.0
+    assert JournalRecord(index=0, genes={}, config={}, wall_time_s=5.0).training_s == 5.0
     path.write_text('{"index": 0, "config": {}}\n')
     with pytest.raises(SearchError, match=r"journal.jsonl:1: lacks \['genes'\]"):
         read_journal(path)

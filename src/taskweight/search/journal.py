@@ -65,6 +65,11 @@ class JournalRecord:
         """Fitness to maximise: ``fitness``, or ``-inf`` for a failed (None / non-finite) evaluation."""
         return sanitize_fitness(self.fitness)
 
+    @property
+    def training_s(self) -> float:
+        """Time in training steps where the evaluator reported it (``train_time_s``), else the wall time."""
+        return self.wall_time_s if self.train_time_s is None else float(self.train_time_s)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         if data["error"] is None:

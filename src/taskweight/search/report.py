@@ -61,6 +61,7 @@ def summary(records: Sequence[JournalRecord], meta: dict[str, Any] | None = None
         },
         "total_epochs": sum(int(r.epochs) for r in records),
         "total_wall_time_s": sum(r.wall_time_s for r in records),
+        "total_train_time_s": sum(r.training_s for r in records),
         "journal": "journal.jsonl",
     }
 
@@ -139,7 +140,7 @@ def plot_search(out_dir: str | Path, records: Sequence[JournalRecord], *, unit: 
 
     out_dir = Path(out_dir)
     x = [r.index + 1 for r in records]
-    suffix = f" — {title}" if title else ""
+    suffix = f"\n{title}" if title else ""
     outputs: dict[str, Path] = {}
 
     def save(fig: Any, name: str) -> None:
@@ -165,7 +166,7 @@ def plot_search(out_dir: str | Path, records: Sequence[JournalRecord], *, unit: 
     ax.step(x, best_so_far, where="post", color="C3", label="best so far")
     ax.set_xlabel("evaluation")
     ax.set_ylabel("geometric mean of mAP and mIoU (val)")
-    ax.set_title(f"Target metric over the search (cf. Fig. 3a){suffix}")
+    ax.set_title(f"Target metric over the search (cf. Fig. 3a){suffix}", fontsize=10)
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     save(fig, "fig3a_target.png")
@@ -176,7 +177,7 @@ def plot_search(out_dir: str | Path, records: Sequence[JournalRecord], *, unit: 
         ax.plot(x, [nan(r.metrics.get(key)) for r in records], "o-", ms=3, lw=1, label=name)
     ax.set_xlabel("evaluation")
     ax.set_ylabel("val metric")
-    ax.set_title(f"Task metrics over the search (cf. Fig. 3b){suffix}")
+    ax.set_title(f"Task metrics over the search (cf. Fig. 3b){suffix}", fontsize=10)
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     save(fig, "fig3b_metrics.png")
@@ -190,7 +191,7 @@ def plot_search(out_dir: str | Path, records: Sequence[JournalRecord], *, unit: 
         ax.set_xlabel("evaluation")
         ax.set_ylabel("task weight")
         ax.set_ylim(0, 1)
-        ax.set_title(f"Task weights tested (cf. Fig. 4a){suffix}")
+        ax.set_title(f"Task weights tested (cf. Fig. 4a){suffix}", fontsize=10)
         ax.legend(loc="best")
         ax.grid(alpha=0.3)
         save(fig, "fig4a_weights.png")
@@ -202,7 +203,7 @@ def plot_search(out_dir: str | Path, records: Sequence[JournalRecord], *, unit: 
             ax.plot(x, [r.config["frequencies"][t] for r in records], "o-", ms=3, lw=1, label=f"f_{t}")
         ax.set_xlabel("evaluation")
         ax.set_ylabel(f"backprop period ({unit}s)")
-        ax.set_title(f"Async backpropagation frequency tested (cf. Fig. 4b){suffix}")
+        ax.set_title(f"Async backpropagation frequency tested (cf. Fig. 4b){suffix}", fontsize=10)
         ax.legend(loc="best")
         ax.grid(alpha=0.3)
         save(fig, "fig4b_frequencies.png")

@@ -112,7 +112,7 @@ class SearchResult:
     @property
     def total_train_time_s(self) -> float:
         """Time in training steps over all evaluations (an evaluation's wall time where it reports none)."""
-        return float(sum(r.wall_time_s if r.train_time_s is None else r.train_time_s for r in self.records))
+        return float(sum(r.training_s for r in self.records))
 
     @property
     def evaluated_configs(self) -> list[dict[str, Any]]:
