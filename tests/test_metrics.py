@@ -63,3 +63,12 @@ def test_miou_hand_computed_and_label_masks():
     assert m["IoU_sidewalk"] == pytest.approx(0.0)
     assert m["mIoU"] == pytest.approx((0.5 + 1 / 3) / 3)
     assert m["mAP"] == 0.0  # the second image's car was missed
+
+
+def test_improves_is_the_one_model_selection_rule():
+    from taskweight.metrics import improves
+
+    assert improves(0.5, None) and improves(0.5, float("nan")) and improves(0.5, 0.4)
+    assert not improves(0.4, 0.5) and not improves(0.5, 0.5)  # a tie keeps the incumbent
+    assert not improves(float("nan"), None) and not improves(None, 0.1)
+    assert not improves(float("-inf"), None) and not improves(float("inf"), 0.1)

@@ -206,7 +206,7 @@ def _parse_roots(pairs: list[str] | None) -> dict[str, Path]:
 
 @app.command()
 def bench(
-    preset: Annotated[str, typer.Option(help="bench preset: quick (make demo, ~7 min on 2 CPU cores), synth (3 synthetic datasets × 3 seeds, ~90 min with --jobs 2), synth-paper (synth under the paper protocol, 16 × 2-epoch evaluations, a few hours with --jobs 2), synth-lite (synth-kitti × 3 seeds), synth-large (synth at 800 scenes × 12 epochs, GPU), paper (GPU, your data, the paper protocol), or a YAML file")] = "quick",
+    preset: Annotated[str, typer.Option(help="bench preset: quick (make demo, ~5 min on 2 CPU cores), synth (3 synthetic datasets × 3 seeds, ~2.5–3 h with --jobs 2), synth-paper (synth under the paper protocol, 16 × 2-epoch evaluations, a few hours with --jobs 2), synth-lite (synth-kitti × 3 seeds), synth-large (synth at 800 scenes × 12 epochs, GPU), paper (GPU, your data, the paper protocol), or a YAML file")] = "quick",
     out: Annotated[Path, typer.Option("--out", help="results folder; finished cells found there are skipped")] = Path("runs/bench"),
     datasets: Annotated[Optional[list[str]], typer.Option("--datasets", help="only these datasets of the preset (repeatable)")] = None,
     methods: Annotated[Optional[list[str]], typer.Option("--methods", help="only these methods (repeatable), e.g. equal gradnorm meta_async")] = None,

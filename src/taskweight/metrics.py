@@ -34,6 +34,14 @@ def geometric_mean(*values: float) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
+def improves(candidate: float | None, incumbent: float | None) -> bool:
+    """Model selection by geometric mean (paper §V), the one rule for every "best so far":
+    a finite value above the incumbent wins; NaN or None never wins; a tie keeps the incumbent."""
+    if candidate is None or not math.isfinite(candidate):
+        return False
+    return incumbent is None or math.isnan(incumbent) or candidate > incumbent
+
+
 class MultiTaskEvaluator:
     """Accumulates detections and segmentation maps over a split, then computes the metrics.
 

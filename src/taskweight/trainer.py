@@ -32,6 +32,7 @@ from taskweight.engine import StepOutput, TrainStep
 from taskweight.errors import TrainingError
 from taskweight.evaluate import evaluate
 from taskweight.jsonio import dumps, write_json
+from taskweight.metrics import improves
 from taskweight.weighting.base import WeightingStrategy
 
 CHECKPOINT_LAST = "last.pt"
@@ -180,7 +181,8 @@ class Trainer:
                     for key, value in val.items():
                         if not math.isnan(value):
                             writer.add_scalar(f"val/{key}", value, self.epoch)
-                    if self.best["metrics"] is None or _better(val, self.best["metrics"]):
+                    if self.best["metrics"] is None or improves(val.get("geometric_mean"),
+                                                                self.best["metrics"].get("geometric_mean")):
                         self.best = {"epoch": self.epoch, "metrics": val}
                         torch.save({"model": self.model.state_dict(), "epoch": self.epoch, "metrics": dumps(val)},
                                    self.run_dir / CHECKPOINT_BEST)
@@ -313,17 +315,6 @@ class _StepLog:
                                        *(_fmt(values.get(f"loss_{t}")) for t in tasks),
                                        *(_fmt(values.get(f"weight_{t}")) for t in tasks)])
         return " ".join(f"{t} {values[f'loss_{t}']:.3f}" for t in tasks if f"loss_{t}" in values)
-
-
-def _better(candidate: dict[str, float], incumbent: dict[str, float]) -> bool:
-    """Model selection on val: higher geometric mean (NaN never wins)."""
-    new = candidate.get("geometric_mean")
-    old = incumbent.get("geometric_mean")
-    new = float("nan") if new is None else new
-    old = float("nan") if old is None else old
-    if math.isnan(new):
-        return False
-    return math.isnan(old) or new > old
 
 
 def _fmt(value: float | None) -> str:

@@ -12,13 +12,13 @@ highest finite fitness — the val geometric mean of mAP and mIoU; failed evalua
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from taskweight.jsonio import dumps
+from taskweight.metrics import improves
 from taskweight.search.errors import SearchError
 from taskweight.search.optimizers import sanitize_fitness
 
@@ -112,10 +112,10 @@ def write_journal(path: Path, records: Sequence[JournalRecord]) -> None:
 
 def best_record(records: Sequence[JournalRecord]) -> JournalRecord | None:
     """The first record with the highest finite fitness (ties keep the earlier one), or None."""
-    best, best_fit = None, -math.inf
+    best: JournalRecord | None = None
     for record in records:
-        if record.fit > best_fit:
-            best, best_fit = record, record.fit
+        if improves(record.fit, None if best is None else best.fit):
+            best = record
     return best
 
 
