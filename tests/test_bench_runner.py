@@ -58,19 +58,24 @@ def test_rerun_skips_finished_cells(bench_out: Path):
 
 
 def test_cli_exit_status_is_nonzero_when_a_cell_fails(bench_out: Path, tmp_path: Path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(bench_out / "data" / "synth-tiny", data)
+    first = (data / "splits" / "train.txt").read_text().split()[0]
+    (data / "training" / "label_2" / f"{first}.txt").write_text("Car 0 0\n")  # fails when the cell opens its data
     preset_file = tmp_path / "bench.yaml"
     preset_file.write_text(
         "train_preset: tiny\n"
         "train_overrides: {epochs: 1}\n"
-        "methods: [static]\n"
-        "method_options: {static: {weights: {det: -1, seg: 1}}}\n"
+        "methods: [equal]\n"
         "datasets:\n"
-        f"  - {{name: synth-tiny, format: kitti, root: {bench_out / 'data' / 'synth-tiny'}}}\n"
+        f"  - {{name: synth-tiny, format: kitti, root: {data}}}\n"
     )
     result = CliRunner().invoke(app, ["bench", "--preset", str(preset_file), "--out", str(tmp_path / "o"),
                                       "--no-progress"])
     assert result.exit_code == 1
-    assert "failed" in result.output
+    assert "failed" in result.output and f"{first}.txt:1" in result.output
 
 
 def test_bench_preset_errors_name_the_option(tmp_path: Path):

@@ -183,17 +183,20 @@ def test_orphans_sizes_and_corrupt_pngs(tmp_path: Path) -> None:
     with pytest.raises(DataFormatError, match="label without its image"):
         open_dataset("cityscapes", root, "all")
     with pytest.warns(UserWarning):
-        ds = open_dataset("cityscapes", root, "all", on_error="skip")
-    assert ds.names == ["train/c/c_000000_000001", "train/c/c_000000_000007"]
+        ds = open_dataset("cityscapes", root, "all", on_error="skip")  # verify="crc": masks decoded at opening
+    assert ds.names == ["train/c/c_000000_000001"]
     text = "\n".join(str(p) for p in ds.problems)
     for fragment in ("label without its image", "image without labels", "41x20", "imgWidth x imgHeight is 40x22",
-                     "corrupt or truncated"):
+                     "corrupt or truncated", "hold no Cityscapes label id"):
         assert fragment in text, fragment
-    with pytest.raises(DataFormatError, match=r"pixel\(s\) hold no Cityscapes label id.*x=0, y=0"):
-        ds[1]
-    # header-only verification (the default with "raise") finds a truncated PNG when decoding
+    not_an_id = next(s for s in ds.skipped if s.id == "train/c/c_000000_000007")
+    assert not_an_id.file == str(root / "gtFine/train/c/c_000000_000007_gtFine_labelIds.png")
+    assert "x=0, y=0" in not_an_id.problem and not_an_id.split == "all"
+    # header-only verification (the default with "raise") finds a truncated PNG or bad ids when decoding
     with pytest.warns(UserWarning):
         ds = open_dataset("cityscapes", root, "all", on_error="skip", verify="header")
+    with pytest.raises(DataFormatError, match=r"pixel\(s\) hold no Cityscapes label id.*x=0, y=0"):
+        ds[ds.names.index("train/c/c_000000_000007")]
     idx = ds.names.index("train/c/c_000000_000006")
     with pytest.raises(DataFormatError) as info:
         ds[idx]

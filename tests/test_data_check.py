@@ -73,7 +73,10 @@ def test_every_problem_is_listed(tmp_path: Path) -> None:
     assert report.splits["all"].boxes["car"] == 3
     # the default splits: the extra pass over "all" still finds every file
     default = check_dataset("woodscape", root)
-    assert {(Path(p.path).name, p.line) for p in default.problems} == where
+    assert {(Path(p.path).name, p.line) for p in default.problems if Path(p.path) != root} == where
+    # a split whose every sample is bad says so, and its bad samples are still counted
+    assert all("has no usable samples" in p.message for p in default.problems if Path(p.path) == root)
+    assert sum(c.bad for c in default.splits.values()) == 3
 
 
 def test_cli_exit_codes_and_output(kitti_root: Path, tmp_path: Path) -> None:
@@ -90,3 +93,59 @@ def test_cli_exit_codes_and_output(kitti_root: Path, tmp_path: Path) -> None:
     assert as_json.exit_code == 1 and json.loads(as_json.output)["ok"] is False
     wrong = runner.invoke(_app(), ["data", "check", "--format", "nope", "--root", str(root)])
     assert wrong.exit_code == 2 and "unknown dataset format" in wrong.output
+
+
+def test_segmentation_ids_outside_the_mapping_are_warnings_with_counts(tmp_path: Path) -> None:
+    root = tmp_path / "k"
+    for sub in ("training/image_2", "training/label_2", "training/semantic"):
+        (root / sub).mkdir(parents=True)
+    line = "Car 0.00 0 0.10 1.00 2.00 11.00 12.00 1.50 1.60 4.00 1.00 1.60 10.00 0.20\n"
+    for i, (n37, n200) in enumerate([(0, 0), (5, 0), (7, 2), (9, 0), (0, 0)]):
+        name = f"{i:06d}"
+        ids = np.full((20, 30), 7, np.uint8)
+        ids.ravel()[:n37] = 37  # not a (Cityscapes) label id: becomes void
+        ids.ravel()[100:100 + n200] = 200
+        ids[19, :3] = 11  # building: a label id, void by design -> no warning
+        Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(root / f"training/image_2/{name}.png")
+        Image.fromarray(ids).save(root / f"training/semantic/{name}.png")
+        (root / f"training/label_2/{name}.txt").write_text(line)
+    report = check_dataset("kitti", root)  # train/val/test plus the pass over "all"
+    assert report.ok and sum(c.bad for c in report.splits.values()) == 0
+    assert [(u.id, u.pixels, u.images) for u in report.unmapped.values()] in (
+        [(37, 21, 3), (200, 2, 1)], [(200, 2, 1), (37, 21, 3)])
+    assert report.warnings[0].startswith("segmentation id 37: 21 px in 3 image(s), not in the class mapping")
+    assert "id 200: 2 px in 1 image(s)" in report.warnings[1] and "000002.png" in report.warnings[1]
+    assert "2 warning(s):" in report.to_text() and "id 37: 21 px in 3 image(s)" in report.to_text()
+    data = report.to_dict()
+    assert data["ok"] and [(w["id"], w["pixels"], w["images"]) for w in data["warnings"]] == [(37, 21, 3), (200, 2, 1)]
+    # a mapping that lists an id silences its warning
+    mapped = check_dataset("kitti", root, "all", mapping={"segmentation": {37: "road"}})
+    assert list(mapped.unmapped) == [200]
+    runner = CliRunner()
+    out = runner.invoke(_app(), ["data", "check", "--format", "kitti", "--root", str(root)])
+    assert out.exit_code == 0, out.output  # warnings do not fail the check
+    assert "warning: segmentation id 37: 21 px in 3 image(s)" in out.output
+    as_json = json.loads(runner.invoke(_app(), ["data", "check", "--format", "kitti", "--root", str(root),
+                                                "--json"]).output)
+    assert as_json["ok"] and as_json["warnings"][0]["id"] == 37
+
+
+def test_colours_outside_the_mapping_are_warnings(tmp_path: Path) -> None:
+    root = tmp_path / "k"
+    for sub in ("training/image_2", "training/label_2", "training/semantic"):
+        (root / sub).mkdir(parents=True)
+    rgb = np.zeros((10, 20, 3), np.uint8)
+    rgb[:5] = (128, 64, 128)  # road
+    rgb[9, :4] = (70, 70, 70)  # not in the colour table: void
+    Image.fromarray(np.zeros((10, 20, 3), np.uint8)).save(root / "training/image_2/000000.png")
+    Image.fromarray(rgb).save(root / "training/semantic/000000.png")
+    report = check_dataset("kitti", root, "all")
+    assert report.ok and report.warnings == [
+        f"segmentation colour 70,70,70: 4 px in 1 image(s), not in the class mapping (void), e.g. "
+        f"{root / 'training/semantic/000000.png'}"]
+
+
+def test_bad_option_value_is_a_clear_error(tmp_path: Path) -> None:
+    out = CliRunner().invoke(_app(), ["data", "check", "--format", "kitti", "--root", str(tmp_path),
+                                      "--option", "split_seed=[1"])
+    assert out.exit_code == 2 and "split_seed" in out.output and "Traceback" not in out.output

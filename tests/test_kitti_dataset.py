@@ -176,7 +176,9 @@ def test_split_naming_a_missing_image(synth_root: Path, tmp_path: Path) -> None:
     assert "000042" in str(info.value)
     with pytest.warns(UserWarning, match="skipped 1 bad sample"):
         ds = open_dataset("kitti", root, "custom", on_error="skip")
-    assert len(ds) == 2 and ds.skipped[0][0] == "000042"
+    assert len(ds) == 2 and ds.skipped[0].id == "000042" and ds.skipped[0].split == "custom"
+    assert ds.skipped[0].to_dict() == {"split": "custom", "id": "000042", "file": str(root / "splits/custom.txt"),
+                                       "line": 4, "problem": "image training/image_2/000042.png not found"}
     (root / "splits/dup.txt").write_text("000000\n000000\n")
     with pytest.raises(DataFormatError) as info:
         open_dataset("kitti", root, "dup")

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from taskweight.search import (
@@ -315,26 +314,25 @@ def test_trainer_evaluator_reports_training_errors(tmp_path: Path, monkeypatch: 
     assert result.error and result.checkpoint is None
 
 
-def _cli() -> typer.Typer:
-    from taskweight.search.command import search
+def _invoke(args: list[str]) -> Any:
+    """``taskweight search ARGS`` through the real CLI, error boundary included."""
+    from taskweight.cli import app
 
-    app = typer.Typer()
-    app.command()(search)
-    return app
+    return CliRunner().invoke(app, ["search", *args])
 
 
 def test_cli_runs_and_reports(tmp_path: Path, fake_trainer: type[_FakeTrainer]) -> None:
     out = tmp_path / "s"
     args = ["--data", str(tmp_path), "--preset", "tiny", "--out", str(out), "--budget", "5", "--async", "--seed", "1",
             "--no-progress"]
-    result = CliRunner().invoke(_cli(), args)
+    result = _invoke(args)
     assert result.exit_code == 0, result.output
     assert "best configuration" in result.output and "f_det" in result.output
     assert fake_trainer.calls[0]["cfg"].data.root == tmp_path and fake_trainer.calls[0]["cfg"].seed == 1
     assert (out / "table1.md").is_file() and (out / "fig4b_frequencies.png").is_file()
-    again = CliRunner().invoke(_cli(), args)  # existing journal without --resume
+    again = _invoke(args)  # existing journal without --resume
     assert again.exit_code == 2 and "--resume" in again.output
-    assert CliRunner().invoke(_cli(), [*args, "--resume", "--budget", "6"]).exit_code == 0
+    assert _invoke([*args, "--resume", "--budget", "6"]).exit_code == 0
     assert len(read_journal(out / "journal.jsonl")) == 6
-    bad = CliRunner().invoke(_cli(), ["--out", str(tmp_path / "b"), "--optimizer", "bayes"])
+    bad = _invoke(["--out", str(tmp_path / "b"), "--optimizer", "bayes"])
     assert bad.exit_code == 2 and "--optimizer" in bad.output

@@ -93,8 +93,9 @@ def test_bad_label_line_raises_by_default_and_is_reported_when_skipped(tmp_path,
         Trainer(config, tmp_path / "strict", show_progress=False)
     skipping = config.model_copy(update={"data": config.data.model_copy(update={"on_error": "skip"})})
     result = Trainer(skipping, tmp_path / "skip", show_progress=False).fit()
-    skipped = result.metrics["skipped_samples"]["train"]
-    assert len(skipped) == 1 and name in skipped[0]
+    skipped = result.metrics["skipped_samples"]
+    assert skipped["count"] == 1 and skipped["samples"][0]["id"] == name and skipped["samples"][0]["split"] == "train"
+    assert skipped["samples"][0]["file"].endswith(f"label_2/{name}.txt") and skipped["samples"][0]["line"] == 9
 
 
 def test_logging_every_n_steps_changes_nothing_but_when_numbers_are_read(tmp_path, tiny_config):

@@ -77,7 +77,7 @@ def test_bad_input_raise_and_skip(tmp_path: Path) -> None:
     _write(root, "00000_MVL", "vehicles,0,1,1,5,5\n", image=False)  # label without its image
     _write(root, "00000_MVR", None, None)  # image without labels
     _write(root, "00001_FV", "", np.ones((H + 1, W), np.uint8))  # size mismatch
-    _write(root, "00001_RV", "", np.full((H, W), 12, np.uint8))  # unknown index (found when decoding)
+    _write(root, "00001_RV", "", np.full((H, W), 12, np.uint8))  # unknown index (found when decoded)
     _write(root, "00001_MVL", "", ok)
     bad = root / "semantic_annotations/gtLabels/00001_MVL.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 10, (H, W)).astype(np.uint8)).save(bad)
@@ -86,19 +86,27 @@ def test_bad_input_raise_and_skip(tmp_path: Path) -> None:
     with pytest.raises(DataFormatError) as info:
         open_dataset("woodscape", root, "all")
     assert info.value.path == root / "box_2d_annotations/00000_MVL.txt"
-    with pytest.warns(UserWarning, match="skipped 6 bad sample"):
-        ds = open_dataset("woodscape", root, "all", on_error="skip")
-    assert ds.names == ["00000_FV", "00001_RV"]
+    with pytest.warns(UserWarning, match="skipped 7 bad sample"):
+        ds = open_dataset("woodscape", root, "all", on_error="skip")  # verify="crc": masks decoded at opening
+    assert ds.names == ["00000_FV"]
+    assert {s.id for s in ds.skipped} == {"00000_RV", "00000_MVL", "00000_MVR", "00001_FV", "00001_RV", "00001_MVL",
+                                          "00001_XX"}
     csv = root / "box_2d_annotations/00000_RV.txt"
     lines = sorted(p.line for p in ds.problems if p.path == csv)
     assert lines == [1, 2, 3, 4, 5]
     text = "\n".join(str(p) for p in ds.problems)
     for fragment in ("expected 6 comma-separated", "must be numbers", "unknown class 'spaceship'", "x_max 5 <= x_min 5",
                      "outside the 24x16 image", "label without its image", "image without labels", "24x17",
-                     "corrupt or truncated", "does not end with a camera"):
+                     "corrupt or truncated", "does not end with a camera", "unknown class index"):
         assert fragment in text, fragment
-    with pytest.raises(DataFormatError, match=r"unknown class index.*x=0, y=0\) = 12"):
-        ds[1]
+    index = next(s for s in ds.skipped if s.id == "00001_RV")
+    assert index.file == str(root / "semantic_annotations/gtLabels/00001_RV.png") and index.line is None
+    assert "x=0, y=0) = 12" in index.problem
+    with pytest.warns(UserWarning, match="skipped 5 bad sample"):  # headers only: the masks are decoded when loaded
+        lazy = open_dataset("woodscape", root, "all", on_error="skip", verify="header")
+    assert lazy.names == ["00000_FV", "00001_MVL", "00001_RV"]
+    with pytest.raises(DataFormatError, match=r"00001_RV\.png: .*unknown class index.*x=0, y=0\) = 12"):
+        lazy[2]
     single = tmp_path / "one"
     _write(single, "00000_FV", "vehicles,0,1,1,5\n", ok)
     with pytest.raises(DataFormatError) as info:
@@ -110,3 +118,33 @@ def test_missing_layout(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataFormatError, match="rgb_images"):
         open_dataset("woodscape", tmp_path / "empty", "train")
+
+
+def test_class_id_must_agree_with_class_name(tmp_path: Path) -> None:
+    from taskweight.data.check import check_dataset
+
+    root = tmp_path / "ws"
+    ok = np.ones((H, W), np.uint8)
+    _write(root, "00000_FV", "vehicles,0,1,1,5,5\nperson,1,6,1,9,9\nbicycle,2,1,1,5,5\ntraffic_light,3,1,1,3,3\n"
+                             "traffic_sign,4,1,1,3,3\n", ok)
+    _write(root, "00000_RV", "vehicles,0,1,1,5,5\nperson,0,6,1,9,9\n", ok)  # id 0 is vehicles
+    _write(root, "00000_MVL", "bicycle,7,1,1,5,5\n", ok)  # no box class has id 7
+    box = root / "box_2d_annotations"
+    with pytest.raises(DataFormatError) as info:
+        open_dataset("woodscape", root, "all")
+    assert info.value.path == box / "00000_MVL.txt" and info.value.line == 1
+    assert str(info.value).endswith("00000_MVL.txt:1: class_id 7 contradicts class name 'bicycle', whose id is 2")
+    with pytest.warns(UserWarning, match="skipped 2 bad sample"):
+        ds = open_dataset("woodscape", root, "all", on_error="skip")
+    assert ds.names == ["00000_FV"]
+    assert [(s.id, s.file, s.line) for s in ds.skipped] == [("00000_MVL", str(box / "00000_MVL.txt"), 1),
+                                                            ("00000_RV", str(box / "00000_RV.txt"), 2)]
+    assert ds.skipped[1].problem == "class_id 0 contradicts class name 'person', whose id is 1 (class_id 0 is 'vehicles')"
+    report = check_dataset("woodscape", root, "all")
+    assert report.splits["all"].bad == 2 and report.splits["all"].images == 1
+    assert {(Path(p.path).name, p.line) for p in report.problems} == {("00000_RV.txt", 2), ("00000_MVL.txt", 1)}
+    # a class name added by a user mapping has no known id: not checked
+    _write(root, "00000_MVR", "motorcycle,8,1,1,5,5\n", ok)
+    with pytest.warns(UserWarning, match="skipped 2 bad sample"):
+        ds = open_dataset("woodscape", root, "all", on_error="skip", mapping={"detection": {"motorcycle": "cyclist"}})
+    assert "00000_MVR" in ds.names

@@ -10,11 +10,73 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
-from taskweight.errors import ConfigError, TaskweightError
+from taskweight.errors import ConfigError, RunFolderError
+
+console = Console(stderr=True)
+DEBUG_ENV = "TASKWEIGHT_DEBUG"
+
+
+def describe_error(exc: BaseException) -> tuple[str, int]:
+    """The one-line message and exit status the CLI gives for ``exc``.
+
+    Exit 2 for everything a user can cause — the package's own errors (which name the file
+    and line or the option), invalid configurations, files that cannot be opened or written,
+    malformed YAML, too little memory for the size asked; exit 1 for anything else (a
+    bug: the message says so and how to see the traceback).
+    """
+    import pydantic
+    import yaml
+
+    from taskweight.errors import TaskweightError
+
+    if isinstance(exc, (TaskweightError, ValueError)):
+        return str(exc), 2
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}", 2
+    if isinstance(exc, (pydantic.ValidationError, yaml.YAMLError)):
+        return " ".join(str(exc).split()), 2
+    if isinstance(exc, MemoryError):
+        return "not enough memory for what was asked (a smaller --size, --batch or dataset fits)", 2
+    return (f"internal error ({type(exc).__name__}: {exc}); please report it with the traceback that "
+            f"`taskweight --debug ...` prints"), 1
+
+
+_CLICK_EXCEPTION = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+"""Usage errors, which click reports itself (typer vendors click in recent releases, so found by name)."""
+
+
+class _ErrorBoundary(TyperGroup):
+    """Every command runs inside one error boundary: a message, an exit status, no traceback.
+
+    ``taskweight --debug ...`` (or ``TASKWEIGHT_DEBUG=1``) lets the exception through with
+    its traceback.
+    """
+
+    def invoke(self, ctx: typer.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (_CLICK_EXCEPTION, typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the boundary: every failure becomes one message
+            if _debug(ctx):
+                raise
+            message, code = describe_error(exc)
+            console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+            raise typer.Exit(code=code) from None
+
+
+def _debug(ctx: typer.Context) -> bool:
+    root = ctx.find_root()
+    return bool((root.obj or {}).get("debug")) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
 
 app = typer.Typer(
+    cls=_ErrorBoundary,
     name="taskweight",
     help=(
         "Dynamic task weighting for multi-task detection + segmentation networks "
@@ -25,12 +87,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(stderr=True)
 
 
-def _fail(exc: Exception) -> None:
-    console.print(f"[bold red]error:[/] {exc}")
-    raise typer.Exit(code=2)
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option("--debug", help=f"show the Python traceback of an error (or set {DEBUG_ENV}=1)")] = False,
+) -> None:
+    ctx.obj = {"debug": debug}
 
 
 def _parse_size(text: str | None) -> tuple[int, int] | None:
@@ -39,9 +103,9 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise typer.BadParameter(f"expected HxW such as 125x414, got {text!r}") from None
+        raise typer.BadParameter(f"expected HxW such as 125x414, got {text!r}", param_hint="--size") from None
     if h <= 0 or w <= 0:
-        raise typer.BadParameter(f"size must be positive, got {text!r}")
+        raise typer.BadParameter(f"size must be positive, got {text!r}", param_hint="--size")
     return h, w
 
 
@@ -71,16 +135,13 @@ def synth(
 
     from taskweight.synth import generate_dataset
 
-    try:
-        with Progress(console=console) as progress:
-            bar = progress.add_task(f"{preset} → {out}", total=train + val + test)
-            summary = generate_dataset(
-                out, preset=preset, train=train, val=val, test=test, seed=seed, size=_parse_size(size),
-                single_label_fraction=single_label_fraction, workers=workers or os.cpu_count() or 1,
-                progress=lambda done, total: progress.update(bar, completed=done, total=total),
-            )
-    except (TaskweightError, ValueError) as exc:
-        _fail(exc)
+    with Progress(console=console) as progress:
+        bar = progress.add_task(f"{preset} → {out}", total=train + val + test)
+        summary = generate_dataset(
+            out, preset=preset, train=train, val=val, test=test, seed=seed, size=_parse_size(size),
+            single_label_fraction=single_label_fraction, workers=workers or os.cpu_count() or 1,
+            progress=lambda done, total: progress.update(bar, completed=done, total=total),
+        )
     typer.echo(json.dumps(summary, indent=2, default=str))
 
 
@@ -90,7 +151,7 @@ def _method_options(method: str, pairs: list[str]) -> dict:
     try:
         return weighting.parse_options(method, pairs)
     except (KeyError, ValueError) as exc:
-        raise typer.BadParameter(str(exc), param_hint="--method-opt") from None
+        raise typer.BadParameter(str(exc).strip("'\""), param_hint="--method-opt") from None
 
 
 @app.command()
@@ -111,7 +172,8 @@ def train(
         Optional[str], typer.Option(help="auto (bf16 on CPUs with native bf16 and on bf16 GPUs, fp16 on older GPUs, else fp32), fp32, bf16 or fp16")
     ] = None,
     pretrained: Annotated[Optional[Path], typer.Option(help="local ImageNet ResNet checkpoint for the encoder")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last.pt")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last.pt (OUT/last.prev.pt if last.pt is unreadable)")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the results of a run already in OUT")] = False,
     on_error: Annotated[
         Optional[str], typer.Option("--on-error", help="bad samples: raise (default; names file and line) or skip (counted and reported)")
     ] = None,
@@ -123,8 +185,13 @@ def train(
     and mIoU, and checkpoints every epoch (use --resume to continue).
     """
     from taskweight.config import load_config
-    from taskweight.trainer import Trainer
+    from taskweight.trainer import Trainer, resumable
 
+    if resume and overwrite:
+        raise typer.BadParameter("--resume continues the run in OUT, --overwrite replaces it: choose one",
+                                 param_hint="--resume/--overwrite")
+    if resume and not resumable(out):
+        raise RunFolderError(f"{out}: nothing to resume (no last.pt); run without --resume to start a new run")
     overrides: dict = {"data": {}, "model": {}, "method": {}}
     if data is not None:
         overrides["data"]["root"] = str(data)
@@ -141,11 +208,10 @@ def train(
     for key, value in (("epochs", epochs), ("seed", seed), ("device", device), ("precision", precision)):
         if value is not None:
             overrides[key] = value
-    try:
-        cfg = load_config(preset, config, overrides)
-        result = Trainer(cfg, out, show_progress=progress, console=console).fit(resume=resume)
-    except (TaskweightError, ValueError, KeyError) as exc:
-        _fail(exc)
+    cfg = load_config(preset, config, overrides)
+    if not resume:
+        Trainer.check_folder(out, overwrite=overwrite)  # before any data is read
+    result = Trainer(cfg, out, show_progress=progress, console=console).fit(resume=resume, overwrite=overwrite)
     _print_metrics(result.metrics)
 
 
@@ -171,10 +237,7 @@ def evaluate(
     """Score a trained run's checkpoint on a split (default: the held-out test split)."""
     from taskweight.scoring import score_run
 
-    try:
-        metrics = score_run(run, split=split, checkpoint=checkpoint)
-    except (TaskweightError, ValueError, FileNotFoundError) as exc:
-        _fail(exc)
+    metrics = score_run(run, split=split, checkpoint=checkpoint)
     typer.echo(json.dumps(metrics, indent=2))
 
 
@@ -208,8 +271,8 @@ def _parse_roots(pairs: list[str] | None) -> dict[str, Path]:
 def bench(
     preset: Annotated[str, typer.Option(help="bench preset: quick (make demo, ~5 min on 2 CPU cores), synth (3 synthetic datasets × 3 seeds, ~2.5–3 h with --jobs 2), synth-paper (synth under the paper protocol, 16 × 2-epoch evaluations, a few hours with --jobs 2), synth-lite (synth-kitti × 3 seeds), synth-large (synth at 800 scenes × 12 epochs, GPU), paper (GPU, your data, the paper protocol), or a YAML file")] = "quick",
     out: Annotated[Path, typer.Option("--out", help="results folder; finished cells found there are skipped")] = Path("runs/bench"),
-    datasets: Annotated[Optional[list[str]], typer.Option("--datasets", help="only these datasets of the preset (repeatable)")] = None,
-    methods: Annotated[Optional[list[str]], typer.Option("--methods", help="only these methods (repeatable), e.g. equal gradnorm meta_async")] = None,
+    datasets: Annotated[Optional[list[str]], typer.Option("--datasets", help="only these datasets of the preset: repeat the option or give a comma list")] = None,
+    methods: Annotated[Optional[list[str]], typer.Option("--methods", help="only these methods: repeat the option or give a comma list, e.g. --methods equal,gradnorm,meta_async")] = None,
     seeds: Annotated[Optional[int], typer.Option(min=1, help="number of seeds per (dataset, method)")] = None,
     root: Annotated[Optional[list[str]], typer.Option("--root", help="dataset root for a non-synthetic dataset: NAME=DIR (repeatable)")] = None,
     progress: Annotated[bool, typer.Option(help="show the progress display")] = True,
@@ -228,15 +291,12 @@ def bench(
     from taskweight.bench import PROTOCOLS, BenchRunner, load_bench_preset
 
     if protocol is not None and protocol not in PROTOCOLS:
-        _fail(ConfigError(f"option '--protocol' must be one of {', '.join(PROTOCOLS)}, got {protocol!r}"))
-    try:
-        runner = BenchRunner(
-            load_bench_preset(preset), out, datasets=_split_list(datasets), methods=_split_list(methods), seeds=seeds,
-            roots=_parse_roots(root), show_progress=progress, console=console, jobs=jobs, protocol=protocol,
-        )
-        records = runner.run()
-    except TaskweightError as exc:
-        _fail(exc)
+        raise ConfigError(f"option '--protocol' must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    runner = BenchRunner(
+        load_bench_preset(preset), out, datasets=_split_list(datasets), methods=_split_list(methods), seeds=seeds,
+        roots=_parse_roots(root), show_progress=progress, console=console, jobs=jobs, protocol=protocol,
+    )
+    records = runner.run()
     typer.echo((out / "table2.md").read_text())
     failed = [r for r in records if r.status != "ok"]
     if failed:
@@ -261,10 +321,7 @@ def report(
     """
     from taskweight.bench import load_results, write_report
 
-    try:
-        records = load_results(results)
-    except TaskweightError as exc:
-        _fail(exc)
+    records = load_results(results)
     source = results if results.is_dir() else results.parent
     target = out or source
     target.mkdir(parents=True, exist_ok=True)

@@ -6,13 +6,16 @@ the file, the line and the option's dotted name.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from taskweight.durable import atomic_write_text
 from taskweight.errors import ConfigError
+from taskweight.yamlio import load_yaml, yaml_error_location
 
 
 class _Strict(BaseModel):
@@ -140,52 +143,103 @@ def _deep_update(base: dict[str, Any], override: dict[str, Any]) -> dict[str, An
 def _read_yaml(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
-    text = path.read_text()
     try:
-        data = yaml.safe_load(text) or {}
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    try:
+        data = load_yaml(text, str(path)) or {}
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+        line, message = yaml_error_location(exc)
+        where = f"{path}:{line}" if line is not None else f"{path}"
+        raise ConfigError(f"{where}: invalid YAML: {message}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: the top level must be a mapping of options")
     return data, node
 
 
-def validate(data: dict[str, Any], source: str = "<options>", node: yaml.Node | None = None) -> TrainConfig:
-    """Validate a plain dict; errors name ``source``, the YAML line and the dotted option."""
+@dataclass(frozen=True)
+class ConfigLayer:
+    """One source of option values: a preset, a YAML file, a bench preset's overrides, the command line.
+
+    ``node`` is the YAML node of the file the values came from and ``prefix`` the path of
+    ``data`` inside it (``("datasets", 0, "train_overrides")``), so an error names its line.
+    """
+
+    source: str
+    data: dict[str, Any]
+    node: yaml.Node | None = None
+    prefix: tuple[Any, ...] = ()
+
+    def holds(self, loc: tuple[Any, ...]) -> bool:
+        value: Any = self.data
+        for key in loc:
+            if isinstance(value, dict) and key in value:
+                value = value[key]
+            elif isinstance(value, (list, tuple)) and isinstance(key, int) and key < len(value):
+                value = value[key]
+            else:
+                return False
+        return True
+
+    def where(self, loc: tuple[Any, ...]) -> str:
+        line = _line_of(self.node, (*self.prefix, *loc)) if self.node is not None else None
+        return f"{self.source}:{line}" if line else self.source
+
+
+def validate(data: dict[str, Any], source: str = "<options>", node: yaml.Node | None = None,
+             layers: list[ConfigLayer] | None = None) -> TrainConfig:
+    """Validate a plain dict; each error names the option, its value and where it was given.
+
+    ``layers`` (later ones override earlier ones) tell where each value came from: the error
+    names the last layer that gives the option — its file and YAML line, or the command line —
+    not merely the last file read. Without layers, ``source``/``node`` stand for all values.
+    """
+    layers = layers or [ConfigLayer(source, data, node)]
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            option = ".".join(str(p) for p in err["loc"])
-            line = _line_of(node, err["loc"]) if node is not None else None
-            where = f"{source}:{line}" if line else source
-            lines.append(f"{where}: option '{option}': {err['msg']}")
-        raise ConfigError("invalid configuration\n" + "\n".join(lines)) from None
+            loc = tuple(err["loc"])
+            option = ".".join(str(p) for p in loc)
+            layer = next((lay for lay in reversed(layers) if lay.holds(loc)), None)
+            if layer is None:  # a missing or cross-field value: the nearest layer that names its parent
+                layer = next((lay for lay in reversed(layers) if lay.holds(loc[:-1])), layers[-1])
+            value = err.get("input")
+            got = f", got {value!r}" if err["type"] != "missing" and not isinstance(value, dict) else ""
+            lines.append(f"{layer.where(loc)}: option '{option}': {err['msg']}{got}")
+        raise ConfigError("invalid configuration: " + "; ".join(lines) if len(lines) == 1 else
+                          "invalid configuration:\n" + "\n".join(lines)) from None
 
 
-def load_config(preset: str | None = None, path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Build a config from a named preset, then a YAML file, then explicit overrides."""
-    data: dict[str, Any] = {}
-    node = None
-    source = "<defaults>"
+def load_config(preset: str | None = None, path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                *, layers: list[ConfigLayer] | None = None, overrides_source: str = "command-line options") -> TrainConfig:
+    """Build a config from a named preset, then a YAML file, then ``layers``, then explicit ``overrides``.
+
+    Errors name where the bad value was given (see :func:`validate`): ``overrides_source``
+    describes ``overrides`` (the CLI's options by default).
+    """
+    stack: list[ConfigLayer] = []
     if preset is not None:
         preset_path = PRESETS_DIR / f"{preset}.yaml"
         if not preset_path.is_file():
             raise ConfigError(f"unknown preset {preset!r}; available: {', '.join(available_presets())}")
-        data, node = _read_yaml(preset_path)
-        source = str(preset_path)
+        preset_data, preset_node = _read_yaml(preset_path)
+        stack.append(ConfigLayer(str(preset_path), preset_data, preset_node))
     if path is not None:
-        path = Path(path)
-        file_data, node = _read_yaml(path)
-        data = _deep_update(data, file_data)
-        source = str(path)
+        file_data, file_node = _read_yaml(Path(path))
+        stack.append(ConfigLayer(str(path), file_data, file_node))
+    stack.extend(layers or [])
     if overrides:
-        data = _deep_update(data, overrides)
-    return validate(data, source, node)
+        stack.append(ConfigLayer(overrides_source, overrides))
+    data: dict[str, Any] = {}
+    for layer in stack:
+        data = _deep_update(data, layer.data)
+    return validate(data, layers=stack or None)
 
 
 def dump_config(config: TrainConfig, path: str | Path) -> None:
     """Write the config as YAML that :func:`load_config` reads back."""
-    Path(path).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

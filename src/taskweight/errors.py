@@ -23,9 +23,13 @@ class DataFormatError(TaskweightError):
         super().__init__(f"{where}: {message}")
 
 
-class ConfigError(TaskweightError):
+class ConfigError(TaskweightError, ValueError):
     """An invalid configuration option; the message names the option (and YAML line)."""
 
 
 class TrainingError(TaskweightError):
     """Training cannot go on, e.g. a task loss became NaN or infinite."""
+
+
+class RunFolderError(TaskweightError):
+    """A run folder cannot be used as asked: results already there, or nothing to resume."""

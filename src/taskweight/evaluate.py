@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from taskweight.data import batch_to_device
+from taskweight.failpoints import failpoint
 from taskweight.metrics import MultiTaskEvaluator
 from taskweight.models import MultiTaskNet
 from taskweight.precision import autocast
@@ -34,6 +35,7 @@ def evaluate(
     evaluator = MultiTaskEvaluator()
     try:
         for batch in loader:
+            failpoint("validation_batch")
             batch = batch_to_device(batch, device, channels_last=channels_last)
             with autocast(precision, device):
                 detections, seg = model.predict(batch["image"], score_threshold=score_threshold, nms_iou=nms_iou)

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from taskweight.durable import atomic_write_text
+
 
 def to_jsonable(value: Any) -> Any:
     """Recursively convert paths, tuples and non-finite floats to plain JSON values."""
@@ -22,7 +24,8 @@ def to_jsonable(value: Any) -> Any:
 
 
 def write_json(path: str | Path, value: Any) -> None:
-    Path(path).write_text(json.dumps(to_jsonable(value), indent=2, allow_nan=False) + "\n")
+    """Write ``value`` as strict JSON, atomically (:func:`taskweight.durable.atomic_write_text`)."""
+    atomic_write_text(path, json.dumps(to_jsonable(value), indent=2, allow_nan=False) + "\n")
 
 
 def dumps(value: Any) -> str:

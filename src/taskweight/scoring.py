@@ -10,6 +10,7 @@ from taskweight.config import TrainConfig, load_config
 from taskweight.errors import DataFormatError
 from taskweight.evaluate import evaluate
 from taskweight.build import build_model, make_loader, open_split, resolve_device
+from taskweight.checkpoint import CheckpointError, load_checkpoint
 from taskweight.precision import resolve_precision
 
 
@@ -26,9 +27,15 @@ def score_run(run_dir: str | Path, *, split: str = "test", checkpoint: str = "be
 
 def score_checkpoint(config: TrainConfig, checkpoint: str | Path, *, split: str = "test") -> dict[str, float]:
     """Evaluate a checkpoint (``{"model": state_dict}``) on ``split`` of ``config``'s dataset."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
+    state = load_checkpoint(checkpoint)["model"]
+    if not isinstance(state, dict) or "det_head.anchors" not in state:
+        raise CheckpointError(checkpoint, "its 'model' entry is not a taskweight model state_dict")
     model = build_model(config, state["det_head.anchors"])
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = (str(exc).strip().splitlines() or ["mismatch"])[0]
+        raise CheckpointError(checkpoint, f"does not fit the run's configuration: {first[:300]}") from None
     device = resolve_device(config.device)
     model.to(device)
     if config.channels_last:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,16 +28,26 @@ from torch.utils.tensorboard import SummaryWriter
 from taskweight import weighting
 from taskweight.build import (build_model, build_optimizer, build_scheduler, cluster_anchors, make_loader, open_split,
                               resolve_device, seed_everything)
+from taskweight.checkpoint import CheckpointError, previous_of, save_checkpoint
+from taskweight.checkpoint import load_checkpoint as read_checkpoint
 from taskweight.config import TrainConfig, dump_config
+from taskweight.durable import FolderLock, atomic_text_writer
 from taskweight.engine import StepOutput, TrainStep
-from taskweight.errors import TrainingError
+from taskweight.errors import RunFolderError, TrainingError
 from taskweight.evaluate import evaluate
+from taskweight.failpoints import failpoint
 from taskweight.jsonio import dumps, write_json
 from taskweight.metrics import improves
+from taskweight.models.multitask import MultiTaskNet
 from taskweight.weighting.base import WeightingStrategy
 
 CHECKPOINT_LAST = "last.pt"
 CHECKPOINT_BEST = "best.pt"
+RUN_OUTPUTS = (CHECKPOINT_LAST, "last.prev.pt", CHECKPOINT_BEST, "metrics.json", "history.csv", "weights.csv",
+               "tensorboard")
+"""What a run writes; a new run into a folder holding any of them needs ``overwrite``."""
+RESUME_KEYS = ("model", "optimizer", "scheduler", "strategy", "epoch", "global_step", "history", "best",
+               "initial_losses", "train_time", "torch_rng")
 INITIAL_LOSS_STEPS = 10
 """Iterations over which the initial loss ratio L_det(0)/L_seg(0) is measured (paper Eq. 4)."""
 
@@ -80,27 +91,33 @@ class Trainer:
         if config.threads:
             torch.set_num_threads(config.threads)
         seed_everything(config.seed)
+        # the strategy first: a bad method option is reported before any data is read
+        self.strategy = strategy or weighting.get(config.method.name, tasks=MultiTaskNet.tasks, **config.method.options)
         self.train_set = open_split(config, config.data.train_split, train=True)
         self.val_set = open_split(config, config.data.val_split, train=False)
-        self.skipped = {name: list(getattr(ds, "skipped", [])) for name, ds in
-                        ((config.data.train_split, self.train_set), (config.data.val_split, self.val_set))}
-        for name, items in self.skipped.items():
-            if items:
-                self.console.print(f"[yellow]warning:[/] skipped {len(items)} bad sample(s) of split {name!r} "
-                                   f"(on_error=skip), first: {items[0]}")
+        from rich.markup import escape
+
+        from taskweight.data.common import skipped_report
+
+        self.skipped = skipped_report((self.train_set, self.val_set))  # {"count": N, "samples": [...]}
+        if self.skipped["count"]:
+            first = self.skipped["samples"][0]
+            where = f"{first['file']}:{first['line']}" if first["line"] is not None else f"{first['file']}"
+            self.console.print("[yellow]warning:[/] " + escape(
+                f"skipped {self.skipped['count']} bad sample(s) (on_error=skip), first: {first['id']} of split "
+                f"{first['split']!r}: {where}: {first['problem']}"), highlight=False)
         if len(self.train_set) == 0:  # type: ignore[arg-type]
             raise TrainingError(f"split {config.data.train_split!r} of {config.data.root} is empty")
         anchors = None
         init_state = None
         if init_from is not None:
-            init_state = torch.load(init_from, map_location="cpu", weights_only=True)
+            init_state = read_checkpoint(init_from)
             anchors = init_state["model"]["det_head.anchors"]  # the transferred model keeps its anchors
         elif config.model.anchors is None:
             anchors = cluster_anchors(self.train_set, config.model.num_anchors, config.seed)
         self.model = build_model(config, anchors).to(self.device)
         if init_state is not None:
             self.model.load_state_dict(init_state["model"])
-        self.strategy = strategy or weighting.get(config.method.name, tasks=self.model.tasks, **config.method.options)
         self.strategy.to(self.device)
         self.optimizer = build_optimizer(config, self.model, self.strategy)
         self.val_loader = make_loader(self.val_set, config, shuffle=False, device=self.device)
@@ -135,13 +152,18 @@ class Trainer:
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore everything needed to continue a run exactly where it stopped."""
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        self.model.det_head.anchors.resize_as_(state["model"]["det_head.anchors"])
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.strategy.load_state_dict(state["strategy"])
-        self.step.load_state_dict(state.get("step", {}))
+        state = read_checkpoint(path, required=RESUME_KEYS)
+        try:
+            self.model.det_head.anchors.resize_as_(state["model"]["det_head.anchors"])
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.strategy.load_state_dict(state["strategy"])
+            self.step.load_state_dict(state.get("step", {}))
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise CheckpointError(path, f"does not fit this run's configuration (model, optimiser or method "
+                                        f"differ): {first[:300]}") from None
         self.epoch = int(state["epoch"])
         self.global_step = int(state["global_step"])
         self.history = json.loads(state["history"])
@@ -151,18 +173,76 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
 
     # ------------------------------------------------------------------- fit
-    def fit(self, *, resume: bool = False) -> TrainResult:
-        """Train for ``config.epochs`` epochs (continuing from ``last.pt`` if ``resume``)."""
+    def fit(self, *, resume: bool = False, overwrite: bool = False) -> TrainResult:
+        """Train for ``config.epochs`` epochs.
+
+        ``resume``: continue from ``last.pt``, or from ``last.prev.pt`` (the epoch before) when
+        ``last.pt`` is unreadable — each unreadable file is reported by name; a folder with no
+        checkpoint at all starts from scratch. Rows of ``weights.csv`` written after the
+        checkpoint (a kill during an epoch or its validation) are dropped, so the resumed
+        run's files equal an uninterrupted run's.
+        ``overwrite``: a new run may replace the results found in ``run_dir``; without it (and
+        without ``resume``) a run folder holding results is refused. The folder is locked
+        against a second process for the whole run.
+        """
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        with FolderLock(self.run_dir, "run folder"):
+            if resume:
+                resumed = self._resume()
+            else:
+                self._claim_folder(overwrite)
+                resumed = False
+            return self._fit(resumed)
+
+    @staticmethod
+    def check_folder(run_dir: str | Path, *, overwrite: bool = False) -> list[str]:
+        """The run outputs already in ``run_dir``; :class:`RunFolderError` if there are any and not ``overwrite``."""
+        run_dir = Path(run_dir)
+        found = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
+        if found and not overwrite:
+            raise RunFolderError(
+                f"{run_dir} already holds a run ({', '.join(found)}); pass --resume to continue it, "
+                f"--overwrite to replace it, or choose another --out")
+        return found
+
+    def _claim_folder(self, overwrite: bool) -> None:
+        """Refuse a folder holding a run, or (``overwrite``) remove that run's outputs."""
+        for name in self.check_folder(self.run_dir, overwrite=overwrite):
+            target = self.run_dir / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+
+    def _resume(self) -> bool:
+        """Load the newest readable checkpoint; ``False`` when the folder has none."""
         last = self.run_dir / CHECKPOINT_LAST
-        if resume and last.is_file():
-            self.load_checkpoint(last)
+        problems: list[CheckpointError] = []
+        for path in (last, previous_of(last)):
+            if not path.is_file():
+                continue
+            try:
+                self.load_checkpoint(path)
+            except CheckpointError as exc:
+                problems.append(exc)
+                self.console.print(f"[yellow]warning:[/] {exc}")
+                continue
+            if problems:
+                self.console.print(f"[yellow]warning:[/] resuming from the previous checkpoint {path.name} instead")
             self.console.print(f"resuming {self.run_dir} after epoch {self.epoch}")
+            return True
+        if problems:
+            raise CheckpointError(last, "cannot resume: no readable checkpoint in the run folder ("
+                                  + "; ".join(str(p) for p in problems) + ")")
+        return False
+
+    def _fit(self, resumed: bool) -> TrainResult:
+        last = self.run_dir / CHECKPOINT_LAST
         dump_config(self.config, self.run_dir / "config.yaml")
         writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.global_step or None)
-        weights_file = (self.run_dir / "weights.csv").open("a" if resume else "w", newline="")
-        weights_csv = csv.writer(weights_file)
         tasks = self.model.tasks
+        weights_path = self.run_dir / "weights.csv"
+        if resumed:
+            _truncate_weights(weights_path, self.global_step)
+        weights_file = weights_path.open("a" if resumed else "w", newline="")
+        weights_csv = csv.writer(weights_file)
         if weights_file.tell() == 0:
             weights_csv.writerow(["step", "epoch", *(f"loss_{t}" for t in tasks), *(f"weight_{t}" for t in tasks)])
         columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -184,9 +264,9 @@ class Trainer:
                     if self.best["metrics"] is None or improves(val.get("geometric_mean"),
                                                                 self.best["metrics"].get("geometric_mean")):
                         self.best = {"epoch": self.epoch, "metrics": val}
-                        torch.save({"model": self.model.state_dict(), "epoch": self.epoch, "metrics": dumps(val)},
-                                   self.run_dir / CHECKPOINT_BEST)
-                    torch.save(self._state(), last)
+                        save_checkpoint({"model": self.model.state_dict(), "epoch": self.epoch, "metrics": dumps(val)},
+                                        self.run_dir / CHECKPOINT_BEST)
+                    save_checkpoint(self._state(), last, keep_previous=True)
                     self._write_history()
                     progress.update(run_bar, completed=self.epoch,
                                     info=f"val mAP {val['mAP']:.3f} mIoU {val['mIoU']:.3f} GM {val['geometric_mean']:.3f}")
@@ -206,6 +286,7 @@ class Trainer:
         for batch in loader:
             log.add(self.global_step, self.step(batch), batch.get("names", []))
             self.global_step += 1
+            failpoint("train_step")
             if len(log.pending) >= self.config.log_every:
                 progress.update(bar, info=log.flush())
             progress.update(bar, advance=1)
@@ -225,7 +306,7 @@ class Trainer:
         keys: list[str] = []
         for row in self.history:
             keys.extend(k for k in row if k not in keys)
-        with (self.run_dir / "history.csv").open("w", newline="") as handle:
+        with atomic_text_writer(self.run_dir / "history.csv", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=keys)
             writer.writeheader()
             writer.writerows(self.history)
@@ -248,7 +329,7 @@ class Trainer:
             "final_weights": self.strategy.current_weights(),
             "initial_losses": initial,
             "initial_loss_ratio_det_over_seg": ratio,
-            "skipped_samples": {name: [str(item) for item in items] for name, items in self.skipped.items()},
+            "skipped_samples": self.skipped,
         }
 
 
@@ -315,6 +396,27 @@ class _StepLog:
                                        *(_fmt(values.get(f"loss_{t}")) for t in tasks),
                                        *(_fmt(values.get(f"weight_{t}")) for t in tasks)])
         return " ".join(f"{t} {values[f'loss_{t}']:.3f}" for t in tasks if f"loss_{t}" in values)
+
+
+def resumable(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a checkpoint ``fit(resume=True)`` can continue from."""
+    last = Path(run_dir) / CHECKPOINT_LAST
+    return last.is_file() or previous_of(last).is_file()
+
+
+def _truncate_weights(path: Path, next_step: int) -> None:
+    """Keep the header and the rows of steps before ``next_step`` (the rest are trained again)."""
+    if not path.is_file():
+        return
+    with path.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        return
+    kept = [rows[0]] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) < next_step]
+    if len(kept) == len(rows):
+        return
+    with atomic_text_writer(path, newline="") as handle:
+        csv.writer(handle).writerows(kept)
 
 
 def _fmt(value: float | None) -> str:

@@ -34,6 +34,7 @@ from taskweight.bench.methods import CONTROL_METHODS, SEARCH_METHODS, method_tit
 from taskweight.bench.paper import PAPER_DATASETS, compare_with_paper, paper_dataset, render_paper_comparison
 from taskweight.bench.results import CellRecord
 from taskweight.bench.significance import render_significance, significance
+from taskweight.durable import atomic_write_text
 from taskweight.jsonio import write_json
 
 ROWS: tuple[tuple[str, str], ...] = (("mAP", "mAP (detection)"), ("mIoU", "mIoU (segment)"), ("geometric_mean", "Geometric mean"))
@@ -291,12 +292,12 @@ def write_report(out_dir: Path, records: Sequence[CellRecord], *, source: Path |
     search figures (``search_figures=False`` leaves them out: the runner draws them once, at the end).
     """
     summary = summarize(records)
-    (out_dir / "table2.md").write_text(render_table2(summary))
-    (out_dir / "table1.md").write_text(render_table1(records))
+    atomic_write_text(out_dir / "table2.md", render_table2(summary))
+    atomic_write_text(out_dir / "table1.md", render_table1(records))
     comparison = compare_with_paper(summary)
     paired = significance(summary)
-    (out_dir / "paper_comparison.md").write_text(
-        render_paper_comparison(comparison, summary["methods"]) + "\n" + render_significance(paired))
+    atomic_write_text(out_dir / "paper_comparison.md",
+                      render_paper_comparison(comparison, summary["methods"]) + "\n" + render_significance(paired))
     write_json(out_dir / "summary.json", {**summary, "paper_comparison": comparison, "significance": paired})
     if summary["datasets"]:
         plot_geometric_means(summary, out_dir / "gm_by_method.png")

@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from taskweight.durable import atomic_text_writer
 from taskweight.errors import DataFormatError
 from taskweight.jsonio import write_json
 
@@ -96,7 +97,7 @@ def save_results(out_dir: Path, records: list[CellRecord]) -> None:
     """Write ``results.json`` and ``results.csv`` (records sorted by dataset, method, seed)."""
     records = sorted(records, key=lambda r: (r.dataset, r.method, r.seed))
     write_json(out_dir / "results.json", {"schema": SCHEMA_VERSION, "records": [r.to_dict() for r in records]})
-    with (out_dir / "results.csv").open("w", newline="") as handle:
+    with atomic_text_writer(out_dir / "results.csv", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(CSV_COLUMNS)
         for r in records:

@@ -42,8 +42,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from taskweight.bench.methods import CONTROL_METHODS, PAPER_METHOD_ORDER, SEARCH_METHODS, valid_methods
 from taskweight.bench.report import write_report
 from taskweight.bench.results import CellRecord, save_results
-from taskweight.config import PRESETS_DIR, TrainConfig, load_config
-from taskweight.errors import ConfigError
+from taskweight.config import PRESETS_DIR, ConfigLayer, TrainConfig, _line_of, load_config
+from taskweight.durable import FolderLock
+from taskweight.errors import ConfigError, DataFormatError
 from taskweight.jsonio import write_json
 
 MAX_HISTORY_POINTS = 200
@@ -113,14 +114,69 @@ def load_bench_preset(name_or_path: str | Path) -> BenchPreset:
             raise ConfigError(f"unknown bench preset {name_or_path!r}; available: {', '.join(names)}")
     if not path.is_file():
         raise ConfigError(f"{path}: bench preset file not found")
+    from taskweight.yamlio import load_yaml, yaml_error_location
+
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-        return BenchPreset.model_validate(data)
+        data = load_yaml(path) or {}
+        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        preset = BenchPreset.model_validate(data)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read bench preset: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+        line, message = yaml_error_location(exc)
+        where = f"{path}:{line}" if line is not None else f"{path}"
+        raise ConfigError(f"{where}: invalid YAML: {message}") from None
     except ValidationError as exc:
-        problems = "; ".join(f"option '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path}: {problems}") from None
+        problems = "; ".join(f"{_where(path, node, tuple(e['loc']))}: option '{'.'.join(map(str, e['loc']))}': "
+                             f"{e['msg']}" for e in exc.errors())
+        raise ConfigError(problems) from None
+    check_bench_preset(preset, path, node)
+    return preset
+
+
+def _where(path: Path, node: yaml.Node | None, loc: tuple[Any, ...]) -> str:
+    line = _line_of(node, loc) if node is not None else None
+    return f"{path}:{line}" if line else str(path)
+
+
+def check_bench_preset(preset: BenchPreset, path: Path, node: yaml.Node | None = None) -> None:
+    """Validate everything a preset names before any data is generated or any cell runs.
+
+    Methods against the registry, ``method_options`` against each strategy (types and
+    ranges), every dataset's training configuration (preset, ``train_overrides``, the
+    dataset's own overrides) and the synthetic datasets' generator settings. Errors name the
+    preset file, the line and the key.
+    """
+    from taskweight import weighting
+    from taskweight.synth import check_generator_options
+
+    valid = valid_methods()
+    for i, method in enumerate(preset.methods):
+        if method not in valid:
+            raise ConfigError(f"{_where(path, node, ('methods', i))}: option 'methods': unknown method {method!r}; "
+                              f"valid: {', '.join(sorted(valid))}")
+    for method, options in preset.method_options.items():
+        where = _where(path, node, ("method_options", method))
+        if method in SEARCH_METHODS or method in CONTROL_METHODS or method not in weighting.available():
+            raise ConfigError(f"{where}: option 'method_options.{method}': only a weighting strategy takes options "
+                              f"({', '.join(weighting.available())})")
+        try:
+            weighting.get(method, **options)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: option 'method_options.{method}': {exc}") from None
+    for i, ds in enumerate(preset.datasets):
+        load_config(preset.train_preset, layers=[
+            ConfigLayer(str(path), preset.train_overrides, node, ("train_overrides",)),
+            ConfigLayer(str(path), ds.train_overrides, node, ("datasets", i, "train_overrides")),
+        ])
+        if ds.synth is not None:
+            s = ds.synth
+            try:
+                check_generator_options(s.preset, train=s.train, val=s.val, test=s.test, size=s.size,
+                                        single_label_fraction=s.single_label_fraction)
+            except ValueError as exc:
+                raise ConfigError(f"{_where(path, node, ('datasets', i, 'synth'))}: option "
+                                  f"'datasets[{i}].synth': {exc}") from None
 
 
 def search_settings(spec: SearchSpec, protocol: str, *, epochs: int, option: str = "protocol") -> dict[str, Any]:
@@ -245,7 +301,11 @@ class BenchRunner:
         path = self.cell_dir(dataset, method, seed) / "cell.json"
         if not path.is_file():
             return None
-        record = CellRecord.from_dict(json.loads(path.read_text()), path)
+        try:
+            record = CellRecord.from_dict(json.loads(path.read_text()), path)
+        except (json.JSONDecodeError, UnicodeDecodeError, DataFormatError, TypeError, AttributeError) as exc:
+            self.console.print(f"[yellow]warning:[/] {path}: unreadable cell record ({exc}); the cell runs again")
+            return None
         if record.status != "ok":
             return None
         if (method in SEARCH_METHODS or method in CONTROL_METHODS) and record.protocol != self.protocol:
@@ -254,7 +314,12 @@ class BenchRunner:
         return record
 
     def run(self) -> list[CellRecord]:
+        """Run every pending cell (the folder is locked against a second bench meanwhile)."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        with FolderLock(self.out_dir, "bench folder"):
+            return self._run()
+
+    def _run(self) -> list[CellRecord]:
         cells = self.cells()
         records: dict[tuple[str, str, int], CellRecord] = {}
         pending = []

@@ -14,8 +14,9 @@ Formats: ``kitti`` (:mod:`taskweight.data.kitti`), ``cityscapes``
 Their class mappings are YAML data in ``taskweight/data/mappings/{format}.yaml``; ``mapping=``
 takes a dict or a YAML path merged over them.  Every format honours ``on_error`` ("raise":
 the first bad input is a :class:`~taskweight.errors.DataFormatError` naming file and line;
-"skip": bad samples are dropped, listed in ``dataset.skipped`` / ``dataset.problems`` and
-warned about).  :func:`taskweight.data.check.check_dataset` lists every problem of a dataset.
+"skip": bad samples are dropped, listed in ``dataset.skipped`` (split, id, file, line,
+problem; :func:`skipped_report` gathers them) / ``dataset.problems`` and warned about).
+:func:`taskweight.data.check.check_dataset` lists every problem of a dataset.
 
 :func:`collate_batch` stacks them.  Other formats register a factory with
 :func:`register_format`; a factory is called as
@@ -24,6 +25,7 @@ warned about).  :func:`taskweight.data.check.check_dataset` lists every problem 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,9 +33,11 @@ from torch.utils.data import Dataset
 
 from taskweight.data.cityscapes import CityscapesDataset
 from taskweight.data.collate import batch_to_device, collate_batch
-from taskweight.data.common import DEFAULT_SPLIT_SEED, default_mapping, merged_mapping, seeded_split
+from taskweight.data.common import (DEFAULT_SPLIT_SEED, SkippedSample, default_mapping, merged_mapping, seeded_split,
+                                    skipped_report)
 from taskweight.data.kitti import DEFAULT_MAPPING, KittiDataset, resolve_mapping, resolve_split
 from taskweight.data.woodscape import WoodScapeDataset
+from taskweight.errors import ConfigError
 from taskweight.data.kitti_labels import KittiObject, parse_label_file, parse_label_line
 
 DatasetFactory = Callable[..., Dataset]
@@ -74,6 +78,14 @@ def open_dataset(
     """
     if format not in _FORMATS:
         raise ValueError(f"unknown dataset format {format!r}: available {available_formats()}")
+    params = inspect.signature(_FORMATS[format]).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        accepted = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
+                    and n not in ("image_size", "augment", "on_error", "mapping", "cache")]
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise ConfigError(f"option 'data.options': the {format} format has no option(s) {', '.join(unknown)}; "
+                              f"its options: {', '.join(accepted) or 'none'}")
     return _FORMATS[format](root, split, image_size=image_size, augment=augment, on_error=on_error,
                             mapping=mapping, cache=cache, **options)
 
@@ -83,7 +95,8 @@ register_format("cityscapes", CityscapesDataset)
 register_format("woodscape", WoodScapeDataset)
 
 __all__ = [
-    "DEFAULT_MAPPING", "DEFAULT_SPLIT_SEED", "CityscapesDataset", "KittiDataset", "KittiObject", "WoodScapeDataset",
+    "DEFAULT_MAPPING", "DEFAULT_SPLIT_SEED", "CityscapesDataset", "KittiDataset", "KittiObject", "SkippedSample",
+    "WoodScapeDataset",
     "available_formats", "batch_to_device", "collate_batch", "default_mapping", "merged_mapping", "open_dataset", "parse_label_file",
-    "parse_label_line", "register_format", "resolve_mapping", "resolve_split", "seeded_split",
+    "parse_label_line", "register_format", "resolve_mapping", "resolve_split", "seeded_split", "skipped_report",
 ]

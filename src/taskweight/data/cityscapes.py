@@ -40,6 +40,11 @@ only when named) and cuts the pool 60/20/20 with
 :func:`~taskweight.data.common.seeded_split` (``split_seed``, default 0), as the paper did
 (the official test labels are not public).  ``split_mode="official"`` uses the folders.
 ``root/splits/{split}.txt`` (sample names), when present, wins; ``"all"`` is every image.
+
+With ``verify="crc"`` (the default with ``on_error="skip"``) the labelIds / instanceIds PNGs
+are decoded when the dataset is opened, so a malformed one (pixels that hold no Cityscapes
+label id, e.g. a 16-bit mask of other values) is skipped or raised then, not when its
+sample is loaded.
 """
 
 from __future__ import annotations
@@ -391,6 +396,10 @@ class CityscapesDataset(DetSegDataset):
             info["json"], info["objects"] = present["json"], objects
             has_det = True
         return Sample(name=name, image=image, size=size, has_det=has_det, has_seg=True, info=info)
+
+    def _check_labels(self, s: Sample) -> None:
+        if "objects" not in s.info:  # polygons were checked when parsed
+            self.label_maps(s)
 
     # ----------------------------------------------------------------- decoding
     def label_maps(self, s: Sample) -> tuple[np.ndarray, np.ndarray | None, dict | None]:

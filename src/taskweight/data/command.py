@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from taskweight.classes import DET_CLASSES
+from taskweight.yamlio import load_yaml, yaml_error_location
 
 data_app = typer.Typer(help="Dataset tools: check a dataset's layout, labels and class counts.",
                        no_args_is_help=True)
@@ -23,7 +24,11 @@ def _options(pairs: list[str] | None) -> dict:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise typer.BadParameter(f"expected key=value, got {pair!r}", param_hint="--option")
-        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        try:
+            out[key.strip().replace("-", "_")] = load_yaml(value, f"--option {key.strip()}")
+        except yaml.YAMLError as exc:
+            raise typer.BadParameter(f"{key.strip()}={value!r}: invalid YAML value: {yaml_error_location(exc)[1]}",
+                                     param_hint="--option") from None
     return out
 
 
@@ -70,5 +75,7 @@ def check(
                 console.print(str(p), markup=False, highlight=False)
         else:
             console.print("[green]no problems found[/green]")
+        for warning in report.warnings:
+            console.print(f"warning: {warning}", style="yellow", markup=False, highlight=False)
     if report.problems:
         raise typer.Exit(1)

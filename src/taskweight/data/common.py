@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 from taskweight.classes import DET_CLASSES, IGNORE_INDEX, SEG_CLASSES
 from taskweight.data import transforms as T
 from taskweight.errors import DataFormatError
+from taskweight.yamlio import load_yaml, yaml_error_location
 
 IGNORE = "ignore"
 ON_ERROR = ("raise", "skip")
@@ -48,19 +49,20 @@ def default_mapping(format: str) -> dict[str, Any]:
         text = resources.files("taskweight.data").joinpath("mappings", f"{format}.yaml").read_text("utf-8")
     except FileNotFoundError:
         raise ValueError(f"no default class mapping for format {format!r}") from None
-    return yaml.safe_load(text)
+    return load_yaml(text, f"taskweight/data/mappings/{format}.yaml")
 
 
 def read_mapping_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path)
     except OSError as exc:
         raise DataFormatError(path, f"cannot read mapping file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(path, f"not a text file ({exc.reason} at byte {exc.start})") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise DataFormatError(path, f"invalid YAML: {getattr(exc, 'problem', exc)}",
-                              line=mark.line + 1 if mark is not None else None) from None
+        line, message = yaml_error_location(exc)
+        raise DataFormatError(path, f"invalid YAML: {message}", line=line) from None
     if not isinstance(data, dict):
         raise DataFormatError(path, "a mapping file must hold a YAML mapping (detection: ..., segmentation: ...)")
     return data
@@ -303,6 +305,81 @@ def check_box(box: Sequence[float], size: tuple[int, int], path: Path, line: int
     return max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)
 
 
+def unmapped_counts(values: np.ndarray, known: np.ndarray) -> dict[int, int]:
+    """Pixels per value of an integer label map that the bool table ``known`` does not list
+    (values past the end of ``known`` count as not listed)."""
+    hist = np.bincount(np.asarray(values).ravel().astype(np.int64, copy=False))
+    listed = np.zeros(hist.size, bool)
+    listed[: min(hist.size, known.size)] = known[: hist.size]
+    return {int(v): int(hist[v]) for v in np.flatnonzero((hist > 0) & ~listed)}
+
+
+# --------------------------------------------------------------------------------- skipped
+@dataclass(frozen=True)
+class SkippedSample:
+    """A sample that ``on_error="skip"`` dropped: its split and id (sample name), the file and
+    line (None when not applicable) of its first problem, and what is wrong."""
+
+    split: str
+    id: str
+    file: str
+    line: int | None
+    problem: str
+
+    @classmethod
+    def of(cls, split: str, name: str, error: DataFormatError) -> SkippedSample:
+        return cls(split=split, id=name, file=str(error.path), line=error.line, problem=error.reason)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"split": self.split, "id": self.id, "file": self.file, "line": self.line, "problem": self.problem}
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where}: {self.problem}"
+
+
+def _skipped_dict(item: Any, split: str) -> dict[str, Any]:
+    """One entry of a dataset's ``skipped`` list as a dict (also (name, message) pairs of
+    datasets of other registered formats)."""
+    if isinstance(item, SkippedSample):
+        return item.to_dict()
+    if isinstance(item, dict):
+        return {"split": item.get("split", split), "id": item.get("id"), "file": item.get("file"),
+                "line": item.get("line"), "problem": item.get("problem")}
+    if isinstance(item, (tuple, list)) and len(item) == 2:
+        return {"split": split, "id": str(item[0]), "file": None, "line": None, "problem": str(item[1])}
+    return {"split": split, "id": None, "file": None, "line": None, "problem": str(item)}
+
+
+def skipped_report(datasets: Iterable[Any]) -> dict[str, Any]:
+    """``{"count": N, "samples": [{"split", "id", "file", "line", "problem"}, ...]}`` of the
+    samples that ``on_error="skip"`` dropped from ``datasets`` (all splits together, in order;
+    a dataset given twice, or two datasets of one split, list a sample once)."""
+    samples: list[dict[str, Any]] = []
+    seen: set[tuple[Any, ...]] = set()
+    for ds in datasets:
+        split = str(getattr(ds, "split", ""))
+        for item in getattr(ds, "skipped", None) or []:
+            entry = _skipped_dict(item, split)
+            key = (entry["split"], entry["id"], entry["file"], entry["line"], entry["problem"])
+            if key not in seen:
+                seen.add(key)
+                samples.append(entry)
+    return {"count": len(samples), "samples": samples}
+
+
+class EmptySplitError(DataFormatError):
+    """A split left without a usable sample; ``skipped``, ``problems`` and ``unmapped`` are
+    those of the dataset that could not be opened (so ``data check`` still counts them)."""
+
+    def __init__(self, path: str | Path, message: str, *, skipped: list[SkippedSample],
+                 problems: list[DataFormatError], unmapped: dict[str, dict[int | str, int]]) -> None:
+        super().__init__(path, message)
+        self.skipped = skipped
+        self.problems = problems
+        self.unmapped = unmapped
+
+
 # --------------------------------------------------------------------------------- dataset
 @dataclass
 class Sample:
@@ -324,11 +401,19 @@ class DetSegDataset(Dataset):
     segmentation classes or None, boxes N x 4, labels N, ignore boxes M x 4).
 
     ``on_error="raise"`` raises the first problem; ``"skip"`` drops the samples with problems,
-    lists them in ``skipped`` ((name, message) pairs) and ``problems`` (the errors, each
-    with path and line) and warns with a summary.  ``verify="crc"`` (the default with
-    ``"skip"``) reads every PNG completely when the dataset is opened, so truncated files
-    are skipped too; ``"header"`` (the default with ``"raise"``) reads headers only and a
-    truncated file raises when its sample is loaded.
+    lists them in ``skipped`` (:class:`SkippedSample`: split, id, file, line, problem) and
+    ``problems`` (the errors, each with path and line) and warns with a summary.
+    ``verify="crc"`` (the default with ``"skip"``) reads every PNG completely when the
+    dataset is opened and decodes every label mask (:meth:`_check_labels`: 16-bit masks with
+    ids past 255, class indices outside the mapping ...), so everything that would fail when
+    a sample is loaded - and that ``data check`` counts as bad - is found at opening and
+    skipped (or raised); ``"header"`` (the default with ``"raise"``) reads headers only and
+    a truncated file or a malformed mask raises when its sample is loaded.
+
+    With ``verify="crc"``, ``unmapped`` holds, per mask file, the pixels of every
+    segmentation label the class mapping does not cover and that therefore becomes void
+    (label id -> pixels; colour-coded masks: ``"R,G,B"`` -> pixels); ``data check`` reports
+    them as warnings.
     """
 
     format_name = "?"
@@ -341,8 +426,9 @@ class DetSegDataset(Dataset):
         self.augment = augment
         self.on_error = on_error
         self.cache = cache
-        self.skipped: list[tuple[str, str]] = []
+        self.skipped: list[SkippedSample] = []
         self.problems: list[DataFormatError] = []
+        self.unmapped: dict[str, dict[int | str, int]] = {}
         self.samples: list[Sample] = []
         self._cache: dict[int, dict[str, Any]] = {}
         if not self.root.is_dir():
@@ -352,11 +438,19 @@ class DetSegDataset(Dataset):
     def _problem(self, name: str, error: DataFormatError) -> None:
         if self.on_error == "raise":
             raise error
-        self.skipped.append((name, str(error)))
+        self.skipped.append(SkippedSample.of(self.split, name, error))
         self.problems.append(error)
 
     def _keep(self, name: str, sample: Any, problems: list[DataFormatError]) -> None:
-        """Keep ``sample``; or, when it has problems, report the first (raise or skip) and record the rest."""
+        """Keep ``sample``; or, when it has problems, report the first (raise or skip) and record the rest.
+
+        With ``verify="crc"`` a sample without problems has its label masks decoded and
+        checked first (:meth:`_check_labels`)."""
+        if not problems and sample is not None and self.verify == "crc":
+            try:
+                self._check_labels(sample)
+            except DataFormatError as exc:
+                problems = [exc]
         if problems:
             self._problem(name, problems[0])
             self.problems.extend(problems[1:])
@@ -366,15 +460,25 @@ class DetSegDataset(Dataset):
     def _finish(self) -> None:
         if self.skipped:
             warnings.warn(f"{self.root} [{self.split}]: skipped {len(self.skipped)} bad sample(s), first: "
-                          f"{self.skipped[0][1]}", stacklevel=3)
+                          f"{self.skipped[0]}", stacklevel=3)
         if not self.samples:
-            raise DataFormatError(self.root, f"split {self.split!r} has no usable samples")
+            raise EmptySplitError(self.root, f"split {self.split!r} has no usable samples", skipped=self.skipped,
+                                  problems=self.problems, unmapped=self.unmapped)
 
     def _verify(self, path: Path, what: str) -> tuple[tuple[int, int], str]:
         size, mode = png_header(path, what)
         if self.verify == "crc":
             verify_png(path, what)
         return size, mode
+
+    def _check_labels(self, sample: Sample) -> None:
+        """Decode ``sample``'s label files and check their content as loading it would (raise
+        :class:`DataFormatError` naming the file); record unmapped segmentation labels in
+        ``unmapped``.  Called at opening with ``verify="crc"``; formats override it."""
+
+    def _note_unmapped(self, mask: str | Path, counts: dict[Any, int]) -> None:
+        if counts:
+            self.unmapped[str(mask)] = dict(counts)
 
     # ----------------------------------------------------------------- items
     def _decode(self, sample: Sample) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:

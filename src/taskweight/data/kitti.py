@@ -34,6 +34,12 @@ Class mapping (:file:`mappings/kitti.yaml`, :data:`DEFAULT_MAPPING`; override wi
   not used (dropped, neither targets nor ignore regions); any other type is an error.
 - segmentation: label id 7 (road) -> road, 8 (sidewalk) -> sidewalk, every other id -> void;
   ``colors`` maps the colour-coded masks.
+
+With ``verify="crc"`` (the default with ``on_error="skip"``) every semantic mask is decoded
+when the dataset is opened, so a malformed one (a 16-bit mask with ids past 255, a PNG
+that does not decode) is skipped or raised then, not when its sample is loaded; mask
+pixels the mapping does not cover (label ids that are neither listed nor Cityscapes ids
+0..33, colours not listed) are counted in ``unmapped`` for ``data check``'s warnings.
 """
 
 from __future__ import annotations
@@ -46,9 +52,10 @@ import numpy as np
 from PIL import Image
 
 from taskweight.classes import DET_CLASSES, IGNORE_INDEX, SEG_CLASSES
+from taskweight.data.cityscapes_labels import MAX_ID
 from taskweight.data.common import (
     DEFAULT_SPLIT_SEED, SINGLE_CHANNEL, DetSegDataset, Sample, check_box, color_table, default_mapping, map_colors,
-    merged_mapping, png_header, read_split_file, seeded_split, verify_png,
+    merged_mapping, png_header, read_split_file, seeded_split, unmapped_counts, verify_png,
 )
 from taskweight.data.kitti_labels import parse_label_line
 from taskweight.errors import DataFormatError
@@ -113,6 +120,16 @@ def resolve_mapping(mapping: dict | str | Path | None = None) -> tuple[dict[str,
 def resolve_color_mapping(mapping: dict | str | Path | None = None) -> dict[int, int]:
     """Packed 0xRRGGBB -> segmentation class of the colour-coded masks."""
     return color_table(_merged(mapping).get("colors") or {})
+
+
+def known_label_ids(mapping: dict | str | Path | None = None) -> np.ndarray:
+    """256-entry bool table of the label ids the mapping covers: the ids it lists and the
+    Cityscapes label ids 0..33 (void unless listed, by design); any other id is unmapped."""
+    known = np.zeros(256, bool)
+    known[: MAX_ID + 1] = True
+    for label_id in (_merged(mapping).get("segmentation") or {}):
+        known[int(label_id)] = True  # validated by resolve_mapping
+    return known
 
 
 # --------------------------------------------------------------------------------- splits
@@ -180,18 +197,30 @@ def load_label_ids(path: Path) -> np.ndarray:
     return ids.astype(np.uint8, copy=False)
 
 
-def load_color_mask(path: Path, table: dict[int, int]) -> np.ndarray:
-    """H x W uint8 classes of an RGB(A) colour-coded mask (see :func:`resolve_color_mapping`)."""
+def load_color_rgb(path: Path) -> np.ndarray:
+    """H x W x 3 uint8 colours of an RGB(A) (or palette) colour-coded mask."""
     try:
         with Image.open(path) as im:
             if im.mode not in ("RGB", "RGBA", "P"):
                 raise DataFormatError(path, f"expected an RGB colour-coded mask, got mode {im.mode}")
-            rgb = np.asarray(im.convert("RGB"))
+            return np.asarray(im.convert("RGB"))
     except DataFormatError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataFormatError(path, f"cannot decode semantic PNG: {exc}") from None
-    return map_colors(rgb, table)
+
+
+def load_color_mask(path: Path, table: dict[int, int]) -> np.ndarray:
+    """H x W uint8 classes of an RGB(A) colour-coded mask (see :func:`resolve_color_mapping`)."""
+    return map_colors(load_color_rgb(path), table)
+
+
+def unmapped_colors(rgb: np.ndarray, table: dict[int, int]) -> dict[str, int]:
+    """``"R,G,B"`` -> pixels of the colours of a mask that ``table`` does not list."""
+    packed = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+    codes, counts = np.unique(packed, return_counts=True)
+    return {f"{c >> 16},{(c >> 8) & 255},{c & 255}": int(n) for c, n in zip(codes.tolist(), counts.tolist())
+            if c not in table}
 
 
 def parse_label_lines(path: Path) -> tuple[list, list[DataFormatError]]:
@@ -219,11 +248,12 @@ class KittiDataset(DetSegDataset):
     """Detection + segmentation samples of a KITTI-layout directory.
 
     Labels, split names, image and mask sizes are checked when the dataset is opened;
-    ``on_error="skip"`` drops the offending samples (listed in ``skipped`` as (name,
-    message) and in ``problems`` as errors with path and line) instead of raising.
-    ``verify="crc"`` (default with ``"skip"``) reads every PNG completely at opening so a
-    truncated file is skipped too; with ``"header"`` (default with ``"raise"``) a PNG that
-    turns out to be corrupt when decoded raises when its sample is loaded.
+    ``on_error="skip"`` drops the offending samples (listed in ``skipped`` as
+    :class:`~taskweight.data.common.SkippedSample` and in ``problems`` as errors with path
+    and line) instead of raising.  ``verify="crc"`` (default with ``"skip"``) reads every
+    PNG completely and decodes every semantic mask at opening, so a truncated file or a
+    malformed mask is skipped too; with ``"header"`` (default with ``"raise"``) a PNG that
+    turns out to be corrupt or malformed when decoded raises when its sample is loaded.
     A sample's ``info`` holds its ``label`` and ``semantic`` paths (None when absent) and its
     validated ``boxes``, ``labels`` and ``ignore`` arrays.
     """
@@ -240,6 +270,7 @@ class KittiDataset(DetSegDataset):
             raise ValueError(f"semantic_encoding must be one of {SEMANTIC_ENCODINGS}, got {semantic_encoding!r}")
         self.det_map, self.seg_lut = resolve_mapping(mapping)
         self.color_table = resolve_color_mapping(mapping)
+        self.seg_known = known_label_ids(mapping)
         if not (self.root / IMAGE_DIR).is_dir():
             raise DataFormatError(self.root / IMAGE_DIR, "image directory not found (expected the KITTI layout)")
         self.semantic_encoding = self._encoding(semantic_encoding)
@@ -333,17 +364,37 @@ class KittiDataset(DetSegDataset):
         return Sample(name=entry.name, image=image, size=size, has_det=label is not None,
                       has_seg=semantic is not None, info=info), []
 
+    def _check_labels(self, s: Sample) -> None:
+        semantic = s.info["semantic"]
+        if semantic is not None:
+            _seg, unmapped = self._semantic_classes(semantic, s.size, count_unmapped=True)
+            self._note_unmapped(semantic, unmapped)
+
     # ----------------------------------------------------------------- items
+    def _semantic_classes(self, semantic: Path, size: tuple[int, int], *, count_unmapped: bool = False
+                          ) -> tuple[np.ndarray, dict[Any, int]]:
+        """(H x W classes, pixels per label the mapping does not cover when ``count_unmapped``)
+        of a semantic mask that must be ``size``; a malformed mask raises naming the file."""
+        unmapped: dict[Any, int] = {}
+        if self.semantic_encoding == "color":
+            rgb = load_color_rgb(semantic)
+            seg = map_colors(rgb, self.color_table)
+            if count_unmapped:
+                unmapped = unmapped_colors(rgb, self.color_table)
+        else:
+            ids = load_label_ids(semantic)
+            seg = self.seg_lut[ids]
+            if count_unmapped:
+                unmapped = unmapped_counts(ids, self.seg_known)
+        if seg.shape != size:
+            raise DataFormatError(semantic, f"semantic mask is {seg.shape[1]}x{seg.shape[0]} (WxH) but "
+                                            f"the image is {size[1]}x{size[0]}")
+        return seg, unmapped
+
     def _decode(self, s: Sample) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
         rgb = load_rgb(s.image)
         seg = None
         semantic = s.info["semantic"]
         if semantic is not None:
-            if self.semantic_encoding == "color":
-                seg = load_color_mask(semantic, self.color_table)
-            else:
-                seg = self.seg_lut[load_label_ids(semantic)]
-            if seg.shape != rgb.shape[:2]:
-                raise DataFormatError(semantic, f"semantic mask is {seg.shape[1]}x{seg.shape[0]} (WxH) but "
-                                                f"the image is {rgb.shape[1]}x{rgb.shape[0]}")
+            seg, _ = self._semantic_classes(semantic, rgb.shape[:2])
         return rgb, seg, s.info["boxes"].copy(), s.info["labels"].copy(), s.info["ignore"].copy()

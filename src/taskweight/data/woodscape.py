@@ -11,7 +11,9 @@ The nested folders of the public release are found too (one extra level:
 ``rgb_images/rgb_images/*.png``, ``box_2d_annotations/box_2d_annotations/*.txt``,
 ``semantic_annotations/semantic_annotations/gtLabels/*.png``).
 
-Box lines are headerless CSV ``class_name,class_id,x_min,y_min,x_max,y_max`` (pixels).
+Box lines are headerless CSV ``class_name,class_id,x_min,y_min,x_max,y_max`` (pixels); the
+class id must agree with the class name (:data:`BOX_CLASS_IDS`: vehicles 0, person 1,
+bicycle 2, traffic_light 3, traffic_sign 4; names a user mapping adds are not checked).
 gtLabels indices: 0 void, 1 road, 2 lanemarks, 3 curb, 4 person, 5 rider, 6 vehicles,
 7 bicycle, 8 motorcycle, 9 traffic_sign.
 
@@ -25,7 +27,9 @@ Classes (:file:`mappings/woodscape.yaml`, overridable with ``mapping=``):
 
 A sample needs at least one of its box file and gtLabels PNG (``has_det`` / ``has_seg``
 say which); boxes must have x_max > x_min, y_max > y_min and lie in the image (1 pixel
-tolerance, then clipped).  Splits: ``splits/{split}.txt`` when present wins; otherwise a
+tolerance, then clipped).  With ``verify="crc"`` (the default with ``on_error="skip"``) every
+gtLabels PNG is decoded when the dataset is opened, so a mask with a class index outside the
+mapping is skipped or raised then, not when its sample is loaded.  Splits: ``splits/{split}.txt`` when present wins; otherwise a
 60/20/20 seeded split of all images (``split_seed``, default 0; 6k/2k/2k of 10k as the paper);
 ``"all"`` is every image.
 """
@@ -47,6 +51,8 @@ CAMERAS = ("FV", "RV", "MVL", "MVR")
 IMAGE_DIR, BOX_DIR, SEM_DIR, SPLIT_DIR = "rgb_images", "box_2d_annotations", "semantic_annotations", "splits"
 SEG_NAMES = ("void", "road", "lanemarks", "curb", "person", "rider", "vehicles", "bicycle", "motorcycle",
              "traffic_sign")
+BOX_CLASS_IDS: dict[str, int] = {"vehicles": 0, "person": 1, "bicycle": 2, "traffic_light": 3, "traffic_sign": 4}
+"""class_id of each class name of the box files (WoodScape's 2D box classes)."""
 
 
 def find_dir(root: Path, *parts: str) -> Path:
@@ -79,7 +85,7 @@ def parse_box_file(path: Path, det: dict[str, Any], size: tuple[int, int]
             continue
         name = fields[0]
         try:
-            int(fields[1])
+            class_id = int(fields[1])
             coords = [float(v) for v in fields[2:]]
         except ValueError:
             problems.append(DataFormatError(path, f"class_id and coordinates must be numbers, got {line.strip()!r}",
@@ -88,6 +94,12 @@ def parse_box_file(path: Path, det: dict[str, Any], size: tuple[int, int]
         if name not in det:
             problems.append(DataFormatError(path, f"unknown class {name!r} (known: {sorted(det)}; extend the "
                                                   "mapping to use it)", line=no))
+            continue
+        if name in BOX_CLASS_IDS and class_id != BOX_CLASS_IDS[name]:
+            named = [n for n, i in BOX_CLASS_IDS.items() if i == class_id]
+            hint = f" (class_id {class_id} is {named[0]!r})" if named else ""
+            problems.append(DataFormatError(path, f"class_id {class_id} contradicts class name {name!r}, whose id is "
+                                                  f"{BOX_CLASS_IDS[name]}{hint}", line=no))
             continue
         try:
             box = check_box(coords, size, path, no)
@@ -188,6 +200,17 @@ class WoodScapeDataset(DetSegDataset):
             return None, problems
         return Sample(name=name, image=image, size=size, has_det=has_det, has_seg=has_seg, info=info), []
 
+    def _check_labels(self, s: Sample) -> None:
+        if s.has_seg:
+            self._seg_classes(s)
+
+    def _seg_classes(self, s: Sample) -> np.ndarray:
+        """H x W segmentation classes of a sample's gtLabels PNG (checked: indices and size)."""
+        ids = self.load_indices(s.info["semantic"])
+        if ids.shape != s.size:
+            raise size_mismatch(s.info["semantic"], "gtLabels PNG", ids.shape, s.image, s.size)
+        return self.seg_lut[ids]
+
     def load_indices(self, path: Path) -> np.ndarray:
         im = decode(path, "gtLabels PNG")
         if im.mode not in SINGLE_CHANNEL:
@@ -204,12 +227,7 @@ class WoodScapeDataset(DetSegDataset):
 
     def _decode(self, s: Sample):
         rgb = np.asarray(decode(s.image, "image").convert("RGB"))
-        seg = None
-        if s.has_seg:
-            ids = self.load_indices(s.info["semantic"])
-            if ids.shape != s.size:
-                raise size_mismatch(s.info["semantic"], "gtLabels PNG", ids.shape, s.image, s.size)
-            seg = self.seg_lut[ids]
+        seg = self._seg_classes(s) if s.has_seg else None
         if s.has_det:
             return rgb, seg, s.info["boxes"], s.info["labels"], s.info["ignore"]
         return (rgb, seg) + _empty()

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, conv1x1
 
+from taskweight.checkpoint import load_checkpoint
 from taskweight.errors import DataFormatError
 
 BASE_WIDTHS: tuple[int, int, int, int] = (64, 128, 256, 512)
@@ -85,10 +86,7 @@ def load_imagenet_weights(encoder: ResNet10Encoder, path: str | Path) -> list[st
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(path, "pretrained weights file not found (weights are never downloaded)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - report any unpickling problem with the path
-        raise DataFormatError(path, f"cannot read checkpoint: {exc}") from exc
+    state = load_checkpoint(path, required=())
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]

@@ -44,16 +44,13 @@ def search(
     from rich.console import Console
 
     from taskweight.config import load_config
-    from taskweight.errors import TaskweightError
+    from taskweight.errors import ConfigError
     from taskweight.search.evaluation import ASYNC_UNITS
     from taskweight.search.optimizers import OPTIMIZERS
-    from taskweight.search.search import EXECUTORS, TRANSFERS, search_task_weights
-
-    err = Console(stderr=True)
+    from taskweight.search.search import EXECUTORS, TRANSFERS, SearchError, search_task_weights
 
     def fail(message: str) -> None:
-        err.print(f"[bold red]error:[/] {message}".replace("\n", "; "))
-        raise typer.Exit(code=2)
+        raise ConfigError(message)
 
     if optimizer not in OPTIMIZERS:
         fail(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
@@ -70,19 +67,15 @@ def search(
         overrides["data"]["format"] = format
     if seed is not None:
         overrides["seed"] = seed
-    try:
-        cfg = load_config(preset, config, overrides)
-        result = search_task_weights(
-            cfg, out, async_frequencies=async_frequencies, budget=budget, epochs_per_eval=epochs_per_eval,
-            optimizer=optimizer, seed=cfg.seed if seed is None else seed, executor=executor, ray_address=address,
-            resume=resume, progress=progress, transfer=transfer, async_unit=async_unit,
-        )
-    except (TaskweightError, ValueError, KeyError, OSError) as exc:
-        fail(str(exc))
-        return
+    cfg = load_config(preset, config, overrides)
+    result = search_task_weights(
+        cfg, out, async_frequencies=async_frequencies, budget=budget, epochs_per_eval=epochs_per_eval,
+        optimizer=optimizer, seed=cfg.seed if seed is None else seed, executor=executor, ray_address=address,
+        resume=resume, progress=progress, transfer=transfer, async_unit=async_unit,
+    )
     best = result.best_config
     if not best:
-        fail(f"no evaluation succeeded; see {result.journal_path}")
+        raise SearchError(f"no evaluation succeeded; see {result.journal_path}")
     out_console = Console()
     weights = ", ".join(f"w_{t} = {w:.4f}" for t, w in best["weights"].items())
     freqs = best.get("frequencies")

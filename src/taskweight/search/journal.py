@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from taskweight.durable import atomic_write_text
 from taskweight.jsonio import dumps
 from taskweight.metrics import improves
 from taskweight.search.errors import SearchError
@@ -106,8 +107,8 @@ def read_journal(path: str | Path) -> list[JournalRecord]:
 
 
 def write_journal(path: Path, records: Sequence[JournalRecord]) -> None:
-    """Rewrite ``path`` with ``records`` (one JSON object a line)."""
-    path.write_text("".join(dumps(r.to_dict()) + "\n" for r in records))
+    """Rewrite ``path`` with ``records`` (one JSON object a line), atomically."""
+    atomic_write_text(path, "".join(dumps(r.to_dict()) + "\n" for r in records))
 
 
 def best_record(records: Sequence[JournalRecord]) -> JournalRecord | None:

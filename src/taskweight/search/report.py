@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from taskweight.durable import atomic_write_text
 from taskweight.jsonio import write_json
 from taskweight.search.journal import JournalRecord, best_record, lineage, lineage_epochs
 from taskweight.search.space import SearchSpace
@@ -118,8 +119,8 @@ def write_report(
     best = best_record(records)
     async_frequencies = bool(getattr(space, "async_frequencies", False)) or any(r.config.get("frequencies") for r in records)
     table = out_dir / "table1.md"
-    table.write_text(table1_markdown(best.config if best else None, label=label or out_dir.name,
-                                     async_frequencies=async_frequencies, unit=async_unit(meta)))
+    atomic_write_text(table, table1_markdown(best.config if best else None, label=label or out_dir.name,
+                                             async_frequencies=async_frequencies, unit=async_unit(meta)))
     outputs["table1.md"] = table
     if records:
         outputs.update(plot_search(out_dir, records, unit=async_unit(meta)))

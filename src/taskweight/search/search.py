@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from taskweight.jsonio import dumps, write_json
+from taskweight.durable import FolderLock
 from taskweight.search.errors import SearchError
 from taskweight.search.evaluation import ASYNC_UNITS, Candidate, EvalResult, TrainerEvaluator, target_of
 from taskweight.search.journal import (JournalRecord, best_record, lineage, lineage_epochs, read_journal,
@@ -345,25 +346,26 @@ def run_search(
     describe = getattr(evaluate, "describe", None)
     if callable(describe):
         meta["evaluator"] = describe()
-    previous = _open_journal(out_dir, meta, resume)
-    console = _console() if progress else None
-    if console is not None and previous:
-        console.print(f"resuming {out_dir}: replaying {min(len(previous), budget)} journaled evaluation(s)")
-    driver = _Driver(evaluate, space, opt, out_dir, budget, transfer,
-                     Path(init_checkpoint) if init_checkpoint is not None else None, previous, console)
-    runner = make_executor(executor, ray_address)
-    try:
-        records = driver.run(runner)
-    finally:
-        runner.close()
-    result = SearchResult(out_dir=out_dir, journal_path=out_dir / JOURNAL, records=records, best=best_record(records))
-    from taskweight.search.report import write_report, write_summary
+    with FolderLock(out_dir, "search folder"):  # one process writes a search folder
+        previous = _open_journal(out_dir, meta, resume)
+        console = _console() if progress else None
+        if console is not None and previous:
+            console.print(f"resuming {out_dir}: replaying {min(len(previous), budget)} journaled evaluation(s)")
+        driver = _Driver(evaluate, space, opt, out_dir, budget, transfer,
+                         Path(init_checkpoint) if init_checkpoint is not None else None, previous, console)
+        runner = make_executor(executor, ray_address)
+        try:
+            records = driver.run(runner)
+        finally:
+            runner.close()
+        result = SearchResult(out_dir=out_dir, journal_path=out_dir / JOURNAL, records=records, best=best_record(records))
+        from taskweight.search.report import write_report, write_summary
 
-    if report:
-        result.outputs = write_report(out_dir, records, meta=meta, space=space, label=label)
-    else:
-        result.outputs = {"search.json": write_summary(out_dir, records, meta=meta)}
-    return result
+        if report:
+            result.outputs = write_report(out_dir, records, meta=meta, space=space, label=label)
+        else:
+            result.outputs = {"search.json": write_summary(out_dir, records, meta=meta)}
+        return result
 
 
 @dataclass

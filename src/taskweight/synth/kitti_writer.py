@@ -99,6 +99,21 @@ def _prepare(out: Path) -> None:
         marker.unlink()  # rewritten last: its presence marks a complete dataset
 
 
+def check_generator_options(preset: str, *, train: int, val: int, test: int, seed: int = 0,
+                            size: tuple[int, int] | None = None, single_label_fraction: float = 0.0) -> None:
+    """Raise ``ValueError`` naming the option if :func:`generate_dataset` would refuse these settings.
+
+    Cheap (nothing is rendered): bench presets are checked with it before any cell runs.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}: available {sorted(PRESETS)}")
+    if not 0.0 <= float(single_label_fraction) <= 1.0:
+        raise ValueError(f"single_label_fraction must be in [0, 1], got {single_label_fraction}")
+    if PRESETS[preset].get("writer") is not None and float(single_label_fraction) != 0.0:
+        raise ValueError(f"single_label_fraction is only supported by synth-kitti, not {preset}")
+    check_counts(train, val, test, seed, size, PRESETS[preset]["size"])
+
+
 def generate_dataset(
     out: Path | str,
     *,
@@ -124,16 +139,14 @@ def generate_dataset(
     ``workers`` > 1 renders in that many spawned processes (the ``__main__`` module must be
     importable); the output is byte-identical whatever the number.  Returns a summary with counts per split and per class.
     """
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}: available {sorted(PRESETS)}")
+    check_generator_options(preset, train=train, val=val, test=test, seed=seed, size=size,
+                            single_label_fraction=single_label_fraction)
     writer = PRESETS[preset].get("writer")
     if writer is not None:
         module, _, function = writer.partition(":")
         generate = getattr(importlib.import_module(module), function)
         return generate(out, preset=preset, train=train, val=val, test=test, seed=seed, size=size,
                         single_label_fraction=single_label_fraction, progress=progress, workers=workers)
-    if not 0.0 <= float(single_label_fraction) <= 1.0:
-        raise ValueError(f"single_label_fraction must be in [0, 1], got {single_label_fraction}")
     counts, size = check_counts(train, val, test, seed, size, PRESETS[preset]["size"])
     total = sum(counts.values())
     out = Path(out)

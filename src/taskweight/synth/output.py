@@ -18,6 +18,10 @@ Result = TypeVar("Result")
 SPLITS = ("train", "val", "test")
 
 
+MAX_SIDE = 4096
+"""Largest rendered side: a scene is rendered in float32 layers, ~100 bytes a pixel at peak."""
+
+
 def check_counts(train: Any, val: Any, test: Any, seed: Any, size: Any, default_size: tuple[int, int]
                  ) -> tuple[dict[str, int], tuple[int, int]]:
     counts = {"train": train, "val": val, "test": test}
@@ -28,8 +32,8 @@ def check_counts(train: Any, val: Any, test: Any, seed: Any, size: Any, default_
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if size is None:
         size = default_size
-    if len(tuple(size)) != 2 or min(int(v) for v in size) < 16:
-        raise ValueError(f"size must be (height, width) with both >= 16, got {size!r}")
+    if len(tuple(size)) != 2 or min(int(v) for v in size) < 16 or max(int(v) for v in size) > MAX_SIDE:
+        raise ValueError(f"size must be (height, width) with both in [16, {MAX_SIDE}], got {size!r}")
     if sum(counts.values()) == 0:
         raise ValueError("nothing to generate: train + val + test is 0")
     return {k: int(v) for k, v in counts.items()}, (int(size[0]), int(size[1]))

@@ -49,6 +49,8 @@ class GradNormWeighting(WeightingStrategy):
             raise ValueError(f"option 'alpha' must be >= 0, got {alpha}")
         if lr <= 0:
             raise ValueError(f"option 'lr' must be > 0, got {lr}")
+        if not 0 < min_weight < 1:
+            raise ValueError(f"option 'min_weight' must lie in (0, 1), got {min_weight}")
         self.alpha = float(alpha)
         self.lr = float(lr)
         self.min_weight = float(min_weight)

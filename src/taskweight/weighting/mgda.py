@@ -81,6 +81,8 @@ class MGDAWeighting(WeightingStrategy):
         super().__init__(tasks)
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"option 'normalization' must be one of {NORMALIZATIONS}, got {normalization!r}")
+        if int(max_iter) < 1:
+            raise ValueError(f"option 'max_iter' must be an integer >= 1, got {max_iter}")
         self.normalization = normalization
         self.max_iter = int(max_iter)
         self._last: dict[str, float | Tensor] = {t: 1.0 / len(self.tasks) for t in self.tasks}

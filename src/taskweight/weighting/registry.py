@@ -8,12 +8,18 @@ the option and lists the valid ones.
 
 from __future__ import annotations
 
+import collections.abc
+import functools
 import inspect
-from collections.abc import Callable, Iterable, Sequence
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+import pydantic
 import yaml
 
+from taskweight.errors import ConfigError
 from taskweight.weighting.base import WeightingStrategy
 
 _REGISTRY: dict[str, type[WeightingStrategy]] = {}
@@ -33,6 +39,13 @@ def register(name: str) -> Callable[[S], S]:
     return decorate
 
 
+class UnknownStrategyError(ConfigError, KeyError):
+    """No strategy is registered under the name asked (a ``KeyError`` and a ``ValueError``)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 def available() -> list[str]:
     """Registered strategy names, in the paper's Table II order, then the rest."""
     order = ["equal", "handcrafted", "dynamic_scaling", "uncertainty", "gradnorm", "geometric",
@@ -45,7 +58,7 @@ def strategy_class(name: str) -> type[WeightingStrategy]:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown weighting strategy {name!r}; available: {', '.join(available())}") from None
+        raise UnknownStrategyError(f"unknown weighting strategy {name!r}; available: {', '.join(available())}") from None
 
 
 def option_names(name: str) -> list[str]:
@@ -54,16 +67,79 @@ def option_names(name: str) -> list[str]:
     return [p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
-def get(name: str, tasks: Sequence[str] = ("det", "seg"), **options: Any) -> WeightingStrategy:
-    """Build the strategy ``name`` for ``tasks`` with its keyword ``options``."""
+def option_types(name: str) -> dict[str, Any]:
+    """Each keyword option's annotated type (``Any`` where the constructor gives none)."""
     cls = strategy_class(name)
+    hints = typing.get_type_hints(cls.__init__, include_extras=True)
+    return {option: hints.get(option, Any) for option in option_names(name)}
+
+
+def validate_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Check ``options`` of strategy ``name`` by name and type (pydantic, lax: ``1`` is a valid float).
+
+    Returns the validated values. Raises :class:`ConfigError` (a ``ValueError``) naming the
+    strategy, the option, the expected type and the value given. Ranges are the
+    constructors' business (they raise naming the option); :func:`get` runs both.
+    """
     valid = option_names(name)
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"strategy {name!r} has no option(s) {', '.join(unknown)}; valid options: {', '.join(valid) or 'none'}"
         )
-    return cls(tuple(tasks), **options)
+    types = option_types(name)
+    checked: dict[str, Any] = {}
+    for key, value in options.items():
+        try:
+            checked[key] = _adapter(types[key]).validate_python(value)
+        except pydantic.ValidationError:
+            raise ConfigError(f"strategy {name!r}: option {key!r} expects {_type_name(types[key])}, "
+                              f"got {value!r}") from None
+    return checked
+
+
+def get(name: str, tasks: Sequence[str] = ("det", "seg"), **options: Any) -> WeightingStrategy:
+    """Build the strategy ``name`` for ``tasks`` with its keyword ``options``.
+
+    Options are checked by :func:`validate_options`, then by the constructor (ranges); either
+    failure is a :class:`ConfigError` naming the strategy and the option.
+    """
+    cls = strategy_class(name)
+    checked = validate_options(name, options)
+    try:
+        return cls(tuple(tasks), **checked)
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(f"strategy {name!r}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=None)
+def _adapter(annotation: Any) -> pydantic.TypeAdapter[Any]:
+    return pydantic.TypeAdapter(annotation)
+
+
+def _type_name(annotation: Any) -> str:
+    """``Mapping[str, float] | Sequence[float] | None`` → ``a mapping task: number, a list of numbers or nothing``."""
+    if annotation is Any:
+        return "any value"
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        names = [_type_name(a) for a in args]
+        return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+    if origin is typing.Annotated:
+        return _type_name(args[0])
+    if annotation is type(None):
+        return "nothing (null)"
+    simple = {float: "a number", int: "an integer", str: "a string", bool: "true or false"}
+    if annotation in simple:
+        return simple[annotation]
+    if origin in (Mapping, dict, collections.abc.Mapping):
+        return f"a mapping task: {_type_name(args[1]).removeprefix('a ').removeprefix('an ')}" if args else "a mapping"
+    if origin in (Sequence, list, tuple, collections.abc.Sequence):
+        return f"a list of {_type_name(args[0]).removeprefix('a ').removeprefix('an ')}s" if args else "a list"
+    return str(annotation)
 
 
 def _parse_value(text: str) -> Any:
@@ -89,13 +165,15 @@ def parse_options(name: str, pairs: Iterable[str]) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
-            raise ValueError(f"method option {pair!r} is not key=value")
+            raise ConfigError(f"method option {pair!r} is not key=value")
         key, value = pair.split("=", 1)
         key = key.strip()
         if key not in valid:
-            raise ValueError(f"strategy {name!r} has no option {key!r}; valid options: {', '.join(valid) or 'none'}")
+            raise ConfigError(f"strategy {name!r} has no option {key!r}; valid options: {', '.join(valid) or 'none'}")
         try:
             options[key] = _parse_value(value)
         except yaml.YAMLError as exc:
-            raise ValueError(f"cannot parse the value of method option {key!r}: {exc}") from None
-    return options
+            raise ConfigError(f"cannot parse the value of method option {key!r}: {exc}") from None
+        except ValueError as exc:
+            raise ConfigError(f"method option {key!r}: {exc}") from None
+    return validate_options(name, options)

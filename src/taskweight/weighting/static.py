@@ -18,10 +18,10 @@ def normalised_weights(raw: Mapping[str, float]) -> dict[str, float]:
     """w̄_τ = w'_τ / Σ_j w'_j (§IV-C); every w'_τ must be ≥ 0 and at least one > 0."""
     for task, value in raw.items():
         if not value >= 0:
-            raise ValueError(f"task weight for {task!r} must be >= 0, got {value}")
+            raise ValueError(f"option 'weights': task weight for {task!r} must be >= 0, got {value}")
     total = sum(raw.values())
     if total <= 0:
-        raise ValueError(f"task weights must not all be 0: {dict(raw)}")
+        raise ValueError(f"option 'weights': task weights must not all be 0: {dict(raw)}")
     return {t: v / total for t, v in raw.items()}
 
 
