@@ -191,7 +191,7 @@ def train(
         raise typer.BadParameter("--resume continues the run in OUT, --overwrite replaces it: choose one",
                                  param_hint="--resume/--overwrite")
     if resume and not resumable(out):
-        raise RunFolderError(f"{out}: nothing to resume (no last.pt); run without --resume to start a new run")
+        raise RunFolderError(f"{out}: nothing to resume (no run there); run without --resume to start a new run")
     overrides: dict = {"data": {}, "model": {}, "method": {}}
     if data is not None:
         overrides["data"]["root"] = str(data)

@@ -178,7 +178,7 @@ class Trainer:
 
         ``resume``: continue from ``last.pt``, or from ``last.prev.pt`` (the epoch before) when
         ``last.pt`` is unreadable — each unreadable file is reported by name; a folder with no
-        checkpoint at all starts from scratch. Rows of ``weights.csv`` written after the
+        checkpoint at all (a run killed in its first epoch) starts from scratch. Rows of ``weights.csv`` written after the
         checkpoint (a kill during an epoch or its validation) are dropped, so the resumed
         run's files equal an uninterrupted run's.
         ``overwrite``: a new run may replace the results found in ``run_dir``; without it (and
@@ -189,6 +189,8 @@ class Trainer:
         with FolderLock(self.run_dir, "run folder"):
             if resume:
                 resumed = self._resume()
+                if not resumed:  # killed before its first checkpoint: start again, without its partial files
+                    self._claim_folder(overwrite=True)
             else:
                 self._claim_folder(overwrite)
                 resumed = False
@@ -399,9 +401,9 @@ class _StepLog:
 
 
 def resumable(run_dir: str | Path) -> bool:
-    """Whether ``run_dir`` holds a checkpoint ``fit(resume=True)`` can continue from."""
-    last = Path(run_dir) / CHECKPOINT_LAST
-    return last.is_file() or previous_of(last).is_file()
+    """Whether ``run_dir`` holds a run ``fit(resume=True)`` can continue (from a checkpoint, or
+    from its start when it was killed before its first one)."""
+    return bool(Trainer.check_folder(run_dir, overwrite=True)) or (Path(run_dir) / "config.yaml").is_file()
 
 
 def _truncate_weights(path: Path, next_step: int) -> None:
