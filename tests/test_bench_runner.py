@@ -130,3 +130,22 @@ def test_every_shipped_bench_preset_validates_with_its_training_configs():
         for ds in preset.datasets:
             cfg = load_config(preset.train_preset, overrides=_deep_merge(preset.train_overrides, ds.train_overrides))
             assert cfg.epochs >= 1, (name, ds.name)
+
+
+def test_a_corrupt_cell_record_is_named_and_the_cell_runs_again(bench_out: Path, tmp_path: Path):
+    import io
+    import shutil
+
+    from rich.console import Console
+
+    out = tmp_path / "copy"
+    shutil.copytree(bench_out, out)
+    record = out / "cells/synth-tiny/equal/seed0/cell.json"
+    record.write_text(record.read_text()[:40])  # truncated mid-object
+    stream = io.StringIO()
+    preset = load_bench_preset("tiny").model_copy(update={"methods": ["equal"]})
+    runner = BenchRunner(preset, out, seeds=1, show_progress=False, console=Console(file=stream, width=300))
+    assert runner.finished_cell("synth-tiny", "equal", 0) is None
+    assert str(record) in stream.getvalue() and "runs again" in stream.getvalue()
+    (result,) = runner.run()
+    assert result.status == "ok" and json.loads(record.read_text())["status"] == "ok"
