@@ -57,7 +57,7 @@ def test_miou_hand_computed_and_label_masks():
     ev.update([Detections(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long))], torch.tensor([[[1, 1, 1, 1]]]),
               _batch([[0, 0, 0, 0]], [[1, 1, 3, 3]], [0], has_seg=False))
     m = ev.compute()
-    # IoU void = 1/2, road = 1/3, sidewalk = 0/2
+    # IoU void = 1/2, road = 1/3, sidewalk = 0/1 (labelled once, never predicted)
     assert m["IoU_void"] == pytest.approx(0.5)
     assert m["IoU_road"] == pytest.approx(1 / 3)
     assert m["IoU_sidewalk"] == pytest.approx(0.0)

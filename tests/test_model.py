@@ -9,14 +9,12 @@ import torch
 
 from taskweight.errors import DataFormatError
 from taskweight.models import (
-    Detections,
-    MultiTaskNet,
     ResNet10Encoder,
     kmeans_anchors,
     load_imagenet_weights,
     resnet10_multitask,
 )
-from taskweight.models.detection import YoloDetectionHead
+from taskweight.models.detection import DetectionLossWeights, YoloDetectionHead
 
 
 def _batch(n: int = 2, h: int = 64, w: int = 192, has_det=None, has_seg=None) -> dict:
@@ -91,8 +89,7 @@ def test_decode_recovers_encoded_box_and_nms_suppresses_duplicates():
     raw[0, 0, 2, 3, 4] = 4.0
     raw[0, 0, 2, 3, 5 + 2] = 4.0
     (det,) = head.decode(raw, (32, 48), score_threshold=0.05)
-    assert isinstance(det, Detections)
-    assert det.labels.tolist() == [2]
+    assert det.labels.tolist() == [2] and det.boxes.shape == (1, 4) and det.scores.shape == (1,)
     # centre (28, 20), 32×32 → (12, 4, 44, 36), clipped to the 32-pixel-high image
     assert torch.allclose(det.boxes[0], torch.tensor([12.0, 4.0, 44.0, 32.0]), atol=1e-4)
     expected = torch.sigmoid(torch.tensor(5.0)) ** 2
@@ -130,8 +127,16 @@ def test_dontcare_regions_are_not_penalised():
     batch = _batch(n=1)
     out = model(batch["image"])
     base = model.det_head.loss(out["det"], batch["boxes"], batch["labels"], [torch.zeros(0, 4)])
-    ignored = model.det_head.loss(out["det"], batch["boxes"], batch["labels"], [torch.tensor([[120.0, 0.0, 192.0, 64.0]])])
-    assert ignored.item() < base.item()
+    region = torch.tensor([[120.0, 0.0, 192.0, 64.0]])  # right of both ground truths (x ≤ 116)
+    ignored = model.det_head.loss(out["det"], batch["boxes"], batch["labels"], [region])
+    # exactly the no-object terms of the cells whose predicted centre lies in the region drop out
+    boxes = model.det_head.decode_boxes(out["det"])[0]
+    cx, cy = (boxes[..., 0] + boxes[..., 2]) / 2, (boxes[..., 1] + boxes[..., 3]) / 2
+    inside = (cx >= 120) & (cx <= 192) & (cy >= 0) & (cy <= 64)
+    assert 0 < int(inside.sum()) < inside.numel()
+    noobj = torch.nn.functional.softplus(out["det"][0, ..., 4])[inside].sum()  # BCE(x, 0) = softplus(x)
+    w = DetectionLossWeights().noobj
+    assert (base - ignored).item() == pytest.approx(w * noobj.item(), rel=1e-4)
 
 
 def test_a_few_steps_lower_both_losses():
@@ -172,5 +177,17 @@ def test_kmeans_anchors_recover_clusters():
         kmeans_anchors(small[:1], 2)
 
 
-def test_model_is_a_multitasknet():
-    assert isinstance(resnet10_multitask(width=0.25), MultiTaskNet)
+def test_factory_passes_its_arguments_through():
+    # default anchors: fractions of the image height (64 px) from default_anchors
+    model = resnet10_multitask(width=0.25, image_height=64)
+    expected = torch.tensor([[5.12, 3.84], [3.84, 8.96], [11.52, 8.32], [8.96, 19.2], [25.6, 19.2]])
+    assert torch.allclose(model.det_head.anchors, expected)
+    assert model.det_head.pred.in_channels == 32  # head width defaults to the encoder's stride-8 width (128·0.25)
+    anchors = torch.tensor([[10.0, 20.0], [30.0, 15.0], [40.0, 40.0]])
+    model = resnet10_multitask(width=0.25, image_height=64, anchors=anchors, num_det_classes=2, num_seg_classes=4,
+                               head_channels=16)
+    assert torch.equal(model.det_head.anchors, anchors)
+    assert model.det_head.pred.in_channels == 16
+    out = model(torch.rand(1, 3, 64, 192))
+    assert out["det"].shape == (1, 3, 8, 24, 5 + 2)
+    assert out["seg"].shape == (1, 4, 64, 192)

@@ -6,7 +6,9 @@
   KITTI ``DontCare`` regions are passed as COCO "crowd" boxes of every class, so detections
   inside them are neither true nor false positives.
 - Segmentation "mIoU": mean IoU over void, road and sidewalk (torchmetrics
-  ``MulticlassJaccardIndex``, label 255 ignored).
+  ``MulticlassJaccardIndex``, label 255 ignored). A class absent from both the prediction and
+  the ground truth of the whole split has an undefined IoU (0/0, reported as NaN) and is left
+  out of the mean, as a detection class without ground truth is left out of mAP.
 - "Geometric mean" = sqrt(mAP · mIoU), the paper's compromise value (§IV-C, Table II).
 """
 
@@ -55,7 +57,9 @@ class MultiTaskEvaluator:
         self.map_50 = MeanAveragePrecision(
             box_format="xyxy", iou_type="bbox", iou_thresholds=[0.5], class_metrics=True, backend="faster_coco_eval"
         )
-        self.iou = MulticlassJaccardIndex(num_seg_classes, average="none", ignore_index=IGNORE_INDEX)
+        self.iou = MulticlassJaccardIndex(
+            num_seg_classes, average="none", ignore_index=IGNORE_INDEX, zero_division=float("nan")
+        )  # 0/0 (class neither predicted nor labelled) → NaN, left out of the mean
         self.det_images = 0
         self.seg_images = 0
 
@@ -105,7 +109,8 @@ class MultiTaskEvaluator:
             result.update({"mAP": float("nan"), "mAP_coco": float("nan")})
         if self.seg_images:
             ious = self.iou.compute().tolist()
-            result["mIoU"] = sum(ious) / len(ious)
+            defined = [v for v in ious if not math.isnan(v)]
+            result["mIoU"] = sum(defined) / len(defined) if defined else float("nan")
             for name, value in zip(SEG_CLASSES, ious):
                 result[f"IoU_{name}"] = value
         else:
