@@ -44,11 +44,14 @@ def strategy_page(name: str, caption: str, rows: dict[str, str]) -> str:
     if options:
         lines += ["| option | type | default |", "|---|---|---|"]
         lines += [f"| `{option}` | {kind} | `{default!r}` |" for option, kind, default in details]
-        lines += ["", f"On the command line: `taskweight train --method {name} --method-opt {options[0]}=...`; "
-                  f"in Python: `weighting.get(\"{name}\", tasks=(\"det\", \"seg\"), {options[0]}=...)`. "
-                  "Options are checked by type and range before any data is read."]
+        lines += [
+            "",
+            f"On the command line: `taskweight train --method {name} --method-opt {options[0]}=...`; "
+            f'in Python: `weighting.get("{name}", tasks=("det", "seg"), {options[0]}=...)`. '
+            "Options are checked by type and range before any data is read.",
+        ]
     else:
-        lines.append(f"None: `weighting.get(\"{name}\", tasks=(\"det\", \"seg\"))`.")
+        lines.append(f'None: `weighting.get("{name}", tasks=("det", "seg"))`.')
     lines += ["", "## Measured step overhead", ""]
     if name in rows:
         lines += [caption, rows[name]]
@@ -66,8 +69,22 @@ def main() -> None:
     for name in weighting.available():
         (DOCS / "strategies" / f"{name}.md").write_text(strategy_page(name, caption, rows))
     typer = Path(sys.executable).with_name("typer")
-    subprocess.run([str(typer), "taskweight.cli", "utils", "docs", "--name", "taskweight", "--title",
-                    "Command line", "--output", str(DOCS / "cli.md")], check=True, capture_output=True)
+    subprocess.run(
+        [
+            str(typer),
+            "taskweight.cli",
+            "utils",
+            "docs",
+            "--name",
+            "taskweight",
+            "--title",
+            "Command line",
+            "--output",
+            str(DOCS / "cli.md"),
+        ],
+        check=True,
+        capture_output=True,
+    )
 
 
 if __name__ == "__main__":

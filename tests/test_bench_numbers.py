@@ -44,22 +44,30 @@ def test_cells_are_scored_on_the_test_split(tiny_kitti: Path, tmp_path: Path) ->
 
 
 def _rec(ds: str, method: str, seed: int, m_ap: float, m_iou: float) -> CellRecord:
-    return CellRecord(dataset=ds, method=method, seed=seed, mAP=m_ap, mIoU=m_iou,
-                      geometric_mean=math.sqrt(m_ap * m_iou), epochs=1, train_time_s=3600.0)
+    return CellRecord(
+        dataset=ds,
+        method=method,
+        seed=seed,
+        mAP=m_ap,
+        mIoU=m_iou,
+        geometric_mean=math.sqrt(m_ap * m_iou),
+        epochs=1,
+        train_time_s=3600.0,
+    )
 
 
 RECORDS = [
-    _rec("A", "equal", 0, 0.64, 0.81),     # GM 0.72
-    _rec("A", "equal", 1, 0.49, 0.81),     # GM 0.63
-    _rec("A", "equal", 2, 0.25, 1.00),     # GM 0.50   (a third seed on A only)
-    _rec("B", "equal", 0, 0.25, 0.64),     # GM 0.40
-    _rec("B", "equal", 1, 0.16, 0.64),     # GM 0.32
+    _rec("A", "equal", 0, 0.64, 0.81),  # GM 0.72
+    _rec("A", "equal", 1, 0.49, 0.81),  # GM 0.63
+    _rec("A", "equal", 2, 0.25, 1.00),  # GM 0.50   (a third seed on A only)
+    _rec("B", "equal", 0, 0.25, 0.64),  # GM 0.40
+    _rec("B", "equal", 1, 0.16, 0.64),  # GM 0.32
     _rec("A", "gradnorm", 0, 0.81, 1.00),  # GM 0.90   (gradnorm never ran on B)
     _rec("A", "gradnorm", 1, 0.64, 1.00),  # GM 0.80
-    _rec("A", "meta", 0, 0.36, 1.00),      # GM 0.60
+    _rec("A", "meta", 0, 0.36, 1.00),  # GM 0.60
     CellRecord(dataset="A", method="meta", seed=1, status="failed", error="TrainingError: NaN"),
-    _rec("B", "meta", 0, 0.49, 1.00),      # GM 0.70
-    _rec("B", "meta", 1, 0.25, 1.00),      # GM 0.50
+    _rec("B", "meta", 0, 0.49, 1.00),  # GM 0.70
+    _rec("B", "meta", 1, 0.25, 1.00),  # GM 0.50
 ]
 
 

@@ -7,8 +7,14 @@ import math
 import pytest
 
 from taskweight.bench.paper import (
-    PAPER_OVERALL, PAPER_TABLE2, average_ranks, compare_with_paper, meta_async_margin, paper_dataset,
-    render_paper_comparison, spearman,
+    PAPER_OVERALL,
+    PAPER_TABLE2,
+    average_ranks,
+    compare_with_paper,
+    meta_async_margin,
+    paper_dataset,
+    render_paper_comparison,
+    spearman,
 )
 from taskweight.bench.report import summarize
 from taskweight.bench.results import CellRecord
@@ -26,7 +32,12 @@ def test_paper_table_is_consistent_with_itself():
 
 def test_dataset_names_map_to_the_papers():
     assert [paper_dataset(n) for n in ("synth-kitti", "KITTI-raw", "synth-cityscapes", "my_woodscape", "nuscenes")] == [
-        "KITTI", "KITTI", "Cityscapes", "WoodScape", None]
+        "KITTI",
+        "KITTI",
+        "Cityscapes",
+        "WoodScape",
+        None,
+    ]
 
 
 def test_ranks_and_spearman_by_hand():
@@ -77,6 +88,10 @@ def test_overall_entry_only_when_the_three_paper_datasets_are_there():
 
 
 def test_tables_list_datasets_in_the_papers_order():
-    records = [*_records({"equal": 0.5}, "mine"), *_records({"equal": 0.5}, "synth-woodscape"),
-               *_records({"equal": 0.5}, "synth-cityscapes"), *_records({"equal": 0.5}, "synth-kitti")]
+    records = [
+        *_records({"equal": 0.5}, "mine"),
+        *_records({"equal": 0.5}, "synth-woodscape"),
+        *_records({"equal": 0.5}, "synth-cityscapes"),
+        *_records({"equal": 0.5}, "synth-kitti"),
+    ]
     assert summarize(records)["datasets"] == ["synth-kitti", "synth-cityscapes", "synth-woodscape", "mine"]

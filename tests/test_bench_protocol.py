@@ -31,15 +31,24 @@ class ScriptedTrainer(taskweight.trainer.Trainer):
     def fit(self, *, resume: bool = False) -> Any:
         result = super().fit(resume=resume)
         if self.run_dir.parent.name == "evals":
-            result.metrics["best"] = {**result.metrics["best"], "geometric_mean": SCRIPTED_FITNESS[int(self.run_dir.name)]}
+            result.metrics["best"] = {
+                **result.metrics["best"],
+                "geometric_mean": SCRIPTED_FITNESS[int(self.run_dir.name)],
+            }
         return result
 
 
 def _preset(root: Path, methods: list[str], **update: Any) -> Any:
-    return load_bench_preset("tiny").model_copy(update={
-        "protocol": "paper", "methods": methods, "train_overrides": {"epochs": BASELINE_EPOCHS},
-        "datasets": [BenchDataset(name="synth-tiny", format="kitti", root=root)],
-        "search": SearchSpec(budget=len(SCRIPTED_FITNESS), epochs_per_eval=EPOCHS_PER_EVAL), **update})
+    return load_bench_preset("tiny").model_copy(
+        update={
+            "protocol": "paper",
+            "methods": methods,
+            "train_overrides": {"epochs": BASELINE_EPOCHS},
+            "datasets": [BenchDataset(name="synth-tiny", format="kitti", root=root)],
+            "search": SearchSpec(budget=len(SCRIPTED_FITNESS), epochs_per_eval=EPOCHS_PER_EVAL),
+            **update,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +61,9 @@ def paper_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     out = base / "out"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(taskweight.trainer, "Trainer", ScriptedTrainer)
-        records = BenchRunner(_preset(root, ["equal_control", "meta_async", "equal"]), out, seeds=1,
-                              show_progress=False).run()
+        records = BenchRunner(
+            _preset(root, ["equal_control", "meta_async", "equal"]), out, seeds=1, show_progress=False
+        ).run()
     return out, {r.method: r for r in records}
 
 
@@ -63,8 +73,13 @@ def test_paper_protocol_evaluation_schedule(paper_run: tuple[Path, dict[str, Cel
     search = out / "cells/synth-tiny/meta_async/seed0/search"
     journal = read_journal(search / "journal.jsonl")
     # continuous fine-tuning from the best model finished before each evaluation (GMs .30 .50 .40 .60 .20):
-    assert [r.init_checkpoint for r in journal] == [None, "evals/0000/best.pt", "evals/0001/best.pt",
-                                                    "evals/0001/best.pt", "evals/0003/best.pt"]
+    assert [r.init_checkpoint for r in journal] == [
+        None,
+        "evals/0000/best.pt",
+        "evals/0001/best.pt",
+        "evals/0001/best.pt",
+        "evals/0003/best.pt",
+    ]
     # ... whose lineage had received 0, 2, 4, 4 and 6 epochs
     assert [r.start_epoch for r in journal] == [0, 2, 4, 4, 6]
     assert [r.epochs for r in journal] == [2, 2, 2, 2, 2]
@@ -114,8 +129,10 @@ def test_the_report_has_the_compute_row_and_the_search_figures(paper_run: tuple[
     assert "Protocol: paper" in table
     row = next(line for line in table.splitlines() if "Compute (epochs" in line)
     hours = {m: cells[m].train_time_s / 3600 for m in ("equal", "meta_async", "equal_control")}
-    assert row == (f"|  | Compute (epochs, hours) | 1 ep, {hours['equal']:.3f} h | 10 ep, {hours['meta_async']:.3f} h | "
-                   f"6 ep, {hours['equal_control']:.3f} h |")
+    assert row == (
+        f"|  | Compute (epochs, hours) | 1 ep, {hours['equal']:.3f} h | 10 ep, {hours['meta_async']:.3f} h | "
+        f"6 ep, {hours['equal_control']:.3f} h |"
+    )
     for name in ("fig3a_target", "fig3b_metrics", "fig4a_weights", "fig4b_frequencies"):
         assert (out / f"synth-tiny_{name}.png").stat().st_size > 1000, name
     assert "backprop period of the task, in epochs" in (out / "table1.md").read_text()
@@ -128,8 +145,13 @@ def test_a_finished_run_is_skipped_and_another_protocol_refused(paper_run: tuple
     BenchRunner(_preset(root, ["equal", "meta_async", "equal_control"]), out, seeds=1, show_progress=False).run()
     assert (out / "cells/synth-tiny/equal_control/seed0/cell.json").stat().st_mtime_ns == stamp
     with pytest.raises(ConfigError, match="ran under protocol 'paper'"):
-        BenchRunner(_preset(root, ["meta_async"], search=SearchSpec(epochs_per_eval=1)), out, seeds=1,
-                    show_progress=False, protocol="matched").run()
+        BenchRunner(
+            _preset(root, ["meta_async"], search=SearchSpec(epochs_per_eval=1)),
+            out,
+            seeds=1,
+            show_progress=False,
+            protocol="matched",
+        ).run()
     # baseline cells are the same under both protocols: they are reused
     records = BenchRunner(_preset(root, ["equal"]), out, seeds=1, show_progress=False, protocol="matched").run()
     assert [r.status for r in records] == ["ok"]
@@ -146,25 +168,42 @@ def test_controls_run_after_the_searches_they_depend_on(tiny_kitti: Path, tmp_pa
     preset = _preset(tiny_kitti, ["equal_control", "equal", "meta_async"])
     runner = BenchRunner(preset, tmp_path, seeds=2, show_progress=False)
     keys = [(d.name, m, s) for d, m, s in runner.cells()]
-    assert keys == [("synth-tiny", "equal", 0), ("synth-tiny", "meta_async", 0), ("synth-tiny", "equal_control", 0),
-                    ("synth-tiny", "equal", 1), ("synth-tiny", "meta_async", 1), ("synth-tiny", "equal_control", 1)]
+    assert keys == [
+        ("synth-tiny", "equal", 0),
+        ("synth-tiny", "meta_async", 0),
+        ("synth-tiny", "equal_control", 0),
+        ("synth-tiny", "equal", 1),
+        ("synth-tiny", "meta_async", 1),
+        ("synth-tiny", "equal_control", 1),
+    ]
     # parallel jobs hold a control back until its meta_async cell is done (or start it when that is not pending)
     ready, waiting = runner.hold_back([c for c in runner.cells() if c[2] == 0 or c[1] == "equal_control"])
     assert [(m, s) for _, m, s in ready] == [("equal", 0), ("meta_async", 0), ("equal_control", 1)]
     assert {k: [(m, s) for _, m, s in v] for k, v in waiting.items()} == {
-        ("synth-tiny", "meta_async", 0): [("equal_control", 0)]}
+        ("synth-tiny", "meta_async", 0): [("equal_control", 0)]
+    }
 
 
 # ------------------------------------------------------------------- options
 def test_search_settings_of_each_protocol() -> None:
     spec = SearchSpec(budget=16, epochs_per_eval=2)
     assert search_settings(spec, "paper", epochs=10) == {
-        "budget": 16, "epochs_per_eval": 2, "optimizer": "es", "executor": "local", "ray_address": None,
-        "transfer": "best", "async_unit": "epoch"}
+        "budget": 16,
+        "epochs_per_eval": 2,
+        "optimizer": "es",
+        "executor": "local",
+        "ray_address": None,
+        "transfer": "best",
+        "async_unit": "epoch",
+    }
     # matched: the search gets the baselines' 10 epochs, as 5 evaluations of 2
     matched = search_settings(spec, "matched", epochs=10)
     assert (matched["budget"], matched["epochs_per_eval"], matched["transfer"], matched["async_unit"]) == (
-        5, 2, None, "step")
+        5,
+        2,
+        None,
+        "step",
+    )
     assert search_settings(SearchSpec(async_unit="step"), "paper", epochs=10)["async_unit"] == "step"
     with pytest.raises(ConfigError, match="option 'search.epochs_per_eval'.*9 epochs"):
         search_settings(spec, "matched", epochs=9)
@@ -177,14 +216,17 @@ def test_search_settings_of_each_protocol() -> None:
 
 
 def test_protocol_errors_name_the_option(tmp_path: Path) -> None:
-    bad = CliRunner().invoke(app, ["bench", "--preset", "tiny", "--protocol", "papr", "--out", str(tmp_path / "o"),
-                                   "--no-progress"])
+    bad = CliRunner().invoke(
+        app, ["bench", "--preset", "tiny", "--protocol", "papr", "--out", str(tmp_path / "o"), "--no-progress"]
+    )
     assert bad.exit_code == 2 and "option '--protocol' must be one of matched, paper, got 'papr'" in bad.output
     preset = tmp_path / "ray.yaml"
-    preset.write_text("train_preset: tiny\nmethods: [meta]\ndatasets: [{name: d, root: /nonexistent}]\n"
-                      "search: {executor: ray}\n")
-    conflict = CliRunner().invoke(app, ["bench", "--preset", str(preset), "--protocol", "paper",
-                                        "--out", str(tmp_path / "o2"), "--no-progress"])
+    preset.write_text(
+        "train_preset: tiny\nmethods: [meta]\ndatasets: [{name: d, root: /nonexistent}]\nsearch: {executor: ray}\n"
+    )
+    conflict = CliRunner().invoke(
+        app, ["bench", "--preset", str(preset), "--protocol", "paper", "--out", str(tmp_path / "o2"), "--no-progress"]
+    )
     assert conflict.exit_code == 2 and "option '--protocol'" in conflict.output and "executor" in conflict.output
     preset.write_text("protocol: papr\ndatasets: []\n")
     with pytest.raises(ConfigError, match="option 'protocol'"):
@@ -198,9 +240,16 @@ def test_shipped_paper_presets() -> None:
     assert (synth.protocol, synth.search.budget, synth.search.epochs_per_eval) == ("paper", 16, 2)
     for preset in (paper, synth):
         assert preset.methods[-3:] == ["meta", "meta_async", "equal_control"]
-        assert BenchRunner(preset, "unused", datasets=[preset.datasets[0].name], roots={
-            preset.datasets[0].name: Path("unused")}, show_progress=False).search_settings(preset.datasets[0])[
-            "async_unit"] == "epoch"
+        assert (
+            BenchRunner(
+                preset,
+                "unused",
+                datasets=[preset.datasets[0].name],
+                roots={preset.datasets[0].name: Path("unused")},
+                show_progress=False,
+            ).search_settings(preset.datasets[0])["async_unit"]
+            == "epoch"
+        )
     runner = BenchRunner(synth, "unused", show_progress=False, protocol="matched")
     assert {runner.search_settings(ds)["budget"] for ds in runner.datasets} == {5}  # 10 epochs = 5 × 2
     # the compute-matched synth preset: 10 one-epoch evaluations, as its results were measured

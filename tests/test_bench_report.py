@@ -47,11 +47,11 @@ def test_summary_means_stds_and_overall():
 def test_table2_layout_and_bold_best():
     text = render_table2(summarize(RECORDS))
     lines = text.splitlines()
-    header = next(l for l in lines if l.startswith("| Dataset"))
+    header = next(line for line in lines if line.startswith("| Dataset"))
     assert header.index("No task weighting") < header.index("Handcrafted")
-    row_a_gm = next(l for l in lines if "Geometric mean" in l and l.startswith("|  |") and "0.6750" in l)
+    row_a_gm = next(line for line in lines if "Geometric mean" in line and line.startswith("|  |") and "0.6750" in line)
     assert "**0.6750 ± 0.0636**" in row_a_gm and "**" not in row_a_gm.split("0.6750")[1].split("|")[1]
-    overall = next(l for l in lines if l.startswith("| Overall"))
+    overall = next(line for line in lines if line.startswith("| Overall"))
     assert "**0.6375" in overall  # handcrafted wins overall: (0.55 + 0.725) / 2
     assert "gradnorm / seed 0: RuntimeError: boom" in text
 
@@ -59,7 +59,9 @@ def test_table2_layout_and_bold_best():
 def test_results_round_trip_and_report_files(tmp_path):
     save_results(tmp_path, RECORDS)
     loaded = load_results(tmp_path)
-    assert [r.to_dict() for r in loaded] == [r.to_dict() for r in sorted(RECORDS, key=lambda r: (r.dataset, r.method, r.seed))]
+    assert [r.to_dict() for r in loaded] == [
+        r.to_dict() for r in sorted(RECORDS, key=lambda r: (r.dataset, r.method, r.seed))
+    ]
     header = (tmp_path / "results.csv").read_text().splitlines()[0]
     assert header.startswith("dataset,method,seed,status,mAP,mIoU,geometric_mean")
     write_report(tmp_path, loaded)

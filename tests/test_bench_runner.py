@@ -13,17 +13,27 @@ from typer.testing import CliRunner
 from taskweight.bench import BenchRunner, load_bench_preset
 from taskweight.cli import app
 
-EXPECTED_FILES = ["results.json", "results.csv", "table2.md", "table1.md", "summary.json", "paper_comparison.md", "gm_by_method.png",
-                  "weights_over_training.png"]
+EXPECTED_FILES = [
+    "results.json",
+    "results.csv",
+    "table2.md",
+    "table1.md",
+    "summary.json",
+    "paper_comparison.md",
+    "gm_by_method.png",
+    "weights_over_training.png",
+]
 
 
 @pytest.fixture(scope="module")
 def bench_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    preset = load_bench_preset("tiny").model_copy(update={
-        "methods": ["equal", "meta", "static"],
-        # a cell that raises: negative static weights are rejected when the strategy is built
-        "method_options": {"static": {"weights": {"det": -1.0, "seg": 1.0}}},
-    })
+    preset = load_bench_preset("tiny").model_copy(
+        update={
+            "methods": ["equal", "meta", "static"],
+            # a cell that raises: negative static weights are rejected when the strategy is built
+            "method_options": {"static": {"weights": {"det": -1.0, "seg": 1.0}}},
+        }
+    )
     out = tmp_path_factory.mktemp("bench")
     BenchRunner(preset, out, seeds=2, show_progress=False).run()
     return out
@@ -72,8 +82,9 @@ def test_cli_exit_status_is_nonzero_when_a_cell_fails(bench_out: Path, tmp_path:
         "datasets:\n"
         f"  - {{name: synth-tiny, format: kitti, root: {data}}}\n"
     )
-    result = CliRunner().invoke(app, ["bench", "--preset", str(preset_file), "--out", str(tmp_path / "o"),
-                                      "--no-progress"])
+    result = CliRunner().invoke(
+        app, ["bench", "--preset", str(preset_file), "--out", str(tmp_path / "o"), "--no-progress"]
+    )
     assert result.exit_code == 1
     assert "failed" in result.output and f"{first}.txt:1" in result.output
 
@@ -91,8 +102,9 @@ def test_parallel_jobs_give_the_same_results_as_one_after_another(bench_out: Pat
     from taskweight.bench.runner import BenchDataset
 
     root = bench_out / "data" / "synth-tiny"
-    preset = load_bench_preset("tiny").model_copy(update={
-        "methods": ["equal"], "datasets": [BenchDataset(name="synth-tiny", format="kitti", root=root)]})
+    preset = load_bench_preset("tiny").model_copy(
+        update={"methods": ["equal"], "datasets": [BenchDataset(name="synth-tiny", format="kitti", root=root)]}
+    )
     records = BenchRunner(preset, tmp_path / "par", seeds=2, jobs=2, show_progress=False).run()
     # each of 2 jobs on this 2-core machine runs 1 torch thread; bf16 reductions depend on the
     # thread count, so the serial reference runs with 1 thread too

@@ -50,11 +50,15 @@ def _rec(ds: str, m: str, seed: int, gm: float, **kw) -> CellRecord:
 
 def _records() -> list[CellRecord]:
     gm = {  # per seed 0, 1, 2
-        ("A", "equal"): (0.50, 0.52, 0.54), ("A", "handcrafted"): (0.55, 0.50, 0.57),  # best on A: handcrafted
-        ("A", "meta_async"): (0.60, 0.53, 0.59), ("A", "equal_control"): (0.58, 0.56, 0.57),
+        ("A", "equal"): (0.50, 0.52, 0.54),
+        ("A", "handcrafted"): (0.55, 0.50, 0.57),  # best on A: handcrafted
+        ("A", "meta_async"): (0.60, 0.53, 0.59),
+        ("A", "equal_control"): (0.58, 0.56, 0.57),
         ("A", "meta"): (0.40, 0.41, 0.42),
-        ("B", "equal"): (0.30, 0.32, 0.34), ("B", "handcrafted"): (0.20, 0.20, 0.20),  # best on B: equal
-        ("B", "meta_async"): (0.31, 0.30, 0.35), ("B", "equal_control"): (0.30, 0.30, 0.30),
+        ("B", "equal"): (0.30, 0.32, 0.34),
+        ("B", "handcrafted"): (0.20, 0.20, 0.20),  # best on B: equal
+        ("B", "meta_async"): (0.31, 0.30, 0.35),
+        ("B", "equal_control"): (0.30, 0.30, 0.30),
         ("B", "meta"): (0.10, 0.10, 0.10),
     }
     return [_rec(ds, m, s, v) for (ds, m), values in gm.items() for s, v in enumerate(values)]
@@ -77,8 +81,10 @@ def test_paired_differences_against_the_best_baseline_and_the_control() -> None:
     o = {(e["method"], e["against"]): e for e in result["Overall"]}
     assert o[("meta_async", "equal")]["differences"] == pytest.approx([0.055, -0.005, 0.03])
     text = render_significance(result)
-    assert "| A | meta_async − handcrafted (best baseline) | 3 | +0.0500, +0.0300, +0.0200 | +0.0333 | " \
-           "[+0.0200, +0.0500] |" in text
+    assert (
+        "| A | meta_async − handcrafted (best baseline) | 3 | +0.0500, +0.0300, +0.0200 | +0.0333 | "
+        "[+0.0200, +0.0500] |" in text
+    )
     assert "| Overall | meta_async − equal (best baseline) |" in text
 
 
@@ -90,21 +96,27 @@ def test_one_seed_has_no_interval() -> None:
 
 
 def test_compute_row_means_over_seeds(tmp_path) -> None:
-    records = [_rec("A", "equal", 0, 0.5, epochs=10, train_time_s=3600.0),
-               _rec("A", "equal", 1, 0.5, epochs=10, train_time_s=5400.0),
-               _rec("A", "meta_async", 0, 0.4, epochs=32, train_time_s=7200.0),
-               _rec("B", "equal", 0, 0.3, epochs=8, train_time_s=1800.0),
-               _rec("B", "meta_async", 0, 0.2, epochs=30, train_time_s=900.0)]
+    records = [
+        _rec("A", "equal", 0, 0.5, epochs=10, train_time_s=3600.0),
+        _rec("A", "equal", 1, 0.5, epochs=10, train_time_s=5400.0),
+        _rec("A", "meta_async", 0, 0.4, epochs=32, train_time_s=7200.0),
+        _rec("B", "equal", 0, 0.3, epochs=8, train_time_s=1800.0),
+        _rec("B", "meta_async", 0, 0.2, epochs=30, train_time_s=900.0),
+    ]
     s = summarize(records)
     assert s["table"]["A"]["equal"]["epochs"]["mean"] == 10
     assert s["table"]["A"]["equal"]["train_hours"]["mean"] == pytest.approx(1.25)
     assert s["overall"]["equal"]["epochs"] == 18 and s["overall"]["equal"]["train_hours"] == pytest.approx(1.75)
-    assert s["overall"]["meta_async"]["epochs"] == 62 and s["overall"]["meta_async"]["train_hours"] == pytest.approx(2.25)
+    assert s["overall"]["meta_async"]["epochs"] == 62 and s["overall"]["meta_async"]["train_hours"] == pytest.approx(
+        2.25
+    )
     lines = render_table2(s).splitlines()
     compute = [line for line in lines if "| Compute" in line]
-    assert compute == ["|  | Compute (epochs, hours) | 10 ep, 1.250 h | 32 ep, 2.000 h |",
-                       "|  | Compute (epochs, hours) | 8 ep, 0.500 h | 30 ep, 0.250 h |",
-                       "|  | Compute, all datasets | 18 ep, 1.750 h | 62 ep, 2.250 h |"]
+    assert compute == [
+        "|  | Compute (epochs, hours) | 10 ep, 1.250 h | 32 ep, 2.000 h |",
+        "|  | Compute (epochs, hours) | 8 ep, 0.500 h | 30 ep, 0.250 h |",
+        "|  | Compute, all datasets | 18 ep, 1.750 h | 62 ep, 2.250 h |",
+    ]
     write_report(tmp_path, records)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["table"]["B"]["meta_async"]["train_hours"]["mean"] == pytest.approx(0.25)

@@ -17,9 +17,18 @@ from taskweight.errors import DataFormatError
 H, W = 20, 40
 
 
-def _write(root: Path, name: str, *, split: str = "train", city: str = "c", objects: list | None = None,
-           label_ids: np.ndarray | None = None, instance_ids: np.ndarray | None = None, image: bool = True,
-           size: tuple[int, int] = (H, W)) -> str:
+def _write(
+    root: Path,
+    name: str,
+    *,
+    split: str = "train",
+    city: str = "c",
+    objects: list | None = None,
+    label_ids: np.ndarray | None = None,
+    instance_ids: np.ndarray | None = None,
+    image: bool = True,
+    size: tuple[int, int] = (H, W),
+) -> str:
     stem = f"{city}_000000_{name}"
     img_dir, gt_dir = root / "leftImg8bit" / split / city, root / "gtFine" / split / city
     img_dir.mkdir(parents=True, exist_ok=True)
@@ -42,15 +51,19 @@ def rect(label: str, x0: int, y0: int, x1: int, y1: int, **extra) -> dict:
 
 def test_polygons_order_deleted_groups_and_rider_rule(tmp_path: Path) -> None:
     objects = [
-        rect("road", 0, 10, 39, 19), rect("sidewalk", 0, 8, 39, 9),
+        rect("road", 0, 10, 39, 19),
+        rect("sidewalk", 0, 8, 39, 9),
         rect("car", 2, 2, 9, 7),
         rect("car", 5, 3, 12, 8),  # drawn over the first car
-        rect("truck", 30, 0, 33, 3), rect("bus", 34, 0, 37, 3),
+        rect("truck", 30, 0, 33, 3),
+        rect("bus", 34, 0, 37, 3),
         rect("person", 14, 1, 15, 6, deleted=True),  # skipped
         rect("person", 16, 1, 17, 6),
-        rect("bicycle", 19, 4, 24, 8), rect("rider", 20, 1, 22, 6),  # one cyclist: union
+        rect("bicycle", 19, 4, 24, 8),
+        rect("rider", 20, 1, 22, 6),  # one cyclist: union
         rect("bicycle", 34, 12, 38, 15),  # a parked bicycle: dropped
-        rect("cargroup", 25, 12, 29, 15), rect("persongroup", 0, 12, 3, 14),
+        rect("cargroup", 25, 12, 29, 15),
+        rect("persongroup", 0, 12, 3, 14),
         rect("bicyclegroup", 8, 12, 9, 13),  # crowd of an unmapped class: nothing
     ]
     root = tmp_path / "cs"
@@ -58,25 +71,44 @@ def test_polygons_order_deleted_groups_and_rider_rule(tmp_path: Path) -> None:
     ds = open_dataset("cityscapes", root, "all")
     item = ds[0]
     assert item["has_det"] and item["has_seg"] and item["name"] == "train/c/c_000000_000001"
-    got = sorted(zip(item["labels"].tolist(), item["boxes"].tolist()))
-    assert got == sorted([
-        (CAR, [2.0, 2.0, 10.0, 8.0]),  # visible part of the first car (x 2..4 plus rows 2 and below)
-        (CAR, [5.0, 3.0, 13.0, 9.0]),
-        (CAR, [30.0, 0.0, 34.0, 4.0]), (CAR, [34.0, 0.0, 38.0, 4.0]),
-        (PEDESTRIAN, [16.0, 1.0, 18.0, 7.0]),
-        (CYCLIST, [19.0, 1.0, 25.0, 9.0]),
-    ])
+    got = sorted(zip(item["labels"].tolist(), item["boxes"].tolist(), strict=True))
+    assert got == sorted(
+        [
+            (CAR, [2.0, 2.0, 10.0, 8.0]),  # visible part of the first car (x 2..4 plus rows 2 and below)
+            (CAR, [5.0, 3.0, 13.0, 9.0]),
+            (CAR, [30.0, 0.0, 34.0, 4.0]),
+            (CAR, [34.0, 0.0, 38.0, 4.0]),
+            (PEDESTRIAN, [16.0, 1.0, 18.0, 7.0]),
+            (CYCLIST, [19.0, 1.0, 25.0, 9.0]),
+        ]
+    )
     assert sorted(item["ignore_boxes"].tolist()) == [[0.0, 12.0, 4.0, 15.0], [25.0, 12.0, 30.0, 16.0]]
     seg = item["seg"]
     assert seg[19, 0] == 1 and seg[9, 0] == 2 and seg[0, 0] == 0 and seg[12, 0] == 0  # persongroup over road
 
 
 def test_png_source_agrees_with_polygons(tmp_path: Path) -> None:
-    objects = [rect("road", 0, 10, 39, 19), rect("car", 2, 2, 9, 7), rect("bicycle", 19, 4, 24, 8),
-               rect("rider", 20, 1, 22, 6), rect("cargroup", 25, 12, 29, 15), rect("sidewalk", 30, 16, 39, 19)]
-    ids, inst, _ = rasterise_polygons([{"label": o["label"], "class": o["label"].replace("group", ""),
-                                        "group": o["label"].endswith("group"), "deleted": False,
-                                        "polygon": [tuple(p) for p in o["polygon"]]} for o in objects], (H, W))
+    objects = [
+        rect("road", 0, 10, 39, 19),
+        rect("car", 2, 2, 9, 7),
+        rect("bicycle", 19, 4, 24, 8),
+        rect("rider", 20, 1, 22, 6),
+        rect("cargroup", 25, 12, 29, 15),
+        rect("sidewalk", 30, 16, 39, 19),
+    ]
+    ids, inst, _ = rasterise_polygons(
+        [
+            {
+                "label": o["label"],
+                "class": o["label"].replace("group", ""),
+                "group": o["label"].endswith("group"),
+                "deleted": False,
+                "polygon": [tuple(p) for p in o["polygon"]],
+            }
+            for o in objects
+        ],
+        (H, W),
+    )
     assert inst[3, 3] == 26000 and inst[2, 21] == 25000 and inst[8, 19] == 33000 and inst[13, 26] == 26
     root = tmp_path / "cs"
     _write(root, "000001", objects=objects)
@@ -104,15 +136,19 @@ def test_png_source_agrees_with_polygons(tmp_path: Path) -> None:
 
 def test_paper_and_official_splits(tmp_path: Path) -> None:
     root = tmp_path / "cs"
-    names = {s: [_write(root, f"{s}{i:05d}", split=s, objects=[rect("car", 1, 1, 5, 5)]) for i in range(n)]
-             for s, n in (("train", 12), ("val", 5), ("test", 3))}
+    names = {
+        s: [_write(root, f"{s}{i:05d}", split=s, objects=[rect("car", 1, 1, 5, 5)]) for i in range(n)]
+        for s, n in (("train", 12), ("val", 5), ("test", 3))
+    }
     every = sorted(sum(names.values(), []))
     paper = {s: open_dataset("cityscapes", root, s).names for s in ("train", "val", "test")}
     # the default pool is train + val (public gtFine/test files carry no classes): 17 → 10/3/4
     assert [len(paper[s]) for s in ("train", "val", "test")] == [10, 3, 4]
     assert sorted(sum(paper.values(), [])) == sorted(names["train"] + names["val"])
-    with_test = {s: open_dataset("cityscapes", root, s, paper_folders=["train", "val", "test"]).names
-                 for s in ("train", "val", "test")}
+    with_test = {
+        s: open_dataset("cityscapes", root, s, paper_folders=["train", "val", "test"]).names
+        for s in ("train", "val", "test")
+    }
     assert [len(with_test[s]) for s in ("train", "val", "test")] == [12, 4, 4]
     assert sorted(sum(with_test.values(), [])) == every
     assert paper == {s: open_dataset("cityscapes", root, s).names for s in paper}  # deterministic
@@ -129,10 +165,22 @@ def test_paper_and_official_splits(tmp_path: Path) -> None:
 
 def test_mapping_dict_and_yaml(tmp_path: Path) -> None:
     root = tmp_path / "cs"
-    _write(root, "000001", objects=[rect("truck", 1, 1, 5, 5), rect("bicycle", 9, 4, 14, 8),
-                                    rect("rider", 10, 1, 12, 6), rect("parking", 20, 10, 30, 15)])
-    item = open_dataset("cityscapes", root, "all", mapping={"detection": {"truck": None}, "cyclist_vehicles": [],
-                                                             "segmentation": {9: "road"}})[0]
+    _write(
+        root,
+        "000001",
+        objects=[
+            rect("truck", 1, 1, 5, 5),
+            rect("bicycle", 9, 4, 14, 8),
+            rect("rider", 10, 1, 12, 6),
+            rect("parking", 20, 10, 30, 15),
+        ],
+    )
+    item = open_dataset(
+        "cityscapes",
+        root,
+        "all",
+        mapping={"detection": {"truck": None}, "cyclist_vehicles": [], "segmentation": {9: "road"}},
+    )[0]
     assert item["labels"].tolist() == [CYCLIST] and item["boxes"].tolist() == [[10.0, 1.0, 13.0, 7.0]]
     assert item["seg"][12, 25] == 1
     yml = tmp_path / "map.yaml"
@@ -148,8 +196,11 @@ def test_mapping_dict_and_yaml(tmp_path: Path) -> None:
 def test_bad_json_unknown_label_and_skip(tmp_path: Path) -> None:
     root = tmp_path / "cs"
     _write(root, "000001", objects=[rect("car", 1, 1, 5, 5)])
-    _write(root, "000002", objects=[rect("car", 1, 1, 5, 5), rect("spaceship", 1, 1, 5, 5),
-                                    {"label": "car", "polygon": [[1, 2]]}])
+    _write(
+        root,
+        "000002",
+        objects=[rect("car", 1, 1, 5, 5), rect("spaceship", 1, 1, 5, 5), {"label": "car", "polygon": [[1, 2]]}],
+    )
     bad_json = root / "gtFine/train/c/c_000000_000003_gtFine_polygons.json"
     _write(root, "000003", objects=[])
     bad_json.write_text('{"imgHeight": 20,\n "imgWidth": 40,\n "objects": [}\n')
@@ -175,7 +226,8 @@ def test_orphans_sizes_and_corrupt_pngs(tmp_path: Path) -> None:
     _write(root, "000004", label_ids=np.zeros((H, W + 1), np.uint8))  # size mismatch
     _write(root, "000005", objects=[rect("car", 1, 1, 5, 5)])
     (root / "gtFine/train/c/c_000000_000005_gtFine_polygons.json").write_text(
-        json.dumps({"imgHeight": H + 2, "imgWidth": W, "objects": []}))
+        json.dumps({"imgHeight": H + 2, "imgWidth": W, "objects": []})
+    )
     _write(root, "000006", label_ids=np.random.default_rng(0).integers(0, 34, (H, W)))
     trunc = root / "gtFine/train/c/c_000000_000006_gtFine_labelIds.png"
     trunc.write_bytes(trunc.read_bytes()[: len(trunc.read_bytes()) // 2])
@@ -186,8 +238,14 @@ def test_orphans_sizes_and_corrupt_pngs(tmp_path: Path) -> None:
         ds = open_dataset("cityscapes", root, "all", on_error="skip")  # verify="crc": masks decoded at opening
     assert ds.names == ["train/c/c_000000_000001"]
     text = "\n".join(str(p) for p in ds.problems)
-    for fragment in ("label without its image", "image without labels", "41x20", "imgWidth x imgHeight is 40x22",
-                     "corrupt or truncated", "hold no Cityscapes label id"):
+    for fragment in (
+        "label without its image",
+        "image without labels",
+        "41x20",
+        "imgWidth x imgHeight is 40x22",
+        "corrupt or truncated",
+        "hold no Cityscapes label id",
+    ):
         assert fragment in text, fragment
     not_an_id = next(s for s in ds.skipped if s.id == "train/c/c_000000_000007")
     assert not_an_id.file == str(root / "gtFine/train/c/c_000000_000007_gtFine_labelIds.png")

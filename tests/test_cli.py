@@ -28,14 +28,20 @@ def test_methods_lists_strategies_with_their_options():
 
 
 def test_unknown_method_option_names_the_option(tmp_path: Path):
-    result = runner.invoke(app, ["train", "--out", str(tmp_path / "r"), "--method", "gradnorm",
-                                 "--method-opt", "alpa=2"], env={"COLUMNS": "200"})
+    result = runner.invoke(
+        app,
+        ["train", "--out", str(tmp_path / "r"), "--method", "gradnorm", "--method-opt", "alpa=2"],
+        env={"COLUMNS": "200"},
+    )
     assert result.exit_code == 2
     assert "alpa" in result.output and "alpha" in result.output
 
 
 def test_train_on_a_missing_root_is_a_clear_error(tmp_path: Path):
-    result = runner.invoke(app, ["train", "--out", str(tmp_path / "r"), "--data", str(tmp_path / "nowhere"),
-                                 "--preset", "tiny"], env={"COLUMNS": "200"})
+    result = runner.invoke(
+        app,
+        ["train", "--out", str(tmp_path / "r"), "--data", str(tmp_path / "nowhere"), "--preset", "tiny"],
+        env={"COLUMNS": "200"},
+    )
     assert result.exit_code == 2
     assert "nowhere" in result.output

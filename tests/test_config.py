@@ -39,7 +39,9 @@ def test_unknown_preset_lists_the_valid_ones():
 
 
 def test_overrides_and_round_trip(tmp_path):
-    cfg = load_config("tiny", overrides={"epochs": 5, "method": {"name": "static", "options": {"weights": {"det": 1, "seg": 3}}}})
+    cfg = load_config(
+        "tiny", overrides={"epochs": 5, "method": {"name": "static", "options": {"weights": {"det": 1, "seg": 3}}}}
+    )
     assert cfg.epochs == 5 and cfg.method.name == "static"
     dump_config(cfg, tmp_path / "c.yaml")
     assert load_config(path=tmp_path / "c.yaml") == cfg
@@ -52,7 +54,9 @@ def test_duplicate_yaml_keys_name_file_line_and_key(tmp_path):
         load_config("quick", path)
     assert str(err.value) == f"{path}:5: invalid YAML: duplicate key 'lr' (first given on line 4)"
     path.write_text("epochs: 3\nseed: 1\nepochs: 30\n")
-    with pytest.raises(ConfigError, match=rf"^{path}:3: invalid YAML: duplicate key 'epochs' \(first given on line 1\)$"):
+    with pytest.raises(
+        ConfigError, match=rf"^{path}:3: invalid YAML: duplicate key 'epochs' \(first given on line 1\)$"
+    ):
         load_config(None, path)
     # the same key in two different mappings is fine
     path.write_text("epochs: 2\noptim:\n  name: adam\nmethod:\n  name: static\n")

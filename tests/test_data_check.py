@@ -88,8 +88,9 @@ def test_cli_exit_codes_and_output(kitti_root: Path, tmp_path: Path) -> None:
     bad = runner.invoke(_app(), ["data", "check", "--format", "woodscape", "--root", str(root), "--split", "all"])
     assert bad.exit_code == 1
     assert "00000_RV.txt:2" in bad.output and "unknown class 'truck'" in bad.output
-    as_json = runner.invoke(_app(), ["data", "check", "--format", "woodscape", "--root", str(root), "--json",
-                                     "--option", "split_seed=3"])
+    as_json = runner.invoke(
+        _app(), ["data", "check", "--format", "woodscape", "--root", str(root), "--json", "--option", "split_seed=3"]
+    )
     assert as_json.exit_code == 1 and json.loads(as_json.output)["ok"] is False
     wrong = runner.invoke(_app(), ["data", "check", "--format", "nope", "--root", str(root)])
     assert wrong.exit_code == 2 and "unknown dataset format" in wrong.output
@@ -104,7 +105,7 @@ def test_segmentation_ids_outside_the_mapping_are_warnings_with_counts(tmp_path:
         name = f"{i:06d}"
         ids = np.full((20, 30), 7, np.uint8)
         ids.ravel()[:n37] = 37  # not a (Cityscapes) label id: becomes void
-        ids.ravel()[100:100 + n200] = 200
+        ids.ravel()[100 : 100 + n200] = 200
         ids[19, :3] = 11  # building: a label id, void by design -> no warning
         Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(root / f"training/image_2/{name}.png")
         Image.fromarray(ids).save(root / f"training/semantic/{name}.png")
@@ -112,7 +113,9 @@ def test_segmentation_ids_outside_the_mapping_are_warnings_with_counts(tmp_path:
     report = check_dataset("kitti", root)  # train/val/test plus the pass over "all"
     assert report.ok and sum(c.bad for c in report.splits.values()) == 0
     assert [(u.id, u.pixels, u.images) for u in report.unmapped.values()] in (
-        [(37, 21, 3), (200, 2, 1)], [(200, 2, 1), (37, 21, 3)])
+        [(37, 21, 3), (200, 2, 1)],
+        [(200, 2, 1), (37, 21, 3)],
+    )
     assert report.warnings[0].startswith("segmentation id 37: 21 px in 3 image(s), not in the class mapping")
     assert "id 200: 2 px in 1 image(s)" in report.warnings[1] and "000002.png" in report.warnings[1]
     assert "2 warning(s):" in report.to_text() and "id 37: 21 px in 3 image(s)" in report.to_text()
@@ -125,8 +128,9 @@ def test_segmentation_ids_outside_the_mapping_are_warnings_with_counts(tmp_path:
     out = runner.invoke(_app(), ["data", "check", "--format", "kitti", "--root", str(root)])
     assert out.exit_code == 0, out.output  # warnings do not fail the check
     assert "warning: segmentation id 37: 21 px in 3 image(s)" in out.output
-    as_json = json.loads(runner.invoke(_app(), ["data", "check", "--format", "kitti", "--root", str(root),
-                                                "--json"]).output)
+    as_json = json.loads(
+        runner.invoke(_app(), ["data", "check", "--format", "kitti", "--root", str(root), "--json"]).output
+    )
     assert as_json["ok"] and as_json["warnings"][0]["id"] == 37
 
 
@@ -142,10 +146,12 @@ def test_colours_outside_the_mapping_are_warnings(tmp_path: Path) -> None:
     report = check_dataset("kitti", root, "all")
     assert report.ok and report.warnings == [
         f"segmentation colour 70,70,70: 4 px in 1 image(s), not in the class mapping (void), e.g. "
-        f"{root / 'training/semantic/000000.png'}"]
+        f"{root / 'training/semantic/000000.png'}"
+    ]
 
 
 def test_bad_option_value_is_a_clear_error(tmp_path: Path) -> None:
-    out = CliRunner().invoke(_app(), ["data", "check", "--format", "kitti", "--root", str(tmp_path),
-                                      "--option", "split_seed=[1"])
+    out = CliRunner().invoke(
+        _app(), ["data", "check", "--format", "kitti", "--root", str(tmp_path), "--option", "split_seed=[1"]
+    )
     assert out.exit_code == 2 and "split_seed" in out.output and "Traceback" not in out.output

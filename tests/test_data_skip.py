@@ -62,9 +62,16 @@ def _kitti(root: Path) -> tuple[Path, dict[str, Path]]:
     wide = np.full((H, W), 7, np.uint16)
     wide[3, 4] = 1000
     Image.fromarray(wide).save(sem / "wide.png")  # 16-bit mask with an id past 255
-    blame = {"line": lab / "line.txt", "cls": lab / "cls.txt", "box": lab / "box.txt", "orphan": lab / "orphan.txt",
-             "nolabel": img / "nolabel.png", "size": sem / "size.png", "trunc": sem / "trunc.png",
-             "wide": sem / "wide.png"}
+    blame = {
+        "line": lab / "line.txt",
+        "cls": lab / "cls.txt",
+        "box": lab / "box.txt",
+        "orphan": lab / "orphan.txt",
+        "nolabel": img / "nolabel.png",
+        "size": sem / "size.png",
+        "trunc": sem / "trunc.png",
+        "wide": sem / "wide.png",
+    }
     return root, blame
 
 
@@ -87,19 +94,25 @@ def _cityscapes(root: Path) -> tuple[Path, dict[str, Path]]:
     Image.fromarray(inst).save(gt / f"{stem('badinst')}_gtFine_instanceIds.png")
     car = {"label": "car", "polygon": [[1, 1], [6, 1], [6, 6], [1, 6]]}
     (gt / f"{stem('poly')}_gtFine_polygons.json").write_text(
-        json.dumps({"imgHeight": H, "imgWidth": W, "objects": [car]}, indent=1))
+        json.dumps({"imgHeight": H, "imgWidth": W, "objects": [car]}, indent=1)
+    )
     (gt / f"{stem('badpoly')}_gtFine_polygons.json").write_text(
-        json.dumps({"imgHeight": H, "imgWidth": W, "objects": [car, {**car, "label": "spaceship"}]}, indent=1))
+        json.dumps({"imgHeight": H, "imgWidth": W, "objects": [car, {**car, "label": "spaceship"}]}, indent=1)
+    )
     Image.fromarray(np.zeros((H, W + 1), np.uint8)).save(gt / f"{stem('size')}_gtFine_labelIds.png")
     _truncate(gt / f"{stem('trunc')}_gtFine_labelIds.png")
     Image.fromarray(np.full((H, W), 40, np.uint8)).save(gt / f"{stem('notid')}_gtFine_labelIds.png")
     Image.fromarray(np.full((H, W), 300, np.uint16)).save(gt / f"{stem('wide')}_gtFine_labelIds.png")
-    blame = {"orphan": gt / f"{stem('orphan')}_gtFine_labelIds.png",
-             "nolabel": img / f"{stem('nolabel')}_leftImg8bit.png",
-             "size": gt / f"{stem('size')}_gtFine_labelIds.png", "trunc": gt / f"{stem('trunc')}_gtFine_labelIds.png",
-             "notid": gt / f"{stem('notid')}_gtFine_labelIds.png", "wide": gt / f"{stem('wide')}_gtFine_labelIds.png",
-             "badinst": gt / f"{stem('badinst')}_gtFine_instanceIds.png",
-             "badpoly": gt / f"{stem('badpoly')}_gtFine_polygons.json"}
+    blame = {
+        "orphan": gt / f"{stem('orphan')}_gtFine_labelIds.png",
+        "nolabel": img / f"{stem('nolabel')}_leftImg8bit.png",
+        "size": gt / f"{stem('size')}_gtFine_labelIds.png",
+        "trunc": gt / f"{stem('trunc')}_gtFine_labelIds.png",
+        "notid": gt / f"{stem('notid')}_gtFine_labelIds.png",
+        "wide": gt / f"{stem('wide')}_gtFine_labelIds.png",
+        "badinst": gt / f"{stem('badinst')}_gtFine_instanceIds.png",
+        "badpoly": gt / f"{stem('badpoly')}_gtFine_polygons.json",
+    }
     return root, {f"train/c/{stem(k)}": v for k, v in blame.items()}
 
 
@@ -107,9 +120,20 @@ def _woodscape(root: Path) -> tuple[Path, dict[str, Path]]:
     img, box, sem = root / "rgb_images", root / "box_2d_annotations", root / "semantic_annotations/gtLabels"
     for d in (img, box, sem):
         d.mkdir(parents=True)
-    names = {"00000_FV": "good", "00000_RV": "good2", "00000_MVL": "idname", "00000_MVR": "line",
-             "00001_FV": "cls", "00001_RV": "box", "00001_MVL": "orphan", "00001_MVR": "nolabel",
-             "00002_FV": "size", "00002_RV": "trunc", "00002_MVL": "index", "00002_XX": "camera"}
+    names = {
+        "00000_FV": "good",
+        "00000_RV": "good2",
+        "00000_MVL": "idname",
+        "00000_MVR": "line",
+        "00001_FV": "cls",
+        "00001_RV": "box",
+        "00001_MVL": "orphan",
+        "00001_MVR": "nolabel",
+        "00002_FV": "size",
+        "00002_RV": "trunc",
+        "00002_MVL": "index",
+        "00002_XX": "camera",
+    }
     ok = np.ones((H, W), np.uint8)
     for i, (n, kind) in enumerate(names.items()):
         if kind != "orphan":
@@ -126,10 +150,18 @@ def _woodscape(root: Path) -> tuple[Path, dict[str, Path]]:
     index = ok.copy()
     index[5, 6] = 12  # not a gtLabels index of the mapping
     Image.fromarray(index).save(sem / "00002_MVL.png")
-    blame = {"00000_MVL": box / "00000_MVL.txt", "00000_MVR": box / "00000_MVR.txt", "00001_FV": box / "00001_FV.txt",
-             "00001_RV": box / "00001_RV.txt", "00001_MVL": box / "00001_MVL.txt", "00001_MVR": img / "00001_MVR.png",
-             "00002_FV": sem / "00002_FV.png", "00002_RV": sem / "00002_RV.png", "00002_MVL": sem / "00002_MVL.png",
-             "00002_XX": img / "00002_XX.png"}
+    blame = {
+        "00000_MVL": box / "00000_MVL.txt",
+        "00000_MVR": box / "00000_MVR.txt",
+        "00001_FV": box / "00001_FV.txt",
+        "00001_RV": box / "00001_RV.txt",
+        "00001_MVL": box / "00001_MVL.txt",
+        "00001_MVR": img / "00001_MVR.png",
+        "00002_FV": sem / "00002_FV.png",
+        "00002_RV": sem / "00002_RV.png",
+        "00002_MVL": sem / "00002_MVL.png",
+        "00002_XX": img / "00002_XX.png",
+    }
     return root, blame
 
 
@@ -161,9 +193,11 @@ def test_check_bad_count_equals_what_skip_drops(format: str, tmp_path: Path) -> 
 
 
 def test_malformed_masks_are_found_at_opening(tmp_path: Path) -> None:
-    cases = [("kitti", tmp_path / "kitti", "wide", r"label ids must be in 0\.\.255, found 7\.\.1000"),
-             ("cityscapes", tmp_path / "cityscapes", "train/c/c_000000_wide", r"hold no Cityscapes label id"),
-             ("woodscape", tmp_path / "woodscape", "00002_MVL", r"unknown class index.*\(x=6, y=5\) = 12")]
+    cases = [
+        ("kitti", tmp_path / "kitti", "wide", r"label ids must be in 0\.\.255, found 7\.\.1000"),
+        ("cityscapes", tmp_path / "cityscapes", "train/c/c_000000_wide", r"hold no Cityscapes label id"),
+        ("woodscape", tmp_path / "woodscape", "00002_MVL", r"unknown class index.*\(x=6, y=5\) = 12"),
+    ]
     for format, root, bad, message in cases:
         _root, blame = LAYOUTS[format](root)
         for name in list(blame):  # keep the good samples and the malformed mask only
@@ -189,16 +223,21 @@ def test_skipped_report_counts_every_split_once(tmp_path: Path) -> None:
     assert report["count"] == len(blame) and len(report["samples"]) == len(blame)
     assert all(set(s) == KEYS for s in report["samples"])
     line = next(s for s in report["samples"] if s["id"] == "00000_MVR")
-    assert line == {"split": "all", "id": "00000_MVR", "file": str(blame["00000_MVR"]), "line": 1,
-                    "problem": line["problem"]} and "expected 6 comma-separated" in line["problem"]
+    assert (
+        line
+        == {"split": "all", "id": "00000_MVR", "file": str(blame["00000_MVR"]), "line": 1, "problem": line["problem"]}
+        and "expected 6 comma-separated" in line["problem"]
+    )
     json.dumps(report)  # plain JSON
 
     class Legacy:  # a dataset of another registered format: (name, message) pairs
         split = "val"
         skipped = [("x1", "broken")]
 
-    assert skipped_report([Legacy()]) == {"count": 1, "samples": [
-        {"split": "val", "id": "x1", "file": None, "line": None, "problem": "broken"}]}
+    assert skipped_report([Legacy()]) == {
+        "count": 1,
+        "samples": [{"split": "val", "id": "x1", "file": None, "line": None, "problem": "broken"}],
+    }
     assert skipped_report([]) == {"count": 0, "samples": []}
 
 
@@ -218,15 +257,21 @@ def test_metrics_json_lists_skipped_samples_of_every_split(tmp_path: Path, tiny_
     label = root / "training/label_2" / f"{val_name}.txt"
     label.write_text(label.read_text() + "Car 0.0 0 oops\n")
     lines = len(label.read_text().splitlines())
-    config = tiny_config.model_copy(update={"epochs": 1, "data": tiny_config.data.model_copy(
-        update={"root": root, "on_error": "skip"})})
+    config = tiny_config.model_copy(
+        update={"epochs": 1, "data": tiny_config.data.model_copy(update={"root": root, "on_error": "skip"})}
+    )
     result = Trainer(config, tmp_path / "run", show_progress=False).fit()
     skipped = result.metrics["skipped_samples"]
     assert skipped["count"] == 2
     by_split = {s["split"]: s for s in skipped["samples"]}
     assert by_split["train"]["id"] == train_name and by_split["train"]["file"] == str(mask)
     assert by_split["train"]["line"] is None and "0..255" in by_split["train"]["problem"]
-    assert by_split["val"] == {"split": "val", "id": val_name, "file": str(label), "line": lines,
-                               "problem": by_split["val"]["problem"]}
+    assert by_split["val"] == {
+        "split": "val",
+        "id": val_name,
+        "file": str(label),
+        "line": lines,
+        "problem": by_split["val"]["problem"],
+    }
     on_disk = json.loads((tmp_path / "run/metrics.json").read_text())["skipped_samples"]
     assert on_disk == skipped

@@ -180,9 +180,14 @@ def _loss_with_grad(raw_one: torch.Tensor, *, gts=GTS, labels=GT_LABELS, dontcar
     raw = raw_one[None].clone().requires_grad_(True)
     ign = [torch.tensor([dontcare], dtype=torch.float64)] if dontcare is not None else None
     details: dict = {}
-    loss = _head().loss(raw, [torch.tensor(gts, dtype=torch.float64).reshape(-1, 4)],
-                        [torch.tensor(labels, dtype=torch.long)], ign,
-                        weights=weights or DetectionLossWeights(), details=details)
+    loss = _head().loss(
+        raw,
+        [torch.tensor(gts, dtype=torch.float64).reshape(-1, 4)],
+        [torch.tensor(labels, dtype=torch.long)],
+        ign,
+        weights=weights or DetectionLossWeights(),
+        details=details,
+    )
     loss.backward()
     return loss, details, raw.grad[0]
 
@@ -196,7 +201,15 @@ def test_assignment_cells_anchors_and_winners():
     status = {}
     for a, i, j in _cells():
         gobj = grad[a, i, j, 4].item()
-        status[(a, i, j)] = "pos" if gobj == pytest.approx(-0.5) else "ign" if gobj == 0 else "neg" if gobj == pytest.approx(0.5) else gobj
+        status[(a, i, j)] = (
+            "pos"
+            if gobj == pytest.approx(-0.5)
+            else "ign"
+            if gobj == 0
+            else "neg"
+            if gobj == pytest.approx(0.5)
+            else gobj
+        )
     assert {c for c, s in status.items() if s == "pos"} == set(POSITIVES)
     assert {c for c, s in status.items() if s == "ign"} == UNPENALISED
     assert all(s in ("pos", "neg", "ign") for s in status.values()), status
@@ -233,7 +246,9 @@ def test_centre_on_the_far_image_edge_is_clamped_into_the_last_cell():
 # ------------------------------------------------------------------------ loss terms
 
 
-@pytest.mark.parametrize("weights", [DetectionLossWeights(), DetectionLossWeights(box=2.5, cls=0.7, obj=1.3, noobj=0.4)])
+@pytest.mark.parametrize(
+    "weights", [DetectionLossWeights(), DetectionLossWeights(box=2.5, cls=0.7, obj=1.3, noobj=0.4)]
+)
 def test_each_loss_term_equals_the_hand_formula(weights):
     raw = _scenario_raw()
     loss, details, _ = _loss_with_grad(raw, weights=weights)
@@ -273,9 +288,11 @@ def test_regression_targets_give_zero_box_loss():
     #   A0 at (1, 1): t = (logit .5, logit .5, ln(18/8), ln(4/8)); A1: (0, 0, ln(18/24), ln(4/4))
     gts = [[3.0, 1.0, 11.0, 9.0], [3.0, 10.0, 21.0, 14.0]]
     raw = torch.zeros(len(ANCHORS), GH, GW, 5 + K, dtype=torch.float64)
-    expected = {(0, 0, 0): [logit(0.875), logit(0.625), 0.0, 0.0],
-                (0, 1, 1): [0.0, 0.0, math.log(18 / 8), math.log(0.5)],
-                (1, 1, 1): [0.0, 0.0, math.log(18 / 24), 0.0]}
+    expected = {
+        (0, 0, 0): [logit(0.875), logit(0.625), 0.0, 0.0],
+        (0, 1, 1): [0.0, 0.0, math.log(18 / 8), math.log(0.5)],
+        (1, 1, 1): [0.0, 0.0, math.log(18 / 24), 0.0],
+    }
     for (a, i, j), t in expected.items():
         assert t == pytest.approx(_t_for(gts[0 if (i, j) == (0, 0) else 1], a, i, j))  # the inverse formula agrees
         raw[a, i, j, :4] = torch.tensor(t, dtype=torch.float64)
@@ -337,8 +354,10 @@ def test_decode_and_nms_round_trip():
     p2 = ([2.0, 0.0, 10.0, 10.0], sig(1) * sig(3), CAR)
     (loose,) = head.decode(raw[None], (H, W), score_threshold=0.01, nms_iou=0.9)
     assert len(loose.labels) == 5
-    assert any(torch.allclose(b, torch.tensor(p2[0]), atol=1e-4) and s.item() == pytest.approx(p2[1], rel=1e-5)
-               for b, s in zip(loose.boxes, loose.scores))
+    assert any(
+        torch.allclose(b, torch.tensor(p2[0]), atol=1e-4) and s.item() == pytest.approx(p2[1], rel=1e-5)
+        for b, s in zip(loose.boxes, loose.scores, strict=True)
+    )
     (tight,) = head.decode(raw[None], (H, W), score_threshold=0.01, nms_iou=0.8)
     assert len(tight.labels) == 4  # 0.833 > 0.8: suppressed
 

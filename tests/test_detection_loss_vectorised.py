@@ -57,8 +57,10 @@ def reference_loss(
         if ign is not None and ign.numel():
             centres = (flat_pred[:, :2] + flat_pred[:, 2:]) / 2
             inside = (
-                (centres[:, None, 0] >= ign[None, :, 0]) & (centres[:, None, 0] <= ign[None, :, 2])
-                & (centres[:, None, 1] >= ign[None, :, 1]) & (centres[:, None, 1] <= ign[None, :, 3])
+                (centres[:, None, 0] >= ign[None, :, 0])
+                & (centres[:, None, 0] <= ign[None, :, 2])
+                & (centres[:, None, 1] >= ign[None, :, 1])
+                & (centres[:, None, 1] <= ign[None, :, 3])
             ).any(dim=1)
             obj_weight[i].view(-1)[inside] = 0.0
             if stats is not None:

@@ -11,7 +11,10 @@ from PIL import Image
 
 from taskweight.classes import CAR, CYCLIST, IGNORE_INDEX, PEDESTRIAN
 from taskweight.data import (
-    DEFAULT_MAPPING, collate_batch, open_dataset, register_format,
+    DEFAULT_MAPPING,
+    collate_batch,
+    open_dataset,
+    register_format,
 )
 from taskweight.data import transforms as T
 from taskweight.errors import DataFormatError
@@ -54,7 +57,7 @@ def test_round_trip_equals_the_rendered_scenes(synth_root: Path) -> None:
         assert item["name"] == f"{i:06d}"
         assert item["has_det"] is True and item["has_seg"] is True
         assert item["image"].dtype == torch.float32 and item["image"].shape == (3, 125, 414)
-        assert 0.0 <= float(item["image"].min()) and float(item["image"].max()) <= 1.0
+        assert float(item["image"].min()) >= 0.0 and float(item["image"].max()) <= 1.0
         expected_img = torch.from_numpy(scene.image).permute(2, 0, 1).float() / 255
         assert torch.equal(item["image"], expected_img)
         objects = [o for o in scene.objects if o.type != "DontCare"]
@@ -62,8 +65,9 @@ def test_round_trip_equals_the_rendered_scenes(synth_root: Path) -> None:
         assert item["boxes"].dtype == torch.float32 and item["labels"].dtype == torch.int64
         np.testing.assert_allclose(item["boxes"].numpy(), np.array([o.box for o in objects]).reshape(-1, 4), atol=0.01)
         assert item["labels"].tolist() == [LABELS[o.type] for o in objects]
-        np.testing.assert_allclose(item["ignore_boxes"].numpy(), np.array([o.box for o in dontcare]).reshape(-1, 4),
-                                   atol=0.01)
+        np.testing.assert_allclose(
+            item["ignore_boxes"].numpy(), np.array([o.box for o in dontcare]).reshape(-1, 4), atol=0.01
+        )
         assert item["seg"].dtype == torch.int64 and item["seg"].shape == (125, 414)
         np.testing.assert_array_equal(item["seg"].numpy(), _mapped(scene.semantic_ids))
         n_boxes += len(objects)
@@ -85,7 +89,9 @@ def test_single_label_images(mixed_root: Path) -> None:
         else:
             assert int((item["seg"] == IGNORE_INDEX).sum()) == 0
         if not det:
-            assert item["boxes"].shape == (0, 4) and item["labels"].shape == (0,) and item["ignore_boxes"].shape == (0, 4)
+            assert (
+                item["boxes"].shape == (0, 4) and item["labels"].shape == (0,) and item["ignore_boxes"].shape == (0, 4)
+            )
     batch = collate_batch([ds[i] for i in range(len(ds))])
     assert batch["has_det"].dtype == torch.bool and batch["has_det"].tolist() == [k[0] for k in kinds]
     assert batch["has_seg"].tolist() == [k[1] for k in kinds]
@@ -137,8 +143,13 @@ def test_augment_flips_everything_consistently_and_is_seeded(synth_root: Path) -
             if flipped:
                 assert torch.equal(b["image"], a["image"].flip(-1))
                 assert torch.equal(b["seg"], a["seg"].flip(-1))
-                expected = torch.stack([width - a["boxes"][:, 2], a["boxes"][:, 1], width - a["boxes"][:, 0],
-                                        a["boxes"][:, 3]], 1) if len(a["boxes"]) else a["boxes"]
+                expected = (
+                    torch.stack(
+                        [width - a["boxes"][:, 2], a["boxes"][:, 1], width - a["boxes"][:, 0], a["boxes"][:, 3]], 1
+                    )
+                    if len(a["boxes"])
+                    else a["boxes"]
+                )
                 torch.testing.assert_close(b["boxes"], expected)
             else:
                 assert torch.equal(b["seg"], a["seg"]) and torch.equal(b["boxes"], a["boxes"])
@@ -177,8 +188,13 @@ def test_split_naming_a_missing_image(synth_root: Path, tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="skipped 1 bad sample"):
         ds = open_dataset("kitti", root, "custom", on_error="skip")
     assert len(ds) == 2 and ds.skipped[0].id == "000042" and ds.skipped[0].split == "custom"
-    assert ds.skipped[0].to_dict() == {"split": "custom", "id": "000042", "file": str(root / "splits/custom.txt"),
-                                       "line": 4, "problem": "image training/image_2/000042.png not found"}
+    assert ds.skipped[0].to_dict() == {
+        "split": "custom",
+        "id": "000042",
+        "file": str(root / "splits/custom.txt"),
+        "line": 4,
+        "problem": "image training/image_2/000042.png not found",
+    }
     (root / "splits/dup.txt").write_text("000000\n000000\n")
     with pytest.raises(DataFormatError) as info:
         open_dataset("kitti", root, "dup")
@@ -196,8 +212,9 @@ def _copy_layout(src: Path, dst: Path) -> Path:
     return root
 
 
-def _tiny_layout(root: Path, labels: dict[str, str], semantic: dict[str, np.ndarray] | None = None,
-                 size: tuple[int, int] = (20, 30)) -> Path:
+def _tiny_layout(
+    root: Path, labels: dict[str, str], semantic: dict[str, np.ndarray] | None = None, size: tuple[int, int] = (20, 30)
+) -> Path:
     for sub in ("training/image_2", "training/label_2", "training/semantic", "splits"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -215,8 +232,9 @@ LINE = "{t} 0.00 0 0.10 1.00 2.00 11.00 12.00 1.50 1.60 4.00 1.00 1.60 10.00 0.2
 
 
 def test_class_mapping(tmp_path: Path) -> None:
-    text = "".join(LINE.format(t=t) for t in ("Car", "Van", "Pedestrian", "Person_sitting", "Cyclist",
-                                             "Truck", "Tram", "Misc"))
+    text = "".join(
+        LINE.format(t=t) for t in ("Car", "Van", "Pedestrian", "Person_sitting", "Cyclist", "Truck", "Tram", "Misc")
+    )
     text += "DontCare -1 -1 -10 3.00 4.00 9.00 8.00 -1 -1 -1 -1000 -1000 -1000 -10\n"
     ids = np.array([[7, 8, 11, 26, 0, 255] * 5] * 20, np.uint8)
     root = _tiny_layout(tmp_path / "m", {"000000": text}, {"000000": ids})
@@ -225,8 +243,9 @@ def test_class_mapping(tmp_path: Path) -> None:
     assert item["boxes"].shape == (5, 4)
     torch.testing.assert_close(item["ignore_boxes"], torch.tensor([[3.0, 4.0, 9.0, 8.0]]))
     assert item["seg"][0, :6].tolist() == [1, 2, 0, 0, 0, 0]
-    custom = open_dataset("kitti", root, "train", mapping={"detection": {"Truck": "car", "Van": None},
-                                                           "segmentation": {11: "ignore"}})[0]
+    custom = open_dataset(
+        "kitti", root, "train", mapping={"detection": {"Truck": "car", "Van": None}, "segmentation": {11: "ignore"}}
+    )[0]
     assert custom["labels"].tolist() == [CAR, PEDESTRIAN, PEDESTRIAN, CYCLIST, CAR]
     assert custom["seg"][0, :6].tolist() == [1, 2, 255, 0, 0, 0]
     assert DEFAULT_MAPPING["detection"]["Van"] == "car"  # the default is not modified by overrides
@@ -250,8 +269,11 @@ def test_malformed_label_names_file_and_line(tmp_path: Path) -> None:
 
 
 def test_semantic_size_mismatch_and_mode(tmp_path: Path) -> None:
-    root = _tiny_layout(tmp_path / "s", {"000000": LINE.format(t="Car"), "000001": LINE.format(t="Car")},
-                        {"000000": np.zeros((20, 31), np.uint8), "000001": np.zeros((20, 30), np.uint8)})
+    root = _tiny_layout(
+        tmp_path / "s",
+        {"000000": LINE.format(t="Car"), "000001": LINE.format(t="Car")},
+        {"000000": np.zeros((20, 31), np.uint8), "000001": np.zeros((20, 30), np.uint8)},
+    )
     with pytest.raises(DataFormatError) as info:
         open_dataset("kitti", root, "train")
     assert info.value.path == root / "training/semantic/000000.png" and "31x20" in str(info.value)
@@ -318,7 +340,7 @@ def test_collate_and_dataloader(synth_root: Path) -> None:
     assert len(batch["boxes"]) == len(batch["labels"]) == len(batch["ignore_boxes"]) == 4
     assert batch["has_det"].shape == (4,) and batch["has_seg"].dtype == torch.bool
     assert batch["names"] == ["000000", "000001", "000002", "000003"]
-    assert all(b.shape[0] == lab.shape[0] for b, lab in zip(batch["boxes"], batch["labels"]))
+    assert all(b.shape[0] == lab.shape[0] for b, lab in zip(batch["boxes"], batch["labels"], strict=True))
     assert batch["labelled_tasks"] == ("det", "seg")
     items = [{**ds[i], "has_det": i == 1, "has_seg": False} for i in range(3)]
     assert collate_batch(items)["labelled_tasks"] == ("det",)

@@ -7,7 +7,11 @@ from pathlib import Path
 import pytest
 
 from taskweight.data.kitti_labels import (
-    KittiObject, format_label_line, parse_label_file, parse_label_line, parse_label_text,
+    KittiObject,
+    format_label_line,
+    parse_label_file,
+    parse_label_line,
+    parse_label_text,
 )
 from taskweight.errors import DataFormatError
 
@@ -74,11 +78,14 @@ def _error(text: str, path: str = "data/label_2/000042.txt", line_no: int = 7) -
     return err
 
 
-@pytest.mark.parametrize("text, fragment", [
-    (" ".join(CAR.split()[:14]), "got 14"),
-    (CAR + " 0.5 0.6", "got 17"),
-    ("Car", "got 1"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        (" ".join(CAR.split()[:14]), "got 14"),
+        (CAR + " 0.5 0.6", "got 17"),
+        ("Car", "got 1"),
+    ],
+)
 def test_wrong_column_count(text: str, fragment: str) -> None:
     assert fragment in _error(text).reason
 

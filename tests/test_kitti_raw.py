@@ -80,7 +80,9 @@ def test_mapping_is_yaml_data(tmp_path: Path) -> None:
     assert default_mapping("woodscape")["segmentation"][2] == "road"
     assert default_mapping("cityscapes")["detection"]["bus"] == "car"
     root = _raw(tmp_path / "m", ["a"], [])
-    (root / "training/label_2/a.txt").write_text(LINE.format(t="Cyclist", x1=1, x2=9) + LINE.format(t="Tram", x1=1, x2=9))
+    (root / "training/label_2/a.txt").write_text(
+        LINE.format(t="Cyclist", x1=1, x2=9) + LINE.format(t="Tram", x1=1, x2=9)
+    )
     yml = tmp_path / "map.yaml"
     yml.write_text("detection:\n  Tram: car\n  Cyclist: null\n")
     assert open_dataset("kitti", root, "all", mapping=yml)[0]["labels"].tolist() == [CAR]
@@ -94,8 +96,11 @@ def test_mapping_is_yaml_data(tmp_path: Path) -> None:
 def test_bad_input_every_problem_listed(tmp_path: Path) -> None:
     root = _raw(tmp_path / "b", ["a", "b", "c"], [])
     (root / "training/label_2/a.txt").write_text(
-        LINE.format(t="Car", x1=1, x2=9) + LINE.format(t="Car", x1=1, x2=40) + "Car 1 2\n"
-        + LINE.format(t="Tractor", x1=1, x2=9))
+        LINE.format(t="Car", x1=1, x2=9)
+        + LINE.format(t="Car", x1=1, x2=40)
+        + "Car 1 2\n"
+        + LINE.format(t="Tractor", x1=1, x2=9)
+    )
     (root / "training/label_2/orphan.txt").write_text(LINE.format(t="Car", x1=1, x2=9))
     (root / "training/label_2/c.txt").unlink()  # image without labels
     with pytest.raises(DataFormatError) as info:

@@ -52,10 +52,17 @@ def test_miou_hand_computed_and_label_masks():
     ev = MultiTaskEvaluator()
     # target: void void road sidewalk ; prediction: void road road road
     batch = _batch([[0, 0, 1, 2]], [[1, 1, 3, 3]], [0], has_det=False)
-    ev.update([Detections(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long))], torch.tensor([[[0, 1, 1, 1]]]), batch)
+    ev.update(
+        [Detections(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long))],
+        torch.tensor([[[0, 1, 1, 1]]]),
+        batch,
+    )
     # this image is not labelled for segmentation: its all-void target must not count
-    ev.update([Detections(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long))], torch.tensor([[[1, 1, 1, 1]]]),
-              _batch([[0, 0, 0, 0]], [[1, 1, 3, 3]], [0], has_seg=False))
+    ev.update(
+        [Detections(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long))],
+        torch.tensor([[[1, 1, 1, 1]]]),
+        _batch([[0, 0, 0, 0]], [[1, 1, 3, 3]], [0], has_seg=False),
+    )
     m = ev.compute()
     # IoU void = 1/2, road = 1/3, sidewalk = 0/1 (labelled once, never predicted)
     assert m["IoU_void"] == pytest.approx(0.5)

@@ -25,13 +25,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from taskweight.classes import DET_CLASSES, IGNORE_INDEX
 from taskweight.metrics import MultiTaskEvaluator
 from taskweight.models import Detections
-
-from pycocotools.coco import COCO  # noqa: E402  (the test extra; a missing reference must fail, not skip)
-from pycocotools.cocoeval import COCOeval  # noqa: E402
 
 CAR, PED, CYC = 0, 1, 2
 COCO_IOUS = np.linspace(0.5, 0.95, 10)
@@ -68,8 +67,12 @@ def _evaluate(images: list[Img], batch_size: int = 2) -> dict[str, float]:
             "ignore_boxes": [_t(im.dontcare) for im in chunk],
             "seg": torch.zeros(len(chunk), 2, 2, dtype=torch.long),
         }
-        dets = [Detections(_t(im.dets), torch.tensor(im.scores, dtype=torch.float32),
-                           torch.tensor(im.labels, dtype=torch.long)) for im in chunk]
+        dets = [
+            Detections(
+                _t(im.dets), torch.tensor(im.scores, dtype=torch.float32), torch.tensor(im.labels, dtype=torch.long)
+            )
+            for im in chunk
+        ]
         ev.update(dets, torch.zeros(len(chunk), 2, 2, dtype=torch.long), batch)
     return ev.compute()
 
@@ -85,17 +88,29 @@ def _coco_reference(images: list[Img]) -> tuple[dict[int, float], dict[int, floa
     for image_id, im in enumerate((im for im in images if im.has_det), start=1):
         img_ids.append(image_id)
         crowd = [(b, k, 1) for b in im.dontcare for k in range(len(DET_CLASSES))]
-        for b, k, is_crowd in [(b, k, 0) for b, k in zip(im.gt, im.gt_labels)] + crowd:
+        for b, k, is_crowd in [(b, k, 0) for b, k in zip(im.gt, im.gt_labels, strict=True)] + crowd:
             w, h = b[2] - b[0], b[3] - b[1]
-            gt_anns.append({"id": len(gt_anns) + 1, "image_id": image_id, "category_id": k + 1,
-                            "bbox": [b[0], b[1], w, h], "area": w * h, "iscrowd": is_crowd})
-        for b, s, k in zip(im.dets, im.scores, im.labels):
-            dt_anns.append({"image_id": image_id, "category_id": k + 1, "score": s,
-                            "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]]})
+            gt_anns.append(
+                {
+                    "id": len(gt_anns) + 1,
+                    "image_id": image_id,
+                    "category_id": k + 1,
+                    "bbox": [b[0], b[1], w, h],
+                    "area": w * h,
+                    "iscrowd": is_crowd,
+                }
+            )
+        for b, s, k in zip(im.dets, im.scores, im.labels, strict=True):
+            dt_anns.append(
+                {"image_id": image_id, "category_id": k + 1, "score": s, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]]}
+            )
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
-        coco_gt.dataset = {"images": [{"id": i} for i in img_ids], "annotations": gt_anns,
-                           "categories": [{"id": k + 1, "name": n} for k, n in enumerate(DET_CLASSES)]}
+        coco_gt.dataset = {
+            "images": [{"id": i} for i in img_ids],
+            "annotations": gt_anns,
+            "categories": [{"id": k + 1, "name": n} for k, n in enumerate(DET_CLASSES)],
+        }
         coco_gt.createIndex()
         coco_dt = coco_gt.loadRes(dt_anns)
         ev = COCOeval(coco_gt, coco_dt, "bbox")
@@ -112,8 +127,9 @@ def _coco_reference(images: list[Img]) -> tuple[dict[int, float], dict[int, floa
     return ap50, ap_coco
 
 
-def _check(images: list[Img], *, ap50: dict[int, float], ap_coco: dict[int, float] | None = None,
-           batch_size: int = 2) -> dict[str, float]:
+def _check(
+    images: list[Img], *, ap50: dict[int, float], ap_coco: dict[int, float] | None = None, batch_size: int = 2
+) -> dict[str, float]:
     """The evaluator and pycocotools both give the hand-computed per-class APs and their means."""
     m = _evaluate(images, batch_size)
     ref50, ref_coco = _coco_reference(images)
@@ -160,8 +176,11 @@ def _cut(h: float) -> list[float]:
     ],
 )
 def test_iou_just_above_and_below_each_threshold(height, ap50, ap_coco):
-    _check([Img(gt=[GT], gt_labels=[CAR], dets=[_cut(height)], scores=[0.9], labels=[CAR])],
-           ap50={CAR: ap50}, ap_coco={CAR: ap_coco})
+    _check(
+        [Img(gt=[GT], gt_labels=[CAR], dets=[_cut(height)], scores=[0.9], labels=[CAR])],
+        ap50={CAR: ap50},
+        ap_coco={CAR: ap_coco},
+    )
 
 
 def test_wrong_class_is_not_a_match():
@@ -176,8 +195,11 @@ def test_wrong_class_is_not_a_match():
 def test_duplicate_after_the_true_positive_does_not_lower_ap():
     # two perfect boxes on one GT: TP (0.9), FP (0.8); precision 1, 1/2 at recall 1, 1
     # → interpolated precision at every recall threshold = max precision at recall ≥ r = 1
-    _check([Img(gt=[GT], gt_labels=[CAR], dets=[GT, GT], scores=[0.9, 0.8], labels=[CAR, CAR])],
-           ap50={CAR: 1.0}, ap_coco={CAR: 1.0})
+    _check(
+        [Img(gt=[GT], gt_labels=[CAR], dets=[GT, GT], scores=[0.9, 0.8], labels=[CAR, CAR])],
+        ap50={CAR: 1.0},
+        ap_coco={CAR: 1.0},
+    )
 
 
 def test_matching_is_greedy_by_score_not_by_iou():
@@ -187,16 +209,22 @@ def test_matching_is_greedy_by_score_not_by_iou():
     #    recall 0, 1 → interpolated 1/2 everywhere → AP 1/2
     #  t = .90 .95: neither → 0
     # COCO = (3·1 + 5·0.5 + 2·0) / 10 = 0.55
-    _check([Img(gt=[GT], gt_labels=[CAR], dets=[_cut(62), _cut(88)], scores=[0.9, 0.8], labels=[CAR, CAR])],
-           ap50={CAR: 1.0}, ap_coco={CAR: 0.55})
+    _check(
+        [Img(gt=[GT], gt_labels=[CAR], dets=[_cut(62), _cut(88)], scores=[0.9, 0.8], labels=[CAR, CAR])],
+        ap50={CAR: 1.0},
+        ap_coco={CAR: 0.55},
+    )
 
 
 def test_missed_object_halves_recall_with_101_point_interpolation():
     # 2 GT, one found: recall 1/2 reached with precision 1; thresholds r = 0, .01, …, .50 (51 of
     # 101) get 1, the 50 above recall 0.5 get 0 → AP = 51/101 (all-point AP would be 0.5)
     gt2 = [GT, [200.0, 0.0, 300.0, 100.0]]
-    m = _check([Img(gt=gt2, gt_labels=[CAR, CAR], dets=[GT], scores=[0.9], labels=[CAR])],
-               ap50={CAR: 51 / 101}, ap_coco={CAR: 51 / 101})
+    m = _check(
+        [Img(gt=gt2, gt_labels=[CAR, CAR], dets=[GT], scores=[0.9], labels=[CAR])],
+        ap50={CAR: 51 / 101},
+        ap_coco={CAR: 51 / 101},
+    )
     assert m["mAP"] != pytest.approx(0.5, abs=1e-4)
 
 
@@ -209,13 +237,19 @@ def test_false_positives_ranked_above_true_positives():
     gts = [[0.0, 0.0, 100.0, 100.0], [200.0, 0.0, 300.0, 100.0], [400.0, 0.0, 500.0, 100.0]]
     fps = [[600.0, 0.0, 700.0, 100.0], [800.0, 0.0, 900.0, 100.0]]
     dets = [gts[0], fps[0], gts[1], fps[1]]
-    _check([Img(gt=gts, gt_labels=[CAR] * 3, dets=dets, scores=[0.9, 0.8, 0.7, 0.6], labels=[CAR] * 4)],
-           ap50={CAR: 56 / 101}, ap_coco={CAR: 56 / 101})
+    _check(
+        [Img(gt=gts, gt_labels=[CAR] * 3, dets=dets, scores=[0.9, 0.8, 0.7, 0.6], labels=[CAR] * 4)],
+        ap50={CAR: 56 / 101},
+        ap_coco={CAR: 56 / 101},
+    )
     # the same detections scored in the opposite order: FP .9, TP .8, FP .7, TP .6
     #   precision 0, 1/2, 1/3, 1/2 at recall 0, 1/3, 1/3, 2/3 → interpolated 1/2 up to recall 2/3
     #   AP = 67·(1/2) / 101 = 33.5/101
-    _check([Img(gt=gts, gt_labels=[CAR] * 3, dets=dets, scores=[0.6, 0.7, 0.8, 0.9], labels=[CAR] * 4)],
-           ap50={CAR: 33.5 / 101}, ap_coco={CAR: 33.5 / 101})
+    _check(
+        [Img(gt=gts, gt_labels=[CAR] * 3, dets=dets, scores=[0.6, 0.7, 0.8, 0.9], labels=[CAR] * 4)],
+        ap50={CAR: 33.5 / 101},
+        ap_coco={CAR: 33.5 / 101},
+    )
 
 
 @pytest.mark.filterwarnings("ignore:Encountered more than 100 detections")
@@ -226,8 +260,11 @@ def test_at_most_100_detections_per_image_and_class():
     for n_fp, ap in ((99, 0.01), (100, 0.0)):
         dets = fps[:n_fp] + [GT]
         scores = [0.99 - 0.001 * i for i in range(n_fp)] + [0.5]
-        _check([Img(gt=[GT], gt_labels=[CAR], dets=dets, scores=scores, labels=[CAR] * (n_fp + 1))],
-               ap50={CAR: ap}, ap_coco={CAR: ap})
+        _check(
+            [Img(gt=[GT], gt_labels=[CAR], dets=dets, scores=scores, labels=[CAR] * (n_fp + 1))],
+            ap50={CAR: ap},
+            ap_coco={CAR: ap},
+        )
 
 
 # ------------------------------------------------- several images, absent classes
@@ -256,9 +293,19 @@ def test_several_images_and_classes_absent_from_an_image():
 def test_per_class_values_keep_their_names_when_a_middle_class_is_absent():
     # no pedestrian at all (neither GT nor detection): car FP .9 then TP .8 → 1/2; cyclist TP → 1
     cyc = [300.0, 20.0, 330.0, 90.0]
-    m = _check([Img(gt=[GT, cyc], gt_labels=[CAR, CYC], dets=[[500.0, 0.0, 600.0, 100.0], GT, cyc],
-                    scores=[0.9, 0.8, 0.7], labels=[CAR, CAR, CYC])],
-               ap50={CAR: 0.5, CYC: 1.0}, ap_coco={CAR: 0.5, CYC: 1.0})
+    m = _check(
+        [
+            Img(
+                gt=[GT, cyc],
+                gt_labels=[CAR, CYC],
+                dets=[[500.0, 0.0, 600.0, 100.0], GT, cyc],
+                scores=[0.9, 0.8, 0.7],
+                labels=[CAR, CAR, CYC],
+            )
+        ],
+        ap50={CAR: 0.5, CYC: 1.0},
+        ap_coco={CAR: 0.5, CYC: 1.0},
+    )
     assert m["mAP"] == pytest.approx(0.75)
 
 
@@ -267,9 +314,19 @@ def test_per_class_means_not_pooled_detections():
     #   pedestrian: precision 0, 1/2 at recall 0, 1/2 → interpolated 1/2 for r ≤ .5 (51) → 25.5/101
     # mAP = (1 + 25.5/101) / 2; pooling all detections into one class would give something else
     p1, p2 = [300.0, 20.0, 330.0, 90.0], [400.0, 20.0, 430.0, 90.0]
-    _check([Img(gt=[GT, p1, p2], gt_labels=[CAR, PED, PED], dets=[GT, p1, [600.0, 0.0, 630.0, 70.0]],
-                scores=[0.9, 0.3, 0.95], labels=[CAR, PED, PED])],
-           ap50={CAR: 1.0, PED: 25.5 / 101}, ap_coco={CAR: 1.0, PED: 25.5 / 101})
+    _check(
+        [
+            Img(
+                gt=[GT, p1, p2],
+                gt_labels=[CAR, PED, PED],
+                dets=[GT, p1, [600.0, 0.0, 630.0, 70.0]],
+                scores=[0.9, 0.3, 0.95],
+                labels=[CAR, PED, PED],
+            )
+        ],
+        ap50={CAR: 1.0, PED: 25.5 / 101},
+        ap_coco={CAR: 1.0, PED: 25.5 / 101},
+    )
 
 
 # ------------------------------------------------------------------ DontCare = crowd
@@ -287,9 +344,14 @@ def test_dontcare_regions_are_crowd_boxes_of_every_class():
     ped = [400.0, 0.0, 450.0, 100.0]
     dc = [200.0, 0.0, 300.0, 100.0]
     inside = [210.0, 10.0, 290.0, 90.0]
-    img = Img(gt=[GT, ped], gt_labels=[CAR, PED], dontcare=[dc],
-              dets=[GT, ped, inside, inside, [162.0, 0.0, 262.0, 100.0]],
-              scores=[0.8, 0.7, 0.95, 0.99, 0.9], labels=[CAR, PED, CAR, PED, CAR])
+    img = Img(
+        gt=[GT, ped],
+        gt_labels=[CAR, PED],
+        dontcare=[dc],
+        dets=[GT, ped, inside, inside, [162.0, 0.0, 262.0, 100.0]],
+        scores=[0.8, 0.7, 0.95, 0.99, 0.9],
+        labels=[CAR, PED, CAR, PED, CAR],
+    )
     m = _check([img], ap50={CAR: 1.0, PED: 1.0}, ap_coco={CAR: 0.65, PED: 1.0})
     assert m["mAP_coco"] == pytest.approx(0.825)
     # without the DontCare region those detections are false positives ranked first:
@@ -301,8 +363,11 @@ def test_dontcare_regions_are_crowd_boxes_of_every_class():
 def test_dontcare_does_not_swallow_a_true_positive():
     # the car overlaps the DontCare region; its detection must match the car, not the crowd box
     dc = [50.0, 0.0, 150.0, 100.0]
-    _check([Img(gt=[GT], gt_labels=[CAR], dontcare=[dc], dets=[GT], scores=[0.9], labels=[CAR])],
-           ap50={CAR: 1.0}, ap_coco={CAR: 1.0})
+    _check(
+        [Img(gt=[GT], gt_labels=[CAR], dontcare=[dc], dets=[GT], scores=[0.9], labels=[CAR])],
+        ap50={CAR: 1.0},
+        ap_coco={CAR: 1.0},
+    )
 
 
 # ------------------------------------------------ images labelled for segmentation only
@@ -312,8 +377,14 @@ def test_images_labelled_for_segmentation_only_do_not_count_in_detection():
     # image 1 (detection labels): car found → AP 1. Image 2 (segmentation only, in the same
     # batch, before image 1) carries boxes and detections that would be a missed car and a
     # higher-scored FP; they must not count.
-    seg_only = Img(gt=[GT, [200.0, 0.0, 300.0, 100.0]], gt_labels=[CAR, PED], dets=[[500.0, 0.0, 600.0, 100.0]],
-                   scores=[0.99], labels=[CAR], has_det=False)
+    seg_only = Img(
+        gt=[GT, [200.0, 0.0, 300.0, 100.0]],
+        gt_labels=[CAR, PED],
+        dets=[[500.0, 0.0, 600.0, 100.0]],
+        scores=[0.99],
+        labels=[CAR],
+        has_det=False,
+    )
     labelled = Img(gt=[GT], gt_labels=[CAR], dets=[GT], scores=[0.6], labels=[CAR])
     m = _check([seg_only, labelled], ap50={CAR: 1.0}, ap_coco={CAR: 1.0})
     assert math.isnan(m["AP50_pedestrian"])  # its pedestrian is not ground truth either
@@ -328,7 +399,7 @@ def test_images_labelled_for_segmentation_only_do_not_count_in_detection():
 def _confusion(target: np.ndarray, pred: np.ndarray, k: int = 3) -> np.ndarray:
     """k×k confusion matrix (rows: ground truth, columns: prediction), 255 targets ignored."""
     cm = np.zeros((k, k), dtype=np.int64)
-    for t, p in zip(target.ravel(), pred.ravel()):
+    for t, p in zip(target.ravel(), pred.ravel(), strict=True):
         if t != IGNORE_INDEX:
             cm[t, p] += 1
     return cm
@@ -374,7 +445,7 @@ def test_miou_equals_a_confusion_matrix_accumulated_over_images():
     m = ev.compute()
     iou = _iou_from_confusion(cm)
     assert np.isfinite(iou).all()
-    for name, value in zip(("void", "road", "sidewalk"), iou):
+    for name, value in zip(("void", "road", "sidewalk"), iou, strict=True):
         assert m[f"IoU_{name}"] == pytest.approx(value, abs=1e-6)
     assert m["mIoU"] == pytest.approx(iou.mean(), abs=1e-6)
     # dataset-level IoU (one confusion matrix), not the mean of per-image IoUs
@@ -421,7 +492,9 @@ def test_miou_leaves_out_a_class_absent_from_prediction_and_ground_truth():
 
 def test_no_segmentation_labels_gives_nan_miou_and_geometric_mean():
     ev = MultiTaskEvaluator()
-    ev.update(_no_dets(2), torch.zeros(2, 1, 3, dtype=torch.long), _seg_batch([[[0, 1, 2]], [[0, 1, 2]]], [False, False]))
+    ev.update(
+        _no_dets(2), torch.zeros(2, 1, 3, dtype=torch.long), _seg_batch([[[0, 1, 2]], [[0, 1, 2]]], [False, False])
+    )
     m = ev.compute()
     assert math.isnan(m["mIoU"]) and math.isnan(m["geometric_mean"])
 

@@ -65,7 +65,9 @@ def test_pretrained_weights_load_from_local_file_only(tmp_path):
     donor = ResNet10Encoder(width=1.0)
     torch.nn.init.constant_(donor.layer2[0].conv1.weight, 0.123)
     path = tmp_path / "resnet.pth"
-    torch.save({"state_dict": {f"module.{k}": v for k, v in donor.state_dict().items()}, "fc.weight": torch.zeros(2)}, path)
+    torch.save(
+        {"state_dict": {f"module.{k}": v for k, v in donor.state_dict().items()}, "fc.weight": torch.zeros(2)}, path
+    )
     enc = ResNet10Encoder(width=1.0)
     missing = load_imagenet_weights(enc, path)
     assert missing == []
@@ -116,7 +118,9 @@ def test_loss_masks_unlabelled_samples():
     batch["seg"][0] = 2
     batch["boxes"][1] = torch.tensor([[0.0, 0.0, 50.0, 50.0]])
     again = model.compute_losses(out, batch)
-    assert again["det"].item() == pytest.approx(losses["det"].item()) and again["seg"].item() == pytest.approx(losses["seg"].item())
+    assert again["det"].item() == pytest.approx(losses["det"].item()) and again["seg"].item() == pytest.approx(
+        losses["seg"].item()
+    )
     only_seg = model.compute_losses(out, {**batch, "has_det": torch.zeros(3, dtype=torch.bool)})
     assert set(only_seg) == {"seg"}
 
@@ -184,8 +188,9 @@ def test_factory_passes_its_arguments_through():
     assert torch.allclose(model.det_head.anchors, expected)
     assert model.det_head.pred.in_channels == 32  # head width defaults to the encoder's stride-8 width (128·0.25)
     anchors = torch.tensor([[10.0, 20.0], [30.0, 15.0], [40.0, 40.0]])
-    model = resnet10_multitask(width=0.25, image_height=64, anchors=anchors, num_det_classes=2, num_seg_classes=4,
-                               head_channels=16)
+    model = resnet10_multitask(
+        width=0.25, image_height=64, anchors=anchors, num_det_classes=2, num_seg_classes=4, head_channels=16
+    )
     assert torch.equal(model.det_head.anchors, anchors)
     assert model.det_head.pred.in_channels == 16
     out = model(torch.rand(1, 3, 64, 192))

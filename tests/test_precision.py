@@ -61,7 +61,7 @@ def test_loss_scaling_keeps_loss_values_and_scales_gradients_only():
     losses = {"det": (3 * x).sum(), "seg": (x * x).sum()}
     scaled = scaler.scale_gradients(losses)
     scale = float(scaler.scale())
-    assert scale == 2.0 ** 16
+    assert scale == 2.0**16
     assert {t: float(v.detach()) for t, v in scaled.items()} == {t: float(v.detach()) for t, v in losses.items()}
     (grad,) = torch.autograd.grad(scaled["det"] + scaled["seg"], x)
     assert grad.tolist() == [scale * (3 + 2 * 1.0), scale * (3 + 2 * -2.0)]
@@ -72,14 +72,16 @@ def test_loss_scaling_keeps_loss_values_and_scales_gradients_only():
 def test_gradnorm_divides_its_norms_by_the_gradient_scale():
     """GradNorm fed loss-scaled gradients (S = 2^16) ends with the same weights as unscaled."""
     results = []
-    for scale in (1.0, 2.0 ** 16):
+    for scale in (1.0, 2.0**16):
         torch.manual_seed(0)
         W = torch.nn.Parameter(torch.randn(3))
         s = weighting.get("gradnorm", tasks=("det", "seg"), lr=0.1)
         s.gradient_scale = torch.tensor(scale)
         for step in range(4):
-            losses = {"det": (W * torch.tensor([1.0, 2.0, 3.0])).sum() ** 2 + 5 - step,
-                      "seg": (W * torch.tensor([0.5, -1.0, 0.2])).sum() ** 2 + 1}
+            losses = {
+                "det": (W * torch.tensor([1.0, 2.0, 3.0])).sum() ** 2 + 5 - step,
+                "seg": (W * torch.tensor([0.5, -1.0, 0.2])).sum() ** 2 + 1,
+            }
             scaler_losses = {t: _scaled(v, scale) for t, v in losses.items()}
             W.grad = None
             s.backward(scaler_losses, [W], [W])

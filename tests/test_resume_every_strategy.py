@@ -32,10 +32,13 @@ class _Stop(Exception):
 
 def _config(tiny_config: TrainConfig, method: str) -> TrainConfig:
     data = tiny_config.data.model_copy(update={"augment": True})  # flips drawn from the global RNG
-    return tiny_config.model_copy(update={
-        "epochs": 3, "data": data,
-        "method": tiny_config.method.model_copy(update={"name": method, "options": OPTIONS.get(method, {})}),
-    })
+    return tiny_config.model_copy(
+        update={
+            "epochs": 3,
+            "data": data,
+            "method": tiny_config.method.model_copy(update={"name": method, "options": OPTIONS.get(method, {})}),
+        }
+    )
 
 
 def _stop_at_step(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
@@ -63,13 +66,14 @@ def _equal(a: Any, b: Any) -> bool:
     if isinstance(a, torch.Tensor):
         return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
     if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
     return a == b
 
 
 @pytest.mark.parametrize("method", weighting.available())
-def test_stopped_and_resumed_run_equals_the_uninterrupted_run(method: str, tmp_path: Path, tiny_config: TrainConfig,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stopped_and_resumed_run_equals_the_uninterrupted_run(
+    method: str, tmp_path: Path, tiny_config: TrainConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = _config(tiny_config, method)
     reference = Trainer(config, tmp_path / "ref", show_progress=False)
     reference.fit()
@@ -97,8 +101,9 @@ def test_stopped_and_resumed_run_equals_the_uninterrupted_run(method: str, tmp_p
     assert (tmp_path / "cut" / "weights.csv").read_bytes() == (tmp_path / "ref" / "weights.csv").read_bytes()
 
 
-def test_the_stop_really_interrupts_a_stateful_strategy(tmp_path: Path, tiny_config: TrainConfig,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_stop_really_interrupts_a_stateful_strategy(
+    tmp_path: Path, tiny_config: TrainConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The comparison above can fail: a resume that forgets the strategy's state is caught."""
     config = _config(tiny_config, "uncertainty")
     reference = Trainer(config, tmp_path / "ref", show_progress=False)

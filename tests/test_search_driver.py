@@ -52,8 +52,14 @@ class KilledAfter(ToyEvaluator):
 def _search(out: Path, evaluate: Any = None, **kw: Any) -> Any:
     kw.setdefault("budget", 14)
     kw.setdefault("seed", 3)
-    return run_search(evaluate or ToyEvaluator(), task_weight_space(async_frequencies=True), out_dir=out,
-                      progress=False, report=False, **kw)
+    return run_search(
+        evaluate or ToyEvaluator(),
+        task_weight_space(async_frequencies=True),
+        out_dir=out,
+        progress=False,
+        report=False,
+        **kw,
+    )
 
 
 def test_journal_and_weight_transfer(tmp_path: Path) -> None:
@@ -73,7 +79,9 @@ def test_journal_and_weight_transfer(tmp_path: Path) -> None:
                 assert r["init_checkpoint"] == best["checkpoint"]
                 assert len(r["parents"]) == 2 and all(p < r["index"] for p in r["parents"])
                 # the evaluator really started from it
-                assert json.loads(Path(tmp_path / "s" / r["checkpoint"]).read_text())["init_from"].endswith(best["checkpoint"])
+                assert json.loads(Path(tmp_path / "s" / r["checkpoint"]).read_text())["init_from"].endswith(
+                    best["checkpoint"]
+                )
     best = max(records, key=lambda r: r["fitness"])
     assert result.best_index == best["index"] and result.best_metrics == best["metrics"]
     assert result.best_checkpoint == tmp_path / "s" / best["checkpoint"]
@@ -193,11 +201,22 @@ def test_baseline_optimizers_run(tmp_path: Path, optimizer: str) -> None:
 @pytest.mark.parametrize("async_frequencies", [False, True])
 def test_outputs_are_written(tmp_path: Path, async_frequencies: bool) -> None:
     out = tmp_path / "s"
-    result = run_search(ToyEvaluator(), task_weight_space(async_frequencies=async_frequencies), budget=9,
-                        out_dir=out, seed=0, progress=True, label="KITTI")
+    result = run_search(
+        ToyEvaluator(),
+        task_weight_space(async_frequencies=async_frequencies),
+        budget=9,
+        out_dir=out,
+        seed=0,
+        progress=True,
+        label="KITTI",
+    )
     table = (out / "table1.md").read_text()
     best = result.best_config
-    assert "| KITTI | ws |" in table and f"{best['weights']['seg']:.4f}" in table and f"{best['weights']['det']:.4f}" in table
+    assert (
+        "| KITTI | ws |" in table
+        and f"{best['weights']['seg']:.4f}" in table
+        and f"{best['weights']['det']:.4f}" in table
+    )
     assert ("async backprop" in table) == async_frequencies
     if async_frequencies:
         assert f"| | async fs | {best['frequencies']['seg']} |" in table
@@ -216,8 +235,13 @@ def test_failed_evaluations_are_journaled_not_fatal(tmp_path: Path) -> None:
     class Flaky(ToyEvaluator):
         def __call__(self, candidate: Candidate) -> EvalResult:
             if candidate.index % 3 == 1:
-                return EvalResult({"mAP": float("nan"), "mIoU": float("nan"), "geometric_mean": float("nan")}, None, 0, 0.0,
-                                  error="loss became NaN")
+                return EvalResult(
+                    {"mAP": float("nan"), "mIoU": float("nan"), "geometric_mean": float("nan")},
+                    None,
+                    0,
+                    0.0,
+                    error="loss became NaN",
+                )
             return super().__call__(candidate)
 
     result = _search(tmp_path / "s", Flaky(), budget=9)
@@ -232,17 +256,32 @@ def test_training_config_maps_methods() -> None:
 
     base = TrainConfig(epochs=12, seed=5)
     cfg = training_config(base, {"weights": {"det": 0.2, "seg": 0.8}}, async_frequencies=False, epochs=3)
-    assert (cfg.method.name, cfg.method.options, cfg.epochs, cfg.seed) == ("static", {"weights": {"det": 0.2, "seg": 0.8}}, 3, 5)
-    cfg = training_config(base, {"weights": {"det": 0.2, "seg": 0.8}, "frequencies": {"det": 1, "seg": 7}},
-                          async_frequencies=True, epochs=2)
+    assert (cfg.method.name, cfg.method.options, cfg.epochs, cfg.seed) == (
+        "static",
+        {"weights": {"det": 0.2, "seg": 0.8}},
+        3,
+        5,
+    )
+    cfg = training_config(
+        base,
+        {"weights": {"det": 0.2, "seg": 0.8}, "frequencies": {"det": 1, "seg": 7}},
+        async_frequencies=True,
+        epochs=2,
+    )
     assert cfg.method.name == "async"
     assert cfg.method.options == {"weights": {"det": 0.2, "seg": 0.8}, "frequencies": {"det": 1, "seg": 7}}
     assert cfg.optim.warmup_steps == 50
-    fine = training_config(base, {"weights": {"det": 0.2, "seg": 0.8}}, async_frequencies=False, epochs=1, fine_tune=True)
+    fine = training_config(
+        base, {"weights": {"det": 0.2, "seg": 0.8}}, async_frequencies=False, epochs=1, fine_tune=True
+    )
     assert fine.optim.warmup_steps == 5 and fine.optim.lr == base.optim.lr
     short = base.model_copy(update={"optim": base.optim.model_copy(update={"warmup_steps": 3})})
-    assert training_config(short, {"weights": {"det": 1.0, "seg": 1.0}}, async_frequencies=False, epochs=1,
-                           fine_tune=True).optim.warmup_steps == 3
+    assert (
+        training_config(
+            short, {"weights": {"det": 1.0, "seg": 1.0}}, async_frequencies=False, epochs=1, fine_tune=True
+        ).optim.warmup_steps
+        == 3
+    )
     assert base.method.name == "equal" and base.epochs == 12 and base.optim.warmup_steps == 50  # base untouched
 
 
@@ -253,7 +292,9 @@ class _FakeTrainer:
 
     def __init__(self, cfg: Any, run_dir: Any, *, init_from: Any = None, show_progress: bool = True) -> None:
         self.cfg, self.run_dir, self.init_from = cfg, Path(run_dir), init_from
-        _FakeTrainer.calls.append({"cfg": cfg, "run_dir": self.run_dir, "init_from": init_from, "progress": show_progress})
+        _FakeTrainer.calls.append(
+            {"cfg": cfg, "run_dir": self.run_dir, "init_from": init_from, "progress": show_progress}
+        )
 
     def fit(self, *, resume: bool = False) -> Any:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -261,13 +302,15 @@ class _FakeTrainer:
         w = self.cfg.method.options["weights"]
         m = {"mAP": 0.5 + 0.1 * w["det"], "mIoU": 0.5 + 0.1 * w["seg"], "mAP_coco": 0.1}
         m["geometric_mean"] = (m["mAP"] * m["mIoU"]) ** 0.5
-        return types.SimpleNamespace(metrics={"best": m, "best_epoch": 1, "epochs": self.cfg.epochs, "train_time_s": 1.0})
+        return types.SimpleNamespace(
+            metrics={"best": m, "best_epoch": 1, "epochs": self.cfg.epochs, "train_time_s": 1.0}
+        )
 
 
 @pytest.fixture()
 def fake_trainer(monkeypatch: pytest.MonkeyPatch) -> type[_FakeTrainer]:
     module = types.ModuleType("taskweight.trainer")
-    module.Trainer = _FakeTrainer  # type: ignore[attr-defined]
+    module.Trainer = _FakeTrainer  # type: ignore[attr-defined]  # test double patched into the module
     monkeypatch.setitem(sys.modules, "taskweight.trainer", module)
     _FakeTrainer.calls = []
     return _FakeTrainer
@@ -280,8 +323,9 @@ def test_search_task_weights_drives_the_trainer(tmp_path: Path, fake_trainer: ty
     stale = tmp_path / "s" / "evals" / "0000"
     stale.mkdir(parents=True)
     (stale / "last.pt").write_text("from a killed run")
-    result = search_task_weights(TrainConfig(seed=2), tmp_path / "s", async_frequencies=True, budget=6,
-                                 epochs_per_eval=2, seed=0, progress=False)
+    result = search_task_weights(
+        TrainConfig(seed=2), tmp_path / "s", async_frequencies=True, budget=6, epochs_per_eval=2, seed=0, progress=False
+    )
     calls = fake_trainer.calls
     assert len(calls) == 6 and not (stale / "last.pt").exists()
     assert [c["run_dir"] for c in calls] == [tmp_path / "s" / "evals" / f"{i:04d}" for i in range(6)]
@@ -307,7 +351,7 @@ def test_trainer_evaluator_reports_training_errors(tmp_path: Path, monkeypatch: 
             raise TrainingError("task loss det became NaN")
 
     module = types.ModuleType("taskweight.trainer")
-    module.Trainer = Diverges  # type: ignore[attr-defined]
+    module.Trainer = Diverges  # type: ignore[attr-defined]  # test double patched into the module
     monkeypatch.setitem(sys.modules, "taskweight.trainer", module)
     cand = Candidate(0, {"weights": {"det": 0.5, "seg": 0.5}}, {}, run_dir=tmp_path / "e")
     result = TrainerEvaluator(TrainConfig())(cand)
@@ -323,8 +367,20 @@ def _invoke(args: list[str]) -> Any:
 
 def test_cli_runs_and_reports(tmp_path: Path, fake_trainer: type[_FakeTrainer]) -> None:
     out = tmp_path / "s"
-    args = ["--data", str(tmp_path), "--preset", "tiny", "--out", str(out), "--budget", "5", "--async", "--seed", "1",
-            "--no-progress"]
+    args = [
+        "--data",
+        str(tmp_path),
+        "--preset",
+        "tiny",
+        "--out",
+        str(out),
+        "--budget",
+        "5",
+        "--async",
+        "--seed",
+        "1",
+        "--no-progress",
+    ]
     result = _invoke(args)
     assert result.exit_code == 0, result.output
     assert "best configuration" in result.output and "f_det" in result.output

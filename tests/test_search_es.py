@@ -48,12 +48,20 @@ def test_decode_power_normalisation_and_rounding() -> None:
     assert cfg["genes"]["freq_det"] == 2.4  # raw gene values are kept
     assert "frequencies" not in task_weight_space().decode({"log10_w_det": 0.0, "log10_w_seg": 0.0})
     # out-of-range genes are clipped to the bounds when decoded
-    assert space.decode({"log10_w_det": 5.0, "log10_w_seg": -9.0, "freq_det": 99, "freq_seg": -3})["frequencies"] == {"det": 10, "seg": 1}
+    assert space.decode({"log10_w_det": 5.0, "log10_w_seg": -9.0, "freq_det": 99, "freq_seg": -3})["frequencies"] == {
+        "det": 10,
+        "seg": 1,
+    }
 
 
 def test_unit_mapping_and_categorical_genes() -> None:
-    space = SearchSpace([NumericGene("lr", 1e-4, 1e-1, log=True), IntegerGene("k", 1, 5),
-                         CategoricalGene("opt", ("adam", "sgd", "adamw"))])
+    space = SearchSpace(
+        [
+            NumericGene("lr", 1e-4, 1e-1, log=True),
+            IntegerGene("k", 1, 5),
+            CategoricalGene("opt", ("adam", "sgd", "adamw")),
+        ]
+    )
     rng = np.random.default_rng(1)
     seen = set()
     for _ in range(300):
@@ -156,7 +164,7 @@ def test_plus_selection_keeps_the_best_four() -> None:
     for _ in range(2):
         props = es.ask()
         f = [toy.metrics(es.space.decode(p.genes), p.genes)["geometric_mean"] for p in props]
-        fits.update({p.index: v for p, v in zip(props, f)})
+        fits.update({p.index: v for p, v in zip(props, f, strict=True)})
         es.tell(props, f)
     best4 = sorted(fits, key=lambda i: -fits[i])[:4]
     assert [ind.index for ind in es.population] == best4

@@ -27,13 +27,26 @@ from taskweight.search import (
 
 
 def _rec(index: int, fitness: float | None, init: str | None, epochs: int = 2) -> JournalRecord:
-    return JournalRecord(index=index, genes={"g": index}, config={}, fitness=fitness, epochs=epochs,
-                         init_checkpoint=init, checkpoint=None if fitness is None else f"evals/{index:04d}/best.pt")
+    return JournalRecord(
+        index=index,
+        genes={"g": index},
+        config={},
+        fitness=fitness,
+        epochs=epochs,
+        init_checkpoint=init,
+        checkpoint=None if fitness is None else f"evals/{index:04d}/best.pt",
+    )
 
 
 # evaluation:  0 (scratch) ← 1 ← 3 ← 5;  2 ← 1;  4 failed (from 3)
-RECORDS = [_rec(0, 0.30, None), _rec(1, 0.50, "evals/0000/best.pt"), _rec(2, 0.40, "evals/0001/best.pt", epochs=3),
-           _rec(3, 0.60, "evals/0001/best.pt"), _rec(4, None, "evals/0003/best.pt"), _rec(5, 0.60, "evals/0003/best.pt")]
+RECORDS = [
+    _rec(0, 0.30, None),
+    _rec(1, 0.50, "evals/0000/best.pt"),
+    _rec(2, 0.40, "evals/0001/best.pt", epochs=3),
+    _rec(3, 0.60, "evals/0001/best.pt"),
+    _rec(4, None, "evals/0003/best.pt"),
+    _rec(5, 0.60, "evals/0003/best.pt"),
+]
 
 
 def test_best_record_is_the_first_highest_finite_fitness() -> None:
@@ -71,8 +84,16 @@ def test_journal_records_round_trip_and_bad_lines_are_named(tmp_path: Path) -> N
 
 
 def test_search_records_the_start_epoch_of_every_evaluation(tmp_path: Path) -> None:
-    run_search(ToyEvaluator(epochs=3), task_weight_space(async_frequencies=True), budget=9, out_dir=tmp_path / "s",
-               seed=1, progress=False, report=False, transfer="best")
+    run_search(
+        ToyEvaluator(epochs=3),
+        task_weight_space(async_frequencies=True),
+        budget=9,
+        out_dir=tmp_path / "s",
+        seed=1,
+        progress=False,
+        report=False,
+        transfer="best",
+    )
     records = read_journal(tmp_path / "s" / "journal.jsonl")
     assert records[0].start_epoch == 0 and records[0].init_checkpoint is None
     for i, r in enumerate(records[1:], 1):
@@ -97,7 +118,11 @@ def test_async_offset_starts_the_clock_later() -> None:
     # t = 4, 5, 6, 7, 8, 9: seg is due at 6 and 9 only
     assert _seg_weights_per_epoch(s, 6) == [0, 0, 0.5, 0, 0, 0.5]
     assert _seg_weights_per_epoch(weighting.get("async", frequencies={"det": 1, "seg": 3}, unit="epoch"), 4) == [
-        0.5, 0, 0, 0.5]
+        0.5,
+        0,
+        0,
+        0.5,
+    ]
     with pytest.raises(ValueError, match="option 'offset'"):
         weighting.get("async", offset=-1)
 
@@ -107,8 +132,12 @@ def test_training_config_counts_async_periods_in_lineage_epochs() -> None:
 
     cfg = {"weights": {"det": 0.2, "seg": 0.8}, "frequencies": {"det": 1, "seg": 7}}
     by_epoch = training_config(TrainConfig(), cfg, async_frequencies=True, epochs=2, async_unit="epoch", start_epoch=6)
-    assert by_epoch.method.options == {"weights": {"det": 0.2, "seg": 0.8}, "frequencies": {"det": 1, "seg": 7},
-                                       "unit": "epoch", "offset": 6}
+    assert by_epoch.method.options == {
+        "weights": {"det": 0.2, "seg": 0.8},
+        "frequencies": {"det": 1, "seg": 7},
+        "unit": "epoch",
+        "offset": 6,
+    }
     by_step = training_config(TrainConfig(), cfg, async_frequencies=True, epochs=2, start_epoch=6)
     assert "unit" not in by_step.method.options and "offset" not in by_step.method.options
     static = training_config(TrainConfig(), cfg, async_frequencies=False, epochs=2, async_unit="epoch")
@@ -130,8 +159,9 @@ def test_resume_refuses_another_evaluator(tmp_path: Path) -> None:
     run_search(_Described(), space, budget=3, out_dir=tmp_path, progress=False, report=False)
     assert json.loads((tmp_path / "search_meta.json").read_text())["evaluator"] == {"type": "toy", "async_unit": "step"}
     with pytest.raises(SearchError, match="'evaluator' differs"):
-        run_search(_Described(unit="epoch"), space, budget=4, out_dir=tmp_path, progress=False, report=False,
-                   resume=True)
+        run_search(
+            _Described(unit="epoch"), space, budget=4, out_dir=tmp_path, progress=False, report=False, resume=True
+        )
     run_search(_Described(), space, budget=4, out_dir=tmp_path, progress=False, report=False, resume=True)
     assert len(read_journal(tmp_path / "journal.jsonl")) == 4
 
@@ -156,11 +186,17 @@ def test_trainer_evaluator_passes_the_start_epoch(tmp_path: Path, monkeypatch: p
             return types.SimpleNamespace(metrics={"best": m, "best_epoch": 1, "epochs": 2, "train_time_s": 7.5})
 
     module = types.ModuleType("taskweight.trainer")
-    module.Trainer = Fake  # type: ignore[attr-defined]
+    module.Trainer = Fake  # type: ignore[attr-defined]  # test double patched into the module
     monkeypatch.setitem(sys.modules, "taskweight.trainer", module)
     start = tmp_path / "start.pt"
-    cand = Candidate(3, {"weights": {"det": 0.5, "seg": 0.5}, "frequencies": {"det": 2, "seg": 1}}, {},
-                     init_checkpoint=start, run_dir=tmp_path / "e", start_epoch=10)
+    cand = Candidate(
+        3,
+        {"weights": {"det": 0.5, "seg": 0.5}, "frequencies": {"det": 2, "seg": 1}},
+        {},
+        init_checkpoint=start,
+        run_dir=tmp_path / "e",
+        start_epoch=10,
+    )
     result = TrainerEvaluator(TrainConfig(), async_frequencies=True, epochs_per_eval=2, async_unit="epoch")(cand)
     assert seen["options"]["offset"] == 10 and seen["options"]["unit"] == "epoch" and seen["init_from"] == start
     assert isinstance(result, EvalResult) and result.train_time_s == 7.5 and result.epochs == 2

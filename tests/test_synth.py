@@ -51,7 +51,7 @@ def test_raster_polygon_matches_pixel_centre_test() -> None:
         res = raster_polygon(poly, H, W)
         if res is not None:
             r0, c0, m = res
-            got[r0:r0 + m.shape[0], c0:c0 + m.shape[1]] = m
+            got[r0 : r0 + m.shape[0], c0 : c0 + m.shape[1]] = m
         np.testing.assert_array_equal(got, expected)
 
 
@@ -91,7 +91,11 @@ def test_render_scene_is_deterministic_and_varies() -> None:
     np.testing.assert_array_equal(a.image, b.image)
     np.testing.assert_array_equal(a.semantic_ids, b.semantic_ids)
     assert [o.kitti_line() for o in a.objects] == [o.kitti_line() for o in b.objects]
-    for other in (render_scene(6, "val", 3, SMALL), render_scene(5, "test", 3, SMALL), render_scene(5, "val", 4, SMALL)):
+    for other in (
+        render_scene(6, "val", 3, SMALL),
+        render_scene(5, "test", 3, SMALL),
+        render_scene(5, "val", 4, SMALL),
+    ):
         assert not np.array_equal(a.image, other.image)
 
 
@@ -118,7 +122,7 @@ def test_boxes_cover_the_painted_object() -> None:
             # the box is tight: the row/column just outside holds (almost) none of it
             ids = list(CLASS_IDS[o.type])
             if y2 < 125 and x2 - x1 > 6:
-                assert np.isin(s.semantic_ids[y2 + 1:y2 + 2, x1:x2], ids).mean() < 0.5
+                assert np.isin(s.semantic_ids[y2 + 1 : y2 + 2, x1:x2], ids).mean() < 0.5
             checked += 1
     assert checked > 20
 
@@ -145,8 +149,9 @@ def test_statistics_over_30_scenes() -> None:
 def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("synth") / "set"
     calls = []
-    summary = generate_dataset(root, train=4, val=2, test=2, seed=11, size=SMALL,
-                               progress=lambda done, total: calls.append((done, total)))
+    summary = generate_dataset(
+        root, train=4, val=2, test=2, seed=11, size=SMALL, progress=lambda done, total: calls.append((done, total))
+    )
     summary["calls"] = calls
     return root, summary
 
@@ -165,7 +170,9 @@ def test_kitti_layout_and_summary(generated: tuple[Path, dict]) -> None:
     with Image.open(root / "training/image_2/000005.png") as im:
         assert im.mode == "RGB" and im.size == (192, 64)
     params = json.loads((root / "synth.json").read_text())
-    assert params["seed"] == 11 and params["size"] == [64, 192] and params["splits"] == {"train": 4, "val": 2, "test": 2}
+    assert (
+        params["seed"] == 11 and params["size"] == [64, 192] and params["splits"] == {"train": 4, "val": 2, "test": 2}
+    )
     assert summary["splits"] == {"train": 4, "val": 2, "test": 2} and summary["images"] == 8
     written = Counter(o.type for n in names for o in parse_label_file(root / f"training/label_2/{n}.txt"))
     assert summary["objects"] == {t: written[t] for t in ("Car", "Pedestrian", "Cyclist", "DontCare")}

@@ -77,7 +77,7 @@ def test_cityscapes_layout_and_png_round_trip(cs_root: Path) -> None:
             item = ds[i]
             boxes, seg = _expected_cityscapes(split, i)
             assert item["image"].shape == (3, *CS_SIZE)
-            assert sorted(zip(item["labels"].tolist(), item["boxes"].tolist())) == boxes
+            assert sorted(zip(item["labels"].tolist(), item["boxes"].tolist(), strict=True)) == boxes
             assert np.array_equal(item["seg"].numpy(), seg)
             n_boxes += len(boxes)
     assert n_boxes > 5
@@ -91,7 +91,7 @@ def test_cityscapes_polygons_reproduce_the_masks(cs_root: Path) -> None:
     for i in range(len(png)):
         a, b = png[i], poly[i]
         agree.append(float((a["seg"] == b["seg"]).float().mean()))
-        for box, label in zip(a["boxes"], a["labels"]):
+        for box, label in zip(a["boxes"], a["labels"], strict=True):
             total += 1
             same = b["boxes"][b["labels"] == label]
             if len(same) and float(_iou(box, same).max()) >= 0.7:
@@ -102,23 +102,30 @@ def test_cityscapes_polygons_reproduce_the_masks(cs_root: Path) -> None:
 
 def _iou(box, boxes):
     import torch
+
     x1 = torch.maximum(box[0], boxes[:, 0])
     y1 = torch.maximum(box[1], boxes[:, 1])
     x2 = torch.minimum(box[2], boxes[:, 2])
     y2 = torch.minimum(box[3], boxes[:, 3])
     inter = (x2 - x1).clamp(min=0) * (y2 - y1).clamp(min=0)
-    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+
+    def area(b):
+        return (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+
     return inter / (area(box) + area(boxes) - inter)
 
 
 def test_polygon_helpers_are_exact_on_simple_masks() -> None:
     from PIL import Image, ImageDraw
+
     mask = np.zeros((9, 9), bool)
     mask[1:4, 2:5] = True
     mask[4:8, 1:7] = True
     mask[8, 3] = True
-    for polys in ([staircase_polygon(mask)], [[[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
-                                               for x0, y0, x1, y1 in mask_rectangles(mask)]):
+    for polys in (
+        [staircase_polygon(mask)],
+        [[[x0, y0], [x1, y0], [x1, y1], [x0, y1]] for x0, y0, x1, y1 in mask_rectangles(mask)],
+    ):
         im = Image.new("L", (9, 9), 0)
         for p in polys:
             ImageDraw.Draw(im).polygon([tuple(v) for v in p], fill=1)
@@ -138,8 +145,7 @@ def test_fisheye_model_is_equidistant() -> None:
 
 def test_woodscape_layout_and_round_trip(ws_root: Path) -> None:
     names = [ln for s in ("train", "val", "test") for ln in (ws_root / "splits" / f"{s}.txt").read_text().split()]
-    assert names == ["00000_FV", "00000_RV", "00000_MVL", "00000_MVR", "00001_FV", "00001_RV", "00001_MVL",
-                     "00001_MVR"]
+    assert names == ["00000_FV", "00000_RV", "00000_MVL", "00000_MVR", "00001_FV", "00001_RV", "00001_MVL", "00001_MVR"]
     assert json.loads((ws_root / "synth.json").read_text())["fisheye"]["model"].startswith("equidistant")
     total = 0
     for split, n in (("train", 5), ("val", 2), ("test", 1)):
@@ -150,7 +156,7 @@ def test_woodscape_layout_and_round_trip(ws_root: Path) -> None:
             rendered = render_fisheye(i, split, SEED, (96, 128))
             cls = {"vehicles": CAR, "person": PEDESTRIAN, "bicycle": CYCLIST}
             want = sorted((cls[c], [float(v) for v in b]) for c, *b in rendered["boxes"])
-            assert sorted(zip(item["labels"].tolist(), item["boxes"].tolist())) == want
+            assert sorted(zip(item["labels"].tolist(), item["boxes"].tolist(), strict=True)) == want
             # masks and boxes agree with the re-projected instance map
             for _c, x1, y1, x2, y2 in rendered["boxes"]:
                 assert (rendered["owner"][y1:y2, x1:x2] >= 0).any()
@@ -176,15 +182,26 @@ def _files(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("preset, size, fixture", [("synth-cityscapes", CS_SIZE, "cs_root"),
-                                                   ("synth-woodscape", None, "ws_root")])
-def test_parallel_writers_write_the_same_files(tmp_path: Path, preset: str, size: tuple[int, int] | None,
-                                               fixture: str, request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize(
+    "preset, size, fixture", [("synth-cityscapes", CS_SIZE, "cs_root"), ("synth-woodscape", None, "ws_root")]
+)
+def test_parallel_writers_write_the_same_files(
+    tmp_path: Path, preset: str, size: tuple[int, int] | None, fixture: str, request: pytest.FixtureRequest
+) -> None:
     serial = request.getfixturevalue(fixture)
     counts = {"synth-cityscapes": (3, 1, 1), "synth-woodscape": (5, 2, 1)}[preset]
     seen: list[tuple[int, int]] = []
-    summary = generate_dataset(tmp_path / "par", preset=preset, train=counts[0], val=counts[1], test=counts[2],
-                               seed=SEED, size=size, workers=2, progress=lambda done, total: seen.append((done, total)))
+    summary = generate_dataset(
+        tmp_path / "par",
+        preset=preset,
+        train=counts[0],
+        val=counts[1],
+        test=counts[2],
+        seed=SEED,
+        size=size,
+        workers=2,
+        progress=lambda done, total: seen.append((done, total)),
+    )
     assert seen == [(k, sum(counts)) for k in range(1, sum(counts) + 1)]
     assert summary["images"] == sum(counts) and sum(summary["objects"].values()) > 0
     assert _files(tmp_path / "par") == _files(serial)

@@ -110,8 +110,9 @@ def test_logging_every_n_steps_changes_nothing_but_when_numbers_are_read(tmp_pat
         runs[n] = (run / "weights.csv").read_text(), _history(run), result.metrics
     for n in (2, 10):
         assert runs[n][0] == runs[1][0]
-        assert [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in runs[n][1]] == \
-               [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in runs[1][1]]
+        assert [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in runs[n][1]] == [
+            {k: v for k, v in r.items() if k != "epoch_time_s"} for r in runs[1][1]
+        ]
         assert runs[n][2]["initial_losses"] == runs[1][2]["initial_losses"]
     assert runs[1][0].count("\n") == 1 + 2 * 3  # header + 2 epochs × 3 steps
     assert runs[1][2]["precision"] == resolve_precision("auto", torch.device("cpu"))

@@ -29,15 +29,27 @@ def linear_losses(x: torch.Tensor, g_det, g_seg, c_det=10.0, c_seg=1.0):
 # ------------------------------------------------------------------ registry
 def test_registry_lists_every_strategy_and_rejects_unknown_names_and_options():
     assert set(weighting.available()) == {
-        "equal", "handcrafted", "dynamic_scaling", "uncertainty", "gradnorm", "geometric", "weight_learning",
-        "static", "async", "pcgrad", "mgda",
+        "equal",
+        "handcrafted",
+        "dynamic_scaling",
+        "uncertainty",
+        "gradnorm",
+        "geometric",
+        "weight_learning",
+        "static",
+        "async",
+        "pcgrad",
+        "mgda",
     }
     with pytest.raises(KeyError, match="available"):
         weighting.get("nope")
     with pytest.raises(ValueError, match="valid options: alpha"):
         weighting.get("gradnorm", alpa=1.0)
     assert weighting.parse_options("async", ["weights=det:1,seg:70", "frequencies=det:1,seg:3", "unit=epoch"]) == {
-        "weights": {"det": 1, "seg": 70}, "frequencies": {"det": 1, "seg": 3}, "unit": "epoch"}
+        "weights": {"det": 1, "seg": 70},
+        "frequencies": {"det": 1, "seg": 3},
+        "unit": "epoch",
+    }
     with pytest.raises(ValueError, match="no option 'freq'"):
         weighting.parse_options("async", ["freq=2"])
     with pytest.raises(ValueError, match="not key=value"):
@@ -126,11 +138,14 @@ def test_dynamic_scaling_uses_previous_epoch_means():
 
 
 # ------------------------------------------------------------------ uncertainty
-@pytest.mark.parametrize(("form", "task_type", "optimum"), [
-    ("kendall", "regression", 3.0),            # σ² = L
-    ("kendall", "classification", 6.0),        # σ² = 2L
-    ("positive", "regression", (1.5 + math.sqrt(1.5 ** 2 + 4 * 1.5)) / 2),  # σ⁴/(1+σ²) = L/2
-])
+@pytest.mark.parametrize(
+    ("form", "task_type", "optimum"),
+    [
+        ("kendall", "regression", 3.0),  # σ² = L
+        ("kendall", "classification", 6.0),  # σ² = 2L
+        ("positive", "regression", (1.5 + math.sqrt(1.5**2 + 4 * 1.5)) / 2),  # σ⁴/(1+σ²) = L/2
+    ],
+)
 def test_uncertainty_optimum(form, task_type, optimum):
     s = weighting.get("uncertainty", form=form, task_types={"det": task_type, "seg": task_type})
     opt = torch.optim.Adam(s.trainable_parameters(), lr=0.05)
@@ -185,7 +200,7 @@ def test_gradnorm_norms_match_direct_computation_and_keep_sum_T():
     a, b = torch.randn(3), torch.randn(3)
     s = weighting.get("gradnorm", lr=0.05, alpha=1.5)
     l0 = None
-    for step in range(30):
+    for _ in range(30):
         W.grad = None
         losses = {"det": (W @ a) ** 2 + 1, "seg": (W @ b) ** 2 + 0.5}
         w = torch.tensor(list(s.current_weights().values()))
@@ -215,8 +230,10 @@ def test_geometric_effective_weights_by_finite_differences():
         up, down = list(values), list(values)
         up[i] += h
         down[i] -= h
-        fd = (geometric_loss([torch.tensor(v, dtype=torch.float64) for v in up])
-              - geometric_loss([torch.tensor(v, dtype=torch.float64) for v in down])).item() / (2 * h)
+        fd = (
+            geometric_loss([torch.tensor(v, dtype=torch.float64) for v in up])
+            - geometric_loss([torch.tensor(v, dtype=torch.float64) for v in down])
+        ).item() / (2 * h)
         assert used[task] == pytest.approx(fd, rel=1e-5)
         assert used[task] == pytest.approx(g / (2 * values[i]))
     assert x.grad.tolist() == pytest.approx([used["det"] * 1 + used["seg"] * 3, used["det"] * 2 - used["seg"]])
@@ -283,8 +300,15 @@ def test_mgda_frank_wolfe_matches_brute_force_for_three_tasks():
     alpha = min_norm_coefficients(gram, max_iter=2000, tol=1e-12)
     assert alpha.min() >= 0 and alpha.sum().item() == pytest.approx(1.0)
     best = min(
-        (float(torch.tensor([a, b, 1 - a - b], dtype=torch.float64) @ gram @ torch.tensor([a, b, 1 - a - b], dtype=torch.float64)))
-        for a, b in itertools.product([i / 200 for i in range(201)], repeat=2) if a + b <= 1
+        (
+            float(
+                torch.tensor([a, b, 1 - a - b], dtype=torch.float64)
+                @ gram
+                @ torch.tensor([a, b, 1 - a - b], dtype=torch.float64)
+            )
+        )
+        for a, b in itertools.product([i / 200 for i in range(201)], repeat=2)
+        if a + b <= 1
     )
     assert float(alpha @ gram @ alpha) <= best + 1e-6
 
@@ -292,6 +316,6 @@ def test_mgda_frank_wolfe_matches_brute_force_for_three_tasks():
 def test_every_strategy_copes_with_a_batch_labelled_for_one_task():
     for name in weighting.available():
         x = torch.ones(2, requires_grad=True)
-        used = numbers(weighting.get(name).backward({"seg": (x ** 2).sum()}, [x], [x]))
+        used = numbers(weighting.get(name).backward({"seg": (x**2).sum()}, [x], [x]))
         assert set(used) == {"seg"}
         assert x.grad is not None and x.grad.tolist() != [0.0, 0.0], name

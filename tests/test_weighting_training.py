@@ -39,8 +39,9 @@ def test_both_losses_fall(name: str, precision: str, batch: dict):
     model = resnet10_multitask(width=0.25, image_height=64)
     strategy = weighting.get(name, tasks=model.tasks, **OPTIONS.get(name, {}))
     optimizer = torch.optim.Adam([*model.parameters(), *strategy.trainable_parameters()], lr=3e-3)
-    step = TrainStep(model, strategy, optimizer, device=torch.device("cpu"), precision=precision,
-                     channels_last=precision == "bf16")
+    step = TrainStep(
+        model, strategy, optimizer, device=torch.device("cpu"), precision=precision, channels_last=precision == "bf16"
+    )
     model.train()
     before = _losses(model, batch)
     seen_weights = [step(batch).weights for _ in range(20)]

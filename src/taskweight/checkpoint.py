@@ -61,8 +61,19 @@ def load_checkpoint(path: str | Path, *, required: Iterable[str] = ("model",)) -
         raise CheckpointError(path, "the file is empty (0 bytes): a write was interrupted")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile,
-            UnicodeDecodeError, KeyError, IndexError, AttributeError, TypeError) as exc:
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        UnicodeDecodeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        TypeError,
+    ) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(path, f"cannot be read as a PyTorch checkpoint ({size} bytes; {first[:200]})") from None
     if not isinstance(state, dict):

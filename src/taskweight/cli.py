@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, cast
 
 import typer
 from rich.console import Console
@@ -42,11 +42,13 @@ def describe_error(exc: BaseException) -> tuple[str, int]:
         return " ".join(str(exc).split()), 2
     if isinstance(exc, MemoryError):
         return "not enough memory for what was asked (a smaller --size, --batch or dataset fits)", 2
-    return (f"internal error ({type(exc).__name__}: {exc}); please report it with the traceback that "
-            f"`taskweight --debug ...` prints"), 1
+    return (
+        f"internal error ({type(exc).__name__}: {exc}); please report it with the traceback that "
+        f"`taskweight --debug ...` prints"
+    ), 1
 
 
-_CLICK_EXCEPTION = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_CLICK_EXCEPTION = cast(type[Exception], next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"))
 """Usage errors, which click reports itself (typer vendors click in recent releases, so found by name)."""
 
 
@@ -57,12 +59,12 @@ class _ErrorBoundary(TyperGroup):
     its traceback.
     """
 
-    def invoke(self, ctx: typer.Context) -> object:
+    def invoke(self, ctx: typer.Context) -> object:  # type: ignore[override]  # typer passes its Context subclass
         try:
             return super().invoke(ctx)
         except (_CLICK_EXCEPTION, typer.Exit, typer.Abort):
             raise
-        except Exception as exc:  # noqa: BLE001 - the boundary: every failure becomes one message
+        except Exception as exc:
             if _debug(ctx):
                 raise
             message, code = describe_error(exc)
@@ -92,7 +94,9 @@ app = typer.Typer(
 @app.callback()
 def _global_options(
     ctx: typer.Context,
-    debug: Annotated[bool, typer.Option("--debug", help=f"show the Python traceback of an error (or set {DEBUG_ENV}=1)")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help=f"show the Python traceback of an error (or set {DEBUG_ENV}=1)")
+    ] = False,
 ) -> None:
     ctx.obj = {"debug": debug}
 
@@ -112,17 +116,22 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
 @app.command()
 def synth(
     out: Annotated[Path, typer.Option("--out", help="output folder (written in the dataset's real layout)")],
-    preset: Annotated[str, typer.Option(help="synthetic dataset preset: synth-kitti, synth-cityscapes or synth-woodscape")] = "synth-kitti",
+    preset: Annotated[
+        str, typer.Option(help="synthetic dataset preset: synth-kitti, synth-cityscapes or synth-woodscape")
+    ] = "synth-kitti",
     train: Annotated[int, typer.Option(min=0, help="number of training scenes")] = 800,
     val: Annotated[int, typer.Option(min=0, help="number of validation scenes")] = 200,
     test: Annotated[int, typer.Option(min=0, help="number of test scenes")] = 200,
     seed: Annotated[int, typer.Option(help="generator seed: scene i of a split with seed s is always the same")] = 0,
-    size: Annotated[Optional[str], typer.Option(help="rendered size HxW (synth-kitti default 125x414, KITTI/3)")] = None,
+    size: Annotated[str | None, typer.Option(help="rendered size HxW (synth-kitti default 125x414, KITTI/3)")] = None,
     single_label_fraction: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="fraction of images carrying only one label kind, as in real KITTI")
     ] = 0.0,
     workers: Annotated[
-        Optional[int], typer.Option(min=1, help="rendering processes (default: all CPU cores); the output is identical whatever the number")
+        int | None,
+        typer.Option(
+            min=1, help="rendering processes (default: all CPU cores); the output is identical whatever the number"
+        ),
     ] = None,
 ) -> None:
     """Generate procedural driving scenes with detection and segmentation labels.
@@ -138,8 +147,15 @@ def synth(
     with Progress(console=console) as progress:
         bar = progress.add_task(f"{preset} → {out}", total=train + val + test)
         summary = generate_dataset(
-            out, preset=preset, train=train, val=val, test=test, seed=seed, size=_parse_size(size),
-            single_label_fraction=single_label_fraction, workers=workers or os.cpu_count() or 1,
+            out,
+            preset=preset,
+            train=train,
+            val=val,
+            test=test,
+            seed=seed,
+            size=_parse_size(size),
+            single_label_fraction=single_label_fraction,
+            workers=workers or os.cpu_count() or 1,
             progress=lambda done, total: progress.update(bar, completed=done, total=total),
         )
     typer.echo(json.dumps(summary, indent=2, default=str))
@@ -156,26 +172,45 @@ def _method_options(method: str, pairs: list[str]) -> dict:
 
 @app.command()
 def train(
-    out: Annotated[Path, typer.Option("--out", help="run folder: metrics.json, history.csv, weights.csv, checkpoints, tensorboard/")],
-    data: Annotated[Optional[Path], typer.Option("--data", help="dataset root (overrides data.root)")] = None,
-    format: Annotated[Optional[str], typer.Option("--format", help="dataset layout, e.g. kitti")] = None,
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="run folder: metrics.json, history.csv, weights.csv, checkpoints, tensorboard/"),
+    ],
+    data: Annotated[Path | None, typer.Option("--data", help="dataset root (overrides data.root)")] = None,
+    format: Annotated[str | None, typer.Option("--format", help="dataset layout, e.g. kitti")] = None,
     preset: Annotated[str, typer.Option(help="configuration preset: quick, tiny or paper")] = "quick",
-    config: Annotated[Optional[Path], typer.Option(help="YAML file overriding the preset (validated; errors name the line)")] = None,
-    method: Annotated[Optional[str], typer.Option(help="task-weighting strategy (see `taskweight methods`)")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML file overriding the preset (validated; errors name the line)")
+    ] = None,
+    method: Annotated[str | None, typer.Option(help="task-weighting strategy (see `taskweight methods`)")] = None,
     method_opt: Annotated[
-        Optional[list[str]], typer.Option("--method-opt", help="strategy option key=value, repeatable (e.g. alpha=1.5, weights=det:1,seg:70; see `taskweight methods`)")
+        list[str] | None,
+        typer.Option(
+            "--method-opt",
+            help="strategy option key=value, repeatable "
+            "(e.g. alpha=1.5, weights=det:1,seg:70; see `taskweight methods`)",
+        ),
     ] = None,
-    epochs: Annotated[Optional[int], typer.Option(min=1, help="training epochs")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="training epochs")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N")] = None,
     precision: Annotated[
-        Optional[str], typer.Option(help="auto (bf16 on CPUs with native bf16 and on bf16 GPUs, fp16 on older GPUs, else fp32), fp32, bf16 or fp16")
+        str | None,
+        typer.Option(
+            help="auto (bf16 on CPUs with native bf16 and on bf16 GPUs, fp16 on older GPUs, else fp32), "
+            "fp32, bf16 or fp16"
+        ),
     ] = None,
-    pretrained: Annotated[Optional[Path], typer.Option(help="local ImageNet ResNet checkpoint for the encoder")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last.pt (OUT/last.prev.pt if last.pt is unreadable)")] = False,
+    pretrained: Annotated[Path | None, typer.Option(help="local ImageNet ResNet checkpoint for the encoder")] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue from OUT/last.pt (OUT/last.prev.pt if last.pt is unreadable)")
+    ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the results of a run already in OUT")] = False,
     on_error: Annotated[
-        Optional[str], typer.Option("--on-error", help="bad samples: raise (default; names file and line) or skip (counted and reported)")
+        str | None,
+        typer.Option(
+            "--on-error", help="bad samples: raise (default; names file and line) or skip (counted and reported)"
+        ),
     ] = None,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
@@ -188,8 +223,9 @@ def train(
     from taskweight.trainer import Trainer, resumable
 
     if resume and overwrite:
-        raise typer.BadParameter("--resume continues the run in OUT, --overwrite replaces it: choose one",
-                                 param_hint="--resume/--overwrite")
+        raise typer.BadParameter(
+            "--resume continues the run in OUT, --overwrite replaces it: choose one", param_hint="--resume/--overwrite"
+        )
     if resume and not resumable(out):
         raise RunFolderError(f"{out}: nothing to resume (no run there); run without --resume to start a new run")
     overrides: dict = {"data": {}, "model": {}, "method": {}}
@@ -221,11 +257,19 @@ def _print_metrics(metrics: dict) -> None:
     for name in ("mAP", "mAP_coco", "mIoU", "geometric_mean"):
         table.add_column(name, justify="right")
     for label, row in (("final", metrics["final"]), (f"best (epoch {metrics['best_epoch']})", metrics["best"])):
-        table.add_row(label, *(f"{row[k]:.4f}" if row.get(k) is not None else "n/a" for k in ("mAP", "mAP_coco", "mIoU", "geometric_mean")))
+        table.add_row(
+            label,
+            *(
+                f"{row[k]:.4f}" if row.get(k) is not None else "n/a"
+                for k in ("mAP", "mAP_coco", "mIoU", "geometric_mean")
+            ),
+        )
     Console().print(table)
     weights = ", ".join(f"w_{t} = {w:.4g}" for t, w in metrics["final_weights"].items())
     ratio = metrics.get("initial_loss_ratio_det_over_seg")
-    Console().print(f"final weights: {weights}; initial L_det/L_seg = {ratio:.1f}" if ratio else f"final weights: {weights}")
+    Console().print(
+        f"final weights: {weights}; initial L_det/L_seg = {ratio:.1f}" if ratio else f"final weights: {weights}"
+    )
 
 
 @app.command()
@@ -269,18 +313,47 @@ def _parse_roots(pairs: list[str] | None) -> dict[str, Path]:
 
 @app.command()
 def bench(
-    preset: Annotated[str, typer.Option(help="bench preset: quick (make demo, ~5 min on 2 CPU cores), synth (3 synthetic datasets × 3 seeds, ~2.5–3 h with --jobs 2), synth-paper (synth under the paper protocol, 16 × 2-epoch evaluations, a few hours with --jobs 2), synth-lite (synth-kitti × 3 seeds), synth-large (synth at 800 scenes × 12 epochs, GPU), paper (GPU, your data, the paper protocol), or a YAML file")] = "quick",
-    out: Annotated[Path, typer.Option("--out", help="results folder; finished cells found there are skipped")] = Path("runs/bench"),
-    datasets: Annotated[Optional[list[str]], typer.Option("--datasets", help="only these datasets of the preset: repeat the option or give a comma list")] = None,
-    methods: Annotated[Optional[list[str]], typer.Option("--methods", help="only these methods: repeat the option or give a comma list, e.g. --methods equal,gradnorm,meta_async")] = None,
-    seeds: Annotated[Optional[int], typer.Option(min=1, help="number of seeds per (dataset, method)")] = None,
-    root: Annotated[Optional[list[str]], typer.Option("--root", help="dataset root for a non-synthetic dataset: NAME=DIR (repeatable)")] = None,
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="bench preset: quick (make demo, ~5 min on 2 CPU cores), "
+            "synth (3 synthetic datasets × 3 seeds, ~2.5–3 h with --jobs 2), "
+            "synth-paper (synth under the paper protocol, 16 × 2-epoch evaluations, a few hours with --jobs 2), "
+            "synth-lite (synth-kitti × 3 seeds), synth-large (synth at 800 scenes × 12 epochs, GPU), "
+            "paper (GPU, your data, the paper protocol), or a YAML file"
+        ),
+    ] = "quick",
+    out: Annotated[Path, typer.Option("--out", help="results folder; finished cells found there are skipped")] = Path(
+        "runs/bench"
+    ),
+    datasets: Annotated[
+        list[str] | None,
+        typer.Option("--datasets", help="only these datasets of the preset: repeat the option or give a comma list"),
+    ] = None,
+    methods: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--methods",
+            help="only these methods: repeat the option or give a comma list, e.g. --methods equal,gradnorm,meta_async",
+        ),
+    ] = None,
+    seeds: Annotated[int | None, typer.Option(min=1, help="number of seeds per (dataset, method)")] = None,
+    root: Annotated[
+        list[str] | None, typer.Option("--root", help="dataset root for a non-synthetic dataset: NAME=DIR (repeatable)")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="show the progress display")] = True,
-    jobs: Annotated[int, typer.Option(min=1, help="cells run at once in separate processes (they share the CPU cores and the GPU)")] = 1,
-    protocol: Annotated[Optional[str], typer.Option(
-        help="matched (every column the epochs the preset gives it) or paper (baselines E epochs, best-val checkpoint; "
-             "meta/meta_async N evaluations × e epochs fine-tuning the best model so far, async periods in epochs). "
-             "Default: the preset's")] = None,
+    jobs: Annotated[
+        int, typer.Option(min=1, help="cells run at once in separate processes (they share the CPU cores and the GPU)")
+    ] = 1,
+    protocol: Annotated[
+        str | None,
+        typer.Option(
+            help="matched (every column the epochs the preset gives it) "
+            "or paper (baselines E epochs, best-val checkpoint; "
+            "meta/meta_async N evaluations × e epochs fine-tuning the best model so far, async periods in epochs). "
+            "Default: the preset's"
+        ),
+    ] = None,
 ) -> None:
     """Run the paper's Table II: every (dataset, method, seed) cell, scored on the test split.
 
@@ -293,8 +366,16 @@ def bench(
     if protocol is not None and protocol not in PROTOCOLS:
         raise ConfigError(f"option '--protocol' must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     runner = BenchRunner(
-        load_bench_preset(preset), out, datasets=_split_list(datasets), methods=_split_list(methods), seeds=seeds,
-        roots=_parse_roots(root), show_progress=progress, console=console, jobs=jobs, protocol=protocol,
+        load_bench_preset(preset),
+        out,
+        datasets=_split_list(datasets),
+        methods=_split_list(methods),
+        seeds=seeds,
+        roots=_parse_roots(root),
+        show_progress=progress,
+        console=console,
+        jobs=jobs,
+        protocol=protocol,
     )
     records = runner.run()
     typer.echo((out / "table2.md").read_text())
@@ -313,7 +394,9 @@ def _split_list(values: list[str] | None) -> list[str] | None:
 @app.command()
 def report(
     results: Annotated[Path, typer.Argument(help="folder holding results.json (or the file itself)")],
-    out: Annotated[Optional[Path], typer.Option("--out", help="where to write the report (default: beside results.json)")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="where to write the report (default: beside results.json)")
+    ] = None,
 ) -> None:
     """Render table2.md, table1.md, summary.json and plots again from results.json alone.
 

@@ -25,7 +25,9 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     """Where the data is and how it is read."""
 
-    format: str = Field("kitti", description="dataset layout: kitti, cityscapes or woodscape (more formats register themselves)")
+    format: str = Field(
+        "kitti", description="dataset layout: kitti, cityscapes or woodscape (more formats register themselves)"
+    )
     root: Path | None = Field(None, description="dataset root folder")
     image_size: tuple[int, int] = Field((128, 416), description="network input H, W (multiples of 32)")
     train_split: str = "train"
@@ -98,9 +100,11 @@ class TrainConfig(_Strict):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto",
         description="auto: bf16 autocast on CPUs with native bf16 (AVX-512 BF16/AMX) and bf16-capable CUDA, "
-                    "fp16 + loss scaling on older CUDA, fp32 otherwise",
+        "fp16 + loss scaling on older CUDA, fp32 otherwise",
     )
-    channels_last: bool = Field(True, description="NHWC memory layout for the network (faster convolutions on CPU and GPU)")
+    channels_last: bool = Field(
+        True, description="NHWC memory layout for the network (faster convolutions on CPU and GPU)"
+    )
     compile: bool = Field(False, description="torch.compile the network's forward pass (pays a compile time up front)")
     log_every: int = Field(10, ge=1, description="log losses and weights (TensorBoard, weights.csv) every N steps")
 
@@ -175,9 +179,13 @@ class ConfigLayer:
     def holds(self, loc: tuple[Any, ...]) -> bool:
         value: Any = self.data
         for key in loc:
-            if isinstance(value, dict) and key in value:
-                value = value[key]
-            elif isinstance(value, (list, tuple)) and isinstance(key, int) and key < len(value):
+            if (
+                isinstance(value, dict)
+                and key in value
+                or isinstance(value, (list, tuple))
+                and isinstance(key, int)
+                and key < len(value)
+            ):
                 value = value[key]
             else:
                 return False
@@ -188,8 +196,12 @@ class ConfigLayer:
         return f"{self.source}:{line}" if line else self.source
 
 
-def validate(data: dict[str, Any], source: str = "<options>", node: yaml.Node | None = None,
-             layers: list[ConfigLayer] | None = None) -> TrainConfig:
+def validate(
+    data: dict[str, Any],
+    source: str = "<options>",
+    node: yaml.Node | None = None,
+    layers: list[ConfigLayer] | None = None,
+) -> TrainConfig:
     """Validate a plain dict; each error names the option, its value and where it was given.
 
     ``layers`` (later ones override earlier ones) tell where each value came from: the error
@@ -210,12 +222,21 @@ def validate(data: dict[str, Any], source: str = "<options>", node: yaml.Node | 
             value = err.get("input")
             got = f", got {value!r}" if err["type"] != "missing" and not isinstance(value, dict) else ""
             lines.append(f"{layer.where(loc)}: option '{option}': {err['msg']}{got}")
-        raise ConfigError("invalid configuration: " + "; ".join(lines) if len(lines) == 1 else
-                          "invalid configuration:\n" + "\n".join(lines)) from None
+        raise ConfigError(
+            "invalid configuration: " + "; ".join(lines)
+            if len(lines) == 1
+            else "invalid configuration:\n" + "\n".join(lines)
+        ) from None
 
 
-def load_config(preset: str | None = None, path: str | Path | None = None, overrides: dict[str, Any] | None = None,
-                *, layers: list[ConfigLayer] | None = None, overrides_source: str = "command-line options") -> TrainConfig:
+def load_config(
+    preset: str | None = None,
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    layers: list[ConfigLayer] | None = None,
+    overrides_source: str = "command-line options",
+) -> TrainConfig:
     """Build a config from a named preset, then a YAML file, then ``layers``, then explicit ``overrides``.
 
     Errors name where the bad value was given (see :func:`validate`): ``overrides_source``

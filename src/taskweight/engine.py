@@ -35,7 +35,7 @@ class StepOutput:
     """
 
     losses: dict[str, Tensor]
-    weights: dict[str, Tensor | float]
+    weights: Mapping[str, Tensor | float]
     details: dict[str, Tensor | float] = field(default_factory=dict)
 
 

@@ -79,7 +79,9 @@ class MultiTaskEvaluator:
                 crowd_boxes = crowd.repeat_interleave(self.num_det_classes, dim=0)
                 crowd_labels = torch.arange(self.num_det_classes).repeat(len(crowd))
                 gt_boxes = torch.cat([gt_boxes, crowd_boxes])
-                iscrowd = torch.cat([torch.zeros(len(gt_labels), dtype=torch.long), torch.ones(len(crowd_labels), dtype=torch.long)])
+                iscrowd = torch.cat(
+                    [torch.zeros(len(gt_labels), dtype=torch.long), torch.ones(len(crowd_labels), dtype=torch.long)]
+                )
                 gt_labels = torch.cat([gt_labels, crowd_labels])
             else:
                 iscrowd = torch.zeros(len(gt_labels), dtype=torch.long)
@@ -111,7 +113,7 @@ class MultiTaskEvaluator:
             ious = self.iou.compute().tolist()
             defined = [v for v in ious if not math.isnan(v)]
             result["mIoU"] = sum(defined) / len(defined) if defined else float("nan")
-            for name, value in zip(SEG_CLASSES, ious):
+            for name, value in zip(SEG_CLASSES, ious, strict=True):
                 result[f"IoU_{name}"] = value
         else:
             result["mIoU"] = float("nan")

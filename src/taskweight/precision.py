@@ -135,11 +135,11 @@ class _ScaleGradient(torch.autograd.Function):
     """Identity in the forward pass, gradient × S in the backward pass."""
 
     @staticmethod
-    def forward(ctx, value: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, value: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(scale)
         return value.clone()
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (scale,) = ctx.saved_tensors
         return grad * scale.to(grad.dtype), None

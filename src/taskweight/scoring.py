@@ -6,11 +6,11 @@ from pathlib import Path
 
 import torch
 
+from taskweight.build import build_model, make_loader, open_split, resolve_device
+from taskweight.checkpoint import CheckpointError, load_checkpoint
 from taskweight.config import TrainConfig, load_config
 from taskweight.errors import DataFormatError
 from taskweight.evaluate import evaluate
-from taskweight.build import build_model, make_loader, open_split, resolve_device
-from taskweight.checkpoint import CheckpointError, load_checkpoint
 from taskweight.precision import resolve_precision
 
 
@@ -41,5 +41,12 @@ def score_checkpoint(config: TrainConfig, checkpoint: str | Path, *, split: str 
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     loader = make_loader(open_split(config, split, train=False), config, shuffle=False, device=device)
-    return evaluate(model, loader, device, score_threshold=config.eval.score_threshold, nms_iou=config.eval.nms_iou,
-                    precision=resolve_precision(config.precision, device), channels_last=config.channels_last)
+    return evaluate(
+        model,
+        loader,
+        device,
+        score_threshold=config.eval.score_threshold,
+        nms_iou=config.eval.nms_iou,
+        precision=resolve_precision(config.precision, device),
+        channels_last=config.channels_last,
+    )

@@ -26,8 +26,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.utils.tensorboard import SummaryWriter
 
 from taskweight import weighting
-from taskweight.build import (build_model, build_optimizer, build_scheduler, cluster_anchors, make_loader, open_split,
-                              resolve_device, seed_everything)
+from taskweight.build import (
+    build_model,
+    build_optimizer,
+    build_scheduler,
+    cluster_anchors,
+    make_loader,
+    open_split,
+    resolve_device,
+    seed_everything,
+)
 from taskweight.checkpoint import CheckpointError, previous_of, save_checkpoint
 from taskweight.checkpoint import load_checkpoint as read_checkpoint
 from taskweight.config import TrainConfig, dump_config
@@ -43,11 +51,29 @@ from taskweight.weighting.base import WeightingStrategy
 
 CHECKPOINT_LAST = "last.pt"
 CHECKPOINT_BEST = "best.pt"
-RUN_OUTPUTS = (CHECKPOINT_LAST, "last.prev.pt", CHECKPOINT_BEST, "metrics.json", "history.csv", "weights.csv",
-               "tensorboard")
+RUN_OUTPUTS = (
+    CHECKPOINT_LAST,
+    "last.prev.pt",
+    CHECKPOINT_BEST,
+    "metrics.json",
+    "history.csv",
+    "weights.csv",
+    "tensorboard",
+)
 """What a run writes; a new run into a folder holding any of them needs ``overwrite``."""
-RESUME_KEYS = ("model", "optimizer", "scheduler", "strategy", "epoch", "global_step", "history", "best",
-               "initial_losses", "train_time", "torch_rng")
+RESUME_KEYS = (
+    "model",
+    "optimizer",
+    "scheduler",
+    "strategy",
+    "epoch",
+    "global_step",
+    "history",
+    "best",
+    "initial_losses",
+    "train_time",
+    "torch_rng",
+)
 INITIAL_LOSS_STEPS = 10
 """Iterations over which the initial loss ratio L_det(0)/L_seg(0) is measured (paper Eq. 4)."""
 
@@ -103,10 +129,15 @@ class Trainer:
         if self.skipped["count"]:
             first = self.skipped["samples"][0]
             where = f"{first['file']}:{first['line']}" if first["line"] is not None else f"{first['file']}"
-            self.console.print("[yellow]warning:[/] " + escape(
-                f"skipped {self.skipped['count']} bad sample(s) (on_error=skip), first: {first['id']} of split "
-                f"{first['split']!r}: {where}: {first['problem']}"), highlight=False)
-        if len(self.train_set) == 0:  # type: ignore[arg-type]
+            self.console.print(
+                "[yellow]warning:[/] "
+                + escape(
+                    f"skipped {self.skipped['count']} bad sample(s) (on_error=skip), first: {first['id']} of split "
+                    f"{first['split']!r}: {where}: {first['problem']}"
+                ),
+                highlight=False,
+            )
+        if len(self.train_set) == 0:  # type: ignore[arg-type]  # torch's Dataset declares no __len__; ours have one
             raise TrainingError(f"split {config.data.train_split!r} of {config.data.root} is empty")
         anchors = None
         init_state = None
@@ -121,11 +152,19 @@ class Trainer:
         self.strategy.to(self.device)
         self.optimizer = build_optimizer(config, self.model, self.strategy)
         self.val_loader = make_loader(self.val_set, config, shuffle=False, device=self.device)
-        self.steps_per_epoch = math.ceil(len(self.train_set) / config.batch_size)  # type: ignore[arg-type]
+        self.steps_per_epoch = math.ceil(len(self.train_set) / config.batch_size)  # type: ignore[arg-type]  # Dataset: no __len__ in torch's type
         self.scheduler = build_scheduler(config, self.optimizer, self.steps_per_epoch)
-        self.step = TrainStep(self.model, self.strategy, self.optimizer, device=self.device,
-                              precision=config.precision, channels_last=config.channels_last,
-                              compile=config.compile, grad_clip=config.optim.grad_clip, scheduler=self.scheduler)
+        self.step = TrainStep(
+            self.model,
+            self.strategy,
+            self.optimizer,
+            device=self.device,
+            precision=config.precision,
+            channels_last=config.channels_last,
+            compile=config.compile,
+            grad_clip=config.optim.grad_clip,
+            scheduler=self.scheduler,
+        )
         self.epoch = 0
         self.global_step = 0
         self.history: list[dict[str, Any]] = []
@@ -162,8 +201,9 @@ class Trainer:
             self.step.load_state_dict(state.get("step", {}))
         except (RuntimeError, KeyError, ValueError, TypeError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise CheckpointError(path, f"does not fit this run's configuration (model, optimiser or method "
-                                        f"differ): {first[:300]}") from None
+            raise CheckpointError(
+                path, f"does not fit this run's configuration (model, optimiser or method differ): {first[:300]}"
+            ) from None
         self.epoch = int(state["epoch"])
         self.global_step = int(state["global_step"])
         self.history = json.loads(state["history"])
@@ -178,8 +218,8 @@ class Trainer:
 
         ``resume``: continue from ``last.pt``, or from ``last.prev.pt`` (the epoch before) when
         ``last.pt`` is unreadable — each unreadable file is reported by name; a folder with no
-        checkpoint at all (a run killed in its first epoch) starts from scratch. Rows of ``weights.csv`` written after the
-        checkpoint (a kill during an epoch or its validation) are dropped, so the resumed
+        checkpoint at all (a run killed in its first epoch) starts from scratch. Rows of ``weights.csv``
+        written after the checkpoint (a kill during an epoch or its validation) are dropped, so the resumed
         run's files equal an uninterrupted run's.
         ``overwrite``: a new run may replace the results found in ``run_dir``; without it (and
         without ``resume``) a run folder holding results is refused. The folder is locked
@@ -204,7 +244,8 @@ class Trainer:
         if found and not overwrite:
             raise RunFolderError(
                 f"{run_dir} already holds a run ({', '.join(found)}); pass --resume to continue it, "
-                f"--overwrite to replace it, or choose another --out")
+                f"--overwrite to replace it, or choose another --out"
+            )
         return found
 
     def _claim_folder(self, overwrite: bool) -> None:
@@ -231,8 +272,10 @@ class Trainer:
             self.console.print(f"resuming {self.run_dir} after epoch {self.epoch}")
             return True
         if problems:
-            raise CheckpointError(last, "cannot resume: no readable checkpoint in the run folder ("
-                                  + "; ".join(str(p) for p in problems) + ")")
+            raise CheckpointError(
+                last,
+                "cannot resume: no readable checkpoint in the run folder (" + "; ".join(str(p) for p in problems) + ")",
+            )
         return False
 
     def _fit(self, resumed: bool) -> TrainResult:
@@ -247,31 +290,49 @@ class Trainer:
         weights_csv = csv.writer(weights_file)
         if weights_file.tell() == 0:
             weights_csv.writerow(["step", "epoch", *(f"loss_{t}" for t in tasks), *(f"weight_{t}" for t in tasks)])
-        columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
+        columns = [
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+        ]
         try:
             with Progress(*columns, console=self.console, disable=not self.show_progress) as progress:
                 run_bar = progress.add_task("epochs", total=self.config.epochs, completed=self.epoch, info="")
                 while self.epoch < self.config.epochs:
                     row = self._train_epoch(progress, writer, weights_csv)
                     weights_file.flush()
-                    val = evaluate(self.model, self.val_loader, self.device,
-                                   score_threshold=self.config.eval.score_threshold, nms_iou=self.config.eval.nms_iou,
-                                   precision=self.step.precision, channels_last=self.config.channels_last)
+                    val = evaluate(
+                        self.model,
+                        self.val_loader,
+                        self.device,
+                        score_threshold=self.config.eval.score_threshold,
+                        nms_iou=self.config.eval.nms_iou,
+                        precision=self.step.precision,
+                        channels_last=self.config.channels_last,
+                    )
                     row.update({f"val_{k}": v for k, v in val.items()})
                     self.history.append(row)
                     for key, value in val.items():
                         if not math.isnan(value):
                             writer.add_scalar(f"val/{key}", value, self.epoch)
-                    if self.best["metrics"] is None or improves(val.get("geometric_mean"),
-                                                                self.best["metrics"].get("geometric_mean")):
+                    if self.best["metrics"] is None or improves(
+                        val.get("geometric_mean"), self.best["metrics"].get("geometric_mean")
+                    ):
                         self.best = {"epoch": self.epoch, "metrics": val}
-                        save_checkpoint({"model": self.model.state_dict(), "epoch": self.epoch, "metrics": dumps(val)},
-                                        self.run_dir / CHECKPOINT_BEST)
+                        save_checkpoint(
+                            {"model": self.model.state_dict(), "epoch": self.epoch, "metrics": dumps(val)},
+                            self.run_dir / CHECKPOINT_BEST,
+                        )
                     save_checkpoint(self._state(), last, keep_previous=True)
                     self._write_history()
-                    progress.update(run_bar, completed=self.epoch,
-                                    info=f"val mAP {val['mAP']:.3f} mIoU {val['mIoU']:.3f} GM {val['geometric_mean']:.3f}")
+                    progress.update(
+                        run_bar,
+                        completed=self.epoch,
+                        info=f"val mAP {val['mAP']:.3f} mIoU {val['mIoU']:.3f} GM {val['geometric_mean']:.3f}",
+                    )
         finally:
             weights_file.close()
             writer.close()
@@ -364,10 +425,10 @@ class _StepLog:
         tensors: list[torch.Tensor] = []
         records = []
         for step, out, names in self.pending:
-            entries = {f"loss_{t}": v for t, v in out.losses.items()}
+            entries: dict[str, torch.Tensor | float] = {f"loss_{t}": v for t, v in out.losses.items()}
             entries.update({f"weight_{t}": w for t, w in out.weights.items()})
             entries.update(out.details)
-            slots = {}
+            slots: dict[str, int | float] = {}
             for key, value in entries.items():
                 if isinstance(value, torch.Tensor):
                     slots[key] = len(tensors)
@@ -394,9 +455,14 @@ class _StepLog:
                 self.sums[key] = self.sums.get(key, 0.0) + value
                 self.counts[key] = self.counts.get(key, 0) + 1
                 self.writer.add_scalar(key.replace("_", "/", 1), value, step)
-            self.weights_csv.writerow([step, trainer.epoch + 1,
-                                       *(_fmt(values.get(f"loss_{t}")) for t in tasks),
-                                       *(_fmt(values.get(f"weight_{t}")) for t in tasks)])
+            self.weights_csv.writerow(
+                [
+                    step,
+                    trainer.epoch + 1,
+                    *(_fmt(values.get(f"loss_{t}")) for t in tasks),
+                    *(_fmt(values.get(f"weight_{t}")) for t in tasks),
+                ]
+            )
         return " ".join(f"{t} {values[f'loss_{t}']:.3f}" for t in tasks if f"loss_{t}" in values)
 
 
@@ -423,4 +489,3 @@ def _truncate_weights(path: Path, next_step: int) -> None:
 
 def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.6g}"
-

@@ -86,8 +86,20 @@ def _corrupt_checkpoint(name: str, content: bytes | None, command: str = "evalua
         if command == "evaluate":
             return ["evaluate", str(run), "--checkpoint", name, "--split", "val"]
         (run / "last.prev.pt").unlink(missing_ok=True)
-        return ["train", "--preset", "tiny", "--data", str(ctx.data), "--out", str(run), "--resume", "--epochs", "2",
-                "--no-progress"]
+        return [
+            "train",
+            "--preset",
+            "tiny",
+            "--data",
+            str(ctx.data),
+            "--out",
+            str(run),
+            "--resume",
+            "--epochs",
+            "2",
+            "--no-progress",
+        ]
+
     return make
 
 
@@ -97,15 +109,25 @@ def _report(text: str) -> Callable[[Ctx], list[str]]:
         folder.mkdir()
         (folder / "results.json").write_text(text)
         return ["report", str(folder)]
+
     return make
 
 
 def _bench_preset(text: str, *extra: str) -> Callable[[Ctx], list[str]]:
-    return lambda ctx: ["bench", "--preset", str(ctx.write("preset.yaml", text)), "--out", str(ctx.tmp / "b"),
-                        "--no-progress", *extra]
+    return lambda ctx: [
+        "bench",
+        "--preset",
+        str(ctx.write("preset.yaml", text)),
+        "--out",
+        str(ctx.tmp / "b"),
+        "--no-progress",
+        *extra,
+    ]
 
 
-GOOD_PRESET = "train_preset: tiny\nmethods: [equal]\nseeds: 1\ndatasets:\n  - name: t\n    format: kitti\n    root: {root}\n"
+GOOD_PRESET = (
+    "train_preset: tiny\nmethods: [equal]\nseeds: 1\ndatasets:\n  - name: t\n    format: kitti\n    root: {root}\n"
+)
 
 
 def _good_preset_with(extra_yaml: str) -> Callable[[Ctx], list[str]]:
@@ -117,8 +139,20 @@ def _search_journal(lines: list[str], *extra: str) -> Callable[[Ctx], list[str]]
         folder = ctx.tmp / "s"
         folder.mkdir()
         (folder / "journal.jsonl").write_text("".join(line + "\n" for line in lines))
-        return ["search", "--preset", "tiny", "--data", str(ctx.data), "--out", str(folder), "--budget", "2",
-                "--no-progress", *extra]
+        return [
+            "search",
+            "--preset",
+            "tiny",
+            "--data",
+            str(ctx.data),
+            "--out",
+            str(folder),
+            "--budget",
+            "2",
+            "--no-progress",
+            *extra,
+        ]
+
     return make
 
 
@@ -126,6 +160,7 @@ def _existing_run(*args: str) -> Callable[[Ctx], list[str]]:
     def make(ctx: Ctx) -> list[str]:
         run = ctx.run_copy()
         return ["train", "--preset", "tiny", "--data", str(ctx.data), "--out", str(run), "--no-progress", *args]
+
     return make
 
 
@@ -135,6 +170,7 @@ def _evaluate_edited_config(edit: Callable[[str], str]) -> Callable[[Ctx], list[
         config = run / "config.yaml"
         config.write_text(edit(config.read_text()))
         return ["evaluate", str(run), "--split", "val"]
+
     return make
 
 
@@ -147,13 +183,27 @@ def _data_fault(fmt: str, corrupt: Callable[[Path], str]) -> Callable[[Ctx], lis
 
     ``corrupt`` returns nothing useful to the row; the row's ``expect`` names the file and line.
     """
+
     def make(ctx: Ctx) -> list[str]:
         source = {"kitti": ctx.data, **ctx.extra_data}[fmt]
         root = ctx.tmp / f"{fmt}-data"
         shutil.copytree(source, root)
         corrupt(root)
-        return ["train", "--preset", "tiny", "--format", fmt, "--data", str(root), "--out", str(ctx.tmp / "out"),
-                "--epochs", "1", "--no-progress"]
+        return [
+            "train",
+            "--preset",
+            "tiny",
+            "--format",
+            fmt,
+            "--data",
+            str(root),
+            "--out",
+            str(ctx.tmp / "out"),
+            "--epochs",
+            "1",
+            "--no-progress",
+        ]
+
     return make
 
 
@@ -166,6 +216,7 @@ def _kitti_label(edit: Callable[[list[str]], list[str]]) -> Callable[[Path], str
         path = root / "training" / "label_2" / f"{_first_train_id(root)}.txt"
         path.write_text("\n".join(edit(path.read_text().splitlines())) + "\n")
         return path.name
+
     return corrupt
 
 
@@ -174,10 +225,11 @@ def _replace_file(pattern: str, content: bytes | Callable[[Path], bytes]) -> Cal
         path = sorted(root.glob(pattern))[0]
         path.write_bytes(content(path) if callable(content) else content)
         return path.name
+
     return corrupt
 
 
-def _png(array: "object", mode: str | None = None) -> bytes:
+def _png(array: object, mode: str | None = None) -> bytes:
     import io
 
     import numpy as np
@@ -202,6 +254,7 @@ def _mask_index(value: int) -> Callable[[Path], bytes]:
         mask = np.array(Image.open(path))
         mask[0, 0] = value
         return _png(mask)
+
     return content
 
 
@@ -211,6 +264,7 @@ def _woodscape_box(line: str) -> Callable[[Path], str]:
         path = root / "box_2d_annotations" / f"{name}.txt"
         path.write_text(line + "\n" + path.read_text())
         return path.name
+
     return corrupt
 
 
@@ -219,7 +273,9 @@ def _delete(pattern: str) -> Callable[[Path], str]:
         path = sorted(root.glob(pattern))[0]
         path.unlink()
         return path.name
+
     return corrupt
+
 
 CASES: list[Case] = [
     # ------------------------------------------------------------------ strategy options
@@ -250,38 +306,96 @@ CASES: list[Case] = [
     Case("epochs-zero", "cli", lambda c: _train(c, "--epochs", "0"), ("--epochs", "greater than or equal to 1")),
     Case("preset", "cli", lambda c: _train(c, "--preset", "huge"), ("huge",)),
     Case("config-missing", "cli", lambda c: _train(c, "--config", str(c.tmp / "none.yaml")), ("none.yaml",)),
-    Case("pretrained-missing", "cli", lambda c: _train(c, "--pretrained", str(c.tmp / "r18.pth")), ("r18.pth", "not found")),
-    Case("pretrained-random-bytes", "cli",
-         lambda c: _train(c, "--pretrained", str(c.write("r18.pth", "not a checkpoint at all" * 40))), ("r18.pth",)),
-    Case("data-root-missing", "cli", lambda c: ["train", "--preset", "tiny", "--data", str(c.tmp / "nowhere"),
-                                                "--out", str(c.tmp / "o")], ("nowhere",)),
+    Case(
+        "pretrained-missing",
+        "cli",
+        lambda c: _train(c, "--pretrained", str(c.tmp / "r18.pth")),
+        ("r18.pth", "not found"),
+    ),
+    Case(
+        "pretrained-random-bytes",
+        "cli",
+        lambda c: _train(c, "--pretrained", str(c.write("r18.pth", "not a checkpoint at all" * 40))),
+        ("r18.pth",),
+    ),
+    Case(
+        "data-root-missing",
+        "cli",
+        lambda c: ["train", "--preset", "tiny", "--data", str(c.tmp / "nowhere"), "--out", str(c.tmp / "o")],
+        ("nowhere",),
+    ),
     Case("resume-nothing", "cli", lambda c: _train(c, "--resume"), ("nothing to resume",)),
     Case("resume-and-overwrite", "cli", lambda c: _train(c, "--resume", "--overwrite"), ("--resume", "--overwrite")),
     Case("existing-run-folder", "cli", _existing_run(), ("already holds a run", "--resume", "--overwrite")),
     Case("evaluate-split", "cli", lambda c: ["evaluate", str(c.run_copy()), "--split", "training"], ("training",)),
     Case("evaluate-not-a-run", "cli", lambda c: ["evaluate", str(c.tmp)], ("config.yaml",)),
-    Case("evaluate-checkpoint-missing", "cli", lambda c: ["evaluate", str(c.run_copy()), "--checkpoint", "epoch7.pt"],
-         ("epoch7.pt",)),
+    Case(
+        "evaluate-checkpoint-missing",
+        "cli",
+        lambda c: ["evaluate", str(c.run_copy()), "--checkpoint", "epoch7.pt"],
+        ("epoch7.pt",),
+    ),
     Case("synth-size-text", "cli", lambda c: ["synth", "--out", str(c.tmp / "s"), "--size", "big"], ("--size", "big")),
-    Case("synth-size-huge", "cli", lambda c: ["synth", "--out", str(c.tmp / "s"), "--size", "100000x100000"],
-         ("size", "100000", "4096")),
-    Case("synth-preset", "cli", lambda c: ["synth", "--out", str(c.tmp / "s"), "--preset", "synth-nuscenes"],
-         ("synth-nuscenes",)),
-    Case("synth-into-foreign-folder", "cli", lambda c: ["synth", "--out", str(c.write("notes.txt", "x").parent), "--train", "1"],
-         ("not empty",)),
-    Case("bench-protocol", "cli", lambda c: ["bench", "--preset", "tiny", "--protocol", "fast", "--out", str(c.tmp / "b")],
-         ("--protocol", "fast")),
-    Case("bench-method", "cli", lambda c: ["bench", "--preset", "tiny", "--methods", "nosuch", "--out", str(c.tmp / "b")],
-         ("nosuch",)),
-    Case("bench-dataset", "cli", lambda c: ["bench", "--preset", "tiny", "--datasets", "kitti", "--out", str(c.tmp / "b")],
-         ("kitti",)),
-    Case("bench-root", "cli", lambda c: ["bench", "--preset", "tiny", "--root", "nofolder", "--out", str(c.tmp / "b")],
-         ("--root", "nofolder")),
-    Case("bench-preset-missing", "cli", lambda c: ["bench", "--preset", "gigantic", "--out", str(c.tmp / "b")], ("gigantic",)),
-    Case("search-optimizer", "cli", lambda c: ["search", "--out", str(c.tmp / "s"), "--optimizer", "bayes"],
-         ("--optimizer", "bayes")),
-    Case("search-executor", "cli", lambda c: ["search", "--out", str(c.tmp / "s"), "--executor", "slurm"],
-         ("--executor", "slurm")),
+    Case(
+        "synth-size-huge",
+        "cli",
+        lambda c: ["synth", "--out", str(c.tmp / "s"), "--size", "100000x100000"],
+        ("size", "100000", "4096"),
+    ),
+    Case(
+        "synth-preset",
+        "cli",
+        lambda c: ["synth", "--out", str(c.tmp / "s"), "--preset", "synth-nuscenes"],
+        ("synth-nuscenes",),
+    ),
+    Case(
+        "synth-into-foreign-folder",
+        "cli",
+        lambda c: ["synth", "--out", str(c.write("notes.txt", "x").parent), "--train", "1"],
+        ("not empty",),
+    ),
+    Case(
+        "bench-protocol",
+        "cli",
+        lambda c: ["bench", "--preset", "tiny", "--protocol", "fast", "--out", str(c.tmp / "b")],
+        ("--protocol", "fast"),
+    ),
+    Case(
+        "bench-method",
+        "cli",
+        lambda c: ["bench", "--preset", "tiny", "--methods", "nosuch", "--out", str(c.tmp / "b")],
+        ("nosuch",),
+    ),
+    Case(
+        "bench-dataset",
+        "cli",
+        lambda c: ["bench", "--preset", "tiny", "--datasets", "kitti", "--out", str(c.tmp / "b")],
+        ("kitti",),
+    ),
+    Case(
+        "bench-root",
+        "cli",
+        lambda c: ["bench", "--preset", "tiny", "--root", "nofolder", "--out", str(c.tmp / "b")],
+        ("--root", "nofolder"),
+    ),
+    Case(
+        "bench-preset-missing",
+        "cli",
+        lambda c: ["bench", "--preset", "gigantic", "--out", str(c.tmp / "b")],
+        ("gigantic",),
+    ),
+    Case(
+        "search-optimizer",
+        "cli",
+        lambda c: ["search", "--out", str(c.tmp / "s"), "--optimizer", "bayes"],
+        ("--optimizer", "bayes"),
+    ),
+    Case(
+        "search-executor",
+        "cli",
+        lambda c: ["search", "--out", str(c.tmp / "s"), "--executor", "slurm"],
+        ("--executor", "slurm"),
+    ),
     # ------------------------------------------------------------------ configuration files
     Case("config-unknown-key", "config", _config("epochs: 2\nepocs: 3\n"), ("bad.yaml:2", "epocs")),
     Case("config-unknown-data-key", "config", _config("data:\n  formt: kitti\n"), ("bad.yaml:2", "formt")),
@@ -291,8 +405,12 @@ CASES: list[Case] = [
     Case("config-malformed-yaml", "config", _config("epochs: [2\nseed: 1\n"), ("bad.yaml",)),
     Case("config-image-size", "config", _config("data:\n  image_size: [70, 190]\n"), ("image_size", "32")),
     Case("config-dataset-option", "config", _config("data:\n  options:\n    split_sed: 3\n"), ("split_sed",)),
-    Case("config-method-option", "config", _config("method:\n  name: gradnorm\n  options:\n    alpha: high\n"),
-         ("alpha", "high")),
+    Case(
+        "config-method-option",
+        "config",
+        _config("method:\n  name: gradnorm\n  options:\n    alpha: high\n"),
+        ("alpha", "high"),
+    ),
     Case("config-duplicate-key", "config", _config("epochs: 2\nseed: 1\nepochs: 3\n"), ("bad.yaml:3", "epochs")),
     # ------------------------------------------------------------------ checkpoints
     Case("checkpoint-truncated", "checkpoint", _corrupt_checkpoint("best.pt", None), ("best.pt",)),
@@ -301,68 +419,174 @@ CASES: list[Case] = [
     Case("checkpoint-json", "checkpoint", _corrupt_checkpoint("best.pt", b'{"model": 1}'), ("best.pt",)),
     Case("checkpoint-resume-empty", "checkpoint", _corrupt_checkpoint("last.pt", b"", "resume"), ("last.pt", "empty")),
     Case("checkpoint-resume-truncated", "checkpoint", _corrupt_checkpoint("last.pt", None, "resume"), ("last.pt",)),
-    Case("checkpoint-other-model", "checkpoint",
-         _evaluate_edited_config(lambda t: t.replace("width: 0.25", "width: 0.5")), ("best.pt", "does not fit")),
+    Case(
+        "checkpoint-other-model",
+        "checkpoint",
+        _evaluate_edited_config(lambda t: t.replace("width: 0.25", "width: 0.5")),
+        ("best.pt", "does not fit"),
+    ),
     # ------------------------------------------------------------------ result files
     Case("report-missing", "results", lambda c: ["report", str(c.tmp)], ("results.json", "not found")),
     Case("report-bad-json", "results", _report('{"schema": 1,\n "records": [}\n'), ("results.json:2",)),
     Case("report-no-records", "results", _report('{"schema": 1}'), ("results.json", "records")),
-    Case("report-record-fields", "results", _report(json.dumps({"schema": 1, "records": [{"dataset": "d"}]})),
-         ("results.json", "lacks")),
+    Case(
+        "report-record-fields",
+        "results",
+        _report(json.dumps({"schema": 1, "records": [{"dataset": "d"}]})),
+        ("results.json", "lacks"),
+    ),
     Case("report-schema", "results", _report(json.dumps({"schema": 99, "records": [RECORD]})), ("results.json", "99")),
-    Case("journal-corrupt-line", "results", _search_journal(["{}", "{not json", "{}"], "--resume"), ("journal.jsonl:",)),
+    Case(
+        "journal-corrupt-line", "results", _search_journal(["{}", "{not json", "{}"], "--resume"), ("journal.jsonl:",)
+    ),
     Case("journal-without-resume", "results", _search_journal(['{"index": 0}']), ("journal.jsonl", "--resume")),
     # ------------------------------------------------------------------ dataset files (three formats)
-    Case("kitti-label-columns", "data", _data_fault("kitti", _kitti_label(lambda ls: [*ls, "Car 0 0 1"])),
-         ("label_2/", ".txt:", "15 columns")),
-    Case("kitti-label-class", "data", _data_fault("kitti", _kitti_label(
-        lambda ls: ["Spaceship " + ls[0].split(" ", 1)[1], *ls[1:]])), ("label_2/", ".txt:1", "Spaceship")),
-    Case("kitti-label-number", "data", _data_fault("kitti", _kitti_label(
-        lambda ls: [" ".join(ls[0].split()[:4] + ["left"] + ls[0].split()[5:]), *ls[1:]])),
-         ("label_2/", ".txt:1", "left")),
-    Case("kitti-image-corrupt", "data", _data_fault("kitti", lambda r: _replace_file(
-        f"training/image_2/{_first_train_id(r)}.png", RANDOM_BYTES)(r)), ("image_2/",)),
-    Case("kitti-image-missing", "data", _data_fault("kitti", lambda r: _delete(
-        f"training/image_2/{_first_train_id(r)}.png")(r)), ("image_2", "000")),
-    Case("kitti-split-unknown-id", "data", _data_fault("kitti", lambda r: (r / "splits" / "train.txt").write_text(
-        (r / "splits" / "train.txt").read_text() + "777777\n")), ("777777",)),
-    Case("kitti-mask-16bit", "data", _data_fault("kitti", lambda r: _replace_file(
-        f"training/semantic/{_first_train_id(r)}.png", _mask_16bit)(r)), ("semantic/",)),
-    Case("cityscapes-instanceids-corrupt", "data", _data_fault("cityscapes", _replace_file(
-        "gtFine/train/*/*_gtFine_instanceIds.png", RANDOM_BYTES)), ("instanceIds.png",)),
-    Case("cityscapes-labelids-corrupt", "data", _data_fault("cityscapes", _replace_file(
-        "gtFine/train/*/*_gtFine_labelIds.png", RANDOM_BYTES)), ("labelIds.png",)),
-    Case("cityscapes-labelids-16bit", "data", _data_fault("cityscapes", _replace_file(
-        "gtFine/train/*/*_gtFine_labelIds.png", lambda p: _png(__import__("numpy").full((64, 128), 4000, "uint16")))),
-         ("labelIds.png",)),
-    Case("cityscapes-image-corrupt", "data", _data_fault("cityscapes", _replace_file(
-        "leftImg8bit/train/*/*_leftImg8bit.png", RANDOM_BYTES)), ("leftImg8bit.png",)),
-    Case("cityscapes-image-missing", "data", _data_fault("cityscapes", _delete("leftImg8bit/train/*/*_leftImg8bit.png")),
-         ("leftImg8bit",)),
-    Case("woodscape-class-id", "data", _data_fault("woodscape", _woodscape_box("person,0,10,10,20,20")),
-         (".txt:1", "person")),
-    Case("woodscape-box-columns", "data", _data_fault("woodscape", _woodscape_box("vehicles,0,10,10")),
-         (".txt:1",)),
-    Case("woodscape-unknown-class", "data", _data_fault("woodscape", _woodscape_box("spaceship,9,10,10,20,20")),
-         (".txt:1", "spaceship")),
-    Case("woodscape-box-number", "data", _data_fault("woodscape", _woodscape_box("vehicles,0,ten,10,20,20")),
-         (".txt:1", "ten")),
-    Case("woodscape-mask-index", "data", _data_fault("woodscape", _replace_file(
-        "semantic_annotations/gtLabels/*.png", _mask_index(200))), ("gtLabels/",)),
-    Case("woodscape-image-corrupt", "data", _data_fault("woodscape", _replace_file("rgb_images/*.png", RANDOM_BYTES)),
-         ("rgb_images/",)),
+    Case(
+        "kitti-label-columns",
+        "data",
+        _data_fault("kitti", _kitti_label(lambda ls: [*ls, "Car 0 0 1"])),
+        ("label_2/", ".txt:", "15 columns"),
+    ),
+    Case(
+        "kitti-label-class",
+        "data",
+        _data_fault("kitti", _kitti_label(lambda ls: ["Spaceship " + ls[0].split(" ", 1)[1], *ls[1:]])),
+        ("label_2/", ".txt:1", "Spaceship"),
+    ),
+    Case(
+        "kitti-label-number",
+        "data",
+        _data_fault(
+            "kitti", _kitti_label(lambda ls: [" ".join(ls[0].split()[:4] + ["left"] + ls[0].split()[5:]), *ls[1:]])
+        ),
+        ("label_2/", ".txt:1", "left"),
+    ),
+    Case(
+        "kitti-image-corrupt",
+        "data",
+        _data_fault("kitti", lambda r: _replace_file(f"training/image_2/{_first_train_id(r)}.png", RANDOM_BYTES)(r)),
+        ("image_2/",),
+    ),
+    Case(
+        "kitti-image-missing",
+        "data",
+        _data_fault("kitti", lambda r: _delete(f"training/image_2/{_first_train_id(r)}.png")(r)),
+        ("image_2", "000"),
+    ),
+    Case(
+        "kitti-split-unknown-id",
+        "data",
+        _data_fault(
+            "kitti",
+            lambda r: (r / "splits" / "train.txt").write_text((r / "splits" / "train.txt").read_text() + "777777\n"),
+        ),
+        ("777777",),
+    ),
+    Case(
+        "kitti-mask-16bit",
+        "data",
+        _data_fault("kitti", lambda r: _replace_file(f"training/semantic/{_first_train_id(r)}.png", _mask_16bit)(r)),
+        ("semantic/",),
+    ),
+    Case(
+        "cityscapes-instanceids-corrupt",
+        "data",
+        _data_fault("cityscapes", _replace_file("gtFine/train/*/*_gtFine_instanceIds.png", RANDOM_BYTES)),
+        ("instanceIds.png",),
+    ),
+    Case(
+        "cityscapes-labelids-corrupt",
+        "data",
+        _data_fault("cityscapes", _replace_file("gtFine/train/*/*_gtFine_labelIds.png", RANDOM_BYTES)),
+        ("labelIds.png",),
+    ),
+    Case(
+        "cityscapes-labelids-16bit",
+        "data",
+        _data_fault(
+            "cityscapes",
+            _replace_file(
+                "gtFine/train/*/*_gtFine_labelIds.png",
+                lambda p: _png(__import__("numpy").full((64, 128), 4000, "uint16")),
+            ),
+        ),
+        ("labelIds.png",),
+    ),
+    Case(
+        "cityscapes-image-corrupt",
+        "data",
+        _data_fault("cityscapes", _replace_file("leftImg8bit/train/*/*_leftImg8bit.png", RANDOM_BYTES)),
+        ("leftImg8bit.png",),
+    ),
+    Case(
+        "cityscapes-image-missing",
+        "data",
+        _data_fault("cityscapes", _delete("leftImg8bit/train/*/*_leftImg8bit.png")),
+        ("leftImg8bit",),
+    ),
+    Case(
+        "woodscape-class-id",
+        "data",
+        _data_fault("woodscape", _woodscape_box("person,0,10,10,20,20")),
+        (".txt:1", "person"),
+    ),
+    Case("woodscape-box-columns", "data", _data_fault("woodscape", _woodscape_box("vehicles,0,10,10")), (".txt:1",)),
+    Case(
+        "woodscape-unknown-class",
+        "data",
+        _data_fault("woodscape", _woodscape_box("spaceship,9,10,10,20,20")),
+        (".txt:1", "spaceship"),
+    ),
+    Case(
+        "woodscape-box-number",
+        "data",
+        _data_fault("woodscape", _woodscape_box("vehicles,0,ten,10,20,20")),
+        (".txt:1", "ten"),
+    ),
+    Case(
+        "woodscape-mask-index",
+        "data",
+        _data_fault("woodscape", _replace_file("semantic_annotations/gtLabels/*.png", _mask_index(200))),
+        ("gtLabels/",),
+    ),
+    Case(
+        "woodscape-image-corrupt",
+        "data",
+        _data_fault("woodscape", _replace_file("rgb_images/*.png", RANDOM_BYTES)),
+        ("rgb_images/",),
+    ),
     # ------------------------------------------------------------------ bench presets
     Case("preset-unknown-key", "preset", _good_preset_with("sedes: 2\n"), ("preset.yaml", "sedes")),
-    Case("preset-unknown-method", "preset", _bench_preset(
-        "train_preset: tiny\nmethods: [equal, gradnorn]\ndatasets:\n  - name: t\n    format: kitti\n    root: /x\n"),
-         ("preset.yaml", "gradnorn")),
-    Case("preset-bad-override", "preset", _good_preset_with("train_overrides:\n  epochs: -1\n"),
-         ("preset.yaml", "epochs")),
-    Case("preset-bad-dataset-override", "preset", lambda c: _bench_preset(
-        "train_preset: tiny\nmethods: [equal]\ndatasets:\n  - name: t\n    format: kitti\n    root: " + str(c.data)
-        + "\n    train_overrides: {optim: {lr: zero}}\n")(c), ("preset.yaml", "lr")),
-    Case("preset-bad-method-option", "preset", _good_preset_with("method_options:\n  equal: {alpha: 1}\n"),
-         ("preset.yaml", "alpha")),
+    Case(
+        "preset-unknown-method",
+        "preset",
+        _bench_preset(
+            "train_preset: tiny\nmethods: [equal, gradnorn]\ndatasets:\n  - name: t\n    format: kitti\n    root: /x\n"
+        ),
+        ("preset.yaml", "gradnorn"),
+    ),
+    Case(
+        "preset-bad-override",
+        "preset",
+        _good_preset_with("train_overrides:\n  epochs: -1\n"),
+        ("preset.yaml", "epochs"),
+    ),
+    Case(
+        "preset-bad-dataset-override",
+        "preset",
+        lambda c: _bench_preset(
+            "train_preset: tiny\nmethods: [equal]\ndatasets:\n  - name: t\n    format: kitti\n    root: "
+            + str(c.data)
+            + "\n    train_overrides: {optim: {lr: zero}}\n"
+        )(c),
+        ("preset.yaml", "lr"),
+    ),
+    Case(
+        "preset-bad-method-option",
+        "preset",
+        _good_preset_with("method_options:\n  equal: {alpha: 1}\n"),
+        ("preset.yaml", "alpha"),
+    ),
     Case("preset-malformed", "preset", _bench_preset("methods: [equal\n"), ("preset.yaml",)),
     Case("preset-duplicate-key", "preset", _good_preset_with("seeds: 2\n"), ("preset.yaml", "seeds")),
 ]
@@ -371,8 +595,11 @@ CASES: list[Case] = [
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, tiny_kitti: Path) -> Path:
     out = tmp_path_factory.mktemp("trained") / "run"
-    result = CliRunner().invoke(app, ["train", "--preset", "tiny", "--data", str(tiny_kitti), "--out", str(out),
-                                      "--epochs", "2", "--no-progress"], env=ENV)
+    result = CliRunner().invoke(
+        app,
+        ["train", "--preset", "tiny", "--data", str(tiny_kitti), "--out", str(out), "--epochs", "2", "--no-progress"],
+        env=ENV,
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -396,8 +623,9 @@ def _flat(text: str) -> str:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_gets_one_clear_message(case: Case, tmp_path: Path, tiny_kitti: Path, trained: Path,
-                                          other_formats: dict[str, Path]) -> None:
+def test_bad_input_gets_one_clear_message(
+    case: Case, tmp_path: Path, tiny_kitti: Path, trained: Path, other_formats: dict[str, Path]
+) -> None:
     ctx = Ctx(tmp_path, tiny_kitti, trained, other_formats)
     args = case.make(ctx)
     result = CliRunner().invoke(app, args, env=ENV)
@@ -420,20 +648,50 @@ def test_the_table_covers_every_category() -> None:
 
 
 def test_debug_shows_the_traceback(tmp_path: Path, tiny_kitti: Path) -> None:
-    args = ["--debug", "train", "--preset", "tiny", "--data", str(tiny_kitti), "--out", str(tmp_path / "o"),
-            "--method", "gradnorm", "--method-opt", "alpha=1", "--config", str(tmp_path / "none.yaml")]
+    args = [
+        "--debug",
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        str(tiny_kitti),
+        "--out",
+        str(tmp_path / "o"),
+        "--method",
+        "gradnorm",
+        "--method-opt",
+        "alpha=1",
+        "--config",
+        str(tmp_path / "none.yaml"),
+    ]
     result = CliRunner().invoke(app, args, env=ENV)
     assert result.exit_code != 0 and result.exception is not None and not isinstance(result.exception, SystemExit)
 
 
-def test_resume_falls_back_to_the_previous_checkpoint_and_says_so(tmp_path: Path, tiny_kitti: Path,
-                                                                  trained: Path) -> None:
+def test_resume_falls_back_to_the_previous_checkpoint_and_says_so(
+    tmp_path: Path, tiny_kitti: Path, trained: Path
+) -> None:
     run = tmp_path / "run"
     shutil.copytree(trained, run)
     assert (run / "last.prev.pt").is_file()
     (run / "last.pt").write_bytes(b"")
-    result = CliRunner().invoke(app, ["train", "--preset", "tiny", "--data", str(tiny_kitti), "--out", str(run),
-                                      "--resume", "--epochs", "2", "--no-progress"], env=ENV)
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--preset",
+            "tiny",
+            "--data",
+            str(tiny_kitti),
+            "--out",
+            str(run),
+            "--resume",
+            "--epochs",
+            "2",
+            "--no-progress",
+        ],
+        env=ENV,
+    )
     output = _flat(result.output)
     assert result.exit_code == 0, output
     assert "last.pt" in output and "empty" in output and "last.prev.pt" in output and "after epoch 1" in output

@@ -26,8 +26,9 @@ TIMES = {"train_time_s", "epoch_time_s", "wall_time_s", "training_s", "train_tim
 
 def _run(args: list[str], failpoint: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TASKWEIGHT_FAILPOINT": failpoint or "", "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "taskweight.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "taskweight.cli", *args], env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def _killed(args: list[str], failpoint: str) -> None:
@@ -83,15 +84,19 @@ def reference_run(tmp_path_factory: pytest.TempPathFactory, train_args: list[str
 
 
 # tiny: 24 training images, batch 8 → 3 steps an epoch; 8 val images → 1 val batch an epoch
-@pytest.mark.parametrize("failpoint", [
-    "train_step@5",          # in the middle of epoch 2 (weights.csv already holds steps 3–4)
-    "validation_batch@2",    # during epoch 2's validation (its training rows are written)
-    "write:last.pt@2",       # epoch 2's checkpoint written to a temporary file, not yet renamed
-    "write:best.pt@1",       # the first best.pt complete but not in place
-    "write:metrics.json@1",  # the very end: everything trained, metrics.json not yet in place
-])
-def test_killed_training_resumes_to_the_uninterrupted_result(failpoint: str, tmp_path: Path, train_args: list[str],
-                                                             reference_run: Path) -> None:
+@pytest.mark.parametrize(
+    "failpoint",
+    [
+        "train_step@5",  # in the middle of epoch 2 (weights.csv already holds steps 3–4)
+        "validation_batch@2",  # during epoch 2's validation (its training rows are written)
+        "write:last.pt@2",  # epoch 2's checkpoint written to a temporary file, not yet renamed
+        "write:best.pt@1",  # the first best.pt complete but not in place
+        "write:metrics.json@1",  # the very end: everything trained, metrics.json not yet in place
+    ],
+)
+def test_killed_training_resumes_to_the_uninterrupted_result(
+    failpoint: str, tmp_path: Path, train_args: list[str], reference_run: Path
+) -> None:
     out = tmp_path / "run"
     _killed([*train_args, "--out", str(out)], failpoint)
     assert not (out / "metrics.json").exists()
@@ -129,8 +134,10 @@ def test_killed_search_resumes_to_the_uninterrupted_journal(tmp_path: Path, tiny
 
 def test_killed_bench_cell_resumes_to_the_uninterrupted_results(tmp_path: Path, tiny_kitti: Path) -> None:
     preset = tmp_path / "bench.yaml"
-    preset.write_text("train_preset: tiny\ntrain_overrides: {epochs: 2}\nmethods: [equal, gradnorm]\nseeds: 1\n"
-                      f"datasets:\n  - {{name: t, format: kitti, root: {tiny_kitti}}}\n")
+    preset.write_text(
+        "train_preset: tiny\ntrain_overrides: {epochs: 2}\nmethods: [equal, gradnorm]\nseeds: 1\n"
+        f"datasets:\n  - {{name: t, format: kitti, root: {tiny_kitti}}}\n"
+    )
     args = ["bench", "--preset", str(preset), "--no-progress"]
     _ok([*args, "--out", str(tmp_path / "ref")])
     killed = tmp_path / "killed"

@@ -18,8 +18,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 
-BASELINES: tuple[str, ...] = ("equal", "handcrafted", "dynamic_scaling", "uncertainty", "gradnorm", "geometric",
-                              "weight_learning")
+BASELINES: tuple[str, ...] = (
+    "equal",
+    "handcrafted",
+    "dynamic_scaling",
+    "uncertainty",
+    "gradnorm",
+    "geometric",
+    "weight_learning",
+)
 SEARCH_METHODS: tuple[str, ...] = ("meta", "meta_async")
 PAPER_METHOD_ORDER: tuple[str, ...] = (*BASELINES, *SEARCH_METHODS)
 

@@ -23,25 +23,50 @@ PAPER_DATASETS: tuple[str, ...] = ("KITTI", "Cityscapes", "WoodScape")
 
 # Table II of the paper: (mAP, mIoU, geometric mean) per dataset, in the order of PAPER_METHOD_ORDER.
 _TABLE2: dict[str, tuple[tuple[float, float, float], ...]] = {
-    "KITTI": ((0.6535, 0.8114, 0.7282), (0.6289, 0.8408, 0.7272), (0.1736, 0.8079, 0.3745), (0.6589, 0.7974, 0.7248),
-              (0.6653, 0.8080, 0.7332), (0.5677, 0.8176, 0.6813), (0.6727, 0.8040, 0.7354), (0.6974, 0.8301, 0.7609),
-              (0.7260, 0.8408, 0.7813)),
-    "Cityscapes": ((0.2572, 0.6356, 0.4043), (0.2970, 0.5780, 0.4143), (0.2824, 0.5796, 0.4045),
-                   (0.2968, 0.5646, 0.4094), (0.2870, 0.5492, 0.3970), (0.2900, 0.5819, 0.4108),
-                   (0.2972, 0.5573, 0.4070), (0.3091, 0.5812, 0.4239), (0.3177, 0.5815, 0.4298)),
-    "WoodScape": ((0.4643, 0.7180, 0.5774), (0.4438, 0.8107, 0.5998), (0.4557, 0.8118, 0.6082),
-                  (0.4525, 0.7806, 0.5943), (0.4511, 0.8155, 0.6065), (0.4193, 0.8227, 0.5874),
-                  (0.4419, 0.8227, 0.6030), (0.4677, 0.8006, 0.6119), (0.4862, 0.7838, 0.6173)),
+    "KITTI": (
+        (0.6535, 0.8114, 0.7282),
+        (0.6289, 0.8408, 0.7272),
+        (0.1736, 0.8079, 0.3745),
+        (0.6589, 0.7974, 0.7248),
+        (0.6653, 0.8080, 0.7332),
+        (0.5677, 0.8176, 0.6813),
+        (0.6727, 0.8040, 0.7354),
+        (0.6974, 0.8301, 0.7609),
+        (0.7260, 0.8408, 0.7813),
+    ),
+    "Cityscapes": (
+        (0.2572, 0.6356, 0.4043),
+        (0.2970, 0.5780, 0.4143),
+        (0.2824, 0.5796, 0.4045),
+        (0.2968, 0.5646, 0.4094),
+        (0.2870, 0.5492, 0.3970),
+        (0.2900, 0.5819, 0.4108),
+        (0.2972, 0.5573, 0.4070),
+        (0.3091, 0.5812, 0.4239),
+        (0.3177, 0.5815, 0.4298),
+    ),
+    "WoodScape": (
+        (0.4643, 0.7180, 0.5774),
+        (0.4438, 0.8107, 0.5998),
+        (0.4557, 0.8118, 0.6082),
+        (0.4525, 0.7806, 0.5943),
+        (0.4511, 0.8155, 0.6065),
+        (0.4193, 0.8227, 0.5874),
+        (0.4419, 0.8227, 0.6030),
+        (0.4677, 0.8006, 0.6119),
+        (0.4862, 0.7838, 0.6173),
+    ),
 }
 PAPER_TABLE2: dict[str, dict[str, dict[str, float]]] = {
-    ds: {m: {"mAP": v[0], "mIoU": v[1], "geometric_mean": v[2]} for m, v in zip(PAPER_METHOD_ORDER, rows)}
+    ds: {m: {"mAP": v[0], "mIoU": v[1], "geometric_mean": v[2]} for m, v in zip(PAPER_METHOD_ORDER, rows, strict=True)}
     for ds, rows in _TABLE2.items()
 }
 PAPER_TABLE2_GM: dict[str, dict[str, float]] = {
     ds: {m: v["geometric_mean"] for m, v in rows.items()} for ds, rows in PAPER_TABLE2.items()
 }
-PAPER_OVERALL: dict[str, float] = dict(zip(PAPER_METHOD_ORDER, (0.5700, 0.5804, 0.4624, 0.5762, 0.5789, 0.5598, 0.5818,
-                                                      0.5989, 0.6095)))
+PAPER_OVERALL: dict[str, float] = dict(
+    zip(PAPER_METHOD_ORDER, (0.5700, 0.5804, 0.4624, 0.5762, 0.5789, 0.5598, 0.5818, 0.5989, 0.6095), strict=True)
+)
 
 
 def paper_dataset(name: str) -> str | None:
@@ -62,7 +87,7 @@ def average_ranks(values: Mapping[str, float]) -> dict[str, float]:
         j = i
         while j + 1 < len(ordered) and values[ordered[j + 1]] == values[ordered[i]]:
             j += 1
-        for k in ordered[i:j + 1]:
+        for k in ordered[i : j + 1]:
             ranks[k] = (i + j) / 2 + 1
         i = j + 1
     return ranks
@@ -107,16 +132,20 @@ def compare_with_paper(summary: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-
 def _comparison(paper_ds: str, ours: Mapping[str, float], paper_gm: Mapping[str, float]) -> dict[str, Any]:
     """One row group of the comparison: our GMs (the paper's nine methods, NaN dropped) against ``paper_gm``."""
     ours = {m: g for m, g in ours.items() if m in PAPER_METHOD_ORDER and not math.isnan(g)}
     paper = {m: paper_gm[m] for m in ours}
-    return {"paper_dataset": paper_ds, "ours": ours, "paper": paper,
-            "ours_rank": average_ranks(ours), "paper_rank": average_ranks(paper),
-            "spearman": spearman(ours, paper),
-            "meta_async_margin": meta_async_margin(ours),
-            "paper_meta_async_margin": meta_async_margin(paper_gm)}
+    return {
+        "paper_dataset": paper_ds,
+        "ours": ours,
+        "paper": paper,
+        "ours_rank": average_ranks(ours),
+        "paper_rank": average_ranks(paper),
+        "spearman": spearman(ours, paper),
+        "meta_async_margin": meta_async_margin(ours),
+        "paper_meta_async_margin": meta_async_margin(paper_gm),
+    }
 
 
 def _num(value: float | None, signed: bool = False) -> str:
@@ -130,22 +159,40 @@ def render_paper_comparison(comparison: Mapping[str, Any], methods: Sequence[str
     methods = [m for m in methods if m in PAPER_METHOD_ORDER]
     lines = ["# Beside the paper — geometric mean and rank per method (ours: test split, mean over seeds)", ""]
     if not comparison:
-        return "\n".join(lines + ["No dataset of this benchmark maps to one of the paper's (KITTI, Cityscapes, "
-                                  "WoodScape)."]) + "\n"
-    lines += ["| Dataset | Row | " + " | ".join(method_title(m) for m in methods) + " |",
-              "|" + "---|" * (len(methods) + 2)]
+        return (
+            "\n".join(
+                lines + ["No dataset of this benchmark maps to one of the paper's (KITTI, Cityscapes, WoodScape)."]
+            )
+            + "\n"
+        )
+    lines += [
+        "| Dataset | Row | " + " | ".join(method_title(m) for m in methods) + " |",
+        "|" + "---|" * (len(methods) + 2),
+    ]
     for ds, c in comparison.items():
-        rows = (("GM, ours", lambda m: _num(c["ours"].get(m))),
-                (f"GM, paper ({c['paper_dataset']})", lambda m: _num(c["paper"].get(m))),
-                ("rank, ours", lambda m: f"{c['ours_rank'][m]:g}" if m in c["ours_rank"] else "–"),
-                ("rank, paper", lambda m: f"{c['paper_rank'][m]:g}" if m in c["paper_rank"] else "–"))
+        rows = (
+            # c=c binds this dataset's comparison (the cells are called in this iteration, but a lambda that
+            # outlived it would otherwise read the last dataset's numbers)
+            ("GM, ours", lambda m, c=c: _num(c["ours"].get(m))),
+            (f"GM, paper ({c['paper_dataset']})", lambda m, c=c: _num(c["paper"].get(m))),
+            ("rank, ours", lambda m, c=c: f"{c['ours_rank'][m]:g}" if m in c["ours_rank"] else "–"),
+            ("rank, paper", lambda m, c=c: f"{c['paper_rank'][m]:g}" if m in c["paper_rank"] else "–"),
+        )
         for i, (row, cell) in enumerate(rows):
             lines.append(f"| {ds if i == 0 else ''} | {row} | " + " | ".join(cell(m) for m in methods) + " |")
-    lines += ["", "| Dataset | Spearman ρ of the rankings | meta_async − best baseline, ours | same, paper |",
-              "|---|---|---|---|"]
+    lines += [
+        "",
+        "| Dataset | Spearman ρ of the rankings | meta_async − best baseline, ours | same, paper |",
+        "|---|---|---|---|",
+    ]
     for ds, c in comparison.items():
-        lines.append(f"| {ds} | {_num(c['spearman'], signed=True)} | {_num(c['meta_async_margin'], signed=True)} | "
-                     f"{_num(c['paper_meta_async_margin'], signed=True)} |")
-    lines += ["", "Ranks are over the methods this benchmark ran (1 = best; ties share the mean rank). "
-              "Best baseline = the best of the seven methods that are not meta-learned."]
+        lines.append(
+            f"| {ds} | {_num(c['spearman'], signed=True)} | {_num(c['meta_async_margin'], signed=True)} | "
+            f"{_num(c['paper_meta_async_margin'], signed=True)} |"
+        )
+    lines += [
+        "",
+        "Ranks are over the methods this benchmark ran (1 = best; ties share the mean rank). "
+        "Best baseline = the best of the seven methods that are not meta-learned.",
+    ]
     return "\n".join(lines) + "\n"

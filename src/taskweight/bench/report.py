@@ -27,6 +27,7 @@ import json
 import math
 import statistics
 from collections.abc import Callable, Sequence
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,11 @@ from taskweight.bench.significance import render_significance, significance
 from taskweight.durable import atomic_write_text
 from taskweight.jsonio import write_json
 
-ROWS: tuple[tuple[str, str], ...] = (("mAP", "mAP (detection)"), ("mIoU", "mIoU (segment)"), ("geometric_mean", "Geometric mean"))
+ROWS: tuple[tuple[str, str], ...] = (
+    ("mAP", "mAP (detection)"),
+    ("mIoU", "mIoU (segment)"),
+    ("geometric_mean", "Geometric mean"),
+)
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -72,10 +77,15 @@ COMPUTE: tuple[tuple[str, Callable[[CellRecord], float | None]], ...] = (
 def _stat(cells: Sequence[CellRecord], value: Callable[[CellRecord], float | None]) -> dict[str, Any]:
     """Mean, sample std and n of ``value`` over ``cells``, with the per-seed values (aligned ``seeds``/``values``)."""
     pairs = [(r.seed, value(r)) for r in sorted(cells, key=lambda r: r.seed)]
-    pairs = [(seed, v) for seed, v in pairs if v is not None]
-    mean, std = mean_std([v for _, v in pairs])
-    return {"mean": mean, "std": std, "n": len(pairs), "seeds": [seed for seed, _ in pairs],
-            "values": [v for _, v in pairs]}
+    present = [(seed, v) for seed, v in pairs if v is not None]
+    mean, std = mean_std([v for _, v in present])
+    return {
+        "mean": mean,
+        "std": std,
+        "n": len(present),
+        "seeds": [seed for seed, _ in present],
+        "values": [v for _, v in present],
+    }
 
 
 def summarize(records: Sequence[CellRecord]) -> dict[str, Any]:
@@ -96,7 +106,7 @@ def summarize(records: Sequence[CellRecord]) -> dict[str, Any]:
         for m in methods:
             cells = [r for r in ok if r.dataset == ds and r.method == m]
             if cells:
-                table[ds][m] = {metric: _stat(cells, lambda r, metric=metric: getattr(r, metric)) for metric, _ in ROWS}
+                table[ds][m] = {metric: _stat(cells, attrgetter(metric)) for metric, _ in ROWS}
                 table[ds][m].update({key: _stat(cells, value) for key, value in COMPUTE})
     overall: dict[str, Any] = {}
     for m in methods:
@@ -104,18 +114,36 @@ def summarize(records: Sequence[CellRecord]) -> dict[str, Any]:
         if len(per_ds) != len(datasets):
             continue
         seeds = set.intersection(*(set(s["geometric_mean"]["seeds"]) for s in per_ds))
-        per_seed = [statistics.fmean(dict(zip(s["geometric_mean"]["seeds"], s["geometric_mean"]["values"]))[seed]
-                                     for s in per_ds) for seed in sorted(seeds)]
-        overall[m] = {"mean": statistics.fmean(s["geometric_mean"]["mean"] for s in per_ds),
-                      "std": mean_std(per_seed)[1] if per_seed else float("nan"), "n": len(per_seed),
-                      "seeds": sorted(seeds), "values": per_seed,
-                      **{key: sum(s[key]["mean"] for s in per_ds) for key, _ in COMPUTE}}
-    failed = [{"dataset": r.dataset, "method": r.method, "seed": r.seed, "error": r.error}
-              for r in records if r.status != "ok"]
+        per_seed = [
+            statistics.fmean(
+                dict(zip(s["geometric_mean"]["seeds"], s["geometric_mean"]["values"], strict=True))[seed]
+                for s in per_ds
+            )
+            for seed in sorted(seeds)
+        ]
+        overall[m] = {
+            "mean": statistics.fmean(s["geometric_mean"]["mean"] for s in per_ds),
+            "std": mean_std(per_seed)[1] if per_seed else float("nan"),
+            "n": len(per_seed),
+            "seeds": sorted(seeds),
+            "values": per_seed,
+            **{key: sum(s[key]["mean"] for s in per_ds) for key, _ in COMPUTE},
+        }
+    failed = [
+        {"dataset": r.dataset, "method": r.method, "seed": r.seed, "error": r.error}
+        for r in records
+        if r.status != "ok"
+    ]
     searched = [r for r in ok if r.method in SEARCH_METHODS or r.method in CONTROL_METHODS]
     protocols = sorted({r.protocol for r in (searched or ok)})
-    return {"datasets": datasets, "methods": methods, "protocols": protocols, "table": table, "overall": overall,
-            "failed": failed}
+    return {
+        "datasets": datasets,
+        "methods": methods,
+        "protocols": protocols,
+        "table": table,
+        "overall": overall,
+        "failed": failed,
+    }
 
 
 def _cell(stat: dict[str, float] | None, best: bool) -> str:
@@ -142,7 +170,7 @@ def _compute(epochs: float | None, hours: float | None) -> str:
 PROTOCOL_NOTES = {
     "matched": "every column trains the epochs the preset gives it (the searches: evaluations × epochs each)",
     "paper": "baselines E epochs with best-val checkpoint selection; meta / meta_async N evaluations of e epochs, "
-             "each fine-tuning the best model so far, best evaluation reported (paper §IV-C, §V)",
+    "each fine-tuning the best model so far, best evaluation reported (paper §IV-C, §V)",
 }
 
 
@@ -153,8 +181,11 @@ def render_table2(summary: dict[str, Any]) -> str:
     lines = [
         "# Table II — task-weighting methods (test split; mean ± std over seeds)",
         "",
-        *([f"Protocol: {' + '.join(protocols)} — " + "; ".join(PROTOCOL_NOTES.get(p, p) for p in protocols) + ".", ""]
-          if protocols else []),
+        *(
+            [f"Protocol: {' + '.join(protocols)} — " + "; ".join(PROTOCOL_NOTES.get(p, p) for p in protocols) + ".", ""]
+            if protocols
+            else []
+        ),
         header,
         "|" + "---|" * (len(methods) + 2),
     ]
@@ -162,18 +193,33 @@ def render_table2(summary: dict[str, Any]) -> str:
         for i, (metric, title) in enumerate(ROWS):
             stats = {m: summary["table"][ds].get(m, {}).get(metric) for m in methods}
             best = _best({m: s["mean"] for m, s in stats.items() if s is not None})
-            lines.append(f"| {ds if i == 0 else ''} | {title} | " + " | ".join(_cell(stats[m], m in best) for m in methods) + " |")
+            lines.append(
+                f"| {ds if i == 0 else ''} | {title} | "
+                + " | ".join(_cell(stats[m], m in best) for m in methods)
+                + " |"
+            )
         cells = {m: summary["table"][ds].get(m) for m in methods}
-        lines.append("|  | Compute (epochs, hours) | " + " | ".join(
-            _compute(c["epochs"]["mean"], c["train_hours"]["mean"]) if c else "–" for c in cells.values()) + " |")
+        lines.append(
+            "|  | Compute (epochs, hours) | "
+            + " | ".join(_compute(c["epochs"]["mean"], c["train_hours"]["mean"]) if c else "–" for c in cells.values())
+            + " |"
+        )
     overall = summary["overall"]
     best = _best({m: s["mean"] for m, s in overall.items()})
     lines.append("| Overall | Geometric mean | " + " | ".join(_cell(overall.get(m), m in best) for m in methods) + " |")
-    lines.append("|  | Compute, all datasets | " + " | ".join(
-        _compute(overall[m]["epochs"], overall[m]["train_hours"]) if m in overall else "–" for m in methods) + " |")
-    lines += ["", "Overall = arithmetic mean over datasets of the per-dataset geometric means (as in the paper).",
-              "Compute = training epochs and hours in training steps (validation and testing excluded) a column spent, "
-              "mean over seeds; a search counts all its evaluations; Overall: summed over the datasets."]
+    lines.append(
+        "|  | Compute, all datasets | "
+        + " | ".join(
+            _compute(overall[m]["epochs"], overall[m]["train_hours"]) if m in overall else "–" for m in methods
+        )
+        + " |"
+    )
+    lines += [
+        "",
+        "Overall = arithmetic mean over datasets of the per-dataset geometric means (as in the paper).",
+        "Compute = training epochs and hours in training steps (validation and testing excluded) a column spent, "
+        "mean over seeds; a search counts all its evaluations; Overall: summed over the datasets.",
+    ]
     if summary["failed"]:
         lines += ["", "Failed cells:"]
         lines += [f"- {f['dataset']} / {f['method']} / seed {f['seed']}: {f['error']}" for f in summary["failed"]]
@@ -190,7 +236,12 @@ def render_table1(records: Sequence[CellRecord]) -> str:
     ]
     ok = [r for r in records if r.status == "ok"]
     for ds in ordered_datasets(ok):
-        for label, kind, task in (("w_s", "w", "seg"), ("w_d", "w", "det"), ("async f_s", "f", "seg"), ("async f_d", "f", "det")):
+        for label, kind, task in (
+            ("w_s", "w", "seg"),
+            ("w_d", "w", "det"),
+            ("async f_s", "f", "seg"),
+            ("async f_d", "f", "det"),
+        ):
             row = []
             for m in methods:
                 cells = [r for r in ok if r.dataset == ds and r.method == m]
@@ -201,7 +252,9 @@ def render_table1(records: Sequence[CellRecord]) -> str:
     lines += ["", "meta / meta_async weights are normalised to sum to 1 (paper §IV-C); handcrafted: w_det = 1."]
     units = sorted({r.async_unit for r in ok if r.frequencies and r.async_unit})
     if units:
-        lines.append(f"async f: the backprop period of the task, in {' and '.join(u + 's' for u in units)} (paper §IV-D).")
+        lines.append(
+            f"async f: the backprop period of the task, in {' and '.join(u + 's' for u in units)} (paper §IV-D)."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -242,18 +295,23 @@ def plot_weight_histories(records: Sequence[CellRecord], path: Path) -> None:
     cols = min(3, len(methods))
     rows = math.ceil(len(methods) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3 * rows), squeeze=False)
-    for ax, m in zip(axes.flat, methods):
+    for ax, m in zip(axes.flat, methods, strict=False):  # the grid's last row may have spare axes
         first = min((r for r in ok if r.method == m), key=lambda r: (r.dataset, r.seed))
         steps = [p[0] for p in first.weight_history]
         for i, task in enumerate(sorted(first.weight_history[0][1])):
             # dashes keep coinciding curves (equal: w_det = w_seg = 1) both visible
-            ax.plot(steps, [p[1].get(task, math.nan) for p in first.weight_history], label=f"w_{task}",
-                    linestyle=("-", "--", ":", "-.")[i % 4], linewidth=1.5 + (i == 0))
+            ax.plot(
+                steps,
+                [p[1].get(task, math.nan) for p in first.weight_history],
+                label=f"w_{task}",
+                linestyle=("-", "--", ":", "-.")[i % 4],
+                linewidth=1.5 + (i == 0),
+            )
         ax.set_title(f"{method_title(m)} ({first.dataset}, seed {first.seed})", fontsize=8)
         ax.set_xlabel("step", fontsize=8)
         ax.set_yscale("log" if any(v > 20 for p in first.weight_history for v in p[1].values() if v) else "linear")
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(methods):]:
+    for ax in list(axes.flat)[len(methods) :]:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -284,8 +342,9 @@ def plot_search_figures(out_dir: Path, records: Sequence[CellRecord], source: Pa
     return written
 
 
-def write_report(out_dir: Path, records: Sequence[CellRecord], *, source: Path | None = None,
-                 search_figures: bool = True) -> dict[str, Any]:
+def write_report(
+    out_dir: Path, records: Sequence[CellRecord], *, source: Path | None = None, search_figures: bool = True
+) -> dict[str, Any]:
     """Write table2.md, table1.md, paper_comparison.md, summary.json and the plots into ``out_dir``.
 
     ``source``: the results folder the cells' run folders are in (default ``out_dir``), for the
@@ -296,8 +355,10 @@ def write_report(out_dir: Path, records: Sequence[CellRecord], *, source: Path |
     atomic_write_text(out_dir / "table1.md", render_table1(records))
     comparison = compare_with_paper(summary)
     paired = significance(summary)
-    atomic_write_text(out_dir / "paper_comparison.md",
-                      render_paper_comparison(comparison, summary["methods"]) + "\n" + render_significance(paired))
+    atomic_write_text(
+        out_dir / "paper_comparison.md",
+        render_paper_comparison(comparison, summary["methods"]) + "\n" + render_significance(paired),
+    )
     write_json(out_dir / "summary.json", {**summary, "paper_comparison": comparison, "significance": paired})
     if summary["datasets"]:
         plot_geometric_means(summary, out_dir / "gm_by_method.png")

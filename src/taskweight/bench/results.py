@@ -47,8 +47,23 @@ from taskweight.errors import DataFormatError
 from taskweight.jsonio import write_json
 
 SCHEMA_VERSION = 1
-CSV_COLUMNS = ("dataset", "method", "seed", "status", "mAP", "mIoU", "geometric_mean", "mAP_coco",
-               "epochs", "train_time_s", "weights", "frequencies", "error", "protocol", "lineage_epochs")
+CSV_COLUMNS = (
+    "dataset",
+    "method",
+    "seed",
+    "status",
+    "mAP",
+    "mIoU",
+    "geometric_mean",
+    "mAP_coco",
+    "epochs",
+    "train_time_s",
+    "weights",
+    "frequencies",
+    "error",
+    "protocol",
+    "lineage_epochs",
+)
 
 
 @dataclass
@@ -102,10 +117,14 @@ def save_results(out_dir: Path, records: list[CellRecord]) -> None:
         writer.writerow(CSV_COLUMNS)
         for r in records:
             row = r.to_dict()
-            writer.writerow([
-                json.dumps(row[c], sort_keys=True) if isinstance(row[c], dict) else ("" if row[c] is None else row[c])
-                for c in CSV_COLUMNS
-            ])
+            writer.writerow(
+                [
+                    json.dumps(row[c], sort_keys=True)
+                    if isinstance(row[c], dict)
+                    else ("" if row[c] is None else row[c])
+                    for c in CSV_COLUMNS
+                ]
+            )
 
 
 def load_results(path: Path) -> list[CellRecord]:

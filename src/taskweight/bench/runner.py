@@ -75,15 +75,22 @@ class BenchDataset(_Strict):
 
 
 class SearchSpec(_Strict):
-    budget: int = Field(8, ge=1, description="evaluations of the meta-learning search under the paper protocol "
-                                             "(matched: the baselines' epochs / epochs_per_eval)")
+    budget: int = Field(
+        8,
+        ge=1,
+        description="evaluations of the meta-learning search under the paper protocol "
+        "(matched: the baselines' epochs / epochs_per_eval)",
+    )
     epochs_per_eval: int = Field(1, ge=1)
     optimizer: str = "es"
     executor: str = "local"
     address: str | None = None
-    transfer: str | None = Field(None, description="best | generation; default: best for the local executor, generation for ray")
+    transfer: str | None = Field(
+        None, description="best | generation; default: best for the local executor, generation for ray"
+    )
     async_unit: Literal["step", "epoch"] | None = Field(
-        None, description="what meta_async's periods count; default: epoch under the paper protocol, step under matched")
+        None, description="what meta_async's periods count; default: epoch under the paper protocol, step under matched"
+    )
 
 
 PROTOCOLS: tuple[str, ...] = ("matched", "paper")
@@ -127,8 +134,10 @@ def load_bench_preset(name_or_path: str | Path) -> BenchPreset:
         where = f"{path}:{line}" if line is not None else f"{path}"
         raise ConfigError(f"{where}: invalid YAML: {message}") from None
     except ValidationError as exc:
-        problems = "; ".join(f"{_where(path, node, tuple(e['loc']))}: option '{'.'.join(map(str, e['loc']))}': "
-                             f"{e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{_where(path, node, tuple(e['loc']))}: option '{'.'.join(map(str, e['loc']))}': {e['msg']}"
+            for e in exc.errors()
+        )
         raise ConfigError(problems) from None
     check_bench_preset(preset, path, node)
     return preset
@@ -153,30 +162,44 @@ def check_bench_preset(preset: BenchPreset, path: Path, node: yaml.Node | None =
     valid = valid_methods()
     for i, method in enumerate(preset.methods):
         if method not in valid:
-            raise ConfigError(f"{_where(path, node, ('methods', i))}: option 'methods': unknown method {method!r}; "
-                              f"valid: {', '.join(sorted(valid))}")
+            raise ConfigError(
+                f"{_where(path, node, ('methods', i))}: option 'methods': unknown method {method!r}; "
+                f"valid: {', '.join(sorted(valid))}"
+            )
     for method, options in preset.method_options.items():
         where = _where(path, node, ("method_options", method))
         if method in SEARCH_METHODS or method in CONTROL_METHODS or method not in weighting.available():
-            raise ConfigError(f"{where}: option 'method_options.{method}': only a weighting strategy takes options "
-                              f"({', '.join(weighting.available())})")
+            raise ConfigError(
+                f"{where}: option 'method_options.{method}': only a weighting strategy takes options "
+                f"({', '.join(weighting.available())})"
+            )
         try:
             weighting.get(method, **options)
         except ValueError as exc:
             raise ConfigError(f"{where}: option 'method_options.{method}': {exc}") from None
     for i, ds in enumerate(preset.datasets):
-        load_config(preset.train_preset, layers=[
-            ConfigLayer(str(path), preset.train_overrides, node, ("train_overrides",)),
-            ConfigLayer(str(path), ds.train_overrides, node, ("datasets", i, "train_overrides")),
-        ])
+        load_config(
+            preset.train_preset,
+            layers=[
+                ConfigLayer(str(path), preset.train_overrides, node, ("train_overrides",)),
+                ConfigLayer(str(path), ds.train_overrides, node, ("datasets", i, "train_overrides")),
+            ],
+        )
         if ds.synth is not None:
             s = ds.synth
             try:
-                check_generator_options(s.preset, train=s.train, val=s.val, test=s.test, size=s.size,
-                                        single_label_fraction=s.single_label_fraction)
+                check_generator_options(
+                    s.preset,
+                    train=s.train,
+                    val=s.val,
+                    test=s.test,
+                    size=s.size,
+                    single_label_fraction=s.single_label_fraction,
+                )
             except ValueError as exc:
-                raise ConfigError(f"{_where(path, node, ('datasets', i, 'synth'))}: option "
-                                  f"'datasets[{i}].synth': {exc}") from None
+                raise ConfigError(
+                    f"{_where(path, node, ('datasets', i, 'synth'))}: option 'datasets[{i}].synth': {exc}"
+                ) from None
 
 
 def search_settings(spec: SearchSpec, protocol: str, *, epochs: int, option: str = "protocol") -> dict[str, Any]:
@@ -192,20 +215,33 @@ def search_settings(spec: SearchSpec, protocol: str, *, epochs: int, option: str
     unit = spec.async_unit or ("epoch" if protocol == "paper" else "step")
     if protocol == "matched":
         if epochs % spec.epochs_per_eval:
-            raise ConfigError(f"option 'search.epochs_per_eval': the matched protocol gives a search the baselines' "
-                              f"{epochs} epochs, which {spec.epochs_per_eval}-epoch evaluations cannot split evenly")
+            raise ConfigError(
+                f"option 'search.epochs_per_eval': the matched protocol gives a search the baselines' "
+                f"{epochs} epochs, which {spec.epochs_per_eval}-epoch evaluations cannot split evenly"
+            )
         budget = epochs // spec.epochs_per_eval
     else:
         if spec.transfer not in (None, "best"):
-            raise ConfigError(f"option '{option}': the paper protocol fine-tunes every evaluation from the best model "
-                              f"finished before it (search.transfer best); the preset sets search.transfer "
-                              f"{spec.transfer!r}")
+            raise ConfigError(
+                f"option '{option}': the paper protocol fine-tunes every evaluation from the best model "
+                f"finished before it (search.transfer best); the preset sets search.transfer "
+                f"{spec.transfer!r}"
+            )
         if spec.executor != "local":
-            raise ConfigError(f"option '{option}': the paper protocol runs the evaluations one after another "
-                              f"(search.executor local); the preset sets search.executor {spec.executor!r}")
+            raise ConfigError(
+                f"option '{option}': the paper protocol runs the evaluations one after another "
+                f"(search.executor local); the preset sets search.executor {spec.executor!r}"
+            )
         transfer = "best"
-    return {"budget": budget, "epochs_per_eval": spec.epochs_per_eval, "optimizer": spec.optimizer,
-            "executor": spec.executor, "ray_address": spec.address, "transfer": transfer, "async_unit": unit}
+    return {
+        "budget": budget,
+        "epochs_per_eval": spec.epochs_per_eval,
+        "optimizer": spec.optimizer,
+        "executor": spec.executor,
+        "ray_address": spec.address,
+        "transfer": transfer,
+        "async_unit": unit,
+    }
 
 
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -237,8 +273,10 @@ class BenchRunner:
         self.jobs = jobs
         self._protocol_option = "--protocol" if protocol else "protocol"
         if (protocol or preset.protocol) not in PROTOCOLS:
-            raise ConfigError(f"option '{self._protocol_option}' must be one of {', '.join(PROTOCOLS)}, "
-                              f"got {protocol or preset.protocol!r}")
+            raise ConfigError(
+                f"option '{self._protocol_option}' must be one of {', '.join(PROTOCOLS)}, "
+                f"got {protocol or preset.protocol!r}"
+            )
         self.preset = preset.model_copy(update={"protocol": protocol}) if protocol else preset
         self.protocol: str = self.preset.protocol
         self.out_dir = Path(out_dir)
@@ -254,8 +292,9 @@ class BenchRunner:
             if roots and ds.name in roots:
                 ds.root = Path(roots[ds.name])
             if ds.root is None and ds.synth is None:
-                raise ConfigError(f"dataset {ds.name!r} needs a root: pass --root {ds.name}=DIR, "
-                                  f"or leave it out with --datasets")
+                raise ConfigError(
+                    f"dataset {ds.name!r} needs a root: pass --root {ds.name}=DIR, or leave it out with --datasets"
+                )
         self.methods = list(methods) if methods else list(preset.methods)
         valid = valid_methods()
         bad = [m for m in self.methods if m not in valid]
@@ -309,8 +348,10 @@ class BenchRunner:
         if record.status != "ok":
             return None
         if (method in SEARCH_METHODS or method in CONTROL_METHODS) and record.protocol != self.protocol:
-            raise ConfigError(f"{path}: this cell ran under protocol {record.protocol!r}, this run is "
-                              f"{self.protocol!r}; use another --out (only baseline cells can be shared)")
+            raise ConfigError(
+                f"{path}: this cell ran under protocol {record.protocol!r}, this run is "
+                f"{self.protocol!r}; use another --out (only baseline cells can be shared)"
+            )
         return record
 
     def run(self) -> list[CellRecord]:
@@ -330,16 +371,27 @@ class BenchRunner:
                 continue
             pending.append((ds, method, seed))
         if len(pending) < len(cells):
-            self.console.print(f"{len(cells) - len(pending)} of {len(cells)} cells already finished in {self.out_dir}: skipped")
-        columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
+            self.console.print(
+                f"{len(cells) - len(pending)} of {len(cells)} cells already finished in {self.out_dir}: skipped"
+            )
+        columns = [
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+        ]
         for ds in {d.name: d for d, _, _ in pending}.values():
             self.ensure_data(ds)  # once, before any cell (and any worker process) needs it
 
         def finished(record: CellRecord) -> None:
             records[record.key] = record
             if record.status != "ok":
-                self.console.print(f"[red]cell {record.dataset}/{record.method}/seed{record.seed} failed:[/] {record.error}")
+                self.console.print(
+                    f"[red]cell {record.dataset}/{record.method}/seed{record.seed} failed:[/] {record.error}"
+                )
             save_results(self.out_dir, list(records.values()))
             write_report(self.out_dir, list(records.values()), search_figures=False)
 
@@ -347,7 +399,9 @@ class BenchRunner:
             bar = progress.add_task("cells", total=len(cells), completed=len(cells) - len(pending), info="")
             if self.jobs <= 1 or len(pending) <= 1:
                 for i, (ds, method, seed) in enumerate(pending):
-                    progress.update(bar, info=f"running {ds.name}/{method}/seed{seed}; {len(pending) - i - 1} left after it")
+                    progress.update(
+                        bar, info=f"running {ds.name}/{method}/seed{seed}; {len(pending) - i - 1} left after it"
+                    )
                     finished(self.run_cell(ds, method, seed))
                     progress.update(bar, advance=1)
             else:
@@ -357,8 +411,9 @@ class BenchRunner:
         write_report(self.out_dir, all_records)
         return all_records
 
-    def hold_back(self, pending: Sequence[tuple[BenchDataset, str, int]]
-                  ) -> tuple[list[tuple[BenchDataset, str, int]], dict[tuple[str, str, int], list[Any]]]:
+    def hold_back(
+        self, pending: Sequence[tuple[BenchDataset, str, int]]
+    ) -> tuple[list[tuple[BenchDataset, str, int]], dict[tuple[str, str, int], list[Any]]]:
         """Split ``pending`` into cells that can start now and, by the key of the cell each waits for, the others."""
         keys = {(d.name, m, s) for d, m, s in pending}
         ready: list[tuple[BenchDataset, str, int]] = []
@@ -371,8 +426,9 @@ class BenchRunner:
                 ready.append((ds, method, seed))
         return ready, waiting
 
-    def _run_parallel(self, pending: list[tuple[BenchDataset, str, int]], progress: Progress, bar: Any,
-                      finished: Any) -> None:
+    def _run_parallel(
+        self, pending: list[tuple[BenchDataset, str, int]], progress: Progress, bar: Any, finished: Any
+    ) -> None:
         """Run cells in ``jobs`` spawned processes sharing the machine (and its GPU, if any).
 
         A control cell is submitted once the search cell it depends on has finished.
@@ -386,8 +442,11 @@ class BenchRunner:
         with ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             running: dict[Future, tuple[BenchDataset, str, int]] = {}
             for ds, method, seed in ready:
-                running[pool.submit(_run_cell_in_worker, state, str(self.out_dir), ds.model_dump(mode="json"), method,
-                                    seed, threads)] = (ds, method, seed)
+                running[
+                    pool.submit(
+                        _run_cell_in_worker, state, str(self.out_dir), ds.model_dump(mode="json"), method, seed, threads
+                    )
+                ] = (ds, method, seed)
             left = len(pending)
             progress.update(bar, info=f"{min(self.jobs, left)} running, {left} left")
             while running:
@@ -396,22 +455,32 @@ class BenchRunner:
                     ds, method, seed = running.pop(future)
                     try:
                         record = future.result()
-                    except Exception as exc:  # noqa: BLE001 - a worker that died is a failed cell
-                        record = CellRecord(dataset=ds.name, method=method, seed=seed, status="failed",
-                                            error=f"{type(exc).__name__}: {exc}", protocol=self.protocol,
-                                            run_dir=str(self.cell_dir(ds.name, method, seed).relative_to(self.out_dir)))
+                    except Exception as exc:
+                        record = CellRecord(
+                            dataset=ds.name,
+                            method=method,
+                            seed=seed,
+                            status="failed",
+                            error=f"{type(exc).__name__}: {exc}",
+                            protocol=self.protocol,
+                            run_dir=str(self.cell_dir(ds.name, method, seed).relative_to(self.out_dir)),
+                        )
                     finished(record)
                     for d, m, s in waiting.pop(record.key, []):
-                        running[pool.submit(_run_cell_in_worker, state, str(self.out_dir), d.model_dump(mode="json"),
-                                            m, s, threads)] = (d, m, s)
+                        running[
+                            pool.submit(
+                                _run_cell_in_worker, state, str(self.out_dir), d.model_dump(mode="json"), m, s, threads
+                            )
+                        ] = (d, m, s)
                     left -= 1
                     progress.update(bar, advance=1, info=f"{min(self.jobs, left)} running, {left} left")
 
     def run_cell(self, ds: BenchDataset, method: str, seed: int) -> CellRecord:
         cell_dir = self.cell_dir(ds.name, method, seed)
         cell_dir.mkdir(parents=True, exist_ok=True)
-        record = CellRecord(dataset=ds.name, method=method, seed=seed, protocol=self.protocol,
-                            run_dir=self._rel(cell_dir))
+        record = CellRecord(
+            dataset=ds.name, method=method, seed=seed, protocol=self.protocol, run_dir=self._rel(cell_dir)
+        )
         started = time.perf_counter()
         try:
             if method in SEARCH_METHODS:
@@ -420,7 +489,7 @@ class BenchRunner:
                 self._run_control_cell(ds, method, seed, cell_dir, record)
             else:
                 self._run_train_cell(self.train_config(ds, method, seed), cell_dir, record)
-        except Exception as exc:  # noqa: BLE001 - a failing cell is reported, the others go on
+        except Exception as exc:
             record.status = "failed"
             record.error = f"{type(exc).__name__}: {exc}"
             (cell_dir / "error.txt").write_text(traceback.format_exc())
@@ -451,9 +520,17 @@ class BenchRunner:
 
             s = ds.synth
             self.console.print(f"generating {ds.name} ({s.preset}: {s.train}/{s.val}/{s.test}) in {root}")
-            generate_dataset(root, preset=s.preset, train=s.train, val=s.val, test=s.test, seed=s.seed,
-                             size=s.size, single_label_fraction=s.single_label_fraction,
-                             workers=os.cpu_count() or 1)
+            generate_dataset(
+                root,
+                preset=s.preset,
+                train=s.train,
+                val=s.val,
+                test=s.test,
+                seed=s.seed,
+                size=s.size,
+                single_label_fraction=s.single_label_fraction,
+                workers=os.cpu_count() or 1,
+            )
         return root
 
     # ------------------------------------------------------------- cell kinds
@@ -485,8 +562,9 @@ class BenchRunner:
         config = self.train_config(ds, method, seed)
         settings = self.search_settings(ds)
         is_async = method == "meta_async"
-        result = search_task_weights(config, cell_dir / "search", async_frequencies=is_async, seed=seed, resume=True,
-                                     progress=False, **settings)
+        result = search_task_weights(
+            config, cell_dir / "search", async_frequencies=is_async, seed=seed, resume=True, progress=False, **settings
+        )
         if result.best_checkpoint is None:
             raise RuntimeError(f"no evaluation of the search succeeded; see {result.journal_path}")
         test = score_checkpoint(config, result.best_checkpoint, split=config.data.test_split)
@@ -507,11 +585,15 @@ class BenchRunner:
         strategy, source = CONTROL_METHODS[method]
         searched = self.finished_cell(ds.name, source, seed)
         if searched is None:
-            raise RuntimeError(f"{method} trains for the epochs of the {source} cell {ds.name}/seed{seed}, which has "
-                               f"not finished in {self.out_dir}; run it first (--methods {source} {method})")
+            raise RuntimeError(
+                f"{method} trains for the epochs of the {source} cell {ds.name}/seed{seed}, which has "
+                f"not finished in {self.out_dir}; run it first (--methods {source} {method})"
+            )
         if not searched.lineage_epochs:
-            raise RuntimeError(f"the {source} cell {ds.name}/seed{seed} records no lineage epochs (written by an "
-                               f"older version?); run that cell again")
+            raise RuntimeError(
+                f"the {source} cell {ds.name}/seed{seed} records no lineage epochs (written by an "
+                f"older version?); run that cell again"
+            )
         self._run_train_cell(self.train_config(ds, strategy, seed, epochs=searched.lineage_epochs), cell_dir, record)
         record.lineage = list(searched.lineage or [])
         record.lineage_epochs = searched.lineage_epochs
@@ -525,8 +607,9 @@ class BenchRunner:
         record.val = dict(val or {})
 
 
-def _run_cell_in_worker(preset: dict[str, Any], out_dir: str, dataset: dict[str, Any], method: str, seed: int,
-                        threads: int) -> CellRecord:
+def _run_cell_in_worker(
+    preset: dict[str, Any], out_dir: str, dataset: dict[str, Any], method: str, seed: int, threads: int
+) -> CellRecord:
     """One cell in a worker process of ``BenchRunner(jobs=N)``."""
     import torch
 
@@ -546,6 +629,10 @@ def read_weight_history(path: Path, max_points: int = MAX_HISTORY_POINTS) -> lis
     stride = max(1, len(rows) // max_points)
     history = []
     for row in rows[::stride]:
-        weights = {k.removeprefix("weight_"): float(v) for k, v in row.items() if k.startswith("weight_") and v not in ("", None)}
+        weights = {
+            k.removeprefix("weight_"): float(v)
+            for k, v in row.items()
+            if k.startswith("weight_") and v not in ("", None)
+        }
         history.append([int(row["step"]), weights])
     return history

@@ -33,12 +33,18 @@ from torch.utils.data import Dataset
 
 from taskweight.data.cityscapes import CityscapesDataset
 from taskweight.data.collate import batch_to_device, collate_batch
-from taskweight.data.common import (DEFAULT_SPLIT_SEED, SkippedSample, default_mapping, merged_mapping, seeded_split,
-                                    skipped_report)
+from taskweight.data.common import (
+    DEFAULT_SPLIT_SEED,
+    SkippedSample,
+    default_mapping,
+    merged_mapping,
+    seeded_split,
+    skipped_report,
+)
 from taskweight.data.kitti import DEFAULT_MAPPING, KittiDataset, resolve_mapping, resolve_split
+from taskweight.data.kitti_labels import KittiObject, parse_label_file, parse_label_line
 from taskweight.data.woodscape import WoodScapeDataset
 from taskweight.errors import ConfigError
-from taskweight.data.kitti_labels import KittiObject, parse_label_file, parse_label_line
 
 DatasetFactory = Callable[..., Dataset]
 _FORMATS: dict[str, DatasetFactory] = {}
@@ -80,14 +86,21 @@ def open_dataset(
         raise ValueError(f"unknown dataset format {format!r}: available {available_formats()}")
     params = inspect.signature(_FORMATS[format]).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        accepted = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
-                    and n not in ("image_size", "augment", "on_error", "mapping", "cache")]
+        accepted = [
+            n
+            for n, p in params.items()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+            and n not in ("image_size", "augment", "on_error", "mapping", "cache")
+        ]
         unknown = sorted(set(options) - set(accepted))
         if unknown:
-            raise ConfigError(f"option 'data.options': the {format} format has no option(s) {', '.join(unknown)}; "
-                              f"its options: {', '.join(accepted) or 'none'}")
-    return _FORMATS[format](root, split, image_size=image_size, augment=augment, on_error=on_error,
-                            mapping=mapping, cache=cache, **options)
+            raise ConfigError(
+                f"option 'data.options': the {format} format has no option(s) {', '.join(unknown)}; "
+                f"its options: {', '.join(accepted) or 'none'}"
+            )
+    return _FORMATS[format](
+        root, split, image_size=image_size, augment=augment, on_error=on_error, mapping=mapping, cache=cache, **options
+    )
 
 
 register_format("kitti", KittiDataset)
@@ -95,8 +108,24 @@ register_format("cityscapes", CityscapesDataset)
 register_format("woodscape", WoodScapeDataset)
 
 __all__ = [
-    "DEFAULT_MAPPING", "DEFAULT_SPLIT_SEED", "CityscapesDataset", "KittiDataset", "KittiObject", "SkippedSample",
+    "DEFAULT_MAPPING",
+    "DEFAULT_SPLIT_SEED",
+    "CityscapesDataset",
+    "KittiDataset",
+    "KittiObject",
+    "SkippedSample",
     "WoodScapeDataset",
-    "available_formats", "batch_to_device", "collate_batch", "default_mapping", "merged_mapping", "open_dataset", "parse_label_file",
-    "parse_label_line", "register_format", "resolve_mapping", "resolve_split", "seeded_split", "skipped_report",
+    "available_formats",
+    "batch_to_device",
+    "collate_batch",
+    "default_mapping",
+    "merged_mapping",
+    "open_dataset",
+    "parse_label_file",
+    "parse_label_line",
+    "register_format",
+    "resolve_mapping",
+    "resolve_split",
+    "seeded_split",
+    "skipped_report",
 ]

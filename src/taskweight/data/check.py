@@ -59,8 +59,9 @@ class Unmapped:
     @property
     def message(self) -> str:
         what = f"colour {self.id}" if isinstance(self.id, str) else f"id {self.id}"
-        return (f"{what}: {self.pixels} px in {self.images} image(s), not in the class mapping (void), "
-                f"e.g. {self.example}")
+        return (
+            f"{what}: {self.pixels} px in {self.images} image(s), not in the class mapping (void), e.g. {self.example}"
+        )
 
 
 @dataclass
@@ -120,19 +121,31 @@ class CheckReport:
         self._masks: set[str] = set()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": self.format, "root": self.root, "ok": self.ok,
-                "splits": {k: asdict(v) for k, v in self.splits.items()},
-                "problems": [asdict(p) for p in self.problems],
-                "warnings": [{"kind": "unmapped_segmentation_label", **asdict(self.unmapped[k]),
-                              "message": f"segmentation {self.unmapped[k].message}"} for k in self._unmapped_keys()]}
+        return {
+            "format": self.format,
+            "root": self.root,
+            "ok": self.ok,
+            "splits": {k: asdict(v) for k, v in self.splits.items()},
+            "problems": [asdict(p) for p in self.problems],
+            "warnings": [
+                {
+                    "kind": "unmapped_segmentation_label",
+                    **asdict(self.unmapped[k]),
+                    "message": f"segmentation {self.unmapped[k].message}",
+                }
+                for k in self._unmapped_keys()
+            ],
+        }
 
     def to_text(self) -> str:
         lines = [f"{self.format} dataset at {self.root}"]
         for split, c in self.splits.items():
             boxes = ", ".join(f"{k} {v}" for k, v in c.boxes.items())
-            lines.append(f"  {split}: {c.images} images ({c.bad} bad), detection labels {c.with_detection}, "
-                         f"segmentation labels {c.with_segmentation}; boxes: {boxes}; ignore regions "
-                         f"{c.ignore_boxes}")
+            lines.append(
+                f"  {split}: {c.images} images ({c.bad} bad), detection labels {c.with_detection}, "
+                f"segmentation labels {c.with_segmentation}; boxes: {boxes}; ignore regions "
+                f"{c.ignore_boxes}"
+            )
         lines.append(f"{len(self.problems)} problem(s)" + (":" if self.problems else ""))
         lines += [f"  {p}" for p in self.problems]
         warnings_ = self.warnings
@@ -165,8 +178,15 @@ def _open(format: str, root: Path, split: str, mapping: Any, options: dict[str, 
         return open_dataset(format, root, split, on_error="skip", mapping=mapping, verify="crc", **options)
 
 
-def check_dataset(format: str, root: str | Path, splits: str | list[str] | tuple[str, ...] | None = None, *,
-                  mapping: dict | str | Path | None = None, decode: bool = True, **options: Any) -> CheckReport:
+def check_dataset(
+    format: str,
+    root: str | Path,
+    splits: str | list[str] | tuple[str, ...] | None = None,
+    *,
+    mapping: dict | str | Path | None = None,
+    decode: bool = True,
+    **options: Any,
+) -> CheckReport:
     """Check ``splits`` (default train, val, test; ``"all"``: every image as one split) of the
     dataset at ``root``; never raises for bad data (bad arguments still raise ValueError)."""
     root = Path(root)

@@ -58,18 +58,37 @@ from PIL import Image, ImageDraw
 
 from taskweight.classes import DET_CLASSES
 from taskweight.data.cityscapes_labels import (
-    HAS_INSTANCES, ID2NAME, INSTANCE_OFFSET, MAX_ID, NAME2ID, resolve_label,
+    HAS_INSTANCES,
+    ID2NAME,
+    INSTANCE_OFFSET,
+    MAX_ID,
+    NAME2ID,
+    resolve_label,
 )
 from taskweight.data.common import (
-    DEFAULT_SPLIT_SEED, IGNORE, SINGLE_CHANNEL, DetSegDataset, Sample, bbox_of_values, decode, detection_targets,
-    merged_mapping, read_split_file, seeded_split, segmentation_lut, size_mismatch,
+    DEFAULT_SPLIT_SEED,
+    IGNORE,
+    SINGLE_CHANNEL,
+    DetSegDataset,
+    Sample,
+    bbox_of_values,
+    decode,
+    detection_targets,
+    merged_mapping,
+    read_split_file,
+    seeded_split,
+    segmentation_lut,
+    size_mismatch,
 )
 from taskweight.errors import DataFormatError
 
 IMAGE_DIR, LABEL_DIR, SPLIT_DIR = "leftImg8bit", "gtFine", "splits"
 IMAGE_SUFFIX = "_leftImg8bit.png"
-SUFFIXES = {"json": "_gtFine_polygons.json", "label_ids": "_gtFine_labelIds.png",
-            "instance_ids": "_gtFine_instanceIds.png"}
+SUFFIXES = {
+    "json": "_gtFine_polygons.json",
+    "label_ids": "_gtFine_labelIds.png",
+    "instance_ids": "_gtFine_instanceIds.png",
+}
 FOLDERS = ("train", "val", "test")
 LABEL_SOURCES = ("auto", "png", "json")
 SPLIT_MODES = ("paper", "official")
@@ -95,8 +114,9 @@ def resolve_cityscapes_mapping(mapping: dict | str | Path | None) -> dict[str, A
 
 
 # --------------------------------------------------------------------------------- polygons
-def parse_polygons(path: Path, problems: list[DataFormatError] | None = None
-                   ) -> tuple[tuple[int, int], list[dict[str, Any]]]:
+def parse_polygons(
+    path: Path, problems: list[DataFormatError] | None = None
+) -> tuple[tuple[int, int], list[dict[str, Any]]]:
     """((imgHeight, imgWidth), objects) of a ``gtFine_polygons.json``; every object is checked
     (label known, polygon of >= 3 finite [x, y] points); errors name the object's line.
 
@@ -130,22 +150,35 @@ def parse_polygons(path: Path, problems: list[DataFormatError] | None = None
                 raise DataFormatError(path, f"objects[{i}] needs a string 'label'", line=line)
             resolved = resolve_label(obj["label"])
             if resolved is None:
-                raise DataFormatError(path, f"objects[{i}]: unknown label {obj['label']!r} (not a Cityscapes "
-                                            "label or a '...group' of one)", line=line)
+                raise DataFormatError(
+                    path,
+                    f"objects[{i}]: unknown label {obj['label']!r} (not a Cityscapes label or a '...group' of one)",
+                    line=line,
+                )
             try:
                 pts = np.asarray(obj.get("polygon"), dtype=np.float64)
             except (TypeError, ValueError):
                 pts = np.zeros((0,))
             if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 3 or not np.isfinite(pts).all():
-                raise DataFormatError(path, f"objects[{i}] ({obj['label']}): 'polygon' must be a list of >= 3 "
-                                            "[x, y] number pairs", line=line)
+                raise DataFormatError(
+                    path,
+                    f"objects[{i}] ({obj['label']}): 'polygon' must be a list of >= 3 [x, y] number pairs",
+                    line=line,
+                )
         except DataFormatError as exc:
             if problems is None:
                 raise
             problems.append(exc)
             continue
-        out.append({"label": obj["label"], "class": resolved[0], "group": resolved[1],
-                    "deleted": bool(obj.get("deleted", False)), "polygon": [tuple(p) for p in pts.tolist()]})
+        out.append(
+            {
+                "label": obj["label"],
+                "class": resolved[0],
+                "group": resolved[1],
+                "deleted": bool(obj.get("deleted", False)),
+                "polygon": [tuple(p) for p in pts.tolist()],
+            }
+        )
     return (data["imgHeight"], data["imgWidth"]), out
 
 
@@ -197,11 +230,13 @@ def _inter(a, b) -> float:
     return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
-def instance_targets(inst: np.ndarray, maps: dict[str, Any], crowd: dict | None = None
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def instance_targets(
+    inst: np.ndarray, maps: dict[str, Any], crowd: dict | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(boxes, labels, ignore boxes) from an instanceIds map (see the module docstring)."""
     det, vehicles = maps["det"], set(maps["vehicles"])
-    boxes, labels, ignore, bikes, riders = [], [], [], [], []
+    boxes: list[Any] = []
+    labels, ignore, bikes, riders = [], [], [], []
     for value, box in sorted(bbox_of_values(inst, keep=inst >= INSTANCE_OFFSET).items()):
         name = ID2NAME.get(value // INSTANCE_OFFSET)
         target = det.get(name)
@@ -241,16 +276,22 @@ def instance_targets(inst: np.ndarray, maps: dict[str, Any], crowd: dict | None 
         name = ID2NAME.get(value)
         if name in HAS_INSTANCES and det.get(name) is not None:
             ignore.append(box)
-    return (np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64),
-            np.asarray(ignore, np.float32).reshape(-1, 4))
+    return (
+        np.asarray(boxes, np.float32).reshape(-1, 4),
+        np.asarray(labels, np.int64),
+        np.asarray(ignore, np.float32).reshape(-1, 4),
+    )
 
 
 def _check_ids(values: np.ndarray, path: Path, what: str) -> None:
     bad = values > MAX_ID
     if bad.any():
         y, x = (int(v) for v in np.argwhere(bad)[0])
-        raise DataFormatError(path, f"{what}: {int(bad.sum())} pixel(s) hold no Cityscapes label id "
-                                    f"(0..{MAX_ID}), first at pixel (x={x}, y={y}) = {int(values[y, x])}")
+        raise DataFormatError(
+            path,
+            f"{what}: {int(bad.sum())} pixel(s) hold no Cityscapes label id "
+            f"(0..{MAX_ID}), first at pixel (x={x}, y={y}) = {int(values[y, x])}",
+        )
 
 
 def load_instance_ids(path: Path) -> np.ndarray:
@@ -282,13 +323,25 @@ class CityscapesDataset(DetSegDataset):
 
     format_name = "cityscapes"
 
-    def __init__(self, root: str | Path, split: str = "train", *, image_size: tuple[int, int] | None = None,
-                 augment: bool = False, on_error: str = "raise", mapping: dict | str | Path | None = None,
-                 cache: bool = False, split_mode: str = "paper", split_seed: int = DEFAULT_SPLIT_SEED,
-                 paper_folders: tuple[str, ...] | list[str] = ("train", "val"),
-                 labels: str = "auto", verify: str | None = None) -> None:
-        super().__init__(root, split, image_size=image_size, augment=augment, on_error=on_error, cache=cache,
-                         verify=verify)
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        *,
+        image_size: tuple[int, int] | None = None,
+        augment: bool = False,
+        on_error: str = "raise",
+        mapping: dict | str | Path | None = None,
+        cache: bool = False,
+        split_mode: str = "paper",
+        split_seed: int = DEFAULT_SPLIT_SEED,
+        paper_folders: tuple[str, ...] | list[str] = ("train", "val"),
+        labels: str = "auto",
+        verify: str | None = None,
+    ) -> None:
+        super().__init__(
+            root, split, image_size=image_size, augment=augment, on_error=on_error, cache=cache, verify=verify
+        )
         if split_mode not in SPLIT_MODES:
             raise ValueError(f"split_mode must be one of {SPLIT_MODES}, got {split_mode!r}")
         if labels not in LABEL_SOURCES:
@@ -331,15 +384,17 @@ class CityscapesDataset(DetSegDataset):
             folders = list(FOLDERS) if self.split == "all" else [self.split]
             if self.split not in (*FOLDERS, "all"):
                 raise DataFormatError(split_file, f"split file not found (official splits: {list(FOLDERS) + ['all']})")
-            names = set().union(*(self._names_in(f) for f in folders))
+            names: set[str] | list[str] = set().union(*(self._names_in(f) for f in folders))
         else:
             if self.split not in (*FOLDERS, "all"):
                 raise DataFormatError(split_file, f"split file not found (paper splits: {list(FOLDERS) + ['all']})")
             pooled = FOLDERS if self.split == "all" else self.paper_folders
             folders = [f for f in pooled if (self.root / LABEL_DIR / f).is_dir()]
             if not folders:
-                raise DataFormatError(self.root / LABEL_DIR, f"no gtFine/{{{','.join(self.paper_folders)}}} folder: "
-                                                             "the paper split pools the labelled images")
+                raise DataFormatError(
+                    self.root / LABEL_DIR,
+                    f"no gtFine/{{{','.join(self.paper_folders)}}} folder: the paper split pools the labelled images",
+                )
             names = seeded_split(set().union(*(self._names_in(f) for f in folders)), self.split, self.split_seed)
         if not names:
             raise DataFormatError(self.root / IMAGE_DIR, f"no images for split {self.split!r}")
@@ -359,7 +414,9 @@ class CityscapesDataset(DetSegDataset):
         try:
             image, paths = self._paths(name)
         except ValueError:
-            raise DataFormatError(source or self.root, f"sample name {name!r} is not split/city/stem", line=line) from None
+            raise DataFormatError(
+                source or self.root, f"sample name {name!r} is not split/city/stem", line=line
+            ) from None
         present = {k: p for k, p in paths.items() if p.is_file()}
         if not image.is_file():
             if source is not None:
@@ -367,13 +424,17 @@ class CityscapesDataset(DetSegDataset):
             label = next(iter(present.values()))
             raise DataFormatError(label, f"label without its image: {image.relative_to(self.root)} not found")
         size, _mode = self._verify(image, "image")
-        use_png = self.label_source == "png" or (self.label_source == "auto" and
-                                                ("label_ids" in present or "instance_ids" in present))
+        use_png = self.label_source == "png" or (
+            self.label_source == "auto" and ("label_ids" in present or "instance_ids" in present)
+        )
         info: dict[str, Any] = {}
         if use_png:
             if "label_ids" not in present and "instance_ids" not in present:
-                raise DataFormatError(image, f"image without labels: neither {paths['label_ids'].name} nor "
-                                             f"{paths['instance_ids'].name} found in {paths['label_ids'].parent}")
+                raise DataFormatError(
+                    image,
+                    f"image without labels: neither {paths['label_ids'].name} nor "
+                    f"{paths['instance_ids'].name} found in {paths['label_ids'].parent}",
+                )
             for key in ("label_ids", "instance_ids"):
                 if key in present:
                     p = present[key]
@@ -386,13 +447,18 @@ class CityscapesDataset(DetSegDataset):
             has_det = "instance_ids" in info
         else:
             if "json" not in present:
-                raise DataFormatError(image, f"image without labels: {paths['json'].name} not found in "
-                                             f"{paths['json'].parent}")
+                raise DataFormatError(
+                    image, f"image without labels: {paths['json'].name} not found in {paths['json'].parent}"
+                )
             jsize, objects = parse_polygons(present["json"], problems)
             if jsize != size:
-                problems.insert(0, DataFormatError(
-                    present["json"], f"imgWidth x imgHeight is {jsize[1]}x{jsize[0]} but image {image.name} is "
-                                     f"{size[1]}x{size[0]}"))
+                problems.insert(
+                    0,
+                    DataFormatError(
+                        present["json"],
+                        f"imgWidth x imgHeight is {jsize[1]}x{jsize[0]} but image {image.name} is {size[1]}x{size[0]}",
+                    ),
+                )
             info["json"], info["objects"] = present["json"], objects
             has_det = True
         return Sample(name=name, image=image, size=size, has_det=has_det, has_seg=True, info=info)
@@ -405,12 +471,12 @@ class CityscapesDataset(DetSegDataset):
     def label_maps(self, s: Sample) -> tuple[np.ndarray, np.ndarray | None, dict | None]:
         """(labelIds, instanceIds or None, crowd regions of the polygons or None) of a sample."""
         if "objects" in s.info:
-            ids, inst, crowd = rasterise_polygons(s.info["objects"], s.size)
-            return ids, inst, crowd
+            return rasterise_polygons(s.info["objects"], s.size)
         inst = load_instance_ids(s.info["instance_ids"]) if "instance_ids" in s.info else None
         if "label_ids" in s.info:
             ids = load_cs_label_ids(s.info["label_ids"])
         else:
+            assert inst is not None  # a sample is indexed with labelIds or instanceIds
             ids = np.where(inst >= INSTANCE_OFFSET, inst // INSTANCE_OFFSET, inst).astype(np.uint8)
         for key, arr in (("label_ids", ids), ("instance_ids", inst)):
             if arr is not None and arr.shape != s.size:

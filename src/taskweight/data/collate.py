@@ -20,7 +20,9 @@ def collate_batch(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         raise ValueError("cannot collate an empty batch")
     shapes = {tuple(it["image"].shape) for it in items}
     if len(shapes) > 1:
-        raise ValueError(f"images of one batch differ in size {sorted(shapes)}: open the dataset with image_size=(H, W)")
+        raise ValueError(
+            f"images of one batch differ in size {sorted(shapes)}: open the dataset with image_size=(H, W)"
+        )
     return {
         "image": torch.stack([it["image"] for it in items]),
         "seg": torch.stack([it["seg"] for it in items]),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 import yaml
@@ -14,8 +14,7 @@ from rich.table import Table
 from taskweight.classes import DET_CLASSES
 from taskweight.yamlio import load_yaml, yaml_error_location
 
-data_app = typer.Typer(help="Dataset tools: check a dataset's layout, labels and class counts.",
-                       no_args_is_help=True)
+data_app = typer.Typer(help="Dataset tools: check a dataset's layout, labels and class counts.", no_args_is_help=True)
 
 
 def _options(pairs: list[str] | None) -> dict:
@@ -27,8 +26,9 @@ def _options(pairs: list[str] | None) -> dict:
         try:
             out[key.strip().replace("-", "_")] = load_yaml(value, f"--option {key.strip()}")
         except yaml.YAMLError as exc:
-            raise typer.BadParameter(f"{key.strip()}={value!r}: invalid YAML value: {yaml_error_location(exc)[1]}",
-                                     param_hint="--option") from None
+            raise typer.BadParameter(
+                f"{key.strip()}={value!r}: invalid YAML value: {yaml_error_location(exc)[1]}", param_hint="--option"
+            ) from None
     return out
 
 
@@ -37,13 +37,15 @@ def check(
     format: Annotated[str, typer.Option("--format", help="dataset layout: kitti, cityscapes or woodscape")],
     root: Annotated[Path, typer.Option("--root", help="dataset root folder")],
     split: Annotated[
-        Optional[list[str]], typer.Option("--split", help="split to check, repeatable (default train, val, test; "
-                                                          "'all': every image as one split)")
+        list[str] | None,
+        typer.Option(
+            "--split", help="split to check, repeatable (default train, val, test; 'all': every image as one split)"
+        ),
     ] = None,
-    mapping: Annotated[Optional[Path], typer.Option(help="class mapping YAML merged over the format's defaults")] = None,
+    mapping: Annotated[Path | None, typer.Option(help="class mapping YAML merged over the format's defaults")] = None,
     option: Annotated[
-        Optional[list[str]], typer.Option("--option", help="loader option key=value, repeatable "
-                                                           "(e.g. split_mode=official, labels=json)")
+        list[str] | None,
+        typer.Option("--option", help="loader option key=value, repeatable (e.g. split_mode=official, labels=json)"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
@@ -61,13 +63,30 @@ def check(
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
         table = Table(title=f"{format} dataset at {root}")
-        for col in ("split", "images", "bad", "det labels", "seg labels", *DET_CLASSES, "ignore",
-                    "road px", "sidewalk px"):
+        for col in (
+            "split",
+            "images",
+            "bad",
+            "det labels",
+            "seg labels",
+            *DET_CLASSES,
+            "ignore",
+            "road px",
+            "sidewalk px",
+        ):
             table.add_column(col, justify="left" if col == "split" else "right")
         for name, c in report.splits.items():
-            table.add_row(name, str(c.images), str(c.bad), str(c.with_detection), str(c.with_segmentation),
-                          *(str(c.boxes[k]) for k in DET_CLASSES), str(c.ignore_boxes),
-                          str(c.seg_pixels["road"]), str(c.seg_pixels["sidewalk"]))
+            table.add_row(
+                name,
+                str(c.images),
+                str(c.bad),
+                str(c.with_detection),
+                str(c.with_segmentation),
+                *(str(c.boxes[k]) for k in DET_CLASSES),
+                str(c.ignore_boxes),
+                str(c.seg_pixels["road"]),
+                str(c.seg_pixels["sidewalk"]),
+            )
         console.print(table)
         if report.problems:
             console.print(f"[red]{len(report.problems)} problem(s):[/red]")

@@ -46,7 +46,8 @@ META_KEYS = ("inherit", "description", "name")
 def default_mapping(format: str) -> dict[str, Any]:
     """The format's default mapping, read from ``data/mappings/{format}.yaml``."""
     try:
-        text = resources.files("taskweight.data").joinpath("mappings", f"{format}.yaml").read_text("utf-8")
+        # one joinpath() per part: Traversable.joinpath takes a single argument before Python 3.11
+        text = resources.files("taskweight.data").joinpath("mappings").joinpath(f"{format}.yaml").read_text("utf-8")
     except FileNotFoundError:
         raise ValueError(f"no default class mapping for format {format!r}") from None
     return load_yaml(text, f"taskweight/data/mappings/{format}.yaml")
@@ -152,8 +153,9 @@ def map_colors(rgb: np.ndarray, table: dict[int, int]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------- splits
-def seeded_split(names: Iterable[str], split: str, seed: int = DEFAULT_SPLIT_SEED,
-                 fractions: dict[str, float] | None = None) -> list[str]:
+def seeded_split(
+    names: Iterable[str], split: str, seed: int = DEFAULT_SPLIT_SEED, fractions: dict[str, float] | None = None
+) -> list[str]:
     """Deterministic 60/20/20 (or ``fractions``) train/val/test split of ``names``; sorted."""
     names = sorted(set(names))
     if split == "all":
@@ -165,7 +167,7 @@ def seeded_split(names: Iterable[str], split: str, seed: int = DEFAULT_SPLIT_SEE
     perm = np.random.default_rng(int(seed)).permutation(n)
     n_train = int(np.floor(fractions["train"] * n + 0.5))
     n_val = min(n - n_train, int(np.floor(fractions["val"] * n + 0.5)))
-    cut = {"train": perm[:n_train], "val": perm[n_train:n_train + n_val], "test": perm[n_train + n_val:]}[split]
+    cut = {"train": perm[:n_train], "val": perm[n_train : n_train + n_val], "test": perm[n_train + n_val :]}[split]
     return sorted(names[int(i)] for i in cut)
 
 
@@ -176,7 +178,8 @@ def read_split_file(path: Path) -> list[tuple[str, int]]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataFormatError(path, f"cannot read split file: {exc}") from None
-    out, seen = [], {}
+    out: list[tuple[str, int]] = []
+    seen: dict[str, int] = {}
     for no, line in enumerate(text.splitlines(), start=1):
         token = line.strip()
         if not token or token.startswith("#"):
@@ -222,9 +225,13 @@ def decode(path: Path, what: str = "PNG") -> Image.Image:
         raise DataFormatError(path, f"cannot decode {what}: {exc}") from None
 
 
-def size_mismatch(path: Path, what: str, size: tuple[int, int], image: Path, image_size: tuple[int, int]) -> DataFormatError:
-    return DataFormatError(path, f"{what} is {size[1]}x{size[0]} (WxH) but image {image.name} is "
-                                 f"{image_size[1]}x{image_size[0]}")
+def size_mismatch(
+    path: Path, what: str, size: tuple[int, int], image: Path, image_size: tuple[int, int]
+) -> DataFormatError:
+    return DataFormatError(
+        path, f"{what} is {size[1]}x{size[0]} (WxH) but image {image.name} is {image_size[1]}x{image_size[0]}"
+    )
+
 
 def checked_index(index: int, length: int) -> int:
     """``index`` made non-negative; IndexError when it is out of range."""
@@ -252,8 +259,9 @@ def dataset_item(item: dict[str, Any], *, augment: bool, has_det: bool, has_seg:
     }
 
 
-
-def check_options(on_error: str, image_size: Sequence[int] | None, verify: str | None) -> tuple[tuple[int, int] | None, str]:
+def check_options(
+    on_error: str, image_size: Sequence[int] | None, verify: str | None
+) -> tuple[tuple[int, int] | None, str]:
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
     if image_size is not None:
@@ -285,11 +293,15 @@ def bbox_of_values(values: np.ndarray, keep: np.ndarray | None = None) -> dict[i
     np.minimum.at(y1, inv, rows)
     np.maximum.at(x2, inv, cols)
     np.maximum.at(y2, inv, rows)
-    return {int(v): (float(a), float(b), float(c + 1), float(d + 1)) for v, a, b, c, d in zip(vals, x1, y1, x2, y2)}
+    return {
+        int(v): (float(a), float(b), float(c + 1), float(d + 1))
+        for v, a, b, c, d in zip(vals, x1, y1, x2, y2, strict=True)
+    }
 
 
-def check_box(box: Sequence[float], size: tuple[int, int], path: Path, line: int | None,
-              tolerance: float = 1.0) -> tuple[float, float, float, float]:
+def check_box(
+    box: Sequence[float], size: tuple[int, int], path: Path, line: int | None, tolerance: float = 1.0
+) -> tuple[float, float, float, float]:
     """Validate an x1 y1 x2 y2 box against an H x W image: x2 > x1, y2 > y1 and inside the
     image up to ``tolerance`` pixels (then clipped to it)."""
     x1, y1, x2, y2 = (float(v) for v in box)
@@ -344,8 +356,13 @@ def _skipped_dict(item: Any, split: str) -> dict[str, Any]:
     if isinstance(item, SkippedSample):
         return item.to_dict()
     if isinstance(item, dict):
-        return {"split": item.get("split", split), "id": item.get("id"), "file": item.get("file"),
-                "line": item.get("line"), "problem": item.get("problem")}
+        return {
+            "split": item.get("split", split),
+            "id": item.get("id"),
+            "file": item.get("file"),
+            "line": item.get("line"),
+            "problem": item.get("problem"),
+        }
     if isinstance(item, (tuple, list)) and len(item) == 2:
         return {"split": split, "id": str(item[0]), "file": None, "line": None, "problem": str(item[1])}
     return {"split": split, "id": None, "file": None, "line": None, "problem": str(item)}
@@ -372,8 +389,15 @@ class EmptySplitError(DataFormatError):
     """A split left without a usable sample; ``skipped``, ``problems`` and ``unmapped`` are
     those of the dataset that could not be opened (so ``data check`` still counts them)."""
 
-    def __init__(self, path: str | Path, message: str, *, skipped: list[SkippedSample],
-                 problems: list[DataFormatError], unmapped: dict[str, dict[int | str, int]]) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        message: str,
+        *,
+        skipped: list[SkippedSample],
+        problems: list[DataFormatError],
+        unmapped: dict[str, dict[int | str, int]],
+    ) -> None:
         super().__init__(path, message)
         self.skipped = skipped
         self.problems = problems
@@ -397,8 +421,9 @@ class DetSegDataset(Dataset):
     """Base of the kitti, cityscapes and woodscape datasets.
 
     Subclasses index every sample and hand it with its problems to :meth:`_keep` (which keeps
-    it or reports the first problem through :meth:`_problem`), call :meth:`_finish`, and implement :meth:`_decode` -> (uint8 H x W x 3 image, uint8 H x W
-    segmentation classes or None, boxes N x 4, labels N, ignore boxes M x 4).
+    it or reports the first problem through :meth:`_problem`), call :meth:`_finish`, and implement
+    :meth:`_decode` -> (uint8 H x W x 3 image, uint8 H x W segmentation classes or None, boxes N x 4,
+    labels N, ignore boxes M x 4).
 
     ``on_error="raise"`` raises the first problem; ``"skip"`` drops the samples with problems,
     lists them in ``skipped`` (:class:`SkippedSample`: split, id, file, line, problem) and
@@ -418,8 +443,17 @@ class DetSegDataset(Dataset):
 
     format_name = "?"
 
-    def __init__(self, root: str | Path, split: str = "train", *, image_size: tuple[int, int] | None = None,
-                 augment: bool = False, on_error: str = "raise", cache: bool = False, verify: str | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        *,
+        image_size: tuple[int, int] | None = None,
+        augment: bool = False,
+        on_error: str = "raise",
+        cache: bool = False,
+        verify: str | None = None,
+    ) -> None:
         self.image_size, self.verify = check_options(on_error, image_size, verify)
         self.root = Path(root)
         self.split = split
@@ -459,11 +493,18 @@ class DetSegDataset(Dataset):
 
     def _finish(self) -> None:
         if self.skipped:
-            warnings.warn(f"{self.root} [{self.split}]: skipped {len(self.skipped)} bad sample(s), first: "
-                          f"{self.skipped[0]}", stacklevel=3)
+            warnings.warn(
+                f"{self.root} [{self.split}]: skipped {len(self.skipped)} bad sample(s), first: {self.skipped[0]}",
+                stacklevel=3,
+            )
         if not self.samples:
-            raise EmptySplitError(self.root, f"split {self.split!r} has no usable samples", skipped=self.skipped,
-                                  problems=self.problems, unmapped=self.unmapped)
+            raise EmptySplitError(
+                self.root,
+                f"split {self.split!r} has no usable samples",
+                skipped=self.skipped,
+                problems=self.problems,
+                unmapped=self.unmapped,
+            )
 
     def _verify(self, path: Path, what: str) -> tuple[tuple[int, int], str]:
         size, mode = png_header(path, what)
@@ -520,11 +561,12 @@ class DetSegDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         index = checked_index(index, len(self))
         s = self.samples[index]
-        return dataset_item(self._load(index), augment=self.augment, has_det=s.has_det, has_seg=s.has_seg,
-                            name=s.name)
+        return dataset_item(self._load(index), augment=self.augment, has_det=s.has_det, has_seg=s.has_seg, name=s.name)
 
     def __repr__(self) -> str:
         det = sum(s.has_det for s in self.samples)
         seg = sum(s.has_seg for s in self.samples)
-        return (f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, samples={len(self)}, "
-                f"with_detection={det}, with_segmentation={seg}, image_size={self.image_size})")
+        return (
+            f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, samples={len(self)}, "
+            f"with_detection={det}, with_segmentation={seg}, image_size={self.image_size})"
+        )

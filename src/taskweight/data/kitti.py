@@ -54,8 +54,20 @@ from PIL import Image
 from taskweight.classes import DET_CLASSES, IGNORE_INDEX, SEG_CLASSES
 from taskweight.data.cityscapes_labels import MAX_ID
 from taskweight.data.common import (
-    DEFAULT_SPLIT_SEED, SINGLE_CHANNEL, DetSegDataset, Sample, check_box, color_table, default_mapping, map_colors,
-    merged_mapping, png_header, read_split_file, seeded_split, unmapped_counts, verify_png,
+    DEFAULT_SPLIT_SEED,
+    SINGLE_CHANNEL,
+    DetSegDataset,
+    Sample,
+    check_box,
+    color_table,
+    default_mapping,
+    map_colors,
+    merged_mapping,
+    png_header,
+    read_split_file,
+    seeded_split,
+    unmapped_counts,
+    verify_png,
 )
 from taskweight.data.kitti_labels import parse_label_line
 from taskweight.errors import DataFormatError
@@ -82,7 +94,7 @@ class SplitEntry:
 # --------------------------------------------------------------------------------- mapping
 def _merged(mapping: dict | str | Path | None) -> dict[str, Any]:
     if isinstance(mapping, dict):
-        for key, value in mapping.items():
+        for key in mapping:
             if key in ("inherit", "description", "name"):
                 continue
             if key not in DEFAULT_MAPPING:
@@ -101,8 +113,10 @@ def resolve_mapping(mapping: dict | str | Path | None = None) -> tuple[dict[str,
         elif target in DET_CLASSES:
             det[str(kitti_type)] = DET_CLASSES.index(target)
         else:
-            raise ValueError(f"mapping['detection'][{kitti_type!r}] = {target!r}: expected one of "
-                             f"{list(DET_CLASSES)}, 'ignore' or None")
+            raise ValueError(
+                f"mapping['detection'][{kitti_type!r}] = {target!r}: expected one of "
+                f"{list(DET_CLASSES)}, 'ignore' or None"
+            )
     lut = np.zeros(256, np.uint8)  # void
     for label_id, target in (merged.get("segmentation") or {}).items():
         if isinstance(label_id, bool) or not isinstance(label_id, (int, np.integer)) or not 0 <= int(label_id) <= 255:
@@ -112,8 +126,9 @@ def resolve_mapping(mapping: dict | str | Path | None = None) -> tuple[dict[str,
         elif target in SEG_CLASSES:
             lut[int(label_id)] = SEG_CLASSES.index(target)
         else:
-            raise ValueError(f"mapping['segmentation'][{label_id}] = {target!r}: expected one of "
-                             f"{list(SEG_CLASSES)} or 'ignore'")
+            raise ValueError(
+                f"mapping['segmentation'][{label_id}] = {target!r}: expected one of {list(SEG_CLASSES)} or 'ignore'"
+            )
     return det, lut
 
 
@@ -127,7 +142,7 @@ def known_label_ids(mapping: dict | str | Path | None = None) -> np.ndarray:
     Cityscapes label ids 0..33 (void unless listed, by design); any other id is unmapped."""
     known = np.zeros(256, bool)
     known[: MAX_ID + 1] = True
-    for label_id in (_merged(mapping).get("segmentation") or {}):
+    for label_id in _merged(mapping).get("segmentation") or {}:
         known[int(label_id)] = True  # validated by resolve_mapping
     return known
 
@@ -188,8 +203,11 @@ def load_label_ids(path: Path) -> np.ndarray:
                 if ids.size and (ids.min() < 0 or ids.max() > 255):
                     raise DataFormatError(path, f"label ids must be in 0..255, found {ids.min()}..{ids.max()}")
             else:
-                raise DataFormatError(path, f"expected a single-channel PNG of label ids, got mode {im.mode} "
-                                            "(colour-coded masks are not supported)")
+                raise DataFormatError(
+                    path,
+                    f"expected a single-channel PNG of label ids, got mode {im.mode} "
+                    "(colour-coded masks are not supported)",
+                )
     except DataFormatError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
@@ -219,8 +237,11 @@ def unmapped_colors(rgb: np.ndarray, table: dict[int, int]) -> dict[str, int]:
     """``"R,G,B"`` -> pixels of the colours of a mask that ``table`` does not list."""
     packed = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
     codes, counts = np.unique(packed, return_counts=True)
-    return {f"{c >> 16},{(c >> 8) & 255},{c & 255}": int(n) for c, n in zip(codes.tolist(), counts.tolist())
-            if c not in table}
+    return {
+        f"{c >> 16},{(c >> 8) & 255},{c & 255}": int(n)
+        for c, n in zip(codes.tolist(), counts.tolist(), strict=True)
+        if c not in table
+    }
 
 
 def parse_label_lines(path: Path) -> tuple[list, list[DataFormatError]]:
@@ -260,12 +281,23 @@ class KittiDataset(DetSegDataset):
 
     format_name = "kitti"
 
-    def __init__(self, root: str | Path, split: str = "train", *, image_size: tuple[int, int] | None = None,
-                 augment: bool = False, on_error: str = "raise", mapping: dict | str | Path | None = None,
-                 cache: bool = False, split_seed: int = DEFAULT_SPLIT_SEED, semantic_encoding: str = "auto",
-                 verify: str | None = None) -> None:
-        super().__init__(root, split, image_size=image_size, augment=augment, on_error=on_error, cache=cache,
-                         verify=verify)
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        *,
+        image_size: tuple[int, int] | None = None,
+        augment: bool = False,
+        on_error: str = "raise",
+        mapping: dict | str | Path | None = None,
+        cache: bool = False,
+        split_seed: int = DEFAULT_SPLIT_SEED,
+        semantic_encoding: str = "auto",
+        verify: str | None = None,
+    ) -> None:
+        super().__init__(
+            root, split, image_size=image_size, augment=augment, on_error=on_error, cache=cache, verify=verify
+        )
         if semantic_encoding not in SEMANTIC_ENCODINGS:
             raise ValueError(f"semantic_encoding must be one of {SEMANTIC_ENCODINGS}, got {semantic_encoding!r}")
         self.det_map, self.seg_lut = resolve_mapping(mapping)
@@ -294,11 +326,16 @@ class KittiDataset(DetSegDataset):
     def _check_semantic(self, semantic: Path, size: tuple[int, int], name: str) -> None:
         sem_size, mode = png_header(semantic)
         if sem_size != size:
-            raise DataFormatError(semantic, f"semantic mask is {sem_size[1]}x{sem_size[0]} (WxH) but image "
-                                            f"{name}.png is {size[1]}x{size[0]}")
+            raise DataFormatError(
+                semantic,
+                f"semantic mask is {sem_size[1]}x{sem_size[0]} (WxH) but image {name}.png is {size[1]}x{size[0]}",
+            )
         if self.semantic_encoding == "ids" and mode not in SINGLE_CHANNEL:
-            raise DataFormatError(semantic, f"expected a single-channel PNG of label ids, got mode {mode} "
-                                            "(colour-coded masks: semantic_encoding='color')")
+            raise DataFormatError(
+                semantic,
+                f"expected a single-channel PNG of label ids, got mode {mode} "
+                "(colour-coded masks: semantic_encoding='color')",
+            )
         if self.semantic_encoding == "color" and mode not in ("RGB", "RGBA", "P"):
             raise DataFormatError(semantic, f"expected an RGB colour-coded mask, got mode {mode}")
         if self.verify == "crc":
@@ -311,34 +348,45 @@ class KittiDataset(DetSegDataset):
         try:
             if not image.is_file():
                 if entry.source is not None:
-                    raise DataFormatError(entry.source, f"image {IMAGE_DIR}/{entry.name}.png not found",
-                                          line=entry.line)
+                    raise DataFormatError(
+                        entry.source, f"image {IMAGE_DIR}/{entry.name}.png not found", line=entry.line
+                    )
                 orphan = label if label.is_file() else semantic
                 raise DataFormatError(orphan, f"label without its image: {IMAGE_DIR}/{entry.name}.png not found")
             size, _mode = png_header(image)
             if self.verify == "crc":
                 verify_png(image, "image")
             if not label.is_file() and not semantic.is_file():
-                raise DataFormatError(image, f"image without labels: neither {LABEL_DIR}/{entry.name}.txt nor "
-                                             f"{SEMANTIC_DIR}/{entry.name}.png found")
+                raise DataFormatError(
+                    image,
+                    f"image without labels: neither {LABEL_DIR}/{entry.name}.txt nor "
+                    f"{SEMANTIC_DIR}/{entry.name}.png found",
+                )
         except DataFormatError as exc:
             return None, [exc]
         problems: list[DataFormatError] = []
+        semantic_used: Path | None = semantic
         if semantic.is_file():
             try:
                 self._check_semantic(semantic, size, entry.name)
             except DataFormatError as exc:
                 problems.append(exc)
         else:
-            semantic = None
+            semantic_used = None
         boxes, labels, ignore = [], [], []
+        label_used: Path | None = label
         if label.is_file():
             objects, line_problems = parse_label_lines(label)
             problems += line_problems
             for obj in objects:
                 if obj.type not in self.det_map:
-                    problems.append(DataFormatError(label, f"unknown class {obj.type!r} (known: {sorted(self.det_map)}; "
-                                                           "extend the mapping to use it)", line=obj.line))
+                    problems.append(
+                        DataFormatError(
+                            label,
+                            f"unknown class {obj.type!r} (known: {sorted(self.det_map)}; extend the mapping to use it)",
+                            line=obj.line,
+                        )
+                    )
                     continue
                 target = self.det_map[obj.type]
                 if target is None:
@@ -355,14 +403,25 @@ class KittiDataset(DetSegDataset):
                 boxes.append(box)
                 labels.append(target)
         else:
-            label = None
+            label_used = None
         if problems:
-            problems.sort(key=lambda e: (e.path != semantic, e.line or 0))
+            problems.sort(key=lambda e: (e.path != semantic_used, e.line or 0))
             return None, problems
-        info = {"label": label, "semantic": semantic, "boxes": np.asarray(boxes, np.float32).reshape(-1, 4),
-                "labels": np.asarray(labels, np.int64).reshape(-1), "ignore": np.asarray(ignore, np.float32).reshape(-1, 4)}
-        return Sample(name=entry.name, image=image, size=size, has_det=label is not None,
-                      has_seg=semantic is not None, info=info), []
+        info = {
+            "label": label_used,
+            "semantic": semantic_used,
+            "boxes": np.asarray(boxes, np.float32).reshape(-1, 4),
+            "labels": np.asarray(labels, np.int64).reshape(-1),
+            "ignore": np.asarray(ignore, np.float32).reshape(-1, 4),
+        }
+        return Sample(
+            name=entry.name,
+            image=image,
+            size=size,
+            has_det=label_used is not None,
+            has_seg=semantic_used is not None,
+            info=info,
+        ), []
 
     def _check_labels(self, s: Sample) -> None:
         semantic = s.info["semantic"]
@@ -371,8 +430,9 @@ class KittiDataset(DetSegDataset):
             self._note_unmapped(semantic, unmapped)
 
     # ----------------------------------------------------------------- items
-    def _semantic_classes(self, semantic: Path, size: tuple[int, int], *, count_unmapped: bool = False
-                          ) -> tuple[np.ndarray, dict[Any, int]]:
+    def _semantic_classes(
+        self, semantic: Path, size: tuple[int, int], *, count_unmapped: bool = False
+    ) -> tuple[np.ndarray, dict[Any, int]]:
         """(H x W classes, pixels per label the mapping does not cover when ``count_unmapped``)
         of a semantic mask that must be ``size``; a malformed mask raises naming the file."""
         unmapped: dict[Any, int] = {}
@@ -387,8 +447,9 @@ class KittiDataset(DetSegDataset):
             if count_unmapped:
                 unmapped = unmapped_counts(ids, self.seg_known)
         if seg.shape != size:
-            raise DataFormatError(semantic, f"semantic mask is {seg.shape[1]}x{seg.shape[0]} (WxH) but "
-                                            f"the image is {size[1]}x{size[0]}")
+            raise DataFormatError(
+                semantic, f"semantic mask is {seg.shape[1]}x{seg.shape[0]} (WxH) but the image is {size[1]}x{size[0]}"
+            )
         return seg, unmapped
 
     def _decode(self, s: Sample) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:

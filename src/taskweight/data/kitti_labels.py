@@ -19,8 +19,23 @@ from pathlib import Path
 
 from taskweight.errors import DataFormatError
 
-COLUMNS = ("type", "truncated", "occluded", "alpha", "left", "top", "right", "bottom",
-           "height", "width", "length", "x", "y", "z", "rotation_y")
+COLUMNS = (
+    "type",
+    "truncated",
+    "occluded",
+    "alpha",
+    "left",
+    "top",
+    "right",
+    "bottom",
+    "height",
+    "width",
+    "length",
+    "x",
+    "y",
+    "z",
+    "rotation_y",
+)
 DONTCARE = "DontCare"
 
 
@@ -65,20 +80,28 @@ def parse_label_line(text: str, path: str | Path = "<string>", line_no: int = 1)
         pass
     else:
         raise DataFormatError(path, f"column 'type' must be a class name, got the number {kind!r}", line=line_no)
-    values = [_number(tok, col, path, line_no) for tok, col in zip(tokens[1:15], COLUMNS[1:])]
-    truncated, occluded, alpha, left, top, right, bottom, h, w, l, x, y, z, ry = values
+    values = [_number(tok, col, path, line_no) for tok, col in zip(tokens[1:15], COLUMNS[1:], strict=True)]
+    truncated, occluded, alpha, left, top, right, bottom, h, w, length, x, y, z, ry = values
     if occluded != int(occluded) or int(occluded) not in (-1, 0, 1, 2, 3):
-        raise DataFormatError(path, f"column 'occluded' must be an integer in -1..3, got {tokens[2]!r}",
-                              line=line_no)
+        raise DataFormatError(path, f"column 'occluded' must be an integer in -1..3, got {tokens[2]!r}", line=line_no)
     if kind != DONTCARE:
         if right <= left:
             raise DataFormatError(path, f"box right {right:g} <= left {left:g}", line=line_no)
         if bottom <= top:
             raise DataFormatError(path, f"box bottom {bottom:g} <= top {top:g}", line=line_no)
     score = _number(tokens[15], "score", path, line_no) if len(tokens) == 16 else None
-    return KittiObject(type=kind, truncated=truncated, occluded=int(occluded), alpha=alpha,
-                       box=(left, top, right, bottom), dimensions=(h, w, l), location=(x, y, z),
-                       rotation_y=ry, score=score, line=line_no)
+    return KittiObject(
+        type=kind,
+        truncated=truncated,
+        occluded=int(occluded),
+        alpha=alpha,
+        box=(left, top, right, bottom),
+        dimensions=(h, w, length),
+        location=(x, y, z),
+        rotation_y=ry,
+        score=score,
+        line=line_no,
+    )
 
 
 def parse_label_text(text: str, path: str | Path = "<string>") -> list[KittiObject]:
@@ -106,10 +129,12 @@ def parse_label_file(path: str | Path) -> list[KittiObject]:
 def format_label_line(obj: KittiObject) -> str:
     """The KITTI line of an object (2 decimals, as KITTI writes them)."""
     left, top, right, bottom = obj.box
-    h, w, l = obj.dimensions
+    h, w, length = obj.dimensions
     x, y, z = obj.location
-    text = (f"{obj.type} {obj.truncated:.2f} {obj.occluded:d} {obj.alpha:.2f} {left:.2f} {top:.2f} {right:.2f} "
-            f"{bottom:.2f} {h:.2f} {w:.2f} {l:.2f} {x:.2f} {y:.2f} {z:.2f} {obj.rotation_y:.2f}")
+    text = (
+        f"{obj.type} {obj.truncated:.2f} {obj.occluded:d} {obj.alpha:.2f} {left:.2f} {top:.2f} {right:.2f} "
+        f"{bottom:.2f} {h:.2f} {w:.2f} {length:.2f} {x:.2f} {y:.2f} {z:.2f} {obj.rotation_y:.2f}"
+    )
     if obj.score is not None:
         text += f" {obj.score:.4f}"
     return text

@@ -29,8 +29,9 @@ A sample needs at least one of its box file and gtLabels PNG (``has_det`` / ``ha
 say which); boxes must have x_max > x_min, y_max > y_min and lie in the image (1 pixel
 tolerance, then clipped).  With ``verify="crc"`` (the default with ``on_error="skip"``) every
 gtLabels PNG is decoded when the dataset is opened, so a mask with a class index outside the
-mapping is skipped or raised then, not when its sample is loaded.  Splits: ``splits/{split}.txt`` when present wins; otherwise a
-60/20/20 seeded split of all images (``split_seed``, default 0; 6k/2k/2k of 10k as the paper);
+mapping is skipped or raised then, not when its sample is loaded.  Splits: ``splits/{split}.txt``
+when present wins; otherwise a 60/20/20 seeded split of all images (``split_seed``, default 0;
+6k/2k/2k of 10k as the paper);
 ``"all"`` is every image.
 """
 
@@ -42,15 +43,36 @@ from typing import Any
 import numpy as np
 
 from taskweight.data.common import (
-    DEFAULT_SPLIT_SEED, IGNORE, SINGLE_CHANNEL, DetSegDataset, Sample, check_box, decode, detection_targets,
-    merged_mapping, read_split_file, seeded_split, segmentation_lut, size_mismatch,
+    DEFAULT_SPLIT_SEED,
+    IGNORE,
+    SINGLE_CHANNEL,
+    DetSegDataset,
+    Sample,
+    check_box,
+    decode,
+    detection_targets,
+    merged_mapping,
+    read_split_file,
+    seeded_split,
+    segmentation_lut,
+    size_mismatch,
 )
 from taskweight.errors import DataFormatError
 
 CAMERAS = ("FV", "RV", "MVL", "MVR")
 IMAGE_DIR, BOX_DIR, SEM_DIR, SPLIT_DIR = "rgb_images", "box_2d_annotations", "semantic_annotations", "splits"
-SEG_NAMES = ("void", "road", "lanemarks", "curb", "person", "rider", "vehicles", "bicycle", "motorcycle",
-             "traffic_sign")
+SEG_NAMES = (
+    "void",
+    "road",
+    "lanemarks",
+    "curb",
+    "person",
+    "rider",
+    "vehicles",
+    "bicycle",
+    "motorcycle",
+    "traffic_sign",
+)
 BOX_CLASS_IDS: dict[str, int] = {"vehicles": 0, "person": 1, "bicycle": 2, "traffic_light": 3, "traffic_sign": 4}
 """class_id of each class name of the box files (WoodScape's 2D box classes)."""
 
@@ -64,8 +86,9 @@ def find_dir(root: Path, *parts: str) -> Path:
     return direct
 
 
-def parse_box_file(path: Path, det: dict[str, Any], size: tuple[int, int]
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[DataFormatError]]:
+def parse_box_file(
+    path: Path, det: dict[str, Any], size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[DataFormatError]]:
     """(boxes, labels, ignore boxes, problems) of a box file; every bad line is a problem."""
     problems: list[DataFormatError] = []
     boxes, labels, ignore = [], [], []
@@ -80,26 +103,40 @@ def parse_box_file(path: Path, det: dict[str, Any], size: tuple[int, int]
             continue
         fields = [f.strip() for f in line.split(",")]
         if len(fields) != 6:
-            problems.append(DataFormatError(path, f"expected 6 comma-separated fields class_name,class_id,x_min,"
-                                                  f"y_min,x_max,y_max, got {len(fields)}", line=no))
+            problems.append(
+                DataFormatError(
+                    path,
+                    f"expected 6 comma-separated fields class_name,class_id,x_min,y_min,x_max,y_max, got {len(fields)}",
+                    line=no,
+                )
+            )
             continue
         name = fields[0]
         try:
             class_id = int(fields[1])
             coords = [float(v) for v in fields[2:]]
         except ValueError:
-            problems.append(DataFormatError(path, f"class_id and coordinates must be numbers, got {line.strip()!r}",
-                                            line=no))
+            problems.append(
+                DataFormatError(path, f"class_id and coordinates must be numbers, got {line.strip()!r}", line=no)
+            )
             continue
         if name not in det:
-            problems.append(DataFormatError(path, f"unknown class {name!r} (known: {sorted(det)}; extend the "
-                                                  "mapping to use it)", line=no))
+            problems.append(
+                DataFormatError(
+                    path, f"unknown class {name!r} (known: {sorted(det)}; extend the mapping to use it)", line=no
+                )
+            )
             continue
         if name in BOX_CLASS_IDS and class_id != BOX_CLASS_IDS[name]:
             named = [n for n, i in BOX_CLASS_IDS.items() if i == class_id]
             hint = f" (class_id {class_id} is {named[0]!r})" if named else ""
-            problems.append(DataFormatError(path, f"class_id {class_id} contradicts class name {name!r}, whose id is "
-                                                  f"{BOX_CLASS_IDS[name]}{hint}", line=no))
+            problems.append(
+                DataFormatError(
+                    path,
+                    f"class_id {class_id} contradicts class name {name!r}, whose id is {BOX_CLASS_IDS[name]}{hint}",
+                    line=no,
+                )
+            )
             continue
         try:
             box = check_box(coords, size, path, no)
@@ -114,8 +151,12 @@ def parse_box_file(path: Path, det: dict[str, Any], size: tuple[int, int]
         else:
             boxes.append(box)
             labels.append(target)
-    return (np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64),
-            np.asarray(ignore, np.float32).reshape(-1, 4), problems)
+    return (
+        np.asarray(boxes, np.float32).reshape(-1, 4),
+        np.asarray(labels, np.int64),
+        np.asarray(ignore, np.float32).reshape(-1, 4),
+        problems,
+    )
 
 
 def _empty() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -127,11 +168,22 @@ class WoodScapeDataset(DetSegDataset):
 
     format_name = "woodscape"
 
-    def __init__(self, root: str | Path, split: str = "train", *, image_size: tuple[int, int] | None = None,
-                 augment: bool = False, on_error: str = "raise", mapping: dict | str | Path | None = None,
-                 cache: bool = False, split_seed: int = DEFAULT_SPLIT_SEED, verify: str | None = None) -> None:
-        super().__init__(root, split, image_size=image_size, augment=augment, on_error=on_error, cache=cache,
-                         verify=verify)
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        *,
+        image_size: tuple[int, int] | None = None,
+        augment: bool = False,
+        on_error: str = "raise",
+        mapping: dict | str | Path | None = None,
+        cache: bool = False,
+        split_seed: int = DEFAULT_SPLIT_SEED,
+        verify: str | None = None,
+    ) -> None:
+        super().__init__(
+            root, split, image_size=image_size, augment=augment, on_error=on_error, cache=cache, verify=verify
+        )
         m = merged_mapping("woodscape", mapping)
         self.det_map = detection_targets(m.get("detection") or {})
         self.seg_lut, self.seg_known = segmentation_lut(m.get("segmentation") or {})
@@ -151,7 +203,8 @@ class WoodScapeDataset(DetSegDataset):
             return [(n, line, split_file) for n, line in read_split_file(split_file)]
         split_dir = self.root / SPLIT_DIR
         if self.split not in ("train", "val", "test", "all") or (
-                self.split != "all" and split_dir.is_dir() and any(split_dir.glob("*.txt"))):
+            self.split != "all" and split_dir.is_dir() and any(split_dir.glob("*.txt"))
+        ):
             available = sorted(p.stem for p in split_dir.glob("*.txt")) if split_dir.is_dir() else []
             raise DataFormatError(split_file, f"split file not found (available splits: {available + ['all']})")
         names = {p.stem for p in self.image_dir.glob("*.png")}
@@ -176,8 +229,11 @@ class WoodScapeDataset(DetSegDataset):
             size, _ = self._verify(image, "image")
             has_det, has_seg = box.is_file(), sem.is_file()
             if not has_det and not has_seg:
-                raise DataFormatError(image, f"image without labels: neither {box.relative_to(self.root)} nor "
-                                             f"{sem.relative_to(self.root)} found")
+                raise DataFormatError(
+                    image,
+                    f"image without labels: neither {box.relative_to(self.root)} nor "
+                    f"{sem.relative_to(self.root)} found",
+                )
         except DataFormatError as exc:
             return None, [exc]
         info: dict[str, Any] = {}
@@ -220,9 +276,12 @@ class WoodScapeDataset(DetSegDataset):
         bad[~bad] = ~self.seg_known[ids[~bad]]
         if bad.any():
             y, x = (int(v) for v in np.argwhere(bad)[0])
-            raise DataFormatError(path, f"{int(bad.sum())} pixel(s) hold an unknown class index (known: "
-                                        f"{np.flatnonzero(self.seg_known).tolist()}), first at pixel (x={x}, y={y}) "
-                                        f"= {int(ids[y, x])}")
+            raise DataFormatError(
+                path,
+                f"{int(bad.sum())} pixel(s) hold an unknown class index (known: "
+                f"{np.flatnonzero(self.seg_known).tolist()}), first at pixel (x={x}, y={y}) "
+                f"= {int(ids[y, x])}",
+            )
         return ids.astype(np.uint8)
 
     def _decode(self, s: Sample):

@@ -65,6 +65,7 @@ class YoloDetectionHead(nn.Module):
     """
 
     stride: int = 8
+    anchors: Tensor  # buffer registered in __init__
 
     def __init__(self, in_channels: dict[str, int], num_classes: int, anchors: Tensor, channels: int = 64) -> None:
         super().__init__()
@@ -77,6 +78,7 @@ class YoloDetectionHead(nn.Module):
         self.fuse = nn.Sequential(_conv_bn_relu(channels, channels), _conv_bn_relu(channels, channels))
         self.pred = nn.Conv2d(channels, self.num_anchors * (5 + num_classes), 1)
         with torch.no_grad():  # start from a low objectness prior so empty cells cost little
+            assert self.pred.bias is not None  # Conv2d has a bias unless bias=False
             bias = self.pred.bias.view(self.num_anchors, 5 + num_classes)
             bias.zero_()
             bias[:, 4] = math.log(0.01 / 0.99)
@@ -167,18 +169,23 @@ class YoloDetectionHead(nn.Module):
                     cx, cy = centres[..., 0, None], centres[..., 1, None]  # B×C×1
                     ign = ign[:, None]  # B×1×M×4
                     inside = (
-                        (cx >= ign[..., 0]) & (cx <= ign[..., 2]) & (cy >= ign[..., 1]) & (cy <= ign[..., 3])
+                        (cx >= ign[..., 0])
+                        & (cx <= ign[..., 2])
+                        & (cy >= ign[..., 1])
+                        & (cy <= ign[..., 3])
                         & ign_valid[:, None]
                     ).any(dim=2)
                 unpenalised |= inside
 
         gt_list = [t.reshape(-1, 4) for t in boxes]
         counts = [len(t) for t in gt_list]
-        if labelled is None and any(len(lab) != n for lab, n in zip(labels, counts)):
+        if labelled is None and any(len(lab) != n for lab, n in zip(labels, counts, strict=True)):
             raise ValueError(f"label counts {[len(lab) for lab in labels]} differ from box counts {counts}")
         # an image not labelled for detection may carry any lists: fit its labels to its boxes (masked out below)
-        labels = [lab.reshape(-1)[:n] if len(lab) >= n else torch.cat([lab.reshape(-1), lab.new_zeros(n - len(lab))])
-                  for lab, n in zip(labels, counts)]
+        labels = [
+            lab.reshape(-1)[:n] if len(lab) >= n else torch.cat([lab.reshape(-1), lab.new_zeros(n - len(lab))])
+            for lab, n in zip(labels, counts, strict=True)
+        ]
         n_max = max(counts)
         if n_max:
             gt = pad_sequence(gt_list, batch_first=True).to(device=device, dtype=dtype)  # B×N×4
@@ -339,7 +346,9 @@ def kmeans_anchors(wh: Tensor, k: int, *, iterations: int = 60, seed: int = 0) -
         centres = torch.cat([centres, wh[pick]])
     for _ in range(iterations):
         assign = shape_iou(wh, centres).argmax(dim=1)
-        new = torch.stack([wh[assign == j].median(dim=0).values if (assign == j).any() else centres[j] for j in range(k)])
+        new = torch.stack(
+            [wh[assign == j].median(dim=0).values if (assign == j).any() else centres[j] for j in range(k)]
+        )
         if torch.allclose(new, centres):
             break
         centres = new

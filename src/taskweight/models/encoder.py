@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, conv1x1
 
@@ -24,7 +23,7 @@ def scaled_widths(width: float) -> tuple[int, int, int, int]:
     """Stage widths for a width multiplier, rounded to multiples of 8 (at least 8)."""
     if width <= 0:
         raise ValueError(f"width multiplier must be > 0, got {width}")
-    return tuple(max(8, int(round(c * width / 8)) * 8) for c in BASE_WIDTHS)  # type: ignore[return-value]
+    return tuple(max(8, int(round(c * width / 8)) * 8) for c in BASE_WIDTHS)  # type: ignore[return-value]  # 4 widths in, 4 out
 
 
 class ResNet10Encoder(nn.Module):

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from taskweight.classes import IGNORE_INDEX, NUM_DET_CLASSES, NUM_SEG_CLASSES
-from taskweight.models.detection import Detections, DetectionLossWeights, YoloDetectionHead, default_anchors
+from taskweight.models.detection import DetectionLossWeights, Detections, YoloDetectionHead, default_anchors
 from taskweight.models.encoder import ResNet10Encoder, load_imagenet_weights
 from taskweight.models.segmentation import FCN8SegmentationHead
 
@@ -31,6 +31,8 @@ class MultiTaskNet(nn.Module):
     """
 
     tasks: tuple[str, ...] = ("det", "seg")
+    mean: Tensor  # buffers registered in __init__
+    std: Tensor
 
     def __init__(
         self,
@@ -90,8 +92,13 @@ class MultiTaskNet(nn.Module):
             present = tuple(t for t, flags in (("det", has_det), ("seg", has_seg)) if bool(flags.any()))
         if "det" in present:
             losses["det"] = self.det_head.loss(
-                outputs["det"], batch["boxes"], batch["labels"], batch["ignore_boxes"],
-                weights=self.det_loss_weights, details=details, labelled=has_det,
+                outputs["det"],
+                batch["boxes"],
+                batch["labels"],
+                batch["ignore_boxes"],
+                weights=self.det_loss_weights,
+                details=details,
+                labelled=has_det,
             )
         if "seg" in present:
             target = torch.where(has_seg.view(-1, 1, 1), batch["seg"], IGNORE_INDEX)
@@ -105,7 +112,7 @@ class MultiTaskNet(nn.Module):
         """Detections per image and the segmentation class map (B×H×W)."""
         outputs = {task: value.float() for task, value in self(images).items()}  # decode in fp32 under autocast
         dets = self.det_head.decode(
-            outputs["det"], tuple(images.shape[-2:]), score_threshold=score_threshold, nms_iou=nms_iou
+            outputs["det"], (images.shape[-2], images.shape[-1]), score_threshold=score_threshold, nms_iou=nms_iou
         )
         return dets, outputs["seg"].argmax(dim=1)
 

@@ -9,8 +9,15 @@ With the project's trainer: :func:`search_task_weights` (CLI: ``taskweight searc
 """
 
 from taskweight.search.errors import SearchError
-from taskweight.search.evaluation import Candidate, EvalResult, ToyEvaluator, TrainerEvaluator, target_of, training_config
-from taskweight.search.journal import JournalRecord, best_record, lineage, lineage_epochs
+from taskweight.search.evaluation import (
+    Candidate,
+    EvalResult,
+    ToyEvaluator,
+    TrainerEvaluator,
+    target_of,
+    training_config,
+)
+from taskweight.search.journal import JournalRecord, best_record, lineage, lineage_epochs, read_journal
 from taskweight.search.optimizers import (
     CMAES,
     OPTIMIZERS,
@@ -21,10 +28,9 @@ from taskweight.search.optimizers import (
     make_optimizer,
 )
 from taskweight.search.report import table1_markdown, write_report
-from taskweight.search.journal import read_journal
 from taskweight.search.search import (
-    RayExecutor,
     LocalExecutor,
+    RayExecutor,
     SearchResult,
     run_search,
     search_task_weights,

@@ -124,11 +124,15 @@ class ToyEvaluator:
         if self.write_checkpoint and candidate.run_dir is not None:
             candidate.run_dir.mkdir(parents=True, exist_ok=True)
             checkpoint = candidate.run_dir / "best.pt"
-            checkpoint.write_text(json.dumps({
-                "index": candidate.index,
-                "init_from": None if candidate.init_checkpoint is None else str(candidate.init_checkpoint),
-                "metrics": metrics,
-            }))
+            checkpoint.write_text(
+                json.dumps(
+                    {
+                        "index": candidate.index,
+                        "init_from": None if candidate.init_checkpoint is None else str(candidate.init_checkpoint),
+                        "metrics": metrics,
+                    }
+                )
+            )
         return EvalResult(metrics, checkpoint, self.epochs, time.perf_counter() - start)
 
 
@@ -137,8 +141,16 @@ FINE_TUNE_WARMUP_STEPS = 5
 ASYNC_UNITS = ("step", "epoch")
 
 
-def training_config(base: TrainConfig, config: dict[str, Any], *, async_frequencies: bool, epochs: int,
-                    fine_tune: bool = False, async_unit: str = "step", start_epoch: int = 0) -> TrainConfig:
+def training_config(
+    base: TrainConfig,
+    config: dict[str, Any],
+    *,
+    async_frequencies: bool,
+    epochs: int,
+    fine_tune: bool = False,
+    async_unit: str = "step",
+    start_epoch: int = 0,
+) -> TrainConfig:
     """The run configuration of one candidate.
 
     ``fine_tune`` (the run starts from a transferred checkpoint) caps the LR warm-up at
@@ -193,8 +205,11 @@ class TrainerEvaluator:
 
     def describe(self) -> dict[str, Any]:
         """What makes two searches' evaluations comparable (checked when a search resumes)."""
-        return {"type": "trainer", "epochs_per_eval": self.epochs_per_eval,
-                "async_unit": self.async_unit if self.async_frequencies else None}
+        return {
+            "type": "trainer",
+            "epochs_per_eval": self.epochs_per_eval,
+            "async_unit": self.async_unit if self.async_frequencies else None,
+        }
 
     def __call__(self, candidate: Candidate) -> EvalResult:
         from taskweight.errors import TrainingError
@@ -205,16 +220,23 @@ class TrainerEvaluator:
         run_dir = Path(candidate.run_dir)
         if run_dir.exists():
             shutil.rmtree(run_dir)
-        cfg = training_config(self.base_config, candidate.config, async_frequencies=self.async_frequencies,
-                              epochs=self.epochs_per_eval, fine_tune=candidate.init_checkpoint is not None,
-                              async_unit=self.async_unit, start_epoch=candidate.start_epoch)
+        cfg = training_config(
+            self.base_config,
+            candidate.config,
+            async_frequencies=self.async_frequencies,
+            epochs=self.epochs_per_eval,
+            fine_tune=candidate.init_checkpoint is not None,
+            async_unit=self.async_unit,
+            start_epoch=candidate.start_epoch,
+        )
         start = time.perf_counter()
         try:
             result = Trainer(cfg, run_dir, init_from=candidate.init_checkpoint, show_progress=self.show_progress).fit()
         except TrainingError as exc:
             nan = float("nan")
-            return EvalResult({"mAP": nan, "mIoU": nan, "geometric_mean": nan}, None, 0,
-                              time.perf_counter() - start, error=str(exc))
+            return EvalResult(
+                {"mAP": nan, "mIoU": nan, "geometric_mean": nan}, None, 0, time.perf_counter() - start, error=str(exc)
+            )
         best = dict(result.metrics.get("best") or {})
         metrics = {k: v for k, v in best.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         if result.metrics.get("best_epoch") is not None:

@@ -108,7 +108,7 @@ class Optimizer:
         if [p.index for p in proposals] != [p.index for p in self._pending[: len(proposals)]]:
             raise ValueError("tell() must receive a prefix of the proposals of the last ask(), in order")
         fit = [sanitize_fitness(f) for f in fitnesses]
-        self.evaluated.extend((dict(p.genes), f) for p, f in zip(proposals, fit))
+        self.evaluated.extend((dict(p.genes), f) for p, f in zip(proposals, fit, strict=True))
         self._tell(list(proposals), fit)
         self._pending = None
         self.generation += 1
@@ -195,10 +195,17 @@ class EvolutionStrategy(Optimizer):
 
     def options(self) -> dict[str, Any]:
         return {
-            "mu": self.mu, "lambda_": self.lambda_, "initial_population": self.initial_population,
-            "n_parents": self.n_parents, "sigma0": self.sigma0, "sigma_min": self.sigma_min,
-            "sigma_max": self.sigma_max, "nes_lr": self.nes_lr, "tabu_radius": self.tabu_radius,
-            "tabu_attempts": self.tabu_attempts, "categorical_mutation": self.categorical_mutation,
+            "mu": self.mu,
+            "lambda_": self.lambda_,
+            "initial_population": self.initial_population,
+            "n_parents": self.n_parents,
+            "sigma0": self.sigma0,
+            "sigma_min": self.sigma_min,
+            "sigma_max": self.sigma_max,
+            "nes_lr": self.nes_lr,
+            "tabu_radius": self.tabu_radius,
+            "tabu_attempts": self.tabu_attempts,
+            "categorical_mutation": self.categorical_mutation,
         }
 
     # ------------------------------------------------------------------- tabu
@@ -239,20 +246,22 @@ class EvolutionStrategy(Optimizer):
     def recombine(self, parents: Sequence[Individual]) -> tuple[np.ndarray, float, list[int]]:
         """Fitness-weighted recombinant: (unit vector, step size, categorical indices)."""
         w = self.recombination_weights(parents)
-        unit = np.sum([wi * p.unit for wi, p in zip(w, parents)], axis=0)
-        sigma = float(math.exp(sum(wi * math.log(p.sigma) for wi, p in zip(w, parents))))
+        unit = np.sum([wi * p.unit for wi, p in zip(w, parents, strict=True)], axis=0)
+        sigma = float(math.exp(sum(wi * math.log(p.sigma) for wi, p in zip(w, parents, strict=True))))
         cats = [parents[int(self.rng.choice(len(parents), p=w))].cats[j] for j in range(len(self.space.categorical))]
         return np.asarray(unit, dtype=float), sigma, cats
 
     def mutate(self, unit: np.ndarray, sigma: float) -> tuple[np.ndarray, float]:
         """Self-adaptive Gaussian mutation: log-normal σ, then ``unit + σ'·N(0, I)`` clipped."""
-        new_sigma = float(np.clip(sigma * math.exp(self.tau * self.rng.standard_normal()), self.sigma_min, self.sigma_max))
+        new_sigma = float(
+            np.clip(sigma * math.exp(self.tau * self.rng.standard_normal()), self.sigma_min, self.sigma_max)
+        )
         child = np.clip(unit + new_sigma * self.rng.standard_normal(len(unit)), 0.0, 1.0)
         return child, new_sigma
 
     def mutate_categorical(self, cats: Sequence[int]) -> list[int]:
         out = []
-        for gene, c in zip(self.space.categorical, cats):
+        for gene, c in zip(self.space.categorical, cats, strict=True):
             if self.rng.random() < self.categorical_mutation:
                 c = int(self.rng.integers(len(gene.choices)))
             out.append(int(c))
@@ -286,8 +295,12 @@ class EvolutionStrategy(Optimizer):
             genes, extra = draw()
             if not self.is_tabu(genes, batch):
                 return genes, extra, attempt
-        log.warning("tabu search: no configuration outside radius %.3g after %d re-samples; accepting %s",
-                    self.tabu_radius, self.tabu_attempts, genes)
+        log.warning(
+            "tabu search: no configuration outside radius %.3g after %d re-samples; accepting %s",
+            self.tabu_radius,
+            self.tabu_attempts,
+            genes,
+        )
         return genes, extra, self.tabu_attempts + 1
 
     def _ask(self) -> list[Proposal]:
@@ -305,21 +318,28 @@ class EvolutionStrategy(Optimizer):
             unit, sigma, cats = self.recombine(parents)
             base = np.clip(unit + step, 0.0, 1.0)
 
-            def draw(base: np.ndarray = base, sigma: float = sigma, cats: list[int] = cats) -> tuple[dict[str, GeneValue], float]:
+            def draw(
+                base: np.ndarray = base, sigma: float = sigma, cats: list[int] = cats
+            ) -> tuple[dict[str, GeneValue], float]:
                 child, child_sigma = self.mutate(base, sigma)
                 return self.space.from_unit(child, self.mutate_categorical(cats)), child_sigma
 
             genes, child_sigma, resampled = self._sample_until_free(draw, batch)
             batch.append(genes)
-            proposals.append(self._new_proposal(
-                genes, [p.index for p in parents], sigma=child_sigma, tabu_resamples=resampled,
-                nes_step=[float(s) for s in step],
-            ))
+            proposals.append(
+                self._new_proposal(
+                    genes,
+                    [p.index for p in parents],
+                    sigma=child_sigma,
+                    tabu_resamples=resampled,
+                    nes_step=[float(s) for s in step],
+                )
+            )
         return proposals
 
     def _tell(self, proposals: list[Proposal], fitnesses: list[float]) -> None:
         offspring = []
-        for p, f in zip(proposals, fitnesses):
+        for p, f in zip(proposals, fitnesses, strict=True):
             unit, cats = self.space.to_unit(p.genes)
             offspring.append(Individual(p.index, unit, cats, float(p.info.get("sigma", self.sigma0)), f))
         self.pool = self.population + offspring
@@ -351,8 +371,16 @@ class CMAES(Optimizer):
         self._np_state = np.random.RandomState(int(self.rng.integers(1, 2**31 - 1))).get_state()
         x0 = self.rng.random(self.dim)
         cma_seed = int(self.rng.integers(1, 2**31 - 1))
-        opts = {"bounds": [0.0, 1.0], "popsize": popsize, "seed": cma_seed, "verbose": -9,
-                "verb_log": 0, "verb_disp": 0, "verb_filenameprefix": "", "CMA_diagonal": False}
+        opts = {
+            "bounds": [0.0, 1.0],
+            "popsize": popsize,
+            "seed": cma_seed,
+            "verbose": -9,
+            "verb_log": 0,
+            "verb_disp": 0,
+            "verb_filenameprefix": "",
+            "CMA_diagonal": False,
+        }
         with self._global_rng():
             self.es = cma.CMAEvolutionStrategy(x0, sigma0, opts)
         self._asked: list[np.ndarray] = []
@@ -373,7 +401,9 @@ class CMAES(Optimizer):
     def _decode(self, x: np.ndarray) -> dict[str, GeneValue]:
         x = np.clip(np.asarray(x, dtype=float), 0.0, 1.0)
         n = self.space.n_numeric
-        cats = [min(int(u * len(g.choices)), len(g.choices) - 1) for g, u in zip(self.space.categorical, x[n:])]
+        cats = [
+            min(int(u * len(g.choices)), len(g.choices) - 1) for g, u in zip(self.space.categorical, x[n:], strict=True)
+        ]
         return self.space.from_unit(x[:n], cats)
 
     def _ask(self) -> list[Proposal]:

@@ -49,7 +49,9 @@ def summary(records: Sequence[JournalRecord], meta: dict[str, Any] | None = None
         **(meta or {}),
         "evaluations": len(records),
         "failed_evaluations": sum(1 for r in records if r.fitness is None),
-        "best": None if best is None else {
+        "best": None
+        if best is None
+        else {
             "index": best.index,
             "found_at_evaluation": best.index + 1,
             "generation": best.generation,
@@ -79,8 +81,13 @@ def _task_order(tasks: Sequence[str]) -> list[str]:
     return ordered + [t for t in tasks if t not in ordered]
 
 
-def table1_markdown(best_config: dict[str, Any] | None, *, label: str = "data", async_frequencies: bool | None = None,
-                    unit: str = "step") -> str:
+def table1_markdown(
+    best_config: dict[str, Any] | None,
+    *,
+    label: str = "data",
+    async_frequencies: bool | None = None,
+    unit: str = "step",
+) -> str:
     """The paper's Table I rows (ws, wd, async fs, async fd) for the configuration found."""
     column = "Meta-learning task weighting"
     cfg = best_config or {}
@@ -95,13 +102,17 @@ def table1_markdown(best_config: dict[str, Any] | None, *, label: str = "data", 
     first = True
     for t in tasks:
         w = weights.get(t)
-        lines.append(f"| {label if first else ''} | w{TASK_SHORT.get(t, '_' + t)} | {'-' if w is None else f'{w:.4f}'} |")
+        lines.append(
+            f"| {label if first else ''} | w{TASK_SHORT.get(t, '_' + t)} | {'-' if w is None else f'{w:.4f}'} |"
+        )
         first = False
     for t in tasks:
         f = freqs.get(t) if async_frequencies else None
         lines.append(f"| | async f{TASK_SHORT.get(t, '_' + t)} | {'-' if f is None else int(f)} |")
-    note = ("Weights are normalised to sum to 1 (paper §IV-C); async f is the backpropagation "
-            f"period of the task in {unit}s (paper §IV-D).")
+    note = (
+        "Weights are normalised to sum to 1 (paper §IV-C); async f is the backpropagation "
+        f"period of the task in {unit}s (paper §IV-D)."
+    )
     return "\n".join(["# Task weights found by meta-learning (paper Table I)", "", *lines, "", note, ""])
 
 
@@ -117,18 +128,28 @@ def write_report(
     out_dir = Path(out_dir)
     outputs: dict[str, Path] = {"search.json": write_summary(out_dir, records, meta=meta)}
     best = best_record(records)
-    async_frequencies = bool(getattr(space, "async_frequencies", False)) or any(r.config.get("frequencies") for r in records)
+    async_frequencies = bool(getattr(space, "async_frequencies", False)) or any(
+        r.config.get("frequencies") for r in records
+    )
     table = out_dir / "table1.md"
-    atomic_write_text(table, table1_markdown(best.config if best else None, label=label or out_dir.name,
-                                             async_frequencies=async_frequencies, unit=async_unit(meta)))
+    atomic_write_text(
+        table,
+        table1_markdown(
+            best.config if best else None,
+            label=label or out_dir.name,
+            async_frequencies=async_frequencies,
+            unit=async_unit(meta),
+        ),
+    )
     outputs["table1.md"] = table
     if records:
         outputs.update(plot_search(out_dir, records, unit=async_unit(meta)))
     return outputs
 
 
-def plot_search(out_dir: str | Path, records: Sequence[JournalRecord], *, unit: str = "step", prefix: str = "",
-                title: str = "") -> dict[str, Path]:
+def plot_search(
+    out_dir: str | Path, records: Sequence[JournalRecord], *, unit: str = "step", prefix: str = "", title: str = ""
+) -> dict[str, Path]:
     """Fig. 3a/3b/4a/4b style plots over evaluations (Agg backend).
 
     Files ``{prefix}fig3a_target.png`` ... in ``out_dir``; ``title`` is added to each plot's
@@ -187,8 +208,8 @@ def plot_search(out_dir: str | Path, records: Sequence[JournalRecord], *, unit: 
     tasks = _task_order(list(records[0].config.get("weights") or {}))
     if tasks:
         fig, ax = plt.subplots(figsize=(6.4, 3.6))
-        for t in tasks:
-            ax.plot(x, [r.config["weights"][t] for r in records], "o-", ms=3, lw=1, label=f"w_{t} (normalised)")
+        for task in tasks:
+            ax.plot(x, [r.config["weights"][task] for r in records], "o-", ms=3, lw=1, label=f"w_{task} (normalised)")
         ax.set_xlabel("evaluation")
         ax.set_ylabel("task weight")
         ax.set_ylim(0, 1)
@@ -200,8 +221,8 @@ def plot_search(out_dir: str | Path, records: Sequence[JournalRecord], *, unit: 
     # Fig. 4b: async frequencies
     if any(r.config.get("frequencies") for r in records):
         fig, ax = plt.subplots(figsize=(6.4, 3.6))
-        for t in _task_order(list(records[0].config["frequencies"])):
-            ax.plot(x, [r.config["frequencies"][t] for r in records], "o-", ms=3, lw=1, label=f"f_{t}")
+        for task in _task_order(list(records[0].config["frequencies"])):
+            ax.plot(x, [r.config["frequencies"][task] for r in records], "o-", ms=3, lw=1, label=f"f_{task}")
         ax.set_xlabel("evaluation")
         ax.set_ylabel(f"backprop period ({unit}s)")
         ax.set_title(f"Async backpropagation frequency tested (cf. Fig. 4b){suffix}", fontsize=10)

@@ -28,6 +28,7 @@ The records are :class:`~taskweight.search.journal.JournalRecord`; "best" is
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -37,12 +38,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from taskweight.jsonio import dumps, write_json
 from taskweight.durable import FolderLock
+from taskweight.jsonio import dumps, write_json
 from taskweight.search.errors import SearchError
 from taskweight.search.evaluation import ASYNC_UNITS, Candidate, EvalResult, TrainerEvaluator, target_of
-from taskweight.search.journal import (JournalRecord, best_record, lineage, lineage_epochs, read_journal,
-                                       write_journal)
+from taskweight.search.journal import JournalRecord, best_record, lineage, lineage_epochs, read_journal, write_journal
 from taskweight.search.optimizers import OPTIMIZERS, Optimizer, Proposal, make_optimizer, sanitize_fitness
 from taskweight.search.space import SearchSpace, task_weight_space
 
@@ -162,13 +162,13 @@ class RayExecutor:
         self.owns = False
         if not ray.is_initialized():
             try:
-                ray.init(address=address, include_dashboard=False, logging_level="warning")
+                ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
             except Exception as exc:  # connection errors come in many types
                 raise SearchError(f"cannot start or reach Ray at {address or 'a new local instance'}: {exc}") from exc
             self.owns = True
         gpus = ray.cluster_resources().get("GPU", 0)
-        resources = {"num_gpus": 1} if gpus >= 1 else {"num_cpus": 1}
-        self.remote = ray.remote(**resources)(_ray_evaluate)
+        decorate = ray.remote(num_gpus=1) if gpus >= 1 else ray.remote(num_cpus=1)
+        self.remote = decorate(_ray_evaluate)
         self._evaluate_ref: tuple[int, Any] | None = None
 
     def map(self, evaluate: Evaluate, candidates: Sequence[Candidate]) -> Iterator[EvalResult]:
@@ -270,7 +270,9 @@ def _open_journal(out_dir: Path, meta: dict[str, Any], resume: bool) -> list[Jou
     previous: list[JournalRecord] = []
     if journal_path.is_file() and journal_path.stat().st_size > 0:
         if not resume:
-            raise SearchError(f"{journal_path} already exists: pass --resume to continue that search, or use a new --out")
+            raise SearchError(
+                f"{journal_path} already exists: pass --resume to continue that search, or use a new --out"
+            )
         _check_meta(meta_path, meta)
         previous = read_journal(journal_path)
         write_journal(journal_path, previous)  # without a torn last line, so appends stay valid JSON Lines
@@ -289,8 +291,10 @@ def _check_options(*, budget: int, optimizer: str, executor: str, transfer: str)
     if transfer not in TRANSFERS:
         raise SearchError(f"unknown transfer {transfer!r}; choose one of {', '.join(TRANSFERS)}")
     if transfer == "best" and executor != "local":
-        raise SearchError("transfer 'best' runs one evaluation after another: it needs executor 'local' "
-                          "(the ray executor runs a generation in parallel; use transfer 'generation')")
+        raise SearchError(
+            "transfer 'best' runs one evaluation after another: it needs executor 'local' "
+            "(the ray executor runs a generation in parallel; use transfer 'generation')"
+        )
 
 
 def run_search(
@@ -341,8 +345,16 @@ def run_search(
         opt = make_optimizer(optimizer, space, seed, **(optimizer_options or {}))
     except TypeError as exc:
         raise SearchError(f"bad optimizer option for {optimizer}: {exc}") from None
-    meta = {"optimizer": optimizer, "optimizer_options": opt.options(), "seed": int(seed), "space": space.describe(),
-            "budget": budget, "executor": executor, "transfer": transfer, "target": "geometric_mean of val mAP and mIoU"}
+    meta = {
+        "optimizer": optimizer,
+        "optimizer_options": opt.options(),
+        "seed": int(seed),
+        "space": space.describe(),
+        "budget": budget,
+        "executor": executor,
+        "transfer": transfer,
+        "target": "geometric_mean of val mAP and mIoU",
+    }
     describe = getattr(evaluate, "describe", None)
     if callable(describe):
         meta["evaluator"] = describe()
@@ -351,14 +363,25 @@ def run_search(
         console = _console() if progress else None
         if console is not None and previous:
             console.print(f"resuming {out_dir}: replaying {min(len(previous), budget)} journaled evaluation(s)")
-        driver = _Driver(evaluate, space, opt, out_dir, budget, transfer,
-                         Path(init_checkpoint) if init_checkpoint is not None else None, previous, console)
+        driver = _Driver(
+            evaluate,
+            space,
+            opt,
+            out_dir,
+            budget,
+            transfer,
+            Path(init_checkpoint) if init_checkpoint is not None else None,
+            previous,
+            console,
+        )
         runner = make_executor(executor, ray_address)
         try:
             records = driver.run(runner)
         finally:
             runner.close()
-        result = SearchResult(out_dir=out_dir, journal_path=out_dir / JOURNAL, records=records, best=best_record(records))
+        result = SearchResult(
+            out_dir=out_dir, journal_path=out_dir / JOURNAL, records=records, best=best_record(records)
+        )
         from taskweight.search.report import write_report, write_summary
 
         if report:
@@ -394,10 +417,10 @@ class _Driver:
                 proposals = self.opt.ask()[: self.budget - len(self.records)]
                 candidates = self._candidates(proposals)
                 told = self._replay(candidates)
-                for batch in self._batches(candidates[len(told):]):
+                for batch in self._batches(candidates[len(told) :]):
                     if self.transfer == "best":
                         self._set_start(batch[0], [*self.records, *told])
-                    for cand, result in zip(batch, runner.map(self.evaluate, batch)):
+                    for cand, result in zip(batch, runner.map(self.evaluate, batch), strict=True):
                         info = proposals[cand.index - proposals[0].index].info
                         record = _record(cand, info, result, self.out_dir, self.opt.name)
                         journal.write(dumps(record.to_dict()) + "\n")
@@ -411,8 +434,14 @@ class _Driver:
     def _candidates(self, proposals: Sequence[Proposal]) -> list[Candidate]:
         """The generation's candidates, each starting from the best model told before the generation."""
         candidates = [
-            Candidate(index=p.index, config=self.space.decode(p.genes), genes=dict(p.genes), parents=list(p.parents),
-                      generation=p.generation, run_dir=self.out_dir / "evals" / f"{p.index:04d}")
+            Candidate(
+                index=p.index,
+                config=self.space.decode(p.genes),
+                genes=dict(p.genes),
+                parents=list(p.parents),
+                generation=p.generation,
+                run_dir=self.out_dir / "evals" / f"{p.index:04d}",
+            )
             for p in proposals
         ]
         for cand in candidates:
@@ -541,10 +570,12 @@ def search_task_weights(
         raise SearchError(f"epochs_per_eval must be >= 1, got {epochs_per_eval}")
     if async_unit not in ASYNC_UNITS:
         raise SearchError(f"unknown async unit {async_unit!r}; choose one of {', '.join(ASYNC_UNITS)}")
-    space = task_weight_space(("det", "seg"), min_weight, max_weight, async_frequencies=async_frequencies,
-                              max_frequency=max_frequency)
-    evaluator = TrainerEvaluator(base_config, async_frequencies=async_frequencies, epochs_per_eval=epochs_per_eval,
-                                 async_unit=async_unit)
+    space = task_weight_space(
+        ("det", "seg"), min_weight, max_weight, async_frequencies=async_frequencies, max_frequency=max_frequency
+    )
+    evaluator = TrainerEvaluator(
+        base_config, async_frequencies=async_frequencies, epochs_per_eval=epochs_per_eval, async_unit=async_unit
+    )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dump_config(base_config, out_dir / "base_config.yaml")
@@ -552,8 +583,19 @@ def search_task_weights(
         root = base_config.data.root
         label = Path(root).name if root is not None else base_config.data.format
     return run_search(
-        evaluator, space, optimizer=optimizer, budget=budget, out_dir=out_dir, seed=seed, executor=executor,
-        ray_address=ray_address, resume=resume, init_checkpoint=init_checkpoint, progress=progress,
-        optimizer_options=optimizer_options, report=report, label=label,
+        evaluator,
+        space,
+        optimizer=optimizer,
+        budget=budget,
+        out_dir=out_dir,
+        seed=seed,
+        executor=executor,
+        ray_address=ray_address,
+        resume=resume,
+        init_checkpoint=init_checkpoint,
+        progress=progress,
+        optimizer_options=optimizer_options,
+        report=report,
+        label=label,
         transfer=transfer or default_transfer(executor),
     )

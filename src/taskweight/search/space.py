@@ -45,7 +45,9 @@ class NumericGene:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.low >= self.high:
-            raise ValueError(f"gene {self.name!r}: bounds must be finite with low < high, got [{self.low}, {self.high}]")
+            raise ValueError(
+                f"gene {self.name!r}: bounds must be finite with low < high, got [{self.low}, {self.high}]"
+            )
         if self.log and self.low <= 0:
             raise ValueError(f"gene {self.name!r}: a log-scale gene needs low > 0, got {self.low}")
 
@@ -89,7 +91,7 @@ class IntegerGene(NumericGene):
 
     kind = "integer"
 
-    def value(self, internal: float) -> int:  # type: ignore[override]
+    def value(self, internal: float) -> int:
         x = super().value(internal)
         rounded = int(math.floor(x + 0.5))
         return int(min(max(rounded, math.ceil(self.low)), math.floor(self.high)))
@@ -189,8 +191,8 @@ class SearchSpace:
 
     def from_unit(self, unit: Sequence[float] | np.ndarray, cats: Sequence[int] = ()) -> dict[str, GeneValue]:
         unit = np.clip(np.asarray(unit, dtype=float), 0.0, 1.0)
-        by_name: dict[str, GeneValue] = {g.name: g.from_unit(u) for g, u in zip(self.numeric, unit)}
-        by_name.update({g.name: g.choices[int(i)] for g, i in zip(self.categorical, cats)})
+        by_name: dict[str, GeneValue] = {g.name: g.from_unit(u) for g, u in zip(self.numeric, unit, strict=True)}
+        by_name.update({g.name: g.choices[int(i)] for g, i in zip(self.categorical, cats, strict=True)})
         return {n: by_name[n] for n in self.names}
 
     def effective_vector(self, genes: Mapping[str, Any]) -> tuple[np.ndarray, list[int]]:
@@ -207,7 +209,7 @@ class SearchSpace:
         """
         ua, ca = self.effective_vector(a)
         ub, cb = self.effective_vector(b)
-        cat = sum(1.0 for x, y in zip(ca, cb) if x != y)
+        cat = sum(1.0 for x, y in zip(ca, cb, strict=True) if x != y)
         return float(math.sqrt(float(np.sum((ua - ub) ** 2)) + cat))
 
     # ---------------------------------------------------------------- decoding
@@ -275,8 +277,14 @@ def task_weight_space(
 
     genes: list[Gene] = []
     for t in tasks:
-        genes.append(NumericGene(TaskWeightSpace.WEIGHT_PREFIX + t, pick(min_weight, t, 0.1),
-                                 pick(max_weight, t, default_max.get(t, 100.0)), log=True))
+        genes.append(
+            NumericGene(
+                TaskWeightSpace.WEIGHT_PREFIX + t,
+                pick(min_weight, t, 0.1),
+                pick(max_weight, t, default_max.get(t, 100.0)),
+                log=True,
+            )
+        )
     if async_frequencies:
         if max_frequency < 2:
             raise ValueError(f"max_frequency must be >= 2, got {max_frequency}")

@@ -10,11 +10,30 @@
 
 from taskweight.synth.kitti_writer import PRESETS, check_generator_options, generate_dataset, label_kinds, write_scene
 from taskweight.synth.scene import (
-    DEFAULT_SIZE, KITTI_SIZE, KITTI_TYPES, SPLIT_IDS, Scene, SceneObject, focal_length, min_box_height,
+    DEFAULT_SIZE,
+    KITTI_SIZE,
+    KITTI_TYPES,
+    SPLIT_IDS,
+    Scene,
+    SceneObject,
+    focal_length,
+    min_box_height,
     render_scene,
 )
 
 __all__ = [
-    "DEFAULT_SIZE", "KITTI_SIZE", "KITTI_TYPES", "PRESETS", "check_generator_options", "SPLIT_IDS", "Scene", "SceneObject", "focal_length",
-    "generate_dataset", "label_kinds", "min_box_height", "render_scene", "write_scene",
+    "DEFAULT_SIZE",
+    "KITTI_SIZE",
+    "KITTI_TYPES",
+    "PRESETS",
+    "check_generator_options",
+    "SPLIT_IDS",
+    "Scene",
+    "SceneObject",
+    "focal_length",
+    "generate_dataset",
+    "label_kinds",
+    "min_box_height",
+    "render_scene",
+    "write_scene",
 ]

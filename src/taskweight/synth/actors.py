@@ -8,7 +8,9 @@ screen-space thick segments, so their width follows depth like everything else.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -105,9 +107,10 @@ class Car(LabelledActor):
         return local @ g.rot_y(self.ry).T + self.loc
 
     def shadow(self, cv: Canvas, cam: g.Camera, light: Lighting) -> None:
-        h, w, l = self.dims
-        fp = np.array([[sx * (l / 2 + 0.05), 0.0, sz * (w / 2 + 0.05)] for sx, sz in
-                       ((1, 1), (1, -1), (-1, -1), (-1, 1))])
+        h, w, length = self.dims
+        fp = np.array(
+            [[sx * (length / 2 + 0.05), 0.0, sz * (w / 2 + 0.05)] for sx, sz in ((1, 1), (1, -1), (-1, -1), (-1, 1))]
+        )
         base = self._world(fp)[:, [0, 2]]
         if light.cast_shadows:
             top = base + light.ground_offset(0.85 * h)
@@ -115,12 +118,12 @@ class Car(LabelledActor):
         _shade_ground(cv, cam, base, self.loc[1], 0.55)
 
     def draw(self, cv: Canvas, cam: g.Camera, light: Lighting) -> None:
-        h, w, l = self.dims
+        h, w, length = self.dims
         r = self.wheel_r
         col = self.color
         detail = cam.f * h / max(self.loc[2], 1e-3) >= 12.0  # level of detail: lamps, plates, rims
         # wheels (full solids first: the body hides most of them)
-        wheel_x = l / 2 - 0.2 * l
+        wheel_x = length / 2 - 0.2 * length
         for xs in (1, -1):
             for zs in (1, -1):
                 zc0, zc1 = sorted((zs * (w / 2 - 0.02), zs * (w / 2 - 0.24)))
@@ -128,7 +131,7 @@ class Car(LabelledActor):
                 for poly, _n in g.visible_faces(corners).values():
                     cv.fill(cam.project(poly), (0.04, 0.04, 0.045), g.CAR)
         # body
-        body = self._world(g.box_corners(-l / 2, l / 2, -self.body_top, -self.clearance, -w / 2, w / 2))
+        body = self._world(g.box_corners(-length / 2, length / 2, -self.body_top, -self.clearance, -w / 2, w / 2))
         faces = g.visible_faces(body)
         for name, (poly, n) in faces.items():
             cv.fill(cam.project(poly), col * light.face(n), g.CAR, noise=0.015)
@@ -149,16 +152,17 @@ class Car(LabelledActor):
                 for xs in (1, -1):
                     t = np.linspace(0, 2 * np.pi, 14, endpoint=False)
                     for rad, colour in ((r, (0.03, 0.03, 0.035)), (0.55 * r, (0.45, 0.45, 0.47))):
-                        disk = np.column_stack([xs * wheel_x + rad * np.cos(t), -r + rad * np.sin(t),
-                                                np.full_like(t, zs * (w / 2 + 0.01))])
+                        disk = np.column_stack(
+                            [xs * wheel_x + rad * np.cos(t), -r + rad * np.sin(t), np.full_like(t, zs * (w / 2 + 0.01))]
+                        )
                         cv.fill(cam.project(self._world(disk)), colour, g.CAR)
                 # dark side skirt line
                 cv.fill(cam.project(_face_quad(poly, 0.0, 1.0, 0.85, 1.0)), col * 0.5 * light.face(n), g.CAR)
         # cabin: a tapered solid on top of the body
-        cx0, cx1 = -l / 2 + self.rear_off * l, l / 2 - self.front_off * l
+        cx0, cx1 = -length / 2 + self.rear_off * length, length / 2 - self.front_off * length
         zb, zt = w / 2 - 0.05, w / 2 - 0.18
         pts = []
-        for ix, (xb, xt) in enumerate(((cx0, cx0 + self.rear_slope), (cx1, cx1 - self.front_slope))):
+        for xb, xt in ((cx0, cx0 + self.rear_slope), (cx1, cx1 - self.front_slope)):
             for y, (xx, zz) in ((-h, (xt, zt)), (-self.body_top, (xb, zb))):
                 for zsgn in (-1, 1):
                     pts.append([xx, y, zsgn * zz])
@@ -285,8 +289,14 @@ class Cyclist(LabelledActor):
         fwd = np.array(self.heading)
         right = np.array([fwd[1], -fwd[0]])
         base = np.array([self.loc[0], self.loc[2]])
-        fp = np.array([base + fwd * 0.9 + right * 0.2, base + fwd * 0.9 - right * 0.2,
-                       base - fwd * 0.9 - right * 0.2, base - fwd * 0.9 + right * 0.2])
+        fp = np.array(
+            [
+                base + fwd * 0.9 + right * 0.2,
+                base + fwd * 0.9 - right * 0.2,
+                base - fwd * 0.9 - right * 0.2,
+                base - fwd * 0.9 + right * 0.2,
+            ]
+        )
         if light.cast_shadows:
             top = fp * 0.5 + base * 0.5 + light.ground_offset(1.4)
             _shade_ground(cv, cam, g.convex_hull(np.vstack([fp, top])), self.loc[1], light.shadow_factor)
@@ -344,10 +354,17 @@ class Cyclist(LabelledActor):
         for hub in (rear, front):
             ring = np.array([hub + (fwd * np.cos(a) + UP * np.sin(a)) * (r - 0.025) for a in t])
             pts = pr(ring)
-            for a, b in zip(pts[:-1], pts[1:]):
+            for a, b in zip(pts[:-1], pts[1:], strict=True):
                 cv.fill(thick_segment(a, b, ring_w), (0.05, 0.05, 0.05), g.BICYCLE)
-        for a, b in ((rear, bb), (bb, seat), (seat, rear), (bb, head_tube), (seat, head_tube), (head_tube, front),
-                     (head_tube, bar)):
+        for a, b in (
+            (rear, bb),
+            (bb, seat),
+            (seat, rear),
+            (bb, head_tube),
+            (seat, head_tube),
+            (head_tube, front),
+            (head_tube, bar),
+        ):
             seg(a, b, tube, self.frame, g.BICYCLE)
         seg(grips[0], grips[1], tube, (0.1, 0.1, 0.1), g.BICYCLE)
         seg(seat - fwd * 0.08, seat + fwd * 0.08, _px(cam, 0.07, z), (0.08, 0.08, 0.08), g.BICYCLE)
@@ -359,8 +376,11 @@ class Cyclist(LabelledActor):
         hp = pr(head)
         rx, ry = _px(cam, 0.09, z, 0.7), _px(cam, 0.115, z, 0.8)
         cv.fill(ellipse(hp, rx, ry), self.skin, g.RIDER)
-        cv.fill(ellipse(hp - np.array([0, 0.25 * ry]), rx * 1.15, ry * 0.85, start=np.pi, stop=2 * np.pi),
-                self.helmet, g.RIDER)
+        cv.fill(
+            ellipse(hp - np.array([0, 0.25 * ry]), rx * 1.15, ry * 0.85, start=np.pi, stop=2 * np.pi),
+            self.helmet,
+            g.RIDER,
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,14 +402,20 @@ class Pole(Actor):
         P = np.asarray(self.loc, dtype=np.float64)
         z = P[2]
         top = P + UP * self.height
-        cv.fill(thick_segment(cam.project(P), cam.project(top), _px(cam, 0.16, z), _px(cam, 0.1, z)),
-                self.colour, g.POLE)
+        cv.fill(
+            thick_segment(cam.project(P), cam.project(top), _px(cam, 0.16, z), _px(cam, 0.1, z)), self.colour, g.POLE
+        )
         if self.arm:
             end = top + np.array([self.arm, 0.0, 0.0])
             cv.fill(thick_segment(cam.project(top), cam.project(end), _px(cam, 0.08, z)), self.colour, g.POLE)
             lamp = end + UP * -0.1
-            cv.fill(thick_segment(cam.project(lamp - np.array([0.35 * np.sign(self.arm), 0, 0])), cam.project(lamp),
-                                  _px(cam, 0.15, z)), self.colour * 0.7, g.POLE)
+            cv.fill(
+                thick_segment(
+                    cam.project(lamp - np.array([0.35 * np.sign(self.arm), 0, 0])), cam.project(lamp), _px(cam, 0.15, z)
+                ),
+                self.colour * 0.7,
+                g.POLE,
+            )
 
 
 @dataclass
@@ -436,15 +462,18 @@ class Tree(Actor):
         P = np.asarray(self.loc, dtype=np.float64)
         z = P[2]
         top = P + UP * (self.trunk + self.crown * 0.5)
-        cv.fill(thick_segment(cam.project(P), cam.project(top), _px(cam, 0.35, z), _px(cam, 0.22, z)),
-                (0.28, 0.2, 0.13), g.VEGETATION, noise=0.05)
+        cv.fill(
+            thick_segment(cam.project(P), cam.project(top), _px(cam, 0.35, z), _px(cam, 0.22, z)),
+            (0.28, 0.2, 0.13),
+            g.VEGETATION,
+            noise=0.05,
+        )
         c = cam.project(P + UP * (self.trunk + self.crown))
         rad = cam.f * self.crown / z
         t = np.linspace(0, 2 * np.pi, len(self.jitter), endpoint=False)
         blob = c + rad * np.column_stack([np.cos(t) * self.jitter, np.sin(t) * self.jitter * 0.95])
         cv.fill(blob, self.colour, g.VEGETATION, noise=0.18, low=0.12)
-        cv.fill(c + (blob - c) * 0.55 + np.array([rad * 0.2, rad * 0.25]), self.colour * 0.7, g.VEGETATION,
-                noise=0.18)
+        cv.fill(c + (blob - c) * 0.55 + np.array([rad * 0.2, rad * 0.25]), self.colour * 0.7, g.VEGETATION, noise=0.18)
 
 
 @dataclass
@@ -454,7 +483,7 @@ class Solid(Actor):
     corners: np.ndarray = field(default_factory=lambda: np.zeros((8, 3)))
     sem: int = g.BUILDING
     colour: np.ndarray = field(default_factory=lambda: np.array([0.6, 0.55, 0.5]))
-    texture: object = None  # callable(face_poly, normal, colour) -> Texture | None
+    texture: Callable[..., Any] | None = None  # callable(face_poly, normal, colour) -> Texture | None
     noise: float = 0.03
 
     @property
@@ -463,7 +492,7 @@ class Solid(Actor):
         return float(np.hypot(c[0], c[2]))
 
     def draw(self, cv: Canvas, cam: g.Camera, light: Lighting) -> None:
-        for name, (poly, n) in g.visible_faces(self.corners).items():
+        for poly, n in g.visible_faces(self.corners).values():
             clipped = g.clip_near(poly)
             if len(clipped) < 3:
                 continue

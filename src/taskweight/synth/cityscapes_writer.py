@@ -32,8 +32,13 @@ from PIL import Image
 
 from taskweight.data.cityscapes_labels import ID2NAME
 from taskweight.synth.instances import (
-    INSTANCE_CLASSES, cityscapes_instance_ids, instance_masks, mask_rectangles, rectangle_polygon,
-    render_with_instances, staircase_polygon,
+    INSTANCE_CLASSES,
+    cityscapes_instance_ids,
+    instance_masks,
+    mask_rectangles,
+    rectangle_polygon,
+    render_with_instances,
+    staircase_polygon,
 )
 from taskweight.synth.output import SPLITS, check_counts, prepare_output, run_jobs
 
@@ -67,10 +72,14 @@ def write_sample(out: Path, split: str, index: int, seed: int, size: tuple[int, 
     Image.fromarray(scene.image).save(img_dir / f"{name}_leftImg8bit.png", compress_level=3)
     Image.fromarray(ids).save(gt_dir / f"{name}_gtFine_labelIds.png", compress_level=3)
     Image.fromarray(inst.astype(np.uint16)).save(gt_dir / f"{name}_gtFine_instanceIds.png", compress_level=3)
-    doc = {"imgHeight": int(ids.shape[0]), "imgWidth": int(ids.shape[1]),
-           "objects": polygons_of(ids, rendered.instances, rendered.order)}
-    (gt_dir / f"{name}_gtFine_polygons.json").write_text(json.dumps(doc, separators=(",", ":")) + "\n",
-                                                         encoding="utf-8")
+    doc = {
+        "imgHeight": int(ids.shape[0]),
+        "imgWidth": int(ids.shape[1]),
+        "objects": polygons_of(ids, rendered.instances, rendered.order),
+    }
+    (gt_dir / f"{name}_gtFine_polygons.json").write_text(
+        json.dumps(doc, separators=(",", ":")) + "\n", encoding="utf-8"
+    )
     counts: dict[str, int] = {}
     for value in np.unique(inst[inst >= 1000]):
         label = ID2NAME[int(value) // 1000]
@@ -83,20 +92,32 @@ def _write_job(args: tuple[str, str, int, int, tuple[int, int]]) -> dict[str, in
     return write_sample(Path(out), split, index, seed, size)
 
 
-def generate(out: Path | str, *, preset: str = "synth-cityscapes", train: int, val: int, test: int, seed: int = 0,
-             size: tuple[int, int] | None = None, single_label_fraction: float = 0.0,
-             progress: Callable[[int, int], None] | None = None, workers: int | None = None) -> dict[str, Any]:
+def generate(
+    out: Path | str,
+    *,
+    preset: str = "synth-cityscapes",
+    train: int,
+    val: int,
+    test: int,
+    seed: int = 0,
+    size: tuple[int, int] | None = None,
+    single_label_fraction: float = 0.0,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
+) -> dict[str, Any]:
     """Generate ``train + val + test`` scenes under ``out`` in the Cityscapes layout.
 
     ``workers`` > 1 renders in that many spawned processes; the files do not depend on it.
     """
     counts, size = check_counts(train, val, test, seed, size, DEFAULT_SIZE)
     if float(single_label_fraction) != 0.0:
-        raise ValueError("single_label_fraction is only supported by synth-kitti (Cityscapes labels every image "
-                         "for both tasks)")
+        raise ValueError(
+            "single_label_fraction is only supported by synth-kitti (Cityscapes labels every image for both tasks)"
+        )
     out = Path(out)
-    prepare_output(out, {"leftImg8bit", "gtFine"},
-                   [f"{top}/{s}/{CITY}" for top in ("leftImg8bit", "gtFine") for s in SPLITS])
+    prepare_output(
+        out, {"leftImg8bit", "gtFine"}, [f"{top}/{s}/{CITY}" for top in ("leftImg8bit", "gtFine") for s in SPLITS]
+    )
     for top in ("leftImg8bit", "gtFine"):
         for s in SPLITS:
             for p in (out / top / s / CITY).glob("*"):
@@ -105,18 +126,35 @@ def generate(out: Path | str, *, preset: str = "synth-cityscapes", train: int, v
     total = sum(counts.values())
     jobs = [(str(out), split, i, int(seed), size) for split in SPLITS for i in range(counts[split])]
     per_split: dict[str, dict[str, int]] = {split: {} for split in SPLITS}
-    for job, counts_of_scene in zip(jobs, run_jobs(_write_job, jobs, workers, progress)):
+    for job, counts_of_scene in zip(jobs, run_jobs(_write_job, jobs, workers, progress), strict=True):
         for label, n in counts_of_scene.items():
             per_split[job[1]][label] = per_split[job[1]].get(label, 0) + n
     elapsed = time.perf_counter() - started
-    instances = {}
+    instances: dict[str, int] = {}
     for split in SPLITS:
         for label, n in per_split[split].items():
             instances[label] = instances.get(label, 0) + n
-    params = {"generator": "taskweight.synth", "format_version": FORMAT_VERSION, "preset": preset,
-              "seed": int(seed), "size": list(size), "splits": counts, "city": CITY,
-              "instances": instances, "instances_per_split": per_split}
+    params = {
+        "generator": "taskweight.synth",
+        "format_version": FORMAT_VERSION,
+        "preset": preset,
+        "seed": int(seed),
+        "size": list(size),
+        "splits": counts,
+        "city": CITY,
+        "instances": instances,
+        "instances_per_split": per_split,
+    }
     (out / "synth.json").write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
-    return {"preset": preset, "out": str(out), "size": list(size), "seed": int(seed), "splits": counts,
-            "images": total, "objects": instances, "objects_per_split": per_split,
-            "seconds": round(elapsed, 2), "scenes_per_second": round(total / max(elapsed, 1e-9), 1)}
+    return {
+        "preset": preset,
+        "out": str(out),
+        "size": list(size),
+        "seed": int(seed),
+        "splits": counts,
+        "images": total,
+        "objects": instances,
+        "objects_per_split": per_split,
+        "seconds": round(elapsed, 2),
+        "scenes_per_second": round(total / max(elapsed, 1e-9), 1),
+    }

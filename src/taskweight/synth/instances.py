@@ -45,12 +45,12 @@ def render_with_instances(index: int, split: str, seed: int, size: tuple[int, in
     """``render_scene(index, split, seed, size)`` plus its instance map and painter's order."""
     with _LOCK:
         original = scene_module.Canvas
-        scene_module.Canvas = _RecordingCanvas
+        scene_module.Canvas = _RecordingCanvas  # type: ignore[misc]  # swapped in for this render, restored below
         try:
             scene = scene_module.render_scene(index, split, seed, size)
             canvas = _RecordingCanvas.last
         finally:
-            scene_module.Canvas = original
+            scene_module.Canvas = original  # type: ignore[misc]  # restores the class swapped in above
             _RecordingCanvas.last = None
     assert canvas is not None
     return InstanceScene(scene=scene, instances=canvas.inst.copy(), order=list(canvas.order))
@@ -91,7 +91,7 @@ def mask_rectangles(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
             row = np.concatenate(([False], mask[y], [False])).astype(np.int8)
             d = np.diff(row)
             starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1) - 1
-            runs = set(zip(starts.tolist(), ends.tolist()))
+            runs = set(zip(starts.tolist(), ends.tolist(), strict=True))
         for run in list(open_runs):
             if run not in runs:
                 rects.append((run[0], open_runs.pop(run), run[1], y - 1))
@@ -114,19 +114,19 @@ def staircase_polygon(mask: np.ndarray) -> list[list[int]]:
         return []
     xl = [int(np.flatnonzero(mask[r])[0]) for r in rows]
     xr = [int(np.flatnonzero(mask[r])[-1]) for r in rows]
-    rows = [int(r) for r in rows]
-    pts = [(xl[0], rows[0])]
-    for i in range(len(rows) - 1):
-        r, nxt = rows[i], rows[i + 1]
+    rows_list = [int(r) for r in rows]
+    pts = [(xl[0], rows_list[0])]
+    for i in range(len(rows_list) - 1):
+        r, nxt = rows_list[i], rows_list[i + 1]
         if xl[i + 1] < xl[i]:
             pts += [(xl[i], nxt), (xl[i + 1], nxt)]
         elif xl[i + 1] > xl[i]:
             pts += [(xl[i + 1], r), (xl[i + 1], nxt)]
         else:
             pts.append((xl[i], nxt))
-    pts.append((xr[-1], rows[-1]))
-    for i in range(len(rows) - 1, 0, -1):
-        r, prv = rows[i], rows[i - 1]
+    pts.append((xr[-1], rows_list[-1]))
+    for i in range(len(rows_list) - 1, 0, -1):
+        r, prv = rows_list[i], rows_list[i - 1]
         if xr[i - 1] > xr[i]:
             pts += [(xr[i], prv), (xr[i - 1], prv)]
         elif xr[i - 1] < xr[i]:

@@ -27,18 +27,33 @@ from PIL import Image
 from taskweight.synth import geometry as g
 from taskweight.synth.output import SPLITS, check_counts, run_jobs
 from taskweight.synth.scene import (
-    DEFAULT_SIZE, KITTI_TYPES, SPLIT_IDS, Scene, focal_length, min_box_height, render_scene,
+    DEFAULT_SIZE,
+    KITTI_TYPES,
+    SPLIT_IDS,
+    Scene,
+    focal_length,
+    min_box_height,
+    render_scene,
 )
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "synth-kitti": {"size": DEFAULT_SIZE, "format": "kitti",
-                    "description": "KITTI aspect 375x1242 rendered at KITTI/3"},
-    "synth-cityscapes": {"size": (128, 256), "format": "cityscapes",
-                         "writer": "taskweight.synth.cityscapes_writer:generate",
-                         "description": "Cityscapes layout (1:2 aspect, polygons + labelIds/instanceIds PNGs)"},
-    "synth-woodscape": {"size": (96, 128), "format": "woodscape",
-                        "writer": "taskweight.synth.woodscape_writer:generate",
-                        "description": "WoodScape layout, equidistant fisheye, cameras FV/RV/MVL/MVR"},
+    "synth-kitti": {
+        "size": DEFAULT_SIZE,
+        "format": "kitti",
+        "description": "KITTI aspect 375x1242 rendered at KITTI/3",
+    },
+    "synth-cityscapes": {
+        "size": (128, 256),
+        "format": "cityscapes",
+        "writer": "taskweight.synth.cityscapes_writer:generate",
+        "description": "Cityscapes layout (1:2 aspect, polygons + labelIds/instanceIds PNGs)",
+    },
+    "synth-woodscape": {
+        "size": (96, 128),
+        "format": "woodscape",
+        "writer": "taskweight.synth.woodscape_writer:generate",
+        "description": "WoodScape layout, equidistant fisheye, cameras FV/RV/MVL/MVR",
+    },
 }
 """Preset -> rendered size, the dataset format it writes and (other than synth-kitti) the
 ``module:function`` writer that :func:`generate_dataset` dispatches to."""
@@ -90,8 +105,10 @@ def _prepare(out: Path) -> None:
             raise ValueError(f"{out} exists and is not a directory")
         foreign = sorted(p.name for p in out.iterdir() if p.name not in _OWN_ENTRIES)
         if foreign:
-            raise ValueError(f"{out} is not empty and does not look like a generated dataset "
-                             f"(found {', '.join(foreign[:5])}); choose another --out")
+            raise ValueError(
+                f"{out} is not empty and does not look like a generated dataset "
+                f"(found {', '.join(foreign[:5])}); choose another --out"
+            )
     for sub in ("training/image_2", "training/label_2", "training/semantic", "splits"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     marker = out / "synth.json"
@@ -99,8 +116,16 @@ def _prepare(out: Path) -> None:
         marker.unlink()  # rewritten last: its presence marks a complete dataset
 
 
-def check_generator_options(preset: str, *, train: int, val: int, test: int, seed: int = 0,
-                            size: tuple[int, int] | None = None, single_label_fraction: float = 0.0) -> None:
+def check_generator_options(
+    preset: str,
+    *,
+    train: int,
+    val: int,
+    test: int,
+    seed: int = 0,
+    size: tuple[int, int] | None = None,
+    single_label_fraction: float = 0.0,
+) -> None:
     """Raise ``ValueError`` naming the option if :func:`generate_dataset` would refuse these settings.
 
     Cheap (nothing is rendered): bench presets are checked with it before any cell runs.
@@ -137,16 +162,28 @@ def generate_dataset(
     ``single_label_fraction`` f: a fraction f of each split's images carries one label kind
     only (half detection only: no semantic PNG; half segmentation only: no label_2 file).
     ``workers`` > 1 renders in that many spawned processes (the ``__main__`` module must be
-    importable); the output is byte-identical whatever the number.  Returns a summary with counts per split and per class.
+    importable); the output is byte-identical whatever the number.  Returns a summary with counts per
+    split and per class.
     """
-    check_generator_options(preset, train=train, val=val, test=test, seed=seed, size=size,
-                            single_label_fraction=single_label_fraction)
+    check_generator_options(
+        preset, train=train, val=val, test=test, seed=seed, size=size, single_label_fraction=single_label_fraction
+    )
     writer = PRESETS[preset].get("writer")
     if writer is not None:
         module, _, function = writer.partition(":")
         generate = getattr(importlib.import_module(module), function)
-        return generate(out, preset=preset, train=train, val=val, test=test, seed=seed, size=size,
-                        single_label_fraction=single_label_fraction, progress=progress, workers=workers)
+        return generate(
+            out,
+            preset=preset,
+            train=train,
+            val=val,
+            test=test,
+            seed=seed,
+            size=size,
+            single_label_fraction=single_label_fraction,
+            progress=progress,
+            workers=workers,
+        )
     counts, size = check_counts(train, val, test, seed, size, PRESETS[preset]["size"])
     total = sum(counts.values())
     out = Path(out)
@@ -167,14 +204,13 @@ def generate_dataset(
     _remove_stale(out, kinds_by_name)
     started = time.perf_counter()
     per_split = {s: dict.fromkeys(KITTI_TYPES, 0) for s in SPLITS}
-    for job, counts_of_scene in zip(jobs, run_jobs(_job, jobs, workers, progress)):
+    for job, counts_of_scene in zip(jobs, run_jobs(_job, jobs, workers, progress), strict=True):
         for t, v in counts_of_scene.items():
             per_split[job[1]][t] += v
     elapsed = time.perf_counter() - started
 
     for split in SPLITS:
-        (out / "splits" / f"{split}.txt").write_text("".join(n + "\n" for n in names_by_split[split]),
-                                                     encoding="ascii")
+        (out / "splits" / f"{split}.txt").write_text("".join(n + "\n" for n in names_by_split[split]), encoding="ascii")
     det_only = sorted(n for n, k in kinds_by_name.items() if k == (True, False))
     seg_only = sorted(n for n, k in kinds_by_name.items() if k == (False, True))
     objects = {t: sum(per_split[s][t] for s in SPLITS) for t in KITTI_TYPES}
@@ -186,15 +222,24 @@ def generate_dataset(
         "size": list(size),
         "splits": counts,
         "single_label_fraction": float(single_label_fraction),
-        "camera": {"focal_length_px": focal_length(size), "horizon_fraction": [0.40, 0.49],
-                   "height_m": [1.58, 1.72]},
+        "camera": {"focal_length_px": focal_length(size), "horizon_fraction": [0.40, 0.49], "height_m": [1.58, 1.72]},
         "min_box_height_px": min_box_height(size),
         "dontcare_rule": "visible box lower than min_box_height_px, or > 80 % hidden, or > 80 % truncated",
         "occluded_levels": "0: < 5 % hidden, 1: < 50 %, 2: otherwise",
-        "semantic_ids": {"road": g.ROAD, "sidewalk": g.SIDEWALK, "building": g.BUILDING, "pole": g.POLE,
-                         "traffic sign": g.TRAFFIC_SIGN, "vegetation": g.VEGETATION, "terrain": g.TERRAIN,
-                         "sky": g.SKY, "person": g.PERSON, "rider": g.RIDER, "car": g.CAR,
-                         "bicycle": g.BICYCLE},
+        "semantic_ids": {
+            "road": g.ROAD,
+            "sidewalk": g.SIDEWALK,
+            "building": g.BUILDING,
+            "pole": g.POLE,
+            "traffic sign": g.TRAFFIC_SIGN,
+            "vegetation": g.VEGETATION,
+            "terrain": g.TERRAIN,
+            "sky": g.SKY,
+            "person": g.PERSON,
+            "rider": g.RIDER,
+            "car": g.CAR,
+            "bicycle": g.BICYCLE,
+        },
         "detection_only": det_only,
         "segmentation_only": seg_only,
         "objects": objects,

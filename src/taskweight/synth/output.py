@@ -22,8 +22,9 @@ MAX_SIDE = 4096
 """Largest rendered side: a scene is rendered in float32 layers, ~100 bytes a pixel at peak."""
 
 
-def check_counts(train: Any, val: Any, test: Any, seed: Any, size: Any, default_size: tuple[int, int]
-                 ) -> tuple[dict[str, int], tuple[int, int]]:
+def check_counts(
+    train: Any, val: Any, test: Any, seed: Any, size: Any, default_size: tuple[int, int]
+) -> tuple[dict[str, int], tuple[int, int]]:
     counts = {"train": train, "val": val, "test": test}
     for split, n in counts.items():
         if not isinstance(n, (int, np.integer)) or n < 0:
@@ -47,8 +48,10 @@ def prepare_output(out: Path, own: set[str], subdirs: list[str]) -> None:
             raise ValueError(f"{out} exists and is not a directory")
         foreign = sorted(p.name for p in out.iterdir() if p.name not in own | {"synth.json"})
         if foreign:
-            raise ValueError(f"{out} is not empty and does not look like a generated dataset "
-                             f"(found {', '.join(foreign[:5])}); choose another --out")
+            raise ValueError(
+                f"{out} is not empty and does not look like a generated dataset "
+                f"(found {', '.join(foreign[:5])}); choose another --out"
+            )
     for sub in subdirs:
         (out / sub).mkdir(parents=True, exist_ok=True)
     marker = out / "synth.json"
@@ -56,8 +59,12 @@ def prepare_output(out: Path, own: set[str], subdirs: list[str]) -> None:
         marker.unlink()
 
 
-def run_jobs(job: Callable[[Job], Result], jobs: Sequence[Job], workers: int | None,
-             progress: Callable[[int, int], None] | None = None) -> list[Result]:
+def run_jobs(
+    job: Callable[[Job], Result],
+    jobs: Sequence[Job],
+    workers: int | None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Result]:
     """``[job(j) for j in jobs]``, in order; in ``workers`` spawned processes when > 1.
 
     ``job`` must be a module-level function (it is pickled by name) and the ``__main__`` module
@@ -77,10 +84,10 @@ def run_jobs(job: Callable[[Job], Result], jobs: Sequence[Job], workers: int | N
     if workers > 1 and len(jobs) > 1:
         try:
             with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-                for result in pool.map(job, jobs[len(results):], chunksize=8):
+                for result in pool.map(job, jobs[len(results) :], chunksize=8):
                     record(result)
         except BrokenProcessPool as exc:  # e.g. a __main__ that cannot be re-imported
             warnings.warn(f"parallel generation failed ({exc}); continuing in this process", stacklevel=3)
-    for j in jobs[len(results):]:
+    for j in jobs[len(results) :]:
         record(job(j))
     return results

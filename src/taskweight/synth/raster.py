@@ -50,8 +50,9 @@ def raster_polygon(pts: np.ndarray, height: int, width: int) -> tuple[int, int, 
     return r0, c0, mask
 
 
-def ellipse(center: np.ndarray, rx: float, ry: float, n: int | None = None, start: float = 0.0,
-            stop: float = 2 * np.pi) -> np.ndarray:
+def ellipse(
+    center: np.ndarray, rx: float, ry: float, n: int | None = None, start: float = 0.0, stop: float = 2 * np.pi
+) -> np.ndarray:
     """Polygon approximating an ellipse (or an elliptic sector when start/stop are given)."""
     if n is None:
         n = int(np.clip(max(rx, ry) * 1.5, 8, 28))
@@ -107,8 +108,16 @@ class Canvas:
         return (ext[0], ext[1], ext[2], ext[3]), int(np.count_nonzero(self.inst == inst))
 
     # ---------------------------------------------------------------- painting
-    def fill(self, pts: np.ndarray, color: np.ndarray | tuple | None = None, sem: int | None = None, *,
-             texture: Texture | None = None, noise: float = 0.0, low: float = 0.0) -> None:
+    def fill(
+        self,
+        pts: np.ndarray,
+        color: np.ndarray | tuple | None = None,
+        sem: int | None = None,
+        *,
+        texture: Texture | None = None,
+        noise: float = 0.0,
+        low: float = 0.0,
+    ) -> None:
         pts = np.asarray(pts, dtype=np.float64)
         if self._ext is not None and len(pts):
             e = self._ext

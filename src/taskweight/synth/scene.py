@@ -22,7 +22,16 @@ import numpy as np
 
 from taskweight.synth import geometry as g
 from taskweight.synth.actors import (
-    Actor, Car, Cyclist, LabelledActor, Lighting, Pedestrian, Pole, Sign, Solid, Tree,
+    Actor,
+    Car,
+    Cyclist,
+    LabelledActor,
+    Lighting,
+    Pedestrian,
+    Pole,
+    Sign,
+    Solid,
+    Tree,
 )
 from taskweight.synth.raster import Canvas, gaussian_blur, smooth_noise
 
@@ -71,11 +80,13 @@ class SceneObject:
         x1, y1, x2, y2 = self.box
         if self.type == "DontCare":
             return f"DontCare -1 -1 -10 {x1:.2f} {y1:.2f} {x2:.2f} {y2:.2f} -1 -1 -1 -1000 -1000 -1000 -10"
-        h, w, l = self.dimensions
+        h, w, length = self.dimensions
         x, y, z = self.location
-        return (f"{self.type} {self.truncated:.2f} {self.occluded:d} {self.alpha:.2f} "
-                f"{x1:.2f} {y1:.2f} {x2:.2f} {y2:.2f} {h:.2f} {w:.2f} {l:.2f} {x:.2f} {y:.2f} {z:.2f} "
-                f"{self.rotation_y:.2f}")
+        return (
+            f"{self.type} {self.truncated:.2f} {self.occluded:d} {self.alpha:.2f} "
+            f"{x1:.2f} {y1:.2f} {x2:.2f} {y2:.2f} {h:.2f} {w:.2f} {length:.2f} {x:.2f} {y:.2f} {z:.2f} "
+            f"{self.rotation_y:.2f}"
+        )
 
 
 @dataclass
@@ -100,20 +111,43 @@ def _jitter(rng: np.random.Generator, colour, amount: float = 0.06) -> np.ndarra
 
 
 CAR_COLOURS = [
-    (0.85, 0.86, 0.87), (0.92, 0.92, 0.9), (0.6, 0.62, 0.64), (0.07, 0.07, 0.08), (0.25, 0.26, 0.28),
-    (0.12, 0.2, 0.45), (0.55, 0.08, 0.07), (0.35, 0.05, 0.06), (0.15, 0.3, 0.2), (0.62, 0.55, 0.42),
-    (0.85, 0.7, 0.1), (0.2, 0.45, 0.65),
+    (0.85, 0.86, 0.87),
+    (0.92, 0.92, 0.9),
+    (0.6, 0.62, 0.64),
+    (0.07, 0.07, 0.08),
+    (0.25, 0.26, 0.28),
+    (0.12, 0.2, 0.45),
+    (0.55, 0.08, 0.07),
+    (0.35, 0.05, 0.06),
+    (0.15, 0.3, 0.2),
+    (0.62, 0.55, 0.42),
+    (0.85, 0.7, 0.1),
+    (0.2, 0.45, 0.65),
 ]
 CLOTHES = [
-    (0.1, 0.1, 0.12), (0.2, 0.22, 0.35), (0.7, 0.15, 0.12), (0.85, 0.85, 0.82), (0.3, 0.45, 0.25),
-    (0.55, 0.45, 0.3), (0.15, 0.3, 0.6), (0.8, 0.6, 0.1), (0.45, 0.45, 0.47), (0.5, 0.2, 0.45),
+    (0.1, 0.1, 0.12),
+    (0.2, 0.22, 0.35),
+    (0.7, 0.15, 0.12),
+    (0.85, 0.85, 0.82),
+    (0.3, 0.45, 0.25),
+    (0.55, 0.45, 0.3),
+    (0.15, 0.3, 0.6),
+    (0.8, 0.6, 0.1),
+    (0.45, 0.45, 0.47),
+    (0.5, 0.2, 0.45),
 ]
 TROUSERS = [(0.12, 0.16, 0.3), (0.08, 0.08, 0.09), (0.35, 0.33, 0.3), (0.5, 0.45, 0.35), (0.2, 0.2, 0.22)]
 SKIN = [(0.87, 0.7, 0.6), (0.75, 0.57, 0.45), (0.55, 0.38, 0.28), (0.36, 0.24, 0.18)]
 HAIR = [(0.08, 0.06, 0.05), (0.3, 0.2, 0.1), (0.6, 0.5, 0.3), (0.15, 0.1, 0.07), (0.55, 0.55, 0.55)]
 FACADES = [
-    (0.72, 0.66, 0.56), (0.6, 0.58, 0.55), (0.55, 0.3, 0.22), (0.82, 0.8, 0.75), (0.75, 0.68, 0.45),
-    (0.45, 0.45, 0.47), (0.65, 0.52, 0.42), (0.7, 0.72, 0.7),
+    (0.72, 0.66, 0.56),
+    (0.6, 0.58, 0.55),
+    (0.55, 0.3, 0.22),
+    (0.82, 0.8, 0.75),
+    (0.75, 0.68, 0.45),
+    (0.45, 0.45, 0.47),
+    (0.65, 0.52, 0.42),
+    (0.7, 0.72, 0.7),
 ]
 
 
@@ -158,8 +192,14 @@ class _Occupancy:
 def _sample_layout(rng: np.random.Generator, size: tuple[int, int]) -> _Layout:
     H, W = size
     f = focal_length(size)
-    cam = g.Camera(f=f, cx=W / 2 + float(rng.normal(0, 0.01)) * W, cy=H * _u(rng, 0.40, 0.49),
-                   height=_u(rng, 1.58, 1.72), image_h=H, image_w=W)
+    cam = g.Camera(
+        f=f,
+        cx=W / 2 + float(rng.normal(0, 0.01)) * W,
+        cy=H * _u(rng, 0.40, 0.49),
+        height=_u(rng, 1.58, 1.72),
+        image_h=H,
+        image_w=W,
+    )
 
     lanes = int(rng.choice([2, 2, 3, 4]))
     lane_w = _u(rng, 3.0, 3.7)
@@ -168,9 +208,18 @@ def _sample_layout(rng: np.random.Generator, size: tuple[int, int]) -> _Layout:
     ego_lane = int(rng.integers(lanes // 2, lanes))
     ego_a = park_l + (ego_lane + 0.5) * lane_w + float(rng.normal(0, 0.25))
     curv = float(rng.uniform(-0.0012, 0.0012)) if rng.random() < 0.55 else 0.0
-    road = g.Road(lanes=lanes, lane_width=lane_w, park_left=park_l, park_right=park_r, ego_a=ego_a,
-                  heading=float(rng.normal(0, 0.025)), curvature=curv, curb=_u(rng, 0.1, 0.18),
-                  walk_left=_u(rng, 1.8, 4.5), walk_right=_u(rng, 1.8, 4.5))
+    road = g.Road(
+        lanes=lanes,
+        lane_width=lane_w,
+        park_left=park_l,
+        park_right=park_r,
+        ego_a=ego_a,
+        heading=float(rng.normal(0, 0.025)),
+        curvature=curv,
+        curb=_u(rng, 0.1, 0.18),
+        walk_left=_u(rng, 1.8, 4.5),
+        walk_right=_u(rng, 1.8, 4.5),
+    )
     Wr = road.width
 
     # lighting / weather
@@ -178,27 +227,37 @@ def _sample_layout(rng: np.random.Generator, size: tuple[int, int]) -> _Layout:
     az = _u(rng, 0, 2 * np.pi)
     if weather == "sunny":
         el = np.radians(_u(rng, 25, 60))
-        light = Lighting(sun=np.array([np.cos(el) * np.sin(az), np.sin(el), np.cos(el) * np.cos(az)]),
-                         ambient=_u(rng, 0.5, 0.65), cast_shadows=True, shadow_factor=_u(rng, 0.45, 0.65))
+        light = Lighting(
+            sun=np.array([np.cos(el) * np.sin(az), np.sin(el), np.cos(el) * np.cos(az)]),
+            ambient=_u(rng, 0.5, 0.65),
+            cast_shadows=True,
+            shadow_factor=_u(rng, 0.45, 0.65),
+        )
         sky_top, sky_hor = _jitter(rng, (0.32, 0.52, 0.85)), _jitter(rng, (0.72, 0.82, 0.93))
         tint = (1.0, 1.0, 1.0)
     elif weather == "overcast":
-        light = Lighting(sun=np.array([0.0, 1.0, 0.0]), ambient=_u(rng, 0.75, 0.85), cast_shadows=False,
-                         shadow_factor=1.0)
+        light = Lighting(
+            sun=np.array([0.0, 1.0, 0.0]), ambient=_u(rng, 0.75, 0.85), cast_shadows=False, shadow_factor=1.0
+        )
         grey = _u(rng, 0.7, 0.88)
         sky_top, sky_hor = _jitter(rng, (grey * 0.9,) * 3, 0.03), _jitter(rng, (grey,) * 3, 0.03)
         tint = (0.98, 1.0, 1.03)
     else:
         el = np.radians(_u(rng, 8, 20))
-        light = Lighting(sun=np.array([np.cos(el) * np.sin(az), np.sin(el), np.cos(el) * np.cos(az)]),
-                         ambient=_u(rng, 0.45, 0.6), cast_shadows=True, shadow_factor=_u(rng, 0.5, 0.7))
+        light = Lighting(
+            sun=np.array([np.cos(el) * np.sin(az), np.sin(el), np.cos(el) * np.cos(az)]),
+            ambient=_u(rng, 0.45, 0.6),
+            cast_shadows=True,
+            shadow_factor=_u(rng, 0.5, 0.7),
+        )
         sky_top, sky_hor = _jitter(rng, (0.42, 0.52, 0.78)), _jitter(rng, (0.95, 0.78, 0.58))
         tint = (1.08, 1.0, 0.88)
 
     grey = _u(rng, 0.24, 0.4)
     asphalt = _jitter(rng, (grey, grey, grey * 1.03), 0.03)
-    sidewalk = _jitter(rng, [(0.58, 0.58, 0.56), (0.64, 0.59, 0.5), (0.58, 0.44, 0.38), (0.5, 0.5, 0.52)]
-                       [int(rng.integers(4))], 0.05)
+    sidewalk = _jitter(
+        rng, [(0.58, 0.58, 0.56), (0.64, 0.59, 0.5), (0.58, 0.44, 0.38), (0.5, 0.5, 0.52)][int(rng.integers(4))], 0.05
+    )
     curb_colour = _jitter(rng, (0.68, 0.68, 0.66), 0.05)
     terrain = _jitter(rng, [(0.32, 0.42, 0.18), (0.45, 0.45, 0.28), (0.38, 0.36, 0.25)][int(rng.integers(3))], 0.08)
     vegetation = _jitter(rng, (0.2, 0.33, 0.13), 0.15)
@@ -206,8 +265,10 @@ def _sample_layout(rng: np.random.Generator, size: tuple[int, int]) -> _Layout:
     occ = _Occupancy()
     hc = cam.height
     y_walk = hc - road.curb
-    roadside = (str(rng.choice(["urban", "green", "open"], p=[0.55, 0.3, 0.15])),
-                str(rng.choice(["urban", "green", "open"], p=[0.55, 0.3, 0.15])))
+    roadside = (
+        str(rng.choice(["urban", "green", "open"], p=[0.55, 0.3, 0.15])),
+        str(rng.choice(["urban", "green", "open"], p=[0.55, 0.3, 0.15])),
+    )
 
     # ------------------------------------------------------------------ distant skyline
     skyline = []
@@ -222,7 +283,8 @@ def _sample_layout(rng: np.random.Generator, size: tuple[int, int]) -> _Layout:
     xs.append(W + 2.0)
     tops = [cam.cy - f * _u(srng, 8, 40) / _u(srng, 350, 700) for _ in xs]
     pts = [(-2.0, cam.cy + 1)]
-    for (x0, x1), t in zip(zip(xs[:-1], xs[1:]), tops):
+    # one top per x was drawn (the random stream depends on it); the last x starts no segment, so its top is unused
+    for (x0, x1), t in zip(zip(xs[:-1], xs[1:], strict=True), tops, strict=False):
         if srng.random() < 0.35:
             t = cam.cy - 0.5
         pts += [(x0, t), (x1, t)]
@@ -239,7 +301,7 @@ def _sample_layout(rng: np.random.Generator, size: tuple[int, int]) -> _Layout:
     treelines: list[tuple[np.ndarray, np.ndarray]] = []
 
     # ------------------------------------------------------------------ roadside: buildings / greenery
-    for side, kind in zip((-1, 1), roadside):
+    for side, kind in zip((-1, 1), roadside, strict=True):
         inner = 0.0 if side < 0 else Wr
         outer = inner + side * (road.walk_left if side < 0 else road.walk_right)
         if kind == "urban":
@@ -262,10 +324,16 @@ def _sample_layout(rng: np.random.Generator, size: tuple[int, int]) -> _Layout:
             while z < 120:
                 length = _u(rng, 10, 40)
                 a0 = outer + side * 0.3
-                corners = _corners(road, (a0, a0 + side * 1.0), (hc, hc - hedge_h * _u(rng, 0.9, 1.1)),
-                                   (z, z + length))
-                background.append(Solid(loc=corners.mean(axis=0), corners=corners, sem=g.VEGETATION,
-                                        colour=_jitter(rng, vegetation, 0.1), noise=0.15))
+                corners = _corners(road, (a0, a0 + side * 1.0), (hc, hc - hedge_h * _u(rng, 0.9, 1.1)), (z, z + length))
+                background.append(
+                    Solid(
+                        loc=corners.mean(axis=0),
+                        corners=corners,
+                        sem=g.VEGETATION,
+                        colour=_jitter(rng, vegetation, 0.1),
+                        noise=0.15,
+                    )
+                )
                 z += length + (_u(rng, 1, 6) if rng.random() < 0.4 else 0.0)
             z = _u(rng, 0, 10)
             while z < 90:
@@ -276,15 +344,26 @@ def _sample_layout(rng: np.random.Generator, size: tuple[int, int]) -> _Layout:
             while z < 140:
                 length = _u(rng, 8, 16)
                 a0 = outer + side * _u(rng, 9, 16)
-                background.append(_building(rng, road, hc, a0, side, z, z + length, _u(rng, 5, 9),
-                                            _jitter(rng, FACADES[int(rng.integers(len(FACADES)))], 0.08)))
+                background.append(
+                    _building(
+                        rng,
+                        road,
+                        hc,
+                        a0,
+                        side,
+                        z,
+                        z + length,
+                        _u(rng, 5, 9),
+                        _jitter(rng, FACADES[int(rng.integers(len(FACADES)))], 0.08),
+                    )
+                )
                 z += length + _u(rng, 8, 30)
         else:  # open land: grass, sparse trees, a tree line far away
             a_t = outer + side * _u(rng, 15, 45)
             zs = np.linspace(2, 300, 40)
-            tops = hc - (_u(rng, 6, 12) + np.abs(np.cumsum(rng.normal(0, 0.8, len(zs)))))
+            crowns = hc - (_u(rng, 6, 12) + np.abs(np.cumsum(rng.normal(0, 0.8, len(zs)))))
             poly = [[float(road.x(a_t, z)), hc, z] for z in zs]
-            poly += [[float(road.x(a_t, z)), t, z] for z, t in zip(zs[::-1], tops[::-1])]
+            poly += [[float(road.x(a_t, z)), t, z] for z, t in zip(zs[::-1], crowns[::-1], strict=True)]
             treelines.append((np.array(poly), _jitter(rng, vegetation * 0.8, 0.1)))
             z = _u(rng, 3, 20)
             while z < 100:
@@ -315,9 +394,10 @@ def _sample_layout(rng: np.random.Generator, size: tuple[int, int]) -> _Layout:
         z = _u(rng, 6, 45)
         if occ.free(a, z, 0.3, 0.3):
             kind = str(rng.choice(["circle", "triangle", "square"]))
-            colour = {"circle": (0.75, 0.08, 0.08), "triangle": (0.78, 0.1, 0.08), "square": (0.1, 0.25, 0.65)}[kind]
-            foreground.append(Sign(loc=road.point(a, z, y_walk), height=_u(rng, 2.0, 2.6), kind=kind,
-                                   colour=np.array(colour)))
+            rgb = {"circle": (0.75, 0.08, 0.08), "triangle": (0.78, 0.1, 0.08), "square": (0.1, 0.25, 0.65)}[kind]
+            foreground.append(
+                Sign(loc=road.point(a, z, y_walk), height=_u(rng, 2.0, 2.6), kind=kind, colour=np.array(rgb))
+            )
             occ.add(a, z, 0.3, 0.3)
 
     # ------------------------------------------------------------------ road markings
@@ -353,8 +433,9 @@ def _sample_layout(rng: np.random.Generator, size: tuple[int, int]) -> _Layout:
     for _ in range(int(rng.integers(0, 3))):
         a0 = _u(rng, 0, Wr - 1)
         z0 = _u(rng, 4, 40)
-        patches.append((_strip(road, hc, a0, min(Wr, a0 + _u(rng, 1, 4)), z0, z0 + _u(rng, 2, 10), n=3),
-                        _u(rng, 0.8, 1.15)))
+        patches.append(
+            (_strip(road, hc, a0, min(Wr, a0 + _u(rng, 1, 4)), z0, z0 + _u(rng, 2, 10), n=3), _u(rng, 0.8, 1.15))
+        )
 
     # ------------------------------------------------------------------ road users
     users: list[LabelledActor] = []
@@ -386,11 +467,29 @@ def _sample_layout(rng: np.random.Generator, size: tuple[int, int]) -> _Layout:
         "vignette": _u(rng, 0.0, 0.25),
         "clouds": _u(rng, 0.0, 0.25) if weather != "overcast" else _u(rng, 0.0, 0.08),
     }
-    return _Layout(cam=cam, road=road, light=light, weather=weather, sky_top=sky_top, sky_horizon=sky_hor,
-                   asphalt=asphalt, sidewalk=sidewalk, curb_colour=curb_colour, terrain=terrain,
-                   vegetation=vegetation, roadside=roadside, skyline=skyline, treelines=treelines,
-                   background=background, foreground=foreground, road_users=users, marks=marks,
-                   patches=patches, tile=_u(rng, 0.3, 0.6), post=post)
+    return _Layout(
+        cam=cam,
+        road=road,
+        light=light,
+        weather=weather,
+        sky_top=sky_top,
+        sky_horizon=sky_hor,
+        asphalt=asphalt,
+        sidewalk=sidewalk,
+        curb_colour=curb_colour,
+        terrain=terrain,
+        vegetation=vegetation,
+        roadside=roadside,
+        skyline=skyline,
+        treelines=treelines,
+        background=background,
+        foreground=foreground,
+        road_users=users,
+        marks=marks,
+        patches=patches,
+        tile=_u(rng, 0.3, 0.6),
+        post=post,
+    )
 
 
 def _corners(road: g.Road, a: tuple[float, float], y: tuple[float, float], z: tuple[float, float]) -> np.ndarray:
@@ -406,8 +505,9 @@ def _strip(road: g.Road, y: float, a0: float, a1: float, z0: float, z1: float, n
     return np.vstack([left, right])
 
 
-def _building(rng, road: g.Road, hc: float, a0: float, side: int, z0: float, z1: float, height: float,
-              colour: np.ndarray) -> Solid:
+def _building(
+    rng, road: g.Road, hc: float, a0: float, side: int, z0: float, z1: float, height: float, colour: np.ndarray
+) -> Solid:
     corners = _corners(road, (a0, a0 + side * 12.0), (hc, hc - height), (z0, z1))
     params = {
         "floor": _u(rng, 2.8, 3.4),
@@ -419,16 +519,21 @@ def _building(rng, road: g.Road, hc: float, a0: float, side: int, z0: float, z1:
         "height": height,
         "seed": _u(rng, 0, 100),
     }
-    return Solid(loc=corners.mean(axis=0), corners=corners, sem=g.BUILDING, colour=colour,
-                 texture=_FacadeTexture(params))
+    return Solid(
+        loc=corners.mean(axis=0), corners=corners, sem=g.BUILDING, colour=colour, texture=_FacadeTexture(params)
+    )
 
 
 def _tree(rng, road: g.Road, y: float, a: float, z: float, vegetation: np.ndarray, street: bool = False) -> Tree:
     n = 16
     jit = np.clip(1 + rng.normal(0, 0.12, n), 0.7, 1.3)
-    return Tree(loc=road.point(a, z, y), trunk=_u(rng, 1.8, 3.0) if street else _u(rng, 1.5, 4.0),
-                crown=_u(rng, 1.2, 2.2) if street else _u(rng, 1.5, 3.5),
-                colour=_jitter(rng, vegetation, 0.2), jitter=jit)
+    return Tree(
+        loc=road.point(a, z, y),
+        trunk=_u(rng, 1.8, 3.0) if street else _u(rng, 1.5, 4.0),
+        crown=_u(rng, 1.2, 2.2) if street else _u(rng, 1.5, 3.5),
+        colour=_jitter(rng, vegetation, 0.2),
+        jitter=jit,
+    )
 
 
 class _FacadeTexture:
@@ -467,7 +572,9 @@ class _FacadeTexture:
             win = (fs > p["win_x"][0]) & (fs < p["win_x"][1]) & (ft > p["win_y"][0]) & (ft < p["win_y"][1])
             win &= (t > fl) & (t < p["height"] - 0.6)
             if p["shop"]:
-                win |= (t > 0.4) & (t < fl * 0.8) & (np.mod(s / (2 * sp), 1.0) > 0.08) & (np.mod(s / (2 * sp), 1.0) < 0.92)
+                win |= (
+                    (t > 0.4) & (t < fl * 0.8) & (np.mod(s / (2 * sp), 1.0) > 0.08) & (np.mod(s / (2 * sp), 1.0) < 0.92)
+                )
             px_per_floor = cam.f * fl / np.maximum(lam, 1e-3)
             fade = np.clip((px_per_floor - 2.0) / 4.0, 0.0, 1.0)
             k = np.floor(s / sp) * 12.9898 + np.floor(t / fl) * 78.233 + p["seed"]
@@ -504,21 +611,41 @@ def _extent(d: np.ndarray, length: float, width: float, road: g.Road, z: float) 
 def _sample_car(rng, road: g.Road, hc: float, occ: _Occupancy) -> Car | None:
     shape = str(rng.choice(["sedan", "hatch", "suv", "van"], p=[0.45, 0.25, 0.2, 0.1]))
     if shape == "sedan":
-        h, w, l = _u(rng, 1.38, 1.52), _u(rng, 1.68, 1.82), _u(rng, 4.3, 4.9)
-        cab = dict(rear_off=_u(rng, 0.18, 0.24), front_off=_u(rng, 0.28, 0.34), rear_slope=_u(rng, 0.3, 0.5),
-                   front_slope=_u(rng, 0.5, 0.7), body_top=_u(rng, 0.8, 0.9))
+        h, w, length = _u(rng, 1.38, 1.52), _u(rng, 1.68, 1.82), _u(rng, 4.3, 4.9)
+        cab = dict(
+            rear_off=_u(rng, 0.18, 0.24),
+            front_off=_u(rng, 0.28, 0.34),
+            rear_slope=_u(rng, 0.3, 0.5),
+            front_slope=_u(rng, 0.5, 0.7),
+            body_top=_u(rng, 0.8, 0.9),
+        )
     elif shape == "hatch":
-        h, w, l = _u(rng, 1.42, 1.55), _u(rng, 1.62, 1.78), _u(rng, 3.7, 4.2)
-        cab = dict(rear_off=_u(rng, 0.04, 0.08), front_off=_u(rng, 0.26, 0.32), rear_slope=_u(rng, 0.15, 0.3),
-                   front_slope=_u(rng, 0.5, 0.7), body_top=_u(rng, 0.8, 0.9))
+        h, w, length = _u(rng, 1.42, 1.55), _u(rng, 1.62, 1.78), _u(rng, 3.7, 4.2)
+        cab = dict(
+            rear_off=_u(rng, 0.04, 0.08),
+            front_off=_u(rng, 0.26, 0.32),
+            rear_slope=_u(rng, 0.15, 0.3),
+            front_slope=_u(rng, 0.5, 0.7),
+            body_top=_u(rng, 0.8, 0.9),
+        )
     elif shape == "suv":
-        h, w, l = _u(rng, 1.6, 1.8), _u(rng, 1.8, 1.95), _u(rng, 4.4, 4.9)
-        cab = dict(rear_off=_u(rng, 0.03, 0.06), front_off=_u(rng, 0.24, 0.3), rear_slope=_u(rng, 0.05, 0.15),
-                   front_slope=_u(rng, 0.35, 0.5), body_top=_u(rng, 0.95, 1.05))
+        h, w, length = _u(rng, 1.6, 1.8), _u(rng, 1.8, 1.95), _u(rng, 4.4, 4.9)
+        cab = dict(
+            rear_off=_u(rng, 0.03, 0.06),
+            front_off=_u(rng, 0.24, 0.3),
+            rear_slope=_u(rng, 0.05, 0.15),
+            front_slope=_u(rng, 0.35, 0.5),
+            body_top=_u(rng, 0.95, 1.05),
+        )
     else:
-        h, w, l = _u(rng, 1.9, 2.3), _u(rng, 1.9, 2.05), _u(rng, 4.8, 5.4)
-        cab = dict(rear_off=_u(rng, 0.01, 0.03), front_off=_u(rng, 0.1, 0.16), rear_slope=0.02,
-                   front_slope=_u(rng, 0.3, 0.5), body_top=_u(rng, 1.0, 1.15))
+        h, w, length = _u(rng, 1.9, 2.3), _u(rng, 1.9, 2.05), _u(rng, 4.8, 5.4)
+        cab = dict(
+            rear_off=_u(rng, 0.01, 0.03),
+            front_off=_u(rng, 0.1, 0.16),
+            rear_slope=0.02,
+            front_slope=_u(rng, 0.3, 0.5),
+            body_top=_u(rng, 1.0, 1.15),
+        )
     parked = (road.park_left or road.park_right) and rng.random() < 0.35
     if parked:
         sides = [s for s, wdt in ((-1, road.park_left), (1, road.park_right)) if wdt]
@@ -536,18 +663,28 @@ def _sample_car(rng, road: g.Road, hc: float, occ: _Occupancy) -> Car | None:
     d = _rotate(d, float(rng.normal(0, 0.03)))
     if not parked and rng.random() < 0.07:
         d = _rotate(d, float(rng.choice([-1, 1])) * _u(rng, 0.3, 1.1))
-    ha, hz = _extent(d, l, w, road, z)
+    ha, hz = _extent(d, length, w, road, z)
     if not occ.free(a, z, ha + 0.3, hz + 0.6):
         return None
     occ.add(a, z, ha, hz)
     colour = _jitter(rng, CAR_COLOURS[int(rng.integers(len(CAR_COLOURS)))], 0.05)
-    return Car(loc=road.point(a, z, hc), kitti_type="Car", dims=(h, w, l), ry=_heading_ry(d), color=colour,
-               shape=shape, clearance=_u(rng, 0.16, 0.26), wheel_r=_u(rng, 0.3, 0.36),
-               window=_jitter(rng, (0.07, 0.09, 0.11), 0.3), **cab)
+    return Car(
+        loc=road.point(a, z, hc),
+        kitti_type="Car",
+        dims=(h, w, length),
+        ry=_heading_ry(d),
+        color=colour,
+        shape=shape,
+        clearance=_u(rng, 0.16, 0.26),
+        wheel_r=_u(rng, 0.3, 0.36),
+        window=_jitter(rng, (0.07, 0.09, 0.11), 0.3),
+        **cab,
+    )
 
 
-def _sample_pedestrian(rng, road: g.Road, hc: float, y_walk: float, occ: _Occupancy,
-                       crosswalk: tuple[float, float] | None) -> Pedestrian | None:
+def _sample_pedestrian(
+    rng, road: g.Road, hc: float, y_walk: float, occ: _Occupancy, crosswalk: tuple[float, float] | None
+) -> Pedestrian | None:
     child = rng.random() < 0.08
     h = _u(rng, 1.1, 1.4) if child else _u(rng, 1.55, 1.92)
     dims = (h, _u(rng, 0.5, 0.7), _u(rng, 0.5, 0.9))
@@ -581,13 +718,21 @@ def _sample_pedestrian(rng, road: g.Road, hc: float, y_walk: float, occ: _Occupa
     if not occ.free(a, z, 0.35, 0.35):
         return None
     occ.add(a, z, 0.35, 0.35)
-    return Pedestrian(loc=road.point(a, z, y), kitti_type="Pedestrian", dims=dims, ry=_heading_ry(d), heading=d,
-                      stride=stride, phase=_u(rng, 0, 2 * np.pi),
-                      skin=_jitter(rng, SKIN[int(rng.integers(len(SKIN)))], 0.05),
-                      hair=_jitter(rng, HAIR[int(rng.integers(len(HAIR)))], 0.1),
-                      shirt=_jitter(rng, CLOTHES[int(rng.integers(len(CLOTHES)))], 0.1),
-                      trousers=_jitter(rng, TROUSERS[int(rng.integers(len(TROUSERS)))], 0.1),
-                      coat=bool(rng.random() < 0.25), bag=bool(rng.random() < 0.2))
+    return Pedestrian(
+        loc=road.point(a, z, y),
+        kitti_type="Pedestrian",
+        dims=dims,
+        ry=_heading_ry(d),
+        heading=d,
+        stride=stride,
+        phase=_u(rng, 0, 2 * np.pi),
+        skin=_jitter(rng, SKIN[int(rng.integers(len(SKIN)))], 0.05),
+        hair=_jitter(rng, HAIR[int(rng.integers(len(HAIR)))], 0.1),
+        shirt=_jitter(rng, CLOTHES[int(rng.integers(len(CLOTHES)))], 0.1),
+        trousers=_jitter(rng, TROUSERS[int(rng.integers(len(TROUSERS)))], 0.1),
+        coat=bool(rng.random() < 0.25),
+        bag=bool(rng.random() < 0.2),
+    )
 
 
 def _sample_cyclist(rng, road: g.Road, hc: float, y_walk: float, occ: _Occupancy) -> Cyclist | None:
@@ -620,13 +765,19 @@ def _sample_cyclist(rng, road: g.Road, hc: float, y_walk: float, occ: _Occupancy
     if not occ.free(a, z, ha + 0.2, hz + 0.4):
         return None
     occ.add(a, z, ha, hz)
-    return Cyclist(loc=road.point(a, z, y), kitti_type="Cyclist", dims=dims, ry=_heading_ry(d), heading=d,
-                   crank=_u(rng, 0, 2 * np.pi),
-                   frame=_jitter(rng, CAR_COLOURS[int(rng.integers(len(CAR_COLOURS)))], 0.1),
-                   shirt=_jitter(rng, CLOTHES[int(rng.integers(len(CLOTHES)))], 0.1),
-                   trousers=_jitter(rng, TROUSERS[int(rng.integers(len(TROUSERS)))], 0.1),
-                   skin=_jitter(rng, SKIN[int(rng.integers(len(SKIN)))], 0.05),
-                   helmet=_jitter(rng, CLOTHES[int(rng.integers(len(CLOTHES)))], 0.1))
+    return Cyclist(
+        loc=road.point(a, z, y),
+        kitti_type="Cyclist",
+        dims=dims,
+        ry=_heading_ry(d),
+        heading=d,
+        crank=_u(rng, 0, 2 * np.pi),
+        frame=_jitter(rng, CAR_COLOURS[int(rng.integers(len(CAR_COLOURS)))], 0.1),
+        shirt=_jitter(rng, CLOTHES[int(rng.integers(len(CLOTHES)))], 0.1),
+        trousers=_jitter(rng, TROUSERS[int(rng.integers(len(TROUSERS)))], 0.1),
+        skin=_jitter(rng, SKIN[int(rng.integers(len(SKIN)))], 0.05),
+        helmet=_jitter(rng, CLOTHES[int(rng.integers(len(CLOTHES)))], 0.1),
+    )
 
 
 # ============================================================================ painting
@@ -658,8 +809,12 @@ def render_scene(index: int, split: str, seed: int, size: tuple[int, int] = DEFA
     cam, road, light = lay.cam, lay.road, lay.light
     hc = cam.height
 
-    cv = Canvas(H, W, noise=pix_rng.standard_normal((H, W)).astype(np.float32),
-                low=smooth_noise(pix_rng, H, W, cell=max(4.0, W / 24)))
+    cv = Canvas(
+        H,
+        W,
+        noise=pix_rng.standard_normal((H, W)).astype(np.float32),
+        low=smooth_noise(pix_rng, H, W, cell=max(4.0, W / 24)),
+    )
     for t in (lay.background, lay.foreground):
         for actor in t:
             if isinstance(actor, Solid) and isinstance(actor.texture, _FacadeTexture):
@@ -683,8 +838,13 @@ def render_scene(index: int, split: str, seed: int, size: tuple[int, int] = DEFA
         cv.fill(poly, colour, sem, noise=0.03, low=0.05)
 
     # ground: terrain everywhere, then road, sidewalks, curbs, markings
-    cv.fill(np.array([[-1, cy], [W + 1, cy], [W + 1, H + 1], [-1, H + 1]], float), lay.terrain, g.TERRAIN,
-            noise=0.12, low=0.12)
+    cv.fill(
+        np.array([[-1, cy], [W + 1, cy], [W + 1, H + 1], [-1, H + 1]], float),
+        lay.terrain,
+        g.TERRAIN,
+        noise=0.12,
+        low=0.12,
+    )
     Wr = road.width
     cv.fill(ground(_strip(road, hc, 0.0, Wr, g.Z_NEAR, Z_FAR, n=60)), lay.asphalt, g.ROAD, noise=0.05, low=0.07)
     for poly3d, factor in lay.patches:
@@ -692,12 +852,15 @@ def render_scene(index: int, split: str, seed: int, size: tuple[int, int] = DEFA
     y_walk = hc - road.curb
     tex = _sidewalk_texture(cam, cv, road, y_walk, lay.sidewalk, lay.tile)
     cv.fill(ground(_strip(road, y_walk, -road.walk_left, 0.0, g.Z_NEAR, Z_FAR, n=60)), sem=g.SIDEWALK, texture=tex)
-    cv.fill(ground(_strip(road, y_walk, Wr, Wr + road.walk_right, g.Z_NEAR, Z_FAR, n=60)), sem=g.SIDEWALK,
-            texture=tex)
+    cv.fill(ground(_strip(road, y_walk, Wr, Wr + road.walk_right, g.Z_NEAR, Z_FAR, n=60)), sem=g.SIDEWALK, texture=tex)
     for a in (0.0, Wr):
         zs = np.geomspace(g.Z_NEAR, Z_FAR, 60)
-        curb = np.vstack([np.column_stack([road.x(a, zs), np.full(60, hc), zs]),
-                          np.column_stack([road.x(a, zs[::-1]), np.full(60, y_walk), zs[::-1]])])
+        curb = np.vstack(
+            [
+                np.column_stack([road.x(a, zs), np.full(60, hc), zs]),
+                np.column_stack([road.x(a, zs[::-1]), np.full(60, y_walk), zs[::-1]]),
+            ]
+        )
         cv.fill(ground(curb), lay.curb_colour * (0.85 if a == 0.0 else 0.95), g.SIDEWALK, noise=0.04)
     mark_colour = np.array([0.86, 0.86, 0.84]) * (0.8 + 0.2 * float(rng.random()))
     for poly3d in lay.marks:
@@ -730,10 +893,25 @@ def render_scene(index: int, split: str, seed: int, size: tuple[int, int] = DEFA
 
     objects = _labels(lay, cv, painted, (H, W))
     image = _postprocess(cv, lay.post, pix_rng)
-    info = {"weather": lay.weather, "roadside": list(lay.roadside), "lanes": road.lanes,
-            "curvature": road.curvature, "focal": cam.f, "horizon": cam.cy, "camera_height": cam.height}
-    return Scene(image=image, semantic_ids=cv.sem.copy(), objects=objects, camera=cam, index=int(index),
-                 split=split, seed=int(seed), info=info)
+    info = {
+        "weather": lay.weather,
+        "roadside": list(lay.roadside),
+        "lanes": road.lanes,
+        "curvature": road.curvature,
+        "focal": cam.f,
+        "horizon": cam.cy,
+        "camera_height": cam.height,
+    }
+    return Scene(
+        image=image,
+        semantic_ids=cv.sem.copy(),
+        objects=objects,
+        camera=cam,
+        index=int(index),
+        split=split,
+        seed=int(seed),
+        info=info,
+    )
 
 
 def _sidewalk_texture(cam: g.Camera, cv: Canvas, road: g.Road, y: float, colour: np.ndarray, tile: float):
@@ -788,15 +966,41 @@ def _labels(lay: _Layout, cv: Canvas, painted: dict, size: tuple[int, int]) -> l
         truncated = float(np.clip(1.0 - (cx2 - cx1) * (cy2 - cy1) / full_area, 0.0, 1.0))
         hidden = float(np.clip(1.0 - visible[k] / own, 0.0, 1.0))
         if cy2 - cy1 < min_h or hidden > MAX_HIDDEN or truncated > MAX_TRUNCATION:
-            dontcare.append(SceneObject("DontCare", box, -1.0, -1, -10.0, (-1.0, -1.0, -1.0),
-                                        (-1000.0, -1000.0, -1000.0), -10.0, hidden=hidden, source=actor.kitti_type))
+            dontcare.append(
+                SceneObject(
+                    "DontCare",
+                    box,
+                    -1.0,
+                    -1,
+                    -10.0,
+                    (-1.0, -1.0, -1.0),
+                    (-1000.0, -1000.0, -1000.0),
+                    -10.0,
+                    hidden=hidden,
+                    source=actor.kitti_type,
+                )
+            )
             continue
         occluded = 0 if hidden < 0.05 else (1 if hidden < 0.5 else 2)
         x, y, z = (float(v) for v in actor.loc)
         alpha = g.wrap_angle(actor.ry - np.arctan2(x, z))
-        labelled.append((z, SceneObject(actor.kitti_type, box, truncated, occluded, alpha,
-                                        tuple(float(v) for v in actor.dims), (x, y, z), g.wrap_angle(actor.ry),
-                                        hidden=hidden, source=actor.kitti_type)))
+        labelled.append(
+            (
+                z,
+                SceneObject(
+                    actor.kitti_type,
+                    box,
+                    truncated,
+                    occluded,
+                    alpha,
+                    (float(actor.dims[0]), float(actor.dims[1]), float(actor.dims[2])),
+                    (x, y, z),
+                    g.wrap_angle(actor.ry),
+                    hidden=hidden,
+                    source=actor.kitti_type,
+                ),
+            )
+        )
     labelled.sort(key=lambda t: t[0])
     return [o for _, o in labelled] + dontcare
 

@@ -98,17 +98,28 @@ def _write_job(args: tuple[str, str, int, int, tuple[int, int], str]) -> list[st
     return [c for c, *_ in sample["boxes"]]
 
 
-def generate(out: Path | str, *, preset: str = "synth-woodscape", train: int, val: int, test: int, seed: int = 0,
-             size: tuple[int, int] | None = None, single_label_fraction: float = 0.0,
-             progress: Callable[[int, int], None] | None = None, workers: int | None = None) -> dict[str, Any]:
+def generate(
+    out: Path | str,
+    *,
+    preset: str = "synth-woodscape",
+    train: int,
+    val: int,
+    test: int,
+    seed: int = 0,
+    size: tuple[int, int] | None = None,
+    single_label_fraction: float = 0.0,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
+) -> dict[str, Any]:
     """Generate ``train + val + test`` fisheye images under ``out`` in the WoodScape layout.
 
     ``workers`` > 1 renders in that many spawned processes; the files do not depend on it.
     """
     counts, size = check_counts(train, val, test, seed, size, DEFAULT_SIZE)
     if float(single_label_fraction) != 0.0:
-        raise ValueError("single_label_fraction is only supported by synth-kitti (WoodScape labels every image "
-                         "for both tasks)")
+        raise ValueError(
+            "single_label_fraction is only supported by synth-kitti (WoodScape labels every image for both tasks)"
+        )
     out = Path(out)
     subdirs = ["rgb_images", "box_2d_annotations", "semantic_annotations/gtLabels", "splits"]
     prepare_output(out, {"rgb_images", "box_2d_annotations", "semantic_annotations", "splits"}, subdirs)
@@ -121,22 +132,43 @@ def generate(out: Path | str, *, preset: str = "synth-woodscape", train: int, va
     jobs = [(str(out), split, i, int(seed), size, name_of(j)) for j, (split, i) in enumerate(scenes)]
     per_split = {s: dict.fromkeys(BOX_CLASSES, 0) for s in SPLITS}
     names_by_split: dict[str, list[str]] = {split: [] for split in SPLITS}
-    for job, classes in zip(jobs, run_jobs(_write_job, jobs, workers, progress)):
+    for job, classes in zip(jobs, run_jobs(_write_job, jobs, workers, progress), strict=True):
         for c in classes:
             per_split[job[1]][c] += 1
         names_by_split[job[1]].append(job[5])
     for split in SPLITS:
-        (out / "splits" / f"{split}.txt").write_text("".join(n + "\n" for n in names_by_split[split]),
-                                                     encoding="ascii")
+        (out / "splits" / f"{split}.txt").write_text("".join(n + "\n" for n in names_by_split[split]), encoding="ascii")
     elapsed = time.perf_counter() - started
     objects = {c: sum(per_split[s][c] for s in SPLITS) for c in BOX_CLASSES}
     fish = Fisheye.for_size(size)
-    params = {"generator": "taskweight.synth", "format_version": FORMAT_VERSION, "preset": preset,
-              "seed": int(seed), "size": list(size), "splits": counts,
-              "fisheye": {"model": "equidistant r = f * theta", "f_px_per_rad": fish.f, "cx": fish.cx,
-                          "cy": fish.cy, "pinhole_render_size": [2 * size[1], 2 * size[1]]},
-              "min_box_height_px": min_box_height(size), "objects": objects, "objects_per_split": per_split}
+    params = {
+        "generator": "taskweight.synth",
+        "format_version": FORMAT_VERSION,
+        "preset": preset,
+        "seed": int(seed),
+        "size": list(size),
+        "splits": counts,
+        "fisheye": {
+            "model": "equidistant r = f * theta",
+            "f_px_per_rad": fish.f,
+            "cx": fish.cx,
+            "cy": fish.cy,
+            "pinhole_render_size": [2 * size[1], 2 * size[1]],
+        },
+        "min_box_height_px": min_box_height(size),
+        "objects": objects,
+        "objects_per_split": per_split,
+    }
     (out / "synth.json").write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
-    return {"preset": preset, "out": str(out), "size": list(size), "seed": int(seed), "splits": counts,
-            "images": total, "objects": objects, "objects_per_split": per_split,
-            "seconds": round(elapsed, 2), "scenes_per_second": round(total / max(elapsed, 1e-9), 1)}
+    return {
+        "preset": preset,
+        "out": str(out),
+        "size": list(size),
+        "seed": int(seed),
+        "splits": counts,
+        "images": total,
+        "objects": objects,
+        "objects_per_split": per_split,
+        "seconds": round(elapsed, 2),
+        "scenes_per_second": round(total / max(elapsed, 1e-9), 1),
+    }

@@ -22,7 +22,16 @@ mgda               min-norm convex combination of gradients (Sener 2018)      â€
 """
 
 from taskweight.weighting import (  # noqa: F401  (each module registers its strategy)
-    asynchronous, dynamic_scaling, equal, geometric, gradnorm, handcrafted, mgda, pcgrad, static, uncertainty,
+    asynchronous,
+    dynamic_scaling,
+    equal,
+    geometric,
+    gradnorm,
+    handcrafted,
+    mgda,
+    pcgrad,
+    static,
+    uncertainty,
     weight_learning,
 )
 from taskweight.weighting.base import WeightingStrategy

@@ -64,8 +64,12 @@ class AsyncWeighting(WeightingStrategy):
     def current_weights(self) -> dict[str, float]:
         return dict(self.weights)
 
-    def backward(self, losses: Mapping[str, Tensor], shared_params: ParamsLike | None = None,
-                 last_shared_layer: ParamsLike | None = None) -> dict[str, float]:
+    def backward(
+        self,
+        losses: Mapping[str, Tensor],
+        shared_params: ParamsLike | None = None,
+        last_shared_layer: ParamsLike | None = None,
+    ) -> dict[str, float]:
         self._check_losses(losses)
         now = self.weights_at(self.clock)
         used = {t: now[t] for t in losses}

@@ -19,6 +19,7 @@ training loop can use it::
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -71,7 +72,7 @@ class WeightingStrategy(nn.Module):
         losses: Mapping[str, Tensor],
         shared_params: ParamsLike | None = None,
         last_shared_layer: ParamsLike | None = None,
-    ) -> dict[str, float | Tensor]:
+    ) -> Mapping[str, float | Tensor]:
         """Run the backward pass for this batch; return the weight used for each task
         (a Python number, or a 0-dim tensor where the weight lives on the device: reading it
         with ``float()`` is a host synchronisation, so loops do that only where they log)."""
@@ -94,10 +95,10 @@ class WeightingStrategy(nn.Module):
         raise NotImplementedError
 
     # -- resumability: counters travel with the state_dict -----------------------------
-    def get_extra_state(self) -> dict:
+    def get_extra_state(self) -> dict[str, Any]:
         return {"step_count": self.step_count, "epoch_count": self.epoch_count}
 
-    def set_extra_state(self, state: dict) -> None:
+    def set_extra_state(self, state: dict[str, Any]) -> None:
         self.step_count = int(state.get("step_count", 0))
         self.epoch_count = int(state.get("epoch_count", 0))
 
@@ -117,8 +118,9 @@ class WeightingStrategy(nn.Module):
         ``grad=None`` and the optimiser leaves them untouched (no momentum drift); when every
         weight is 0 nothing is back-propagated.
         """
-        terms = [weights[t] * losses[t] for t in losses
-                 if not (isinstance(weights[t], (int, float)) and weights[t] == 0)]
+        terms = [
+            weights[t] * losses[t] for t in losses if not (isinstance(weights[t], (int, float)) and weights[t] == 0)
+        ]
         if not terms:
             return
         total = terms[0]
@@ -126,8 +128,9 @@ class WeightingStrategy(nn.Module):
             total = total + term
         total.backward()
 
-    def _task_mapping(self, value: Mapping[str, float] | Sequence[float] | None, option: str,
-                      default: float) -> dict[str, float]:
+    def _task_mapping(
+        self, value: Mapping[str, float] | Sequence[float] | None, option: str, default: float
+    ) -> dict[str, float]:
         """Read a per-task option given as ``{task: value}`` or a list in task order."""
         if value is None:
             return {t: float(default) for t in self.tasks}
@@ -141,15 +144,15 @@ class WeightingStrategy(nn.Module):
             return {t: float(value[t]) for t in self.tasks}
         values = list(value)
         if len(values) != len(self.tasks):
-            raise ValueError(f"option {option!r}: expected {len(self.tasks)} values (tasks {list(self.tasks)}), got {values}")
+            raise ValueError(
+                f"option {option!r}: expected {len(self.tasks)} values (tasks {list(self.tasks)}), got {values}"
+            )
         return {t: float(v) for t, v in zip(self.tasks, values, strict=True)}
 
 
 def flat_grad(params: Sequence[Tensor]) -> Tensor:
     """Concatenate the ``.grad`` of ``params`` into one vector (zeros where a grad is None)."""
-    return torch.cat([
-        (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params
-    ])
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
 
 
 def assign_flat_grad(params: Sequence[Tensor], vector: Tensor) -> None:
@@ -157,5 +160,5 @@ def assign_flat_grad(params: Sequence[Tensor], vector: Tensor) -> None:
     offset = 0
     for p in params:
         n = p.numel()
-        p.grad = vector[offset:offset + n].view_as(p).clone()
+        p.grad = vector[offset : offset + n].view_as(p).clone()
         offset += n

@@ -34,8 +34,12 @@ class DynamicScalingWeighting(WeightingStrategy):
     def current_weights(self) -> dict[str, float]:
         return dict(self.weights)
 
-    def backward(self, losses: Mapping[str, Tensor], shared_params: ParamsLike | None = None,
-                 last_shared_layer: ParamsLike | None = None) -> dict[str, float]:
+    def backward(
+        self,
+        losses: Mapping[str, Tensor],
+        shared_params: ParamsLike | None = None,
+        last_shared_layer: ParamsLike | None = None,
+    ) -> dict[str, float]:
         self._check_losses(losses)
         for task, loss in losses.items():
             self.sums[task] = self.sums[task] + loss.detach()  # stays on the device until the epoch ends

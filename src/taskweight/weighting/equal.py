@@ -20,8 +20,12 @@ class EqualWeighting(WeightingStrategy):
     def current_weights(self) -> dict[str, float]:
         return {t: 1.0 for t in self.tasks}
 
-    def backward(self, losses: Mapping[str, Tensor], shared_params: ParamsLike | None = None,
-                 last_shared_layer: ParamsLike | None = None) -> dict[str, float]:
+    def backward(
+        self,
+        losses: Mapping[str, Tensor],
+        shared_params: ParamsLike | None = None,
+        last_shared_layer: ParamsLike | None = None,
+    ) -> dict[str, float]:
         self._check_losses(losses)
         weights = {t: 1.0 for t in losses}
         self._weighted_backward(losses, weights)

@@ -22,7 +22,7 @@ from taskweight.weighting.registry import register
 
 def geometric_loss(losses: Sequence[Tensor]) -> Tensor:
     """(Π L_τ)^{1/T} via exp(mean log L_τ) (Eq. 7)."""
-    return torch.exp(torch.stack([torch.log(l) for l in losses]).mean())
+    return torch.exp(torch.stack([torch.log(loss) for loss in losses]).mean())
 
 
 @register("geometric")
@@ -36,14 +36,20 @@ class GeometricWeighting(WeightingStrategy):
     def current_weights(self) -> dict[str, float]:
         return {t: float(w) for t, w in self._last.items()}
 
-    def backward(self, losses: Mapping[str, Tensor], shared_params: ParamsLike | None = None,
-                 last_shared_layer: ParamsLike | None = None) -> dict[str, float | Tensor]:
+    def backward(
+        self,
+        losses: Mapping[str, Tensor],
+        shared_params: ParamsLike | None = None,
+        last_shared_layer: ParamsLike | None = None,
+    ) -> Mapping[str, float | Tensor]:
         self._check_losses(losses)
         tasks = list(losses)
         values = torch.stack([losses[t].detach() for t in tasks])
         if not bool(((values > 0) & torch.isfinite(values)).all()):  # the strategy's one host sync per step
-            bad = next(t for t, v in zip(tasks, values.tolist()) if not (v > 0 and math.isfinite(v)))
-            raise TrainingError(f"geometric weighting needs positive losses; the {bad} loss is {float(losses[bad].detach())}")
+            bad = next(t for t, v in zip(tasks, values.tolist(), strict=True) if not (v > 0 and math.isfinite(v)))
+            raise TrainingError(
+                f"geometric weighting needs positive losses; the {bad} loss is {float(losses[bad].detach())}"
+            )
         total = geometric_loss([losses[t] for t in tasks])
         total.backward()
         effective = total.detach() / (len(tasks) * values)

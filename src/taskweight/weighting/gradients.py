@@ -38,6 +38,6 @@ def add_shared_gradient(shared: Sequence[Tensor], vector: Tensor) -> None:
     offset = 0
     for p in shared:
         n = p.numel()
-        piece = vector[offset:offset + n].view_as(p)
+        piece = vector[offset : offset + n].view_as(p)
         p.grad = piece.clone() if p.grad is None else p.grad + piece
         offset += n

@@ -20,8 +20,8 @@ needs no second-order backward.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -42,8 +42,11 @@ def gradnorm_loss(weights: Tensor, grad_norms: Tensor, loss_ratios: Tensor, alph
 class GradNormWeighting(WeightingStrategy):
     """GradNorm: weights balancing ‖∇_W w_τL_τ‖ on the last shared layer, Σw = T (Chen et al. 2018)."""
 
-    def __init__(self, tasks: Sequence[str], *, alpha: float = 1.5, lr: float = 0.025,
-                 min_weight: float = 1e-3) -> None:
+    initial_losses: Tensor  # buffer registered in __init__
+
+    def __init__(
+        self, tasks: Sequence[str], *, alpha: float = 1.5, lr: float = 0.025, min_weight: float = 1e-3
+    ) -> None:
         super().__init__(tasks)
         if alpha < 0:
             raise ValueError(f"option 'alpha' must be >= 0, got {alpha}")
@@ -63,13 +66,18 @@ class GradNormWeighting(WeightingStrategy):
     def current_weights(self) -> dict[str, float]:
         return {t: float(self.weights[i].detach()) for i, t in enumerate(self.tasks)}
 
-    def _apply(self, fn, recurse: bool = True):  # keep the optimiser bound to the moved parameter
-        module = super()._apply(fn, recurse)
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> GradNormWeighting:
+        # keep the optimiser bound to the moved parameter
+        module: GradNormWeighting = super()._apply(fn, recurse)  # type: ignore[no-untyped-call]  # torch: unannotated
         self.weight_optimizer.param_groups[0]["params"] = [self.weights]
         return module
 
-    def backward(self, losses: Mapping[str, Tensor], shared_params: ParamsLike | None = None,
-                 last_shared_layer: ParamsLike | None = None) -> dict[str, float | Tensor]:
+    def backward(
+        self,
+        losses: Mapping[str, Tensor],
+        shared_params: ParamsLike | None = None,
+        last_shared_layer: ParamsLike | None = None,
+    ) -> Mapping[str, float | Tensor]:
         self._check_losses(losses)
         before_update = self.weights.detach().clone()  # the step uses the weights before GradNorm's own step
         used = {t: before_update[i] for i, t in enumerate(self.tasks) if t in losses}
@@ -83,15 +91,18 @@ class GradNormWeighting(WeightingStrategy):
         assert isinstance(total, Tensor)
         total.backward(retain_graph=True)
         # Σ_τ w_τ ∇_W L_τ from the network's own backward pass
-        remaining = [(p.grad if p.grad is not None else torch.zeros_like(p)) - b for p, b in zip(layer, before)]
+        remaining = [
+            (p.grad if p.grad is not None else torch.zeros_like(p)) - b for p, b in zip(layer, before, strict=True)
+        ]
         norms: list[Tensor] = []
         for i, task in enumerate(self.tasks[:-1]):
-            grads = torch.autograd.grad(losses[task], layer, retain_graph=i < len(self.tasks) - 2, allow_unused=True)
-            grads = [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, layer)]
-            norms.append(torch.sqrt(sum((g * g).sum() for g in grads)))
-            remaining = [r - used[task] * g for r, g in zip(remaining, grads)]
+            maybe = torch.autograd.grad(losses[task], layer, retain_graph=i < len(self.tasks) - 2, allow_unused=True)
+            grads = [g if g is not None else torch.zeros_like(p) for g, p in zip(maybe, layer, strict=True)]
+            # `layer` is not empty (checked above), so the sums are tensors, never the start value 0
+            norms.append(torch.sqrt(cast(Tensor, sum((g * g).sum() for g in grads))))
+            remaining = [r - used[task] * g for r, g in zip(remaining, grads, strict=True)]
         last = self.tasks[-1]
-        norms.append(torch.sqrt(sum((r * r).sum() for r in remaining)) / used[last])
+        norms.append(torch.sqrt(cast(Tensor, sum((r * r).sum() for r in remaining))) / used[last])
         grad_norms = torch.stack(norms).detach() / self.gradient_scale  # true norms under fp16 loss scaling
         current = torch.stack([losses[t].detach() for t in self.tasks]).to(self.initial_losses)
         if torch.isnan(self.initial_losses).any():

@@ -52,8 +52,12 @@ class HandcraftedWeighting(WeightingStrategy):
     def current_weights(self) -> dict[str, float]:
         return dict(self.weights) if self.weights is not None else {t: 1.0 for t in self.tasks}
 
-    def backward(self, losses: Mapping[str, Tensor], shared_params: ParamsLike | None = None,
-                 last_shared_layer: ParamsLike | None = None) -> dict[str, float]:
+    def backward(
+        self,
+        losses: Mapping[str, Tensor],
+        shared_params: ParamsLike | None = None,
+        last_shared_layer: ParamsLike | None = None,
+    ) -> dict[str, float]:
         self._check_losses(losses)
         current = self.current_weights()
         used = {t: current[t] for t in losses}

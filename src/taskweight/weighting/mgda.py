@@ -52,7 +52,7 @@ def min_norm_coefficients(gram: Tensor, max_iter: int = 250, tol: float = 1e-6) 
     for i in range(t):
         for j in range(i + 1, t):
             gamma = _line_search(gram[i, i], gram[i, j], gram[j, j])
-            cost = gamma ** 2 * gram[i, i] + 2 * gamma * (1 - gamma) * gram[i, j] + (1 - gamma) ** 2 * gram[j, j]
+            cost = gamma**2 * gram[i, i] + 2 * gamma * (1 - gamma) * gram[i, j] + (1 - gamma) ** 2 * gram[j, j]
             if best is None or cost < best:
                 best = cost
                 alpha = torch.zeros(t, dtype=gram.dtype, device=gram.device)
@@ -93,20 +93,24 @@ class MGDAWeighting(WeightingStrategy):
     def _normalise(self, grads: Tensor, loss_values: Tensor) -> Tensor:
         if self.normalization == "none":
             return grads
-        norms = grads.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        norms: Tensor = grads.norm(dim=1, keepdim=True).clamp_min(1e-12)
         if self.normalization == "l2":
             return grads / norms
         if self.normalization == "loss":
             return grads / loss_values[:, None]
         return grads / (loss_values[:, None] * norms)
 
-    def backward(self, losses: Mapping[str, Tensor], shared_params: ParamsLike | None = None,
-                 last_shared_layer: ParamsLike | None = None) -> dict[str, float | Tensor]:
+    def backward(
+        self,
+        losses: Mapping[str, Tensor],
+        shared_params: ParamsLike | None = None,
+        last_shared_layer: ParamsLike | None = None,
+    ) -> dict[str, float | Tensor]:
         self._check_losses(losses)
         tasks = [t for t in self.tasks if t in losses]
         shared = as_param_list(shared_params)
         if len(tasks) < 2 or not shared:
-            used = {t: 1.0 for t in tasks}
+            used: dict[str, float | Tensor] = dict.fromkeys(tasks, 1.0)
             self._weighted_backward(losses, used)
             return used
         grads = per_task_shared_gradients(losses, tasks, shared)

@@ -48,8 +48,19 @@ class UnknownStrategyError(ConfigError, KeyError):
 
 def available() -> list[str]:
     """Registered strategy names, in the paper's Table II order, then the rest."""
-    order = ["equal", "handcrafted", "dynamic_scaling", "uncertainty", "gradnorm", "geometric",
-             "weight_learning", "static", "async", "pcgrad", "mgda"]
+    order = [
+        "equal",
+        "handcrafted",
+        "dynamic_scaling",
+        "uncertainty",
+        "gradnorm",
+        "geometric",
+        "weight_learning",
+        "static",
+        "async",
+        "pcgrad",
+        "mgda",
+    ]
     return [n for n in order if n in _REGISTRY] + sorted(n for n in _REGISTRY if n not in order)
 
 
@@ -58,7 +69,9 @@ def strategy_class(name: str) -> type[WeightingStrategy]:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise UnknownStrategyError(f"unknown weighting strategy {name!r}; available: {', '.join(available())}") from None
+        raise UnknownStrategyError(
+            f"unknown weighting strategy {name!r}; available: {', '.join(available())}"
+        ) from None
 
 
 def option_names(name: str) -> list[str]:
@@ -72,6 +85,13 @@ def option_types(name: str) -> dict[str, Any]:
     cls = strategy_class(name)
     hints = typing.get_type_hints(cls.__init__, include_extras=True)
     return {option: hints.get(option, Any) for option in option_names(name)}
+
+
+def option_details(name: str) -> list[tuple[str, str, Any]]:
+    """(option, expected type in words, default) for each keyword option of strategy ``name``."""
+    params = inspect.signature(strategy_class(name).__init__).parameters
+    types = option_types(name)
+    return [(option, _type_name(types[option]), params[option].default) for option in option_names(name)]
 
 
 def validate_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -93,8 +113,9 @@ def validate_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
         try:
             checked[key] = _adapter(types[key]).validate_python(value)
         except pydantic.ValidationError:
-            raise ConfigError(f"strategy {name!r}: option {key!r} expects {_type_name(types[key])}, "
-                              f"got {value!r}") from None
+            raise ConfigError(
+                f"strategy {name!r}: option {key!r} expects {_type_name(types[key])}, got {value!r}"
+            ) from None
     return checked
 
 
@@ -114,7 +135,7 @@ def get(name: str, tasks: Sequence[str] = ("det", "seg"), **options: Any) -> Wei
         raise ConfigError(f"strategy {name!r}: {exc}") from None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _adapter(annotation: Any) -> pydantic.TypeAdapter[Any]:
     return pydantic.TypeAdapter(annotation)
 

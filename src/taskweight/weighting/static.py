@@ -37,8 +37,12 @@ class StaticWeighting(WeightingStrategy):
     def current_weights(self) -> dict[str, float]:
         return dict(self.weights)
 
-    def backward(self, losses: Mapping[str, Tensor], shared_params: ParamsLike | None = None,
-                 last_shared_layer: ParamsLike | None = None) -> dict[str, float]:
+    def backward(
+        self,
+        losses: Mapping[str, Tensor],
+        shared_params: ParamsLike | None = None,
+        last_shared_layer: ParamsLike | None = None,
+    ) -> dict[str, float]:
         self._check_losses(losses)
         used = {t: self.weights[t] for t in losses}
         self._weighted_backward(losses, used)

@@ -92,8 +92,12 @@ class UncertaintyWeighting(WeightingStrategy):
         with torch.no_grad():
             return {t: float(torch.exp(self.log_vars[i])) for i, t in enumerate(self.tasks)}
 
-    def backward(self, losses: Mapping[str, Tensor], shared_params: ParamsLike | None = None,
-                 last_shared_layer: ParamsLike | None = None) -> dict[str, float | Tensor]:
+    def backward(
+        self,
+        losses: Mapping[str, Tensor],
+        shared_params: ParamsLike | None = None,
+        last_shared_layer: ParamsLike | None = None,
+    ) -> Mapping[str, float | Tensor]:
         self._check_losses(losses)
         with torch.no_grad():
             used = {t: self._scale(i, t) for i, t in enumerate(self.tasks) if t in losses}

@@ -55,8 +55,12 @@ class WeightLearning(WeightingStrategy):
             w = self.weight_tensor()
             return {t: float(w[i]) for i, t in enumerate(self.tasks)}
 
-    def backward(self, losses: Mapping[str, Tensor], shared_params: ParamsLike | None = None,
-                 last_shared_layer: ParamsLike | None = None) -> dict[str, float | Tensor]:
+    def backward(
+        self,
+        losses: Mapping[str, Tensor],
+        shared_params: ParamsLike | None = None,
+        last_shared_layer: ParamsLike | None = None,
+    ) -> dict[str, float | Tensor]:
         self._check_losses(losses)
         w = self.weight_tensor()
         index = {t: i for i, t in enumerate(self.tasks)}
