@@ -22,3 +22,14 @@ def tiny_kitti(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture()
 def tiny_config(tiny_kitti: Path) -> TrainConfig:
     return load_config("tiny", overrides={"data": {"root": str(tiny_kitti)}, "epochs": 2})
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_kitti: Path) -> Path:
+    """A run folder trained for 2 epochs on ``tiny_kitti`` (fp32): predict, compare, export read it."""
+    from taskweight.trainer import Trainer
+
+    config = load_config("tiny", overrides={"data": {"root": str(tiny_kitti)}, "epochs": 2, "precision": "fp32"})
+    run = tmp_path_factory.mktemp("runs") / "equal"
+    Trainer(config, run, show_progress=False).fit()
+    return run

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -410,6 +411,184 @@ def report(
     target.mkdir(parents=True, exist_ok=True)
     write_report(target, records, source=source)
     typer.echo((target / "table2.md").read_text())
+
+
+def _progress_bar(description: str) -> tuple[Any, Callable[[int, int], None]]:
+    """A rich progress bar (a context manager) and the ``progress(done, total)`` callback that moves it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    )
+    bar = progress.add_task(description, total=None)
+    return progress, lambda done, total: progress.update(bar, completed=done, total=total)
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Argument(help="run folder written by `taskweight train`")],
+    images: Annotated[
+        list[Path],
+        typer.Option(
+            "--images", help="image file or folder (searched recursively for png/jpg/bmp/tif/webp); repeatable"
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="output folder (created)")],
+    score_threshold: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="keep detections scoring above this (σ(obj)·σ(cls))")
+    ] = 0.3,
+    format: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--format",
+            help="what to write per image: png (NAME_overlay.png + NAME_mask.png), kitti (NAME.txt, KITTI label "
+            "lines with the score last) or json (NAME.json); repeat or give a comma list (default: all three)",
+        ),
+    ] = None,
+    checkpoint: Annotated[str, typer.Option(help="best.pt (val-selected) or last.pt")] = "best.pt",
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N (default: the run's)")] = None,
+) -> None:
+    """Run a trained run on images of any size and write what it sees.
+
+    Each image is stretched to the run's input size exactly as in training (training does
+    not letterbox) and the outputs are mapped back to the original pixels. Per image: an
+    overlay PNG (boxes with class and score, the segmentation mask blended), the mask as an
+    index PNG (0 void, 1 road, 2 sidewalk) and the detections as KITTI label lines and/or JSON.
+    An unreadable image is reported by name and the rest are written (exit 0); when none can
+    be read the command fails (exit 2).
+    """
+    from rich.markup import escape
+
+    from taskweight.predict import FORMATS, check_formats, load_run, predict_paths
+
+    formats = check_formats(_split_list(format) or FORMATS)
+    loaded = load_run(run, checkpoint=checkpoint, device=device)
+    progress, advance = _progress_bar(f"predict → {out}")
+    with progress:
+        summary = predict_paths(
+            loaded,
+            images,
+            out,
+            formats=formats,
+            score_threshold=score_threshold,
+            progress=advance,
+            on_unreadable=lambda exc: console.print(f"[yellow]warning:[/] {escape(str(exc))}", soft_wrap=True),
+        )
+    total = len(summary.written) + len(summary.unreadable)
+    if summary.unreadable:
+        console.print(
+            f"[yellow]{len(summary.unreadable)} of {total} image(s) could not be read:[/] "
+            + escape(", ".join(str(e.path) for e in summary.unreadable)),
+            soft_wrap=True,
+        )
+    typer.echo(f"wrote {len(summary.written)} image(s) into {out} ({', '.join(formats)})")
+
+
+@app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="run folders, one column each (their method titles the column)")],
+    out: Annotated[Path, typer.Option("--out", help="grid PNG; the chosen images are listed in OUT.json")] = Path(
+        "fig5.png"
+    ),
+    split: Annotated[str, typer.Option(help="split of the first run's dataset to take the images from")] = "test",
+    n: Annotated[int, typer.Option("--n", min=1, help="number of images (rows)")] = 6,
+    score_threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="detections drawn above this score")] = 0.3,
+    panel_width: Annotated[
+        int | None, typer.Option(min=16, help="panel width in pixels (default: the image's, at most 640)")
+    ] = None,
+    checkpoint: Annotated[str, typer.Option(help="best.pt (val-selected) or last.pt")] = "best.pt",
+) -> None:
+    """The paper's Fig. 5: rows of images, columns ground truth | run A | run B | ...
+
+    The same images (spread evenly over the split, preferring those labelled for both tasks)
+    through every run, each panel an overlay of boxes and the segmentation mask.
+    """
+    from taskweight.compare import compare_runs
+
+    progress, advance = _progress_bar(f"compare → {out}")
+    with progress:
+        report = compare_runs(
+            runs,
+            out,
+            split=split,
+            n=n,
+            checkpoint=checkpoint,
+            score_threshold=score_threshold,
+            panel_width=panel_width,
+            progress=advance,
+        )
+    typer.echo(
+        f"wrote {out} ({report['layout']['rows']} rows × {report['layout']['cols']} columns: "
+        f"{', '.join(report['columns'])}) and {out.with_suffix('.json')}"
+    )
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="run folder written by `taskweight train`")],
+    out: Annotated[Path, typer.Option("--out", help="ONNX file to write; versions and checks go to OUT.json")],
+    format: Annotated[str, typer.Option("--format", help="export format (onnx)")] = "onnx",
+    opset: Annotated[int, typer.Option(min=18, help="ONNX opset version (torch's exporter writes 18 or later)")] = 18,
+    dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="symbolic batch dimension")] = False,
+    postprocess: Annotated[
+        bool,
+        typer.Option(
+            "--postprocess",
+            help="include the box decode and NMS (batch 1; outputs boxes, scores, labels in input pixels, seg classes)",
+        ),
+    ] = False,
+    score_threshold: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="with --postprocess: score threshold in the graph (default: the run's)"),
+    ] = None,
+    tolerance: Annotated[
+        float, typer.Option(min=0.0, help="largest |onnxruntime − PyTorch| allowed on the check images")
+    ] = 1e-3,
+    check_images: Annotated[int, typer.Option(min=1, help="val images the ONNX model is checked on")] = 8,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="also write OUT.int8.onnx: static INT8 quantisation (onnxruntime)")
+    ] = False,
+    calibration_images: Annotated[int, typer.Option(min=1, help="training images to calibrate INT8 on")] = 64,
+    evaluate: Annotated[
+        str | None,
+        typer.Option("--evaluate", help="score PyTorch fp32, ONNX fp32 (and INT8) on this split; report the drop"),
+    ] = None,
+    checkpoint: Annotated[str, typer.Option(help="best.pt (val-selected) or last.pt")] = "best.pt",
+) -> None:
+    """Export the two-task network to ONNX with torch's exporter and check it with onnxruntime.
+
+    The graph takes the preprocessed image (B×3×H×W in [0, 1] at the run's input size) and
+    returns the raw detection map and segmentation logits (or, with --postprocess, the final
+    detections). Its outputs are compared with PyTorch's on real val images; the versions of
+    torch, the exporter, onnx and onnxruntime, the check and the metrics go to OUT.json.
+    Needs onnx, onnxruntime and onnxscript (the package's `export` extra).
+    """
+    from taskweight.export import export_run
+
+    if format != "onnx":
+        raise ConfigError(f"option '--format': only onnx is supported, got {format!r}")
+    report = export_run(
+        run,
+        out,
+        checkpoint=checkpoint,
+        opset=opset,
+        dynamic_batch=dynamic_batch,
+        postprocess=postprocess,
+        score_threshold=score_threshold,
+        check_images=check_images,
+        tolerance=tolerance,
+        int8=int8,
+        calibration_images=calibration_images,
+        evaluate_split=evaluate,
+        log=lambda message: console.print(message, highlight=False),
+    )
+    check = report["check"]
+    typer.echo(
+        f"wrote {out} ({report['size_mb']['fp32']:.2f} MB) and {out.with_suffix('.json')}; onnxruntime vs PyTorch "
+        f"on {check['images']} image(s): max |diff| {check['max_abs_diff_overall']:.3g} (tolerance {tolerance:g})"
+    )
+    if "metrics" in report:
+        typer.echo(json.dumps(report["metrics"], indent=2))
 
 
 def _register_subcommands() -> None:

@@ -107,6 +107,9 @@ class TrainConfig(_Strict):
     )
     compile: bool = Field(False, description="torch.compile the network's forward pass (pays a compile time up front)")
     log_every: int = Field(10, ge=1, description="log losses and weights (TensorBoard, weights.csv) every N steps")
+    tensorboard_images: int = Field(
+        4, ge=0, description="validation images drawn with their predictions into TensorBoard every epoch (0: none)"
+    )
 
 
 PRESETS_DIR = Path(__file__).parent / "configs"

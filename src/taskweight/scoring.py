@@ -11,22 +11,29 @@ from taskweight.checkpoint import CheckpointError, load_checkpoint
 from taskweight.config import TrainConfig, load_config
 from taskweight.errors import DataFormatError
 from taskweight.evaluate import evaluate
+from taskweight.models import MultiTaskNet
 from taskweight.precision import resolve_precision
 
 
 def score_run(run_dir: str | Path, *, split: str = "test", checkpoint: str = "best.pt") -> dict[str, float]:
     """Evaluate ``run_dir/checkpoint`` on ``split`` with the run's own config."""
+    config, ckpt_path = open_run(run_dir, checkpoint)
+    return score_checkpoint(config, ckpt_path, split=split)
+
+
+def open_run(run_dir: str | Path, checkpoint: str = "best.pt") -> tuple[TrainConfig, Path]:
+    """A run folder's configuration and the path of its ``checkpoint`` (errors name the missing file)."""
     run_dir = Path(run_dir)
     config_path = run_dir / "config.yaml"
     ckpt_path = run_dir / checkpoint
     for path in (config_path, ckpt_path):
         if not path.is_file():
             raise DataFormatError(path, "not found: is this a run folder written by `taskweight train`?")
-    return score_checkpoint(load_config(path=config_path), ckpt_path, split=split)
+    return load_config(path=config_path), ckpt_path
 
 
-def score_checkpoint(config: TrainConfig, checkpoint: str | Path, *, split: str = "test") -> dict[str, float]:
-    """Evaluate a checkpoint (``{"model": state_dict}``) on ``split`` of ``config``'s dataset."""
+def load_model(config: TrainConfig, checkpoint: str | Path) -> MultiTaskNet:
+    """The network of ``config`` with the weights of ``checkpoint`` (``{"model": state_dict}``), on the CPU."""
     state = load_checkpoint(checkpoint)["model"]
     if not isinstance(state, dict) or "det_head.anchors" not in state:
         raise CheckpointError(checkpoint, "its 'model' entry is not a taskweight model state_dict")
@@ -36,6 +43,12 @@ def score_checkpoint(config: TrainConfig, checkpoint: str | Path, *, split: str 
     except RuntimeError as exc:
         first = (str(exc).strip().splitlines() or ["mismatch"])[0]
         raise CheckpointError(checkpoint, f"does not fit the run's configuration: {first[:300]}") from None
+    return model
+
+
+def score_checkpoint(config: TrainConfig, checkpoint: str | Path, *, split: str = "test") -> dict[str, float]:
+    """Evaluate a checkpoint (``{"model": state_dict}``) on ``split`` of ``config``'s dataset."""
+    model = load_model(config, checkpoint)
     device = resolve_device(config.device)
     model.to(device)
     if config.channels_last:

@@ -6,7 +6,8 @@ configured precision, task losses, ``strategy.backward`` — paper Eq. 2 — and
 step), and the step's device-side records are read back every ``log_every`` steps. It validates every epoch,
 keeps the best epoch by val geometric mean, checkpoints every epoch so ``resume=True``
 continues exactly where a run stopped, and writes ``metrics.json``, ``history.csv``,
-``weights.csv``, ``config.yaml`` and TensorBoard scalars into the run folder.
+``weights.csv``, ``config.yaml`` and TensorBoard scalars (and ``tensorboard_images`` validation images
+with their predictions drawn) into the run folder.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from taskweight.failpoints import failpoint
 from taskweight.jsonio import dumps, write_json
 from taskweight.metrics import improves
 from taskweight.models.multitask import MultiTaskNet
+from taskweight.predict import log_predictions
 from taskweight.weighting.base import WeightingStrategy
 
 CHECKPOINT_LAST = "last.pt"
@@ -318,6 +320,18 @@ class Trainer:
                     for key, value in val.items():
                         if not math.isnan(value):
                             writer.add_scalar(f"val/{key}", value, self.epoch)
+                    if self.config.tensorboard_images:
+                        log_predictions(
+                            writer,
+                            self.model,
+                            self.val_set,
+                            self.config.tensorboard_images,
+                            self.epoch,
+                            device=self.device,
+                            precision=self.step.precision,
+                            nms_iou=self.config.eval.nms_iou,
+                            channels_last=self.config.channels_last,
+                        )
                     if self.best["metrics"] is None or improves(
                         val.get("geometric_mean"), self.best["metrics"].get("geometric_mean")
                     ):

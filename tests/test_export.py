@@ -1,0 +1,89 @@
+"""taskweight export: the ONNX model's outputs equal PyTorch's on real images, the versions
+JSON is written, the post-processed graph and INT8 quantisation work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+from taskweight.cli import app
+from taskweight.export import RawHeads, canonical_detections, export_run, onnx_forward, session, split_images
+from taskweight.predict import load_run
+
+
+def test_onnx_outputs_match_pytorch_on_real_images(tiny_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model.onnx"
+    result = CliRunner().invoke(
+        app, ["export", str(tiny_run), "--format", "onnx", "--out", str(out), "--dynamic-batch", "--check-images", "6"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "model.json").read_text())
+    check = report["check"]
+    print(f"ONNX vs PyTorch on {check['images']} val images: max abs diff {check['max_abs_diff']}")
+    assert check["images"] == 6 and check["max_abs_diff_overall"] <= 1e-3
+    for key in ("torch", "exporter", "onnx", "onnxruntime", "onnxscript"):
+        assert report["versions"][key] and report["versions"][key] != "not installed"
+    assert report["opset"] == 18 and report["outputs"] == ["det", "seg"]
+    assert report["input"]["shape"] == ["batch", 3, 64, 192]
+
+    # independently of the command: a batch of 5 real val images through onnxruntime and PyTorch
+    run = load_run(tiny_run, device="cpu", precision="fp32")
+    images = split_images(run, "val", 5)
+    got = onnx_forward(out)(images)
+    with torch.no_grad():
+        want = RawHeads(run.model.float().eval())(images)
+    diffs = [float(np.abs(np.asarray(g) - w.numpy()).max()) for g, w in zip(got, want, strict=True)]
+    print(f"batch of 5: max abs diff det {diffs[0]:.3g}, seg {diffs[1]:.3g}")
+    assert max(diffs) <= 1e-3
+    assert got[0].shape == tuple(want[0].shape) and got[1].shape == (5, 3, 64, 192)
+
+
+def test_postprocessed_graph_gives_pytorchs_detections(tiny_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "post.onnx"
+    report = export_run(tiny_run, out, postprocess=True, score_threshold=0.001, check_images=4)
+    assert report["outputs"] == ["boxes", "scores", "labels", "seg"]
+    assert report["check"]["max_abs_diff_overall"] <= 1e-3
+    # the traced selection equals the model's own decode + NMS
+    run = load_run(tiny_run, device="cpu", precision="fp32")
+    image = split_images(run, "val", 1)
+    threshold = report["postprocess"]["score_threshold"]
+    got = [np.asarray(v) for v in session(out).run(None, {"image": image.numpy()})]
+    dets, classes = run.model.predict(image, score_threshold=threshold, nms_iou=run.config.eval.nms_iou)
+    want = [dets[0].boxes.numpy(), dets[0].scores.numpy(), dets[0].labels.numpy(), classes.numpy()]
+    # the barely trained tiny run scores many boxes alike: compare in a fixed order of (score, label, box)
+    (boxes, scores, labels, seg), (w_boxes, w_scores, w_labels, w_seg) = map(canonical_detections, (got, want))
+    assert len(boxes) == len(w_boxes) > 0
+    print(f"post-processed graph vs model.predict: max abs diff boxes {np.abs(boxes - w_boxes).max():.3g}")
+    assert np.abs(boxes - w_boxes).max() <= 1e-3 and np.abs(scores - w_scores).max() <= 1e-6
+    assert np.array_equal(labels, w_labels)
+    assert (seg == w_seg).mean() > 0.999
+
+
+def test_int8_model_is_written_and_scored(tiny_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model.onnx"
+    report = export_run(tiny_run, out, int8=True, calibration_images=8, evaluate_split="test", check_images=2)
+    assert (tmp_path / "model.int8.onnx").is_file()
+    assert report["size_mb"]["int8"] < report["size_mb"]["fp32"]
+    metrics = report["metrics"]
+    assert set(metrics["variants"]) == {"pytorch_fp32", "onnx_fp32", "onnx_int8"}
+    drop = metrics["drop_vs_pytorch_fp32"]
+    print(f"metric drop vs PyTorch fp32: {drop}")
+    assert abs(drop["onnx_fp32"]["mIoU"]) < 1e-3  # fp32 ONNX scores as PyTorch does
+    assert json.loads((tmp_path / "model.json").read_text())["int8"]["calibration_images"] == 8
+
+
+def test_bad_option_combinations_name_the_options(tiny_run: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["export", str(tiny_run), "--out", str(tmp_path / "m.onnx"), "--postprocess", "--dynamic-batch"]
+    )
+    assert result.exit_code == 2 and "--postprocess" in result.output
+    result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(tmp_path / "m.onnx"), "--format", "tflite"])
+    assert result.exit_code == 2 and "--format" in result.output
