@@ -90,3 +90,26 @@ def test_bad_results_file_is_named(tmp_path):
     path.write_text("{not json")
     with pytest.raises(DataFormatError, match=r"results.json:1"):
         load_results(path)
+
+
+def test_report_merges_several_results_and_names_a_conflict(tmp_path):
+    from typer.testing import CliRunner
+
+    from taskweight.cli import app
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    save_results(a, RECORDS[:4])  # dataset A
+    save_results(b, RECORDS[2:8])  # overlaps A's handcrafted cells (identical), adds dataset B
+    result = CliRunner().invoke(app, ["report", str(a), str(b), "--out", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    merged = load_results(tmp_path / "m")
+    assert len(merged) == 8 and {r.dataset for r in merged} == {"A", "B"}
+    assert summarize(merged)["overall"]["equal"]["mean"] == pytest.approx((0.675 + 0.36) / 2)
+    changed = [_rec("A", "equal", 0, 0.5, 0.5), *RECORDS[5:8]]
+    save_results(b, changed)
+    clash = CliRunner().invoke(app, ["report", str(a), str(b), "--out", str(tmp_path / "m2")])
+    assert clash.exit_code == 2 and "A/equal/0" in clash.output and str(a) in clash.output
+    several = CliRunner().invoke(app, ["report", str(a), str(b)])
+    assert several.exit_code == 2 and "--out" in several.output

@@ -394,21 +394,31 @@ def _split_list(values: list[str] | None) -> list[str] | None:
 
 @app.command()
 def report(
-    results: Annotated[Path, typer.Argument(help="folder holding results.json (or the file itself)")],
+    results: Annotated[
+        list[Path], typer.Argument(help="folders holding results.json (or the files themselves); several are merged")
+    ],
     out: Annotated[
-        Path | None, typer.Option("--out", help="where to write the report (default: beside results.json)")
+        Path | None,
+        typer.Option("--out", help="where to write the report (default: beside results.json; required for several)"),
     ] = None,
 ) -> None:
     """Render table2.md, table1.md, summary.json and plots again from results.json alone.
 
-    Results of several machines can be merged into one results.json and reported together.
+    Several results (of several machines, or of two protocols' folders sharing baseline cells) are
+    merged into one table: a cell found twice must hold the same numbers. The merged
+    results.json and results.csv are written beside the report.
     """
-    from taskweight.bench import load_results, write_report
+    from taskweight.bench import write_report
+    from taskweight.bench.results import merge_results, save_results
 
-    records = load_results(results)
-    source = results if results.is_dir() else results.parent
+    if len(results) > 1 and out is None:
+        raise ConfigError("option '--out': give the folder for the merged report of several results")
+    records = merge_results(results)
+    source = results[0] if results[0].is_dir() else results[0].parent
     target = out or source
     target.mkdir(parents=True, exist_ok=True)
+    if len(results) > 1:
+        save_results(target, records)
     write_report(target, records, source=source)
     typer.echo((target / "table2.md").read_text())
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,28 @@ def save_results(out_dir: Path, records: list[CellRecord]) -> None:
                     for c in CSV_COLUMNS
                 ]
             )
+
+
+def merge_results(paths: Sequence[Path]) -> list[CellRecord]:
+    """The records of several ``results.json`` files (or folders) as one table.
+
+    A cell (dataset, method, seed) found in two files must be the same record in both (e.g.
+    a baseline cell copied into two bench folders); two different records of one cell are an
+    error naming both files.
+    """
+    merged: dict[tuple[str, str, int], tuple[Path, CellRecord]] = {}
+    for path in paths:
+        for record in load_results(path):
+            seen = merged.get(record.key)
+            if seen is None:
+                merged[record.key] = (path, record)
+            elif seen[1].to_dict() != record.to_dict():
+                raise DataFormatError(
+                    path,
+                    f"cell {'/'.join(map(str, record.key))} is also in {seen[0]} with other numbers; "
+                    "leave one of the two out",
+                )
+    return [record for _, record in merged.values()]
 
 
 def load_results(path: Path) -> list[CellRecord]:
