@@ -40,6 +40,13 @@ def test_registry_lists_every_strategy_and_rejects_unknown_names_and_options():
         "async",
         "pcgrad",
         "mgda",
+        "dwa",
+        "rlw",
+        "imtl_l",
+        "famo",
+        "upgrad",
+        "imtl_g",
+        "aligned_mtl",
     }
     with pytest.raises(KeyError, match="available"):
         weighting.get("nope")

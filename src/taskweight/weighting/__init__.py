@@ -1,11 +1,13 @@
-"""Task-weighting strategies behind one small contract (paper §IV).
+"""Task-weighting strategies behind one small contract (paper §IV and the field).
 
 ``get(name, tasks=("det", "seg"), **options)`` builds a strategy; every strategy is an
 ``nn.Module`` with ``backward(losses, shared_params, last_shared_layer) -> weights``,
-``on_step_end()``, ``on_epoch_end()`` and ``trainable_parameters()`` (see :mod:`.base`).
+``on_step_end()``, ``on_epoch_end()`` and ``trainable_parameters()`` (see :mod:`.base`): a
+:class:`LossWeighting` implements ``weights(losses)``, a :class:`GradientAggregation`
+``aggregate(jacobian)`` (or ``gramian_weights(G)``).
 
 =================  =========================================================  ==========
-name               rule                                                       paper
+name               rule                                                       source
 =================  =========================================================  ==========
 equal              Σ L_τ                                                      §IV-A1
 handcrafted        w_τ = L_det(0)/L_τ(0), mean of the first N iterations      Eq. 3–4
@@ -16,25 +18,50 @@ geometric          (Π L_τ)^{1/T}                                              
 weight_learning    αL_seg + (1−α)L_det, α = sigmoid(w) learned                Eq. 8–9
 static             w̄_τ = w'_τ/Σ w'_j (weights from the user or the search)   §IV-C
 async              w̄_τ on steps t with t mod ν_τ = 0, else 0                 Eq. 10–12
-pcgrad             project conflicting shared gradients (Yu et al. 2020)      —
-mgda               min-norm convex combination of gradients (Sener 2018)      —
+pcgrad             project conflicting shared gradients                       Yu 2020
+mgda               min-norm convex combination of gradients                   Sener 2018
+dwa                w = T·softmax(r/2), r = ratio of the last epochs' losses   Liu 2019
+rlw                w = softmax(λ), λ ~ N(0, I) every step                     Lin 2022
+imtl_l             e^{s}L − s, s learned                                      Liu 2021
+famo               ∇Σ(z/c) log L, z = softmax(ξ) stepped on log-loss falls   Liu 2023
+upgrad             mean of gradients projected on the dual cone               Quinton 2024
+imtl_g             equal projection on every unit task gradient               Liu 2021
+aligned_mtl        gradients aligned to condition number 1, then averaged     Senushkin 2023
 =================  =========================================================  ==========
 """
 
 from taskweight.weighting import (  # noqa: F401  (each module registers its strategy)
+    aligned_mtl,
     asynchronous,
+    dwa,
     dynamic_scaling,
     equal,
+    famo,
     geometric,
     gradnorm,
     handcrafted,
+    imtl_g,
+    imtl_l,
     mgda,
     pcgrad,
+    rlw,
     static,
     uncertainty,
+    upgrad,
     weight_learning,
 )
-from taskweight.weighting.base import WeightingStrategy
+from taskweight.weighting.base import GradientAggregation, GramianAggregation, LossWeighting, WeightingStrategy
 from taskweight.weighting.registry import available, get, option_names, parse_options, register, strategy_class
 
-__all__ = ["WeightingStrategy", "available", "get", "option_names", "parse_options", "register", "strategy_class"]
+__all__ = [
+    "GradientAggregation",
+    "GramianAggregation",
+    "LossWeighting",
+    "WeightingStrategy",
+    "available",
+    "get",
+    "option_names",
+    "parse_options",
+    "register",
+    "strategy_class",
+]

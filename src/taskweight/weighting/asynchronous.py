@@ -19,13 +19,13 @@ from collections.abc import Mapping, Sequence
 
 from torch import Tensor
 
-from taskweight.weighting.base import ParamsLike, WeightingStrategy
+from taskweight.weighting.base import LossWeighting
 from taskweight.weighting.registry import register
 from taskweight.weighting.static import normalised_weights
 
 
 @register("async")
-class AsyncWeighting(WeightingStrategy):
+class AsyncWeighting(LossWeighting):
     """Static weights back-propagated only every ν_τ steps or epochs (§IV-D, Eq. 10–12)."""
 
     def __init__(
@@ -44,7 +44,7 @@ class AsyncWeighting(WeightingStrategy):
             raise ValueError(f"option 'offset' must be an integer >= 0, got {offset}")
         self.unit = unit
         self.offset = int(offset)
-        self.weights = normalised_weights(self._task_mapping(weights, "weights", default=1.0))
+        self.task_weights = normalised_weights(self._task_mapping(weights, "weights", default=1.0))
         freqs = self._task_mapping(frequencies, "frequencies", default=1)
         self.frequencies: dict[str, int] = {}
         for task, value in freqs.items():
@@ -59,19 +59,17 @@ class AsyncWeighting(WeightingStrategy):
 
     def weights_at(self, t: int) -> dict[str, float]:
         """w_τ(t) for every task (Eq. 10–12)."""
-        return {task: (self.weights[task] if t % self.frequencies[task] == 0 else 0.0) for task in self.tasks}
+        return {task: (self.task_weights[task] if t % self.frequencies[task] == 0 else 0.0) for task in self.tasks}
 
     def current_weights(self) -> dict[str, float]:
-        return dict(self.weights)
+        return dict(self.task_weights)
 
-    def backward(
-        self,
-        losses: Mapping[str, Tensor],
-        shared_params: ParamsLike | None = None,
-        last_shared_layer: ParamsLike | None = None,
-    ) -> dict[str, float]:
-        self._check_losses(losses)
+    def weights(self, losses: Mapping[str, Tensor]) -> dict[str, Tensor]:
         now = self.weights_at(self.clock)
-        used = {t: now[t] for t in losses}
-        self._weighted_backward(losses, used)
-        return used
+        return {t: self.constant(loss, now[t]) for t, loss in losses.items()}
+
+    def active(self, losses: Mapping[str, Tensor]) -> list[str]:
+        """The tasks due on this step: a task weighted 0 is left out of the graph (its head keeps
+        ``grad=None``, so the optimiser leaves it untouched)."""
+        t = self.clock
+        return [task for task in losses if t % self.frequencies[task] == 0]

@@ -1,4 +1,4 @@
-"""The one contract every task-weighting strategy fulfils.
+"""The contract every task-weighting strategy fulfils, and its two families.
 
 A strategy turns the task losses of one mini-batch into parameter gradients (paper §III,
 Eq. 2: L_total = Σ_τ w_τ L_τ) and reports the weights it used. It is a small ``nn.Module``
@@ -14,15 +14,33 @@ training loop can use it::
         optimizer.step()
         strategy.on_step_end()
     strategy.on_epoch_end()
+
+Two families, in the spirit of TorchJD's weighting/aggregator split:
+
+- :class:`LossWeighting` computes the weights from the losses and its own state; a subclass
+  implements :meth:`LossWeighting.weights` only, the base runs the one backward pass of
+  Σ_τ w_τ L_τ (equal, handcrafted, dynamic scaling, uncertainty, geometric, weight learning,
+  static, async, GradNorm, DWA, RLW, IMTL-L, FAMO);
+- :class:`GradientAggregation` combines the per-task gradients on the shared parameters, the
+  T × P Jacobian J computed once per step in one place (:mod:`.gradients`, fp32 at least); a
+  subclass implements :meth:`GradientAggregation.aggregate` (PCGrad), or
+  :meth:`GramianAggregation.gramian_weights` when the combination is wᵀJ with w a function of
+  the Gramian J Jᵀ (MGDA, UPGrad, IMTL-G, Aligned-MTL, CAGrad).
+
+Weights come back as 0-dim tensors on the losses' device: reading one with ``float()`` is a
+host synchronisation, so loops do that only where they log.
 """
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from taskweight.weighting.gradients import add_shared_gradient, per_task_shared_gradients
 
 ParamsLike = Iterable[Tensor] | nn.Module
 
@@ -36,18 +54,17 @@ def as_param_list(params: ParamsLike | None) -> list[Tensor]:
     return [p for p in params if p.requires_grad]
 
 
-class WeightingStrategy(nn.Module):
-    """Base class: compute a weighted backward pass for T >= 2 tasks.
+class WeightingStrategy(nn.Module, metaclass=abc.ABCMeta):
+    """Base class: compute a weighted backward pass for T >= 1 tasks.
 
-    Subclasses implement :meth:`backward`. ``losses`` holds one scalar tensor per task that
-    is labelled in the current batch: a task missing from the dict (its samples carried no
-    label of that kind) simply takes no part in this step, and strategies must cope with any
-    non-empty subset of ``tasks``.
+    ``losses`` holds one scalar tensor per task that is labelled in the current batch: a task
+    missing from the dict (its samples carried no label of that kind) simply takes no part in
+    this step, and strategies cope with any non-empty subset of ``tasks``.
 
     Hooks :meth:`on_step_end` and :meth:`on_epoch_end` are called by the loop after each
     optimiser step and after each epoch. Parameters the *main* optimiser must update are
     returned by :meth:`trainable_parameters`; a strategy that optimises its own parameters
-    with its own optimiser (GradNorm) returns none there.
+    with its own optimiser (GradNorm, FAMO) returns none there.
     """
 
     name: str = "base"
@@ -67,16 +84,19 @@ class WeightingStrategy(nn.Module):
         gradient norms divides them by S. A plain loop leaves it at 1."""
 
     # -- the contract -------------------------------------------------------------------
+    @abc.abstractmethod
     def backward(
         self,
         losses: Mapping[str, Tensor],
         shared_params: ParamsLike | None = None,
         last_shared_layer: ParamsLike | None = None,
-    ) -> Mapping[str, float | Tensor]:
-        """Run the backward pass for this batch; return the weight used for each task
-        (a Python number, or a 0-dim tensor where the weight lives on the device: reading it
-        with ``float()`` is a host synchronisation, so loops do that only where they log)."""
-        raise NotImplementedError
+    ) -> Mapping[str, Tensor]:
+        """Run the backward pass for this batch; return the weight used for each task present
+        (a 0-dim tensor on the losses' device)."""
+
+    @abc.abstractmethod
+    def current_weights(self) -> dict[str, float]:
+        """The weights the strategy would use now, as numbers (for logging and ``metrics.json``)."""
 
     def on_step_end(self) -> None:
         """Called after the optimiser step of every mini-batch."""
@@ -89,10 +109,6 @@ class WeightingStrategy(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Learnable strategy parameters for the main optimiser (default: none)."""
         return []
-
-    def current_weights(self) -> dict[str, float]:
-        """The weights the strategy would use now (for logging and ``metrics.json``)."""
-        raise NotImplementedError
 
     # -- resumability: counters travel with the state_dict -----------------------------
     def get_extra_state(self) -> dict[str, Any]:
@@ -110,23 +126,9 @@ class WeightingStrategy(nn.Module):
         if unknown:
             raise KeyError(f"unknown task(s) {sorted(unknown)}; strategy tasks are {list(self.tasks)}")
 
-    @staticmethod
-    def _weighted_backward(losses: Mapping[str, Tensor], weights: Mapping[str, float | Tensor]) -> None:
-        """Backward of Σ_τ w_τ L_τ over the tasks with a non-zero weight.
-
-        Tasks weighted exactly 0 are left out of the graph, so their head parameters keep
-        ``grad=None`` and the optimiser leaves them untouched (no momentum drift); when every
-        weight is 0 nothing is back-propagated.
-        """
-        terms = [
-            weights[t] * losses[t] for t in losses if not (isinstance(weights[t], (int, float)) and weights[t] == 0)
-        ]
-        if not terms:
-            return
-        total = terms[0]
-        for term in terms[1:]:
-            total = total + term
-        total.backward()
+    def _present(self, losses: Mapping[str, Tensor]) -> list[str]:
+        """The tasks of ``losses`` in the strategy's task order."""
+        return [t for t in self.tasks if t in losses]
 
     def _task_mapping(
         self, value: Mapping[str, float] | Sequence[float] | None, option: str, default: float
@@ -150,15 +152,99 @@ class WeightingStrategy(nn.Module):
         return {t: float(v) for t, v in zip(self.tasks, values, strict=True)}
 
 
-def flat_grad(params: Sequence[Tensor]) -> Tensor:
-    """Concatenate the ``.grad`` of ``params`` into one vector (zeros where a grad is None)."""
-    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+class LossWeighting(WeightingStrategy):
+    """A strategy that weights the losses: one backward pass of Σ_τ w_τ L_τ.
+
+    Subclasses implement :meth:`weights`. A weight may be differentiable (learned weights:
+    its gradient reaches the strategy's parameters through the same backward pass); the
+    weights returned by :meth:`backward` are detached. :meth:`active` names the tasks that
+    take part in the backward pass (default: every task present; ``async`` leaves out the
+    tasks not due, whose heads then keep ``grad=None``), and :meth:`objective` the scalar
+    that is differentiated (default Σ_τ w_τ L_τ over the active tasks).
+    """
+
+    @abc.abstractmethod
+    def weights(self, losses: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """w_τ for every task in ``losses`` (0-dim tensors, dtype and device of the losses)."""
+
+    def active(self, losses: Mapping[str, Tensor]) -> list[str]:
+        """The tasks whose term enters the backward pass (decided on the host)."""
+        return list(losses)
+
+    def objective(self, losses: Mapping[str, Tensor], weights: Mapping[str, Tensor], active: Sequence[str]) -> Tensor:
+        """The scalar to differentiate: Σ_τ w_τ L_τ over the ``active`` tasks."""
+        return torch.stack([weights[t] * losses[t] for t in active]).sum()
+
+    def backward(
+        self,
+        losses: Mapping[str, Tensor],
+        shared_params: ParamsLike | None = None,
+        last_shared_layer: ParamsLike | None = None,
+    ) -> dict[str, Tensor]:
+        self._check_losses(losses)
+        weights = self.weights(losses)
+        active = self.active(losses)
+        if active:  # nothing due (async): nothing is back-propagated
+            self.objective(losses, weights, active).backward()
+        return {t: weights[t].detach() for t in losses}
+
+    @staticmethod
+    def constant(loss: Tensor, value: float) -> Tensor:
+        """A constant weight as a 0-dim tensor beside ``loss`` (a fill on the device, no copy)."""
+        return loss.new_full((), value).detach()
 
 
-def assign_flat_grad(params: Sequence[Tensor], vector: Tensor) -> None:
-    """Write the flat ``vector`` back into the ``.grad`` of ``params``."""
-    offset = 0
-    for p in params:
-        n = p.numel()
-        p.grad = vector[offset : offset + n].view_as(p).clone()
-        offset += n
+class GradientAggregation(WeightingStrategy):
+    """A strategy that combines the per-task gradients on the shared parameters.
+
+    The base computes J (T × P, one row ∇_shared L_τ per task present, fp32 at least) once per
+    step with :func:`.gradients.per_task_shared_gradients` (the task-specific heads receive their
+    own ∇L_τ on the way), calls :meth:`aggregate` and adds the combined gradient to the shared
+    parameters' ``.grad``. With fewer than two tasks present, or no shared parameters given,
+    it back-propagates Σ_τ L_τ instead.
+    """
+
+    def __init__(self, tasks: Sequence[str]) -> None:
+        super().__init__(tasks)
+        self._last: dict[str, Tensor | float] = {t: 1.0 for t in self.tasks}
+
+    @abc.abstractmethod
+    def aggregate(self, jacobian: Tensor, losses: Tensor) -> tuple[Tensor, Tensor]:
+        """(combined gradient of length P, per-task weights of length T) for the T × P ``jacobian``;
+        ``losses`` holds the T loss values (detached, same dtype)."""
+
+    def current_weights(self) -> dict[str, float]:
+        return {t: float(w) for t, w in self._last.items()}
+
+    def backward(
+        self,
+        losses: Mapping[str, Tensor],
+        shared_params: ParamsLike | None = None,
+        last_shared_layer: ParamsLike | None = None,
+    ) -> dict[str, Tensor]:
+        self._check_losses(losses)
+        tasks = self._present(losses)
+        shared = as_param_list(shared_params)
+        if len(tasks) < 2 or not shared:
+            torch.stack([losses[t] for t in tasks]).sum().backward()
+            return {t: LossWeighting.constant(losses[t], 1.0) for t in tasks}
+        jacobian = per_task_shared_gradients(losses, tasks, shared)
+        values = torch.stack([losses[t].detach() for t in tasks]).to(jacobian)
+        combined, weights = self.aggregate(jacobian, values)
+        add_shared_gradient(shared, combined)
+        used = {t: weights[i].detach() for i, t in enumerate(tasks)}
+        self._last.update(used)
+        return used
+
+
+class GramianAggregation(GradientAggregation):
+    """A gradient aggregation whose combination is wᵀJ, w a function of the Gramian G = J Jᵀ (T × T)
+    and of the losses: subclasses implement :meth:`gramian_weights` only."""
+
+    @abc.abstractmethod
+    def gramian_weights(self, gramian: Tensor, losses: Tensor) -> Tensor:
+        """The T weights w of the combination wᵀJ."""
+
+    def aggregate(self, jacobian: Tensor, losses: Tensor) -> tuple[Tensor, Tensor]:
+        weights = self.gramian_weights(jacobian @ jacobian.T, losses)
+        return weights @ jacobian, weights

@@ -6,12 +6,12 @@ from collections.abc import Mapping, Sequence
 
 from torch import Tensor
 
-from taskweight.weighting.base import ParamsLike, WeightingStrategy
+from taskweight.weighting.base import LossWeighting
 from taskweight.weighting.registry import register
 
 
 @register("equal")
-class EqualWeighting(WeightingStrategy):
+class EqualWeighting(LossWeighting):
     """No task weighting: L = Σ_τ L_τ, every w_τ = 1 (§IV-A1)."""
 
     def __init__(self, tasks: Sequence[str]) -> None:
@@ -20,13 +20,5 @@ class EqualWeighting(WeightingStrategy):
     def current_weights(self) -> dict[str, float]:
         return {t: 1.0 for t in self.tasks}
 
-    def backward(
-        self,
-        losses: Mapping[str, Tensor],
-        shared_params: ParamsLike | None = None,
-        last_shared_layer: ParamsLike | None = None,
-    ) -> dict[str, float]:
-        self._check_losses(losses)
-        weights = {t: 1.0 for t in losses}
-        self._weighted_backward(losses, weights)
-        return weights
+    def weights(self, losses: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        return {t: self.constant(loss, 1.0) for t, loss in losses.items()}

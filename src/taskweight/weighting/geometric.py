@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from taskweight.errors import TrainingError
-from taskweight.weighting.base import ParamsLike, WeightingStrategy
+from taskweight.weighting.base import LossWeighting
 from taskweight.weighting.registry import register
 
 
@@ -26,7 +26,7 @@ def geometric_loss(losses: Sequence[Tensor]) -> Tensor:
 
 
 @register("geometric")
-class GeometricWeighting(WeightingStrategy):
+class GeometricWeighting(LossWeighting):
     """Geometric mean of the task losses, (Π L_τ)^{1/T} (Eq. 7); effective w_τ = L/(T·L_τ)."""
 
     def __init__(self, tasks: Sequence[str]) -> None:
@@ -36,13 +36,8 @@ class GeometricWeighting(WeightingStrategy):
     def current_weights(self) -> dict[str, float]:
         return {t: float(w) for t, w in self._last.items()}
 
-    def backward(
-        self,
-        losses: Mapping[str, Tensor],
-        shared_params: ParamsLike | None = None,
-        last_shared_layer: ParamsLike | None = None,
-    ) -> Mapping[str, float | Tensor]:
-        self._check_losses(losses)
+    def weights(self, losses: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The effective weights L/(T·L_τ) of the tasks present (checked positive: one host sync)."""
         tasks = list(losses)
         values = torch.stack([losses[t].detach() for t in tasks])
         if not bool(((values > 0) & torch.isfinite(values)).all()):  # the strategy's one host sync per step
@@ -50,9 +45,11 @@ class GeometricWeighting(WeightingStrategy):
             raise TrainingError(
                 f"geometric weighting needs positive losses; the {bad} loss is {float(losses[bad].detach())}"
             )
-        total = geometric_loss([losses[t] for t in tasks])
-        total.backward()
-        effective = total.detach() / (len(tasks) * values)
+        effective = geometric_loss(list(values)) / (len(tasks) * values)
         used = {t: effective[i] for i, t in enumerate(tasks)}
         self._last.update(used)
         return used
+
+    def objective(self, losses: Mapping[str, Tensor], weights: Mapping[str, Tensor], active: Sequence[str]) -> Tensor:
+        """(Π L_τ)^{1/T} itself (Eq. 7), whose gradient carries the effective weights."""
+        return geometric_loss([losses[t] for t in active])

@@ -16,6 +16,13 @@ L_τ with respect to W alone (through that task's head and the last shared layer
 rest of the encoder); the last task's ∇_W L_τ follows by subtraction from the total.
 Because G_τ = w_τ‖∇_W L_τ‖ is linear in w_τ, ∂L_grad/∂w_τ = sign(G_τ − target_τ)‖∇_W L_τ‖
 needs no second-order backward.
+
+Place in the contract: GradNorm gives the network the gradient of a *weighted loss*, so it is a
+loss weighting in effect, but it is neither a :class:`~.base.LossWeighting` (it needs per-task
+gradients of the last shared layer, taken from the same backward pass, and its learnable weights
+are the public ``weights`` parameter) nor a :class:`~.base.GradientAggregation` (it never forms
+the shared Jacobian: ∇_W for W the last shared layer only, T − 1 small gradients, is what keeps
+it cheap). It implements :meth:`backward` itself.
 """
 
 from __future__ import annotations
@@ -77,14 +84,14 @@ class GradNormWeighting(WeightingStrategy):
         losses: Mapping[str, Tensor],
         shared_params: ParamsLike | None = None,
         last_shared_layer: ParamsLike | None = None,
-    ) -> Mapping[str, float | Tensor]:
+    ) -> dict[str, Tensor]:
         self._check_losses(losses)
         before_update = self.weights.detach().clone()  # the step uses the weights before GradNorm's own step
         used = {t: before_update[i] for i, t in enumerate(self.tasks) if t in losses}
         layer = as_param_list(last_shared_layer)
         if len(losses) < len(self.tasks) or len(self.tasks) < 2 or not layer:
             # a batch without every task (or no layer given): plain weighted step, no update
-            self._weighted_backward(losses, used)
+            torch.stack([used[t].to(losses[t].dtype) * losses[t] for t in losses]).sum().backward()
             return used
         before = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in layer]
         total = sum(used[t] * losses[t] for t in self.tasks)

@@ -15,12 +15,12 @@ from typing import Any
 
 from torch import Tensor
 
-from taskweight.weighting.base import ParamsLike, WeightingStrategy
+from taskweight.weighting.base import LossWeighting
 from taskweight.weighting.registry import register
 
 
 @register("handcrafted")
-class HandcraftedWeighting(WeightingStrategy):
+class HandcraftedWeighting(LossWeighting):
     """w_τ = L_ref(0)/L_τ(0), L(0) = mean loss of the first N iterations, then constant (Eq. 3–4)."""
 
     def __init__(
@@ -40,9 +40,9 @@ class HandcraftedWeighting(WeightingStrategy):
             raise ValueError(f"option 'reference': unknown task {self.reference!r}; tasks are {list(self.tasks)}")
         self.sums = {t: 0.0 for t in self.tasks}
         self.counts = {t: 0 for t in self.tasks}
-        self.weights: dict[str, float] | None = None
+        self.task_weights: dict[str, float] | None = None
         if weights is not None:
-            self.weights = self._task_mapping(weights, "weights", default=1.0)
+            self.task_weights = self._task_mapping(weights, "weights", default=1.0)
 
     @property
     def initial_losses(self) -> dict[str, float]:
@@ -50,33 +50,25 @@ class HandcraftedWeighting(WeightingStrategy):
         return {t: self.sums[t] / self.counts[t] for t in self.tasks if self.counts[t]}
 
     def current_weights(self) -> dict[str, float]:
-        return dict(self.weights) if self.weights is not None else {t: 1.0 for t in self.tasks}
+        return dict(self.task_weights) if self.task_weights is not None else {t: 1.0 for t in self.tasks}
 
-    def backward(
-        self,
-        losses: Mapping[str, Tensor],
-        shared_params: ParamsLike | None = None,
-        last_shared_layer: ParamsLike | None = None,
-    ) -> dict[str, float]:
-        self._check_losses(losses)
+    def weights(self, losses: Mapping[str, Tensor]) -> dict[str, Tensor]:
         current = self.current_weights()
-        used = {t: current[t] for t in losses}
-        if self.weights is None:
+        if self.task_weights is None:
             for task, loss in losses.items():
                 if self.counts[task] < self.iterations:
-                    self.sums[task] += float(loss.detach())
+                    self.sums[task] += float(loss.detach())  # a host sync, on the first N steps only
                     self.counts[task] += 1
             if all(self.counts[t] >= self.iterations for t in self.tasks):
                 l0 = self.initial_losses
-                self.weights = {t: l0[self.reference] / l0[t] for t in self.tasks}
-        self._weighted_backward(losses, used)
-        return used
+                self.task_weights = {t: l0[self.reference] / l0[t] for t in self.tasks}
+        return {t: self.constant(loss, current[t]) for t, loss in losses.items()}
 
     def get_extra_state(self) -> dict[str, Any]:
-        return {**super().get_extra_state(), "sums": self.sums, "counts": self.counts, "weights": self.weights}
+        return {**super().get_extra_state(), "sums": self.sums, "counts": self.counts, "weights": self.task_weights}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         super().set_extra_state(state)
         self.sums = dict(state.get("sums", self.sums))
         self.counts = dict(state.get("counts", self.counts))
-        self.weights = state.get("weights", self.weights)
+        self.task_weights = state.get("weights", self.task_weights)

@@ -17,13 +17,12 @@ Normalisation of g_τ before solving (``normalization``): ``none``; ``l2`` (g/�
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-from taskweight.weighting.base import ParamsLike, WeightingStrategy, as_param_list
-from taskweight.weighting.gradients import add_shared_gradient, per_task_shared_gradients
+from taskweight.weighting.base import GramianAggregation
 from taskweight.weighting.registry import register
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
@@ -74,7 +73,7 @@ def min_norm_coefficients(gram: Tensor, max_iter: int = 250, tol: float = 1e-6) 
 
 
 @register("mgda")
-class MGDAWeighting(WeightingStrategy):
+class MGDAWeighting(GramianAggregation):
     """MGDA: the min-norm convex combination of the task gradients on the shared layers (Sener & Koltun 2018)."""
 
     def __init__(self, tasks: Sequence[str], *, normalization: str = "loss+", max_iter: int = 250) -> None:
@@ -85,39 +84,13 @@ class MGDAWeighting(WeightingStrategy):
             raise ValueError(f"option 'max_iter' must be an integer >= 1, got {max_iter}")
         self.normalization = normalization
         self.max_iter = int(max_iter)
-        self._last: dict[str, float | Tensor] = {t: 1.0 / len(self.tasks) for t in self.tasks}
+        self._last = {t: 1.0 / len(self.tasks) for t in self.tasks}
 
-    def current_weights(self) -> dict[str, float]:
-        return {t: float(a) for t, a in self._last.items()}
-
-    def _normalise(self, grads: Tensor, loss_values: Tensor) -> Tensor:
+    def gramian_weights(self, gramian: Tensor, losses: Tensor) -> Tensor:
+        """α minimising ‖Σ α_τ ĝ_τ‖² with ĝ_τ = g_τ/n_τ normalised: the Gramian of ĝ is G/(n nᵀ)."""
         if self.normalization == "none":
-            return grads
-        norms: Tensor = grads.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        if self.normalization == "l2":
-            return grads / norms
-        if self.normalization == "loss":
-            return grads / loss_values[:, None]
-        return grads / (loss_values[:, None] * norms)
-
-    def backward(
-        self,
-        losses: Mapping[str, Tensor],
-        shared_params: ParamsLike | None = None,
-        last_shared_layer: ParamsLike | None = None,
-    ) -> dict[str, float | Tensor]:
-        self._check_losses(losses)
-        tasks = [t for t in self.tasks if t in losses]
-        shared = as_param_list(shared_params)
-        if len(tasks) < 2 or not shared:
-            used: dict[str, float | Tensor] = dict.fromkeys(tasks, 1.0)
-            self._weighted_backward(losses, used)
-            return used
-        grads = per_task_shared_gradients(losses, tasks, shared)
-        loss_values = torch.stack([losses[t].detach() for t in tasks]).to(grads)
-        normalised = self._normalise(grads, loss_values)
-        alpha = min_norm_coefficients(normalised @ normalised.T, self.max_iter)
-        add_shared_gradient(shared, alpha @ grads)
-        used = {t: alpha[i] for i, t in enumerate(tasks)}
-        self._last.update(used)
-        return used
+            scale = torch.ones_like(losses)
+        else:
+            norms = gramian.diagonal().clamp_min(0).sqrt().clamp_min(1e-12)
+            scale = {"l2": norms, "loss": losses, "loss+": losses * norms}[self.normalization]
+        return min_norm_coefficients(gramian / (scale[:, None] * scale[None, :]), self.max_iter)

@@ -13,14 +13,13 @@ are reproducible.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from taskweight.weighting.base import ParamsLike, WeightingStrategy, as_param_list
-from taskweight.weighting.gradients import add_shared_gradient, per_task_shared_gradients
+from taskweight.weighting.base import GradientAggregation
 from taskweight.weighting.registry import register
 
 
@@ -28,44 +27,30 @@ def project_conflicting(grads: Tensor, orders: Sequence[Sequence[int]]) -> Tenso
     """PCGrad projection of a T × P gradient matrix; ``orders[i]`` = order of the other tasks for i."""
     projected = grads.clone()
     sq_norms = (grads * grads).sum(dim=1)
+    tiny = torch.finfo(grads.dtype).tiny
     for i in range(grads.shape[0]):
         for j in orders[i]:
-            if j == i or sq_norms[j] == 0:
+            if j == i:
                 continue
             dot = projected[i] @ grads[j]
-            if dot < 0:
-                projected[i] = projected[i] - (dot / sq_norms[j]) * grads[j]
+            # no host sync: a coefficient of exactly 0 where there is no conflict (or g_j = 0)
+            coef = torch.where((dot < 0) & (sq_norms[j] > 0), dot / sq_norms[j].clamp_min(tiny), 0.0)
+            projected[i] = projected[i] - coef * grads[j]
     return projected
 
 
 @register("pcgrad")
-class PCGradWeighting(WeightingStrategy):
+class PCGradWeighting(GradientAggregation):
     """PCGrad: drop the conflicting component of each task gradient on the shared layers (Yu et al. 2020)."""
 
     def __init__(self, tasks: Sequence[str], *, seed: int = 0) -> None:
         super().__init__(tasks)
         self.generator = torch.Generator().manual_seed(int(seed))
 
-    def current_weights(self) -> dict[str, float]:
-        return {t: 1.0 for t in self.tasks}
-
-    def backward(
-        self,
-        losses: Mapping[str, Tensor],
-        shared_params: ParamsLike | None = None,
-        last_shared_layer: ParamsLike | None = None,
-    ) -> dict[str, float]:
-        self._check_losses(losses)
-        tasks = [t for t in self.tasks if t in losses]
-        used = {t: 1.0 for t in tasks}
-        shared = as_param_list(shared_params)
-        if len(tasks) < 2 or not shared:
-            self._weighted_backward(losses, used)
-            return used
-        grads = per_task_shared_gradients(losses, tasks, shared)
-        orders = [torch.randperm(len(tasks), generator=self.generator).tolist() for _ in tasks]
-        add_shared_gradient(shared, project_conflicting(grads, orders).sum(dim=0))
-        return used
+    def aggregate(self, jacobian: Tensor, losses: Tensor) -> tuple[Tensor, Tensor]:
+        """Σ_i g_i^PC, every task weighted 1."""
+        orders = [torch.randperm(len(jacobian), generator=self.generator).tolist() for _ in range(len(jacobian))]
+        return project_conflicting(jacobian, orders).sum(dim=0), torch.ones_like(losses)
 
     def get_extra_state(self) -> dict[str, Any]:
         return {**super().get_extra_state(), "generator": self.generator.get_state()}

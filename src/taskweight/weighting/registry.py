@@ -47,7 +47,7 @@ class UnknownStrategyError(ConfigError, KeyError):
 
 
 def available() -> list[str]:
-    """Registered strategy names, in the paper's Table II order, then the rest."""
+    """Registered strategy names: the paper's Table II order, PCGrad and MGDA, the field's, then the rest."""
     order = [
         "equal",
         "handcrafted",
@@ -60,6 +60,13 @@ def available() -> list[str]:
         "async",
         "pcgrad",
         "mgda",
+        "dwa",
+        "rlw",
+        "imtl_l",
+        "famo",
+        "upgrad",
+        "imtl_g",
+        "aligned_mtl",
     ]
     return [n for n in order if n in _REGISTRY] + sorted(n for n in _REGISTRY if n not in order)
 

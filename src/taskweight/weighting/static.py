@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from torch import Tensor
 
-from taskweight.weighting.base import ParamsLike, WeightingStrategy
+from taskweight.weighting.base import LossWeighting
 from taskweight.weighting.registry import register
 
 
@@ -26,24 +26,16 @@ def normalised_weights(raw: Mapping[str, float]) -> dict[str, float]:
 
 
 @register("static")
-class StaticWeighting(WeightingStrategy):
+class StaticWeighting(LossWeighting):
     """Fixed weights w'_τ normalised to sum 1: L = Σ_τ w̄_τ L_τ (§IV-C); option ``weights``."""
 
     def __init__(self, tasks: Sequence[str], *, weights: Mapping[str, float] | Sequence[float] | None = None) -> None:
         super().__init__(tasks)
         self.raw_weights = self._task_mapping(weights, "weights", default=1.0)
-        self.weights = normalised_weights(self.raw_weights)
+        self.task_weights = normalised_weights(self.raw_weights)
 
     def current_weights(self) -> dict[str, float]:
-        return dict(self.weights)
+        return dict(self.task_weights)
 
-    def backward(
-        self,
-        losses: Mapping[str, Tensor],
-        shared_params: ParamsLike | None = None,
-        last_shared_layer: ParamsLike | None = None,
-    ) -> dict[str, float]:
-        self._check_losses(losses)
-        used = {t: self.weights[t] for t in losses}
-        self._weighted_backward(losses, used)
-        return used
+    def weights(self, losses: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        return {t: self.constant(loss, self.task_weights[t]) for t, loss in losses.items()}

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from taskweight.weighting.base import ParamsLike, WeightingStrategy
+from taskweight.weighting.base import LossWeighting
 from taskweight.weighting.registry import register
 
 FORMS = ("kendall", "positive")
@@ -34,7 +34,7 @@ TASK_TYPES = ("regression", "classification")
 
 
 @register("uncertainty")
-class UncertaintyWeighting(WeightingStrategy):
+class UncertaintyWeighting(LossWeighting):
     """Learned homoscedastic uncertainty: ½e^{−s}L + ½s per task, s = log σ² (Kendall et al. 2018)."""
 
     def __init__(
@@ -75,12 +75,19 @@ class UncertaintyWeighting(WeightingStrategy):
             return torch.log1p(torch.exp(s))
         return 0.5 * s
 
-    def objective(self, losses: Mapping[str, Tensor]) -> Tensor:
+    def weights(self, losses: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The effective weights (differentiable in s_τ)."""
+        return {t: self._scale(i, t).to(losses[t].dtype) for i, t in enumerate(self.tasks) if t in losses}
+
+    def objective(
+        self,
+        losses: Mapping[str, Tensor],
+        weights: Mapping[str, Tensor] | None = None,
+        active: Sequence[str] | None = None,
+    ) -> Tensor:
         """Σ_τ scale_τ(s_τ) L_τ + reg(s_τ) over the tasks present."""
-        terms = []
-        for i, task in enumerate(self.tasks):
-            if task in losses:
-                terms.append(self._scale(i, task) * losses[task] + self._regulariser(i))
+        weights = self.weights(losses) if weights is None else weights
+        terms = [weights[t] * losses[t] + self._regulariser(i) for i, t in enumerate(self.tasks) if t in losses]
         return torch.stack(terms).sum()
 
     def current_weights(self) -> dict[str, float]:
@@ -91,15 +98,3 @@ class UncertaintyWeighting(WeightingStrategy):
         """σ_τ² = e^{s_τ}."""
         with torch.no_grad():
             return {t: float(torch.exp(self.log_vars[i])) for i, t in enumerate(self.tasks)}
-
-    def backward(
-        self,
-        losses: Mapping[str, Tensor],
-        shared_params: ParamsLike | None = None,
-        last_shared_layer: ParamsLike | None = None,
-    ) -> Mapping[str, float | Tensor]:
-        self._check_losses(losses)
-        with torch.no_grad():
-            used = {t: self._scale(i, t) for i, t in enumerate(self.tasks) if t in losses}
-        self.objective(losses).backward()
-        return used

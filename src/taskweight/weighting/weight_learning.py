@@ -21,12 +21,12 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from taskweight.weighting.base import ParamsLike, WeightingStrategy
+from taskweight.weighting.base import LossWeighting
 from taskweight.weighting.registry import register
 
 
 @register("weight_learning")
-class WeightLearning(WeightingStrategy):
+class WeightLearning(LossWeighting):
     """Learn α = sigmoid(w) in L = αL_seg + (1−α)L_det by gradient descent (Eq. 8–9)."""
 
     def __init__(self, tasks: Sequence[str], *, init: float = 0.5) -> None:
@@ -55,15 +55,6 @@ class WeightLearning(WeightingStrategy):
             w = self.weight_tensor()
             return {t: float(w[i]) for i, t in enumerate(self.tasks)}
 
-    def backward(
-        self,
-        losses: Mapping[str, Tensor],
-        shared_params: ParamsLike | None = None,
-        last_shared_layer: ParamsLike | None = None,
-    ) -> dict[str, float | Tensor]:
-        self._check_losses(losses)
+    def weights(self, losses: Mapping[str, Tensor]) -> dict[str, Tensor]:
         w = self.weight_tensor()
-        index = {t: i for i, t in enumerate(self.tasks)}
-        total = torch.stack([w[index[t]] * losses[t] for t in losses]).sum()
-        total.backward()
-        return {t: w[index[t]].detach() for t in losses}
+        return {t: w[i].to(losses[t].dtype) for i, t in enumerate(self.tasks) if t in losses}
