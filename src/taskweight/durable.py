@@ -45,6 +45,13 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _default_mode() -> int:
+    """0666 less the process umask: the mode ``open(path, "w")`` gives a new file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
     """Call ``write(handle)`` on a temporary file beside ``path``, fsync it, rename it to ``path``.
 
@@ -55,6 +62,8 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     tmp = Path(tmp_name)
+    # mkstemp creates 0600; give the file the mode a plain open() would (or the replaced file's)
+    os.fchmod(fd, target.stat().st_mode & 0o777 if target.exists() else _default_mode())
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
