@@ -38,7 +38,7 @@ def main() -> None:
         )
 
         model = resnet10_multitask(width=0.25, image_height=64)  # or your own two-head network
-        strategy = weighting.get(args.method, tasks=("det", "seg"))
+        strategy = weighting.get(args.method, tasks=model.tasks)  # det and seg: the default heads
         optimizer = torch.optim.AdamW([*model.parameters(), *strategy.trainable_parameters()], lr=3e-3)
 
         step = 0

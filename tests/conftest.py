@@ -19,6 +19,16 @@ def tiny_kitti(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def tiny_kitti_depth(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny_kitti``'s scenes with their exact depth under ``training/depth`` (KITTI uint16 PNGs)."""
+    from taskweight.synth import generate_dataset
+
+    root = tmp_path_factory.mktemp("data") / "tiny-kitti-depth"
+    generate_dataset(root, preset="synth-kitti", train=24, val=8, test=8, seed=0, size=(64, 192), depth=True)
+    return root
+
+
 @pytest.fixture()
 def tiny_config(tiny_kitti: Path) -> TrainConfig:
     return load_config("tiny", overrides={"data": {"root": str(tiny_kitti)}, "epochs": 2})

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from taskweight.config import TrainConfig
-from taskweight.data import collate_batch, open_dataset
+from taskweight.data import collate_batch, format_option, open_dataset
 from taskweight.errors import ConfigError, TrainingError
 from taskweight.models import MultiTaskNet, kmeans_anchors, resnet10_multitask
 from taskweight.weighting.base import WeightingStrategy
@@ -46,6 +46,14 @@ def open_split(config: TrainConfig, split: str, *, train: bool) -> Dataset:
     """Open one split of the configured dataset at the network's input size."""
     if config.data.root is None:
         raise ConfigError("option 'data.root' is not set: give --data DIR or data.root in the config")
+    options = dict(config.data.options)
+    if "depth" in config.tasks:
+        if not format_option(config.data.format, "depth"):
+            raise ConfigError(
+                f"option 'tasks': the {config.data.format} format reads no depth ground truth "
+                "(depth is read by the kitti format so far)"
+            )
+        options["depth"] = True
     return open_dataset(
         config.data.format,
         config.data.root,
@@ -54,7 +62,7 @@ def open_split(config: TrainConfig, split: str, *, train: bool) -> Dataset:
         augment=train and config.data.augment,
         cache=config.data.cache,
         on_error=config.data.on_error,
-        **config.data.options,
+        **options,
     )
 
 
@@ -96,7 +104,8 @@ def cluster_anchors(dataset: Dataset, k: int, seed: int) -> torch.Tensor:
 
 
 def build_model(config: TrainConfig, anchors: torch.Tensor | None) -> MultiTaskNet:
-    """The paper's network (§V-A) at the configured width; explicit anchors in the config win."""
+    """The paper's network (§V-A) at the configured width with the heads of the configured tasks;
+    explicit anchors in the config win (they are unused without a detection head)."""
     if config.model.anchors is not None:
         anchors = torch.tensor(config.model.anchors, dtype=torch.float32)
     return resnet10_multitask(
@@ -105,6 +114,7 @@ def build_model(config: TrainConfig, anchors: torch.Tensor | None) -> MultiTaskN
         anchors=anchors,
         head_channels=config.model.head_channels,
         pretrained_encoder=config.model.pretrained,
+        tasks=config.tasks,
     )
 
 

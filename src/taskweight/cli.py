@@ -134,6 +134,16 @@ def synth(
             min=1, help="rendering processes (default: all CPU cores); the output is identical whatever the number"
         ),
     ] = None,
+    depth: Annotated[
+        bool,
+        typer.Option(
+            "--depth",
+            help="synth-kitti: also write exact depth, training/depth/*.png (KITTI uint16, metres x 256, 0 = none)",
+        ),
+    ] = False,
+    depth_pattern: Annotated[
+        str, typer.Option(help="with --depth: dense (every pixel) or lidar (the rows of a 64-beam scanner)")
+    ] = "dense",
 ) -> None:
     """Generate procedural driving scenes with detection and segmentation labels.
 
@@ -158,6 +168,8 @@ def synth(
             single_label_fraction=single_label_fraction,
             workers=workers or os.cpu_count() or 1,
             progress=lambda done, total: progress.update(bar, completed=done, total=total),
+            depth=depth,
+            depth_pattern=depth_pattern,
         )
     typer.echo(json.dumps(summary, indent=2, default=str))
 

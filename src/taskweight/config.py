@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from taskweight.classes import DEFAULT_TASKS, check_tasks
 from taskweight.durable import atomic_write_text
 from taskweight.errors import ConfigError
 from taskweight.yamlio import load_yaml, yaml_error_location
@@ -87,6 +88,11 @@ class EvalConfig(_Strict):
 class TrainConfig(_Strict):
     """One training run."""
 
+    tasks: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_TASKS),
+        description="the tasks trained, any non-empty subset of the known tasks (det, seg, depth); the model "
+        "builds only their heads",
+    )
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
@@ -110,6 +116,11 @@ class TrainConfig(_Strict):
     tensorboard_images: int = Field(
         4, ge=0, description="validation images drawn with their predictions into TensorBoard every epoch (0: none)"
     )
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, value: list[str]) -> list[str]:
+        return list(check_tasks(value))
 
 
 PRESETS_DIR = Path(__file__).parent / "configs"

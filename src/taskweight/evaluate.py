@@ -25,21 +25,21 @@ def evaluate(
     precision: str = "fp32",
     channels_last: bool = False,
 ) -> dict[str, float]:
-    """mAP (IoU 0.5), COCO mAP, mIoU and their geometric mean over every batch of ``loader``.
+    """mAP (IoU 0.5), COCO mAP, mIoU and the geometric mean of the model's tasks' scores over every batch of ``loader``.
 
     ``precision`` is a resolved precision (:func:`taskweight.precision.resolve_precision`):
     the network runs under its autocast, box decoding, NMS and the metrics in fp32.
     """
     was_training = model.training
     model.eval()
-    evaluator = MultiTaskEvaluator()
+    evaluator = MultiTaskEvaluator(tasks=model.tasks)
     try:
         for batch in loader:
             failpoint("validation_batch")
             batch = batch_to_device(batch, device, channels_last=channels_last)
             with autocast(precision, device):
-                detections, seg = model.predict(batch["image"], score_threshold=score_threshold, nms_iou=nms_iou)
-            evaluator.update(detections, seg, batch)
+                predictions = model.predict_tasks(batch["image"], score_threshold=score_threshold, nms_iou=nms_iou)
+            evaluator.update(predictions.get("det"), predictions.get("seg"), batch, predictions.get("depth"))
     finally:
         model.train(was_training)
     return evaluator.compute()

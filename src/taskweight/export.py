@@ -68,17 +68,16 @@ class ExportError(TaskweightError):
 
 # --------------------------------------------------------------------------------- graphs
 class RawHeads(nn.Module):
-    """The two-task network with tuple outputs: ``image`` → (det raw map, seg logits)."""
-
-    output_names = ("det", "seg")
+    """The network with tuple outputs, one per task in ``model.tasks``: ``image`` → (det raw map, seg logits)."""
 
     def __init__(self, model: MultiTaskNet) -> None:
         super().__init__()
         self.model = model
+        self.output_names = model.tasks
 
-    def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, image: Tensor) -> tuple[Tensor, ...]:
         out = self.model(image)
-        return out["det"], out["seg"]
+        return tuple(out[task] for task in self.output_names)
 
 
 class Postprocessed(nn.Module):

@@ -9,7 +9,14 @@
   ``MulticlassJaccardIndex``, label 255 ignored). A class absent from both the prediction and
   the ground truth of the whole split has an undefined IoU (0/0, reported as NaN) and is left
   out of the mean, as a detection class without ground truth is left out of mAP.
-- "Geometric mean" = sqrt(mAP · mIoU), the paper's compromise value (§IV-C, Table II).
+- Depth (issue 15): over the pixels with a measured depth (ground truth > 0), per image, then
+  averaged over the images: ``AbsRel`` = mean |d̂ − d| / d, ``RMSE`` = sqrt(mean (d̂ − d)²)
+  (metres) and ``delta1`` = the fraction with max(d̂/d, d/d̂) < 1.25 (Eigen et al. 2014), the
+  depth score of the geometric mean.
+- "Geometric mean" = (Π score_τ)^(1/T) over the configured tasks' scores (mAP for det, mIoU
+  for seg, δ<1.25 for depth, :data:`taskweight.classes.TASK_SCORES`): sqrt(mAP · mIoU) for the paper's two tasks,
+  its compromise value (§IV-C, Table II). A task the run does not train reports NaN metrics
+  and stays out of the mean.
 """
 
 from __future__ import annotations
@@ -23,7 +30,16 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassJaccardIndex
 from torchmetrics.detection import MeanAveragePrecision
 
-from taskweight.classes import DET_CLASSES, IGNORE_INDEX, NUM_DET_CLASSES, NUM_SEG_CLASSES, SEG_CLASSES
+from taskweight.classes import (
+    DEFAULT_TASKS,
+    DET_CLASSES,
+    IGNORE_INDEX,
+    NUM_DET_CLASSES,
+    NUM_SEG_CLASSES,
+    SEG_CLASSES,
+    TASK_SCORES,
+    check_tasks,
+)
 from taskweight.models.detection import Detections
 
 
@@ -48,10 +64,17 @@ class MultiTaskEvaluator:
     """Accumulates detections and segmentation maps over a split, then computes the metrics.
 
     Only images labelled for detection count towards mAP and only images labelled for
-    segmentation towards mIoU.
+    segmentation towards mIoU; only the ``tasks`` given are scored.
     """
 
-    def __init__(self, num_det_classes: int = NUM_DET_CLASSES, num_seg_classes: int = NUM_SEG_CLASSES) -> None:
+    def __init__(
+        self,
+        num_det_classes: int = NUM_DET_CLASSES,
+        num_seg_classes: int = NUM_SEG_CLASSES,
+        *,
+        tasks: Sequence[str] = DEFAULT_TASKS,
+    ) -> None:
+        self.tasks = check_tasks(tasks)
         self.num_det_classes = num_det_classes
         self.map_coco = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="faster_coco_eval")
         self.map_50 = MeanAveragePrecision(
@@ -62,10 +85,42 @@ class MultiTaskEvaluator:
         )  # 0/0 (class neither predicted nor labelled) → NaN, left out of the mean
         self.det_images = 0
         self.seg_images = 0
+        self.depth_images = 0
+        self.depth_sums = {"AbsRel": 0.0, "RMSE": 0.0, "delta1": 0.0}
 
-    def update(self, detections: Sequence[Detections], seg_pred: Tensor, batch: Mapping[str, Any]) -> None:
+    def update(
+        self,
+        detections: Sequence[Detections] | None,
+        seg_pred: Tensor | None,
+        batch: Mapping[str, Any],
+        depth_pred: Tensor | None = None,
+    ) -> None:
+        """Add a batch's predictions (None, or left out by the tasks given, for a task not scored)."""
+        if depth_pred is not None and "depth" in self.tasks and "depth" in batch:
+            self._update_depth(depth_pred, batch)
+        if detections is not None and "det" in self.tasks:
+            self._update_det(detections, batch)
+        if seg_pred is not None and "seg" in self.tasks:
+            has_seg = batch["has_seg"]
+            if bool(has_seg.any()):
+                self.iou.update(seg_pred[has_seg].cpu(), batch["seg"][has_seg].cpu())
+                self.seg_images += int(has_seg.sum())
+
+    def _update_depth(self, depth_pred: Tensor, batch: Mapping[str, Any]) -> None:
+        target = batch["depth"].float().cpu()
+        pred = depth_pred.float().cpu().clamp_min(1e-6)
+        for i, labelled in enumerate(batch["has_depth"].tolist()):
+            valid = target[i] > 0
+            if not labelled or not bool(valid.any()):
+                continue
+            d, p = target[i][valid].double(), pred[i][valid].double()
+            self.depth_sums["AbsRel"] += float(((p - d).abs() / d).mean())
+            self.depth_sums["RMSE"] += float((p - d).pow(2).mean().sqrt())
+            self.depth_sums["delta1"] += float((torch.maximum(p / d, d / p) < 1.25).double().mean())
+            self.depth_images += 1
+
+    def _update_det(self, detections: Sequence[Detections], batch: Mapping[str, Any]) -> None:
         has_det = batch["has_det"].tolist()
-        has_seg = batch["has_seg"]
         preds, targets = [], []
         for i, labelled in enumerate(has_det):
             if not labelled:
@@ -90,12 +145,10 @@ class MultiTaskEvaluator:
             self.map_coco.update(preds, targets)
             self.map_50.update(preds, targets)
             self.det_images += len(preds)
-        if bool(has_seg.any()):
-            self.iou.update(seg_pred[has_seg].cpu(), batch["seg"][has_seg].cpu())
-            self.seg_images += int(has_seg.sum())
 
     def compute(self) -> dict[str, float]:
-        """Return ``mAP``, ``mAP_coco``, ``mIoU``, ``geometric_mean`` and per-class values."""
+        """Return ``mAP``, ``mAP_coco``, ``mIoU``, ``geometric_mean``, per-class values and, when depth
+        is scored, ``AbsRel``, ``RMSE`` and ``delta1``."""
         result: dict[str, float] = {}
         if self.det_images:
             coco = self.map_coco.compute()
@@ -117,5 +170,8 @@ class MultiTaskEvaluator:
                 result[f"IoU_{name}"] = value
         else:
             result["mIoU"] = float("nan")
-        result["geometric_mean"] = geometric_mean(result["mAP"], result["mIoU"])
+        if "depth" in self.tasks:
+            for key, total in self.depth_sums.items():
+                result[key] = total / self.depth_images if self.depth_images else float("nan")
+        result["geometric_mean"] = geometric_mean(*(result[TASK_SCORES[task]] for task in self.tasks))
         return result

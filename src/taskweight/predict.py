@@ -33,11 +33,11 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
 from taskweight.build import resolve_device
-from taskweight.classes import DET_CLASSES, IGNORE_INDEX, SEG_CLASSES
+from taskweight.classes import DET_CLASSES, IGNORE_INDEX, PAPER_TASKS, SEG_CLASSES
 from taskweight.config import TrainConfig
 from taskweight.data import transforms as T
 from taskweight.data.common import PIL_ERRORS
-from taskweight.errors import DataFormatError
+from taskweight.errors import ConfigError, DataFormatError
 from taskweight.models import Detections, MultiTaskNet
 from taskweight.precision import autocast, resolve_precision
 from taskweight.scoring import load_model, open_run
@@ -85,6 +85,12 @@ def load_run(
     :class:`~taskweight.checkpoint.CheckpointError`; both name the file.
     """
     config, ckpt = open_run(run_dir, checkpoint)
+    missing = [task for task in PAPER_TASKS if task not in config.tasks]
+    if missing:
+        raise ConfigError(
+            f"{run_dir}: this run has no {' and no '.join(missing)} head (its tasks are {config.tasks}); "
+            f"predict, compare and export need the tasks {list(PAPER_TASKS)}"
+        )
     model = load_model(config, ckpt).eval()
     dev = resolve_device(device or config.device)
     model.to(dev)
@@ -387,12 +393,22 @@ def log_predictions(
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(precision, device):
-            detections, seg = model.predict(x, score_threshold=score_threshold, nms_iou=nms_iou)
+            predictions = model.predict_tasks(x, score_threshold=score_threshold, nms_iou=nms_iou)
     finally:
         model.train(was_training)
-    pictures = [_drawn(images[i], detections[i], seg[i]) for i in range(count)]
+    detections, seg = predictions.get("det"), predictions.get("seg")  # a run may train only some tasks
+    pictures = [
+        _drawn(images[i], detections[i] if detections is not None else None, seg[i] if seg is not None else None)
+        for i in range(count)
+    ]
     writer.add_image(tag, np.concatenate(pictures, axis=0), step, dataformats="HWC")  # one column of images
 
 
-def _drawn(image: Tensor, det: Detections, seg: Tensor) -> np.ndarray:
-    return np.asarray(draw_overlay(image, det.boxes.cpu(), det.labels.cpu(), det.scores.cpu(), seg.cpu()))
+def _drawn(image: Tensor, det: Detections | None, seg: Tensor | None) -> np.ndarray:
+    if det is None:
+        return np.asarray(draw_overlay(image, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), None, _cpu(seg)))
+    return np.asarray(draw_overlay(image, det.boxes.cpu(), det.labels.cpu(), det.scores.cpu(), _cpu(seg)))
+
+
+def _cpu(tensor: Tensor | None) -> Tensor | None:
+    return tensor.cpu() if tensor is not None else None

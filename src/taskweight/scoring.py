@@ -35,9 +35,9 @@ def open_run(run_dir: str | Path, checkpoint: str = "best.pt") -> tuple[TrainCon
 def load_model(config: TrainConfig, checkpoint: str | Path) -> MultiTaskNet:
     """The network of ``config`` with the weights of ``checkpoint`` (``{"model": state_dict}``), on the CPU."""
     state = load_checkpoint(checkpoint)["model"]
-    if not isinstance(state, dict) or "det_head.anchors" not in state:
+    if not isinstance(state, dict) or ("det" in config.tasks and "det_head.anchors" not in state):
         raise CheckpointError(checkpoint, "its 'model' entry is not a taskweight model state_dict")
-    model = build_model(config, state["det_head.anchors"])
+    model = build_model(config, state.get("det_head.anchors"))
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -47,7 +47,6 @@ from taskweight.evaluate import evaluate
 from taskweight.failpoints import failpoint
 from taskweight.jsonio import dumps, write_json
 from taskweight.metrics import improves
-from taskweight.models.multitask import MultiTaskNet
 from taskweight.predict import log_predictions
 from taskweight.weighting.base import WeightingStrategy
 
@@ -120,7 +119,7 @@ class Trainer:
             torch.set_num_threads(config.threads)
         seed_everything(config.seed)
         # the strategy first: a bad method option is reported before any data is read
-        self.strategy = strategy or weighting.get(config.method.name, tasks=MultiTaskNet.tasks, **config.method.options)
+        self.strategy = strategy or weighting.get(config.method.name, tasks=config.tasks, **config.method.options)
         self.train_set = open_split(config, config.data.train_split, train=True)
         self.val_set = open_split(config, config.data.val_split, train=False)
         from rich.markup import escape
@@ -145,8 +144,8 @@ class Trainer:
         init_state = None
         if init_from is not None:
             init_state = read_checkpoint(init_from)
-            anchors = init_state["model"]["det_head.anchors"]  # the transferred model keeps its anchors
-        elif config.model.anchors is None:
+            anchors = init_state["model"].get("det_head.anchors")  # the transferred model keeps its anchors
+        elif config.model.anchors is None and "det" in config.tasks:
             anchors = cluster_anchors(self.train_set, config.model.num_anchors, config.seed)
         self.model = build_model(config, anchors).to(self.device)
         if init_state is not None:
@@ -195,7 +194,8 @@ class Trainer:
         """Restore everything needed to continue a run exactly where it stopped."""
         state = read_checkpoint(path, required=RESUME_KEYS)
         try:
-            self.model.det_head.anchors.resize_as_(state["model"]["det_head.anchors"])
+            if "det" in self.model.tasks:
+                self.model.det_head.anchors.resize_as_(state["model"]["det_head.anchors"])
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])

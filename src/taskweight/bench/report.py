@@ -35,6 +35,7 @@ from taskweight.bench.methods import CONTROL_METHODS, SEARCH_METHODS, method_tit
 from taskweight.bench.paper import PAPER_DATASETS, compare_with_paper, paper_dataset, render_paper_comparison
 from taskweight.bench.results import CellRecord
 from taskweight.bench.significance import render_significance, significance
+from taskweight.classes import DEFAULT_TASKS, TASK_SHORT, table_order
 from taskweight.durable import atomic_write_text
 from taskweight.jsonio import write_json
 
@@ -43,6 +44,18 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("mIoU", "mIoU (segment)"),
     ("geometric_mean", "Geometric mean"),
 )
+DEPTH_ROWS: tuple[tuple[str, str], ...] = (
+    ("delta1", "δ<1.25 (depth)"),
+    ("AbsRel", "AbsRel (depth, lower is better)"),
+    ("RMSE", "RMSE m (depth, lower is better)"),
+)
+LOWER_IS_BETTER = {"AbsRel", "RMSE"}
+
+
+def table_rows(records: Sequence[CellRecord]) -> tuple[tuple[str, str], ...]:
+    """Table II's metric rows: mAP, mIoU, the depth rows when any cell trained depth, the geometric mean."""
+    depth = any(r.delta1 is not None for r in records)
+    return (*ROWS[:2], *(DEPTH_ROWS if depth else ()), ROWS[2])
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -106,7 +119,7 @@ def summarize(records: Sequence[CellRecord]) -> dict[str, Any]:
         for m in methods:
             cells = [r for r in ok if r.dataset == ds and r.method == m]
             if cells:
-                table[ds][m] = {metric: _stat(cells, attrgetter(metric)) for metric, _ in ROWS}
+                table[ds][m] = {metric: _stat(cells, attrgetter(metric)) for metric, _ in table_rows(cells)}
                 table[ds][m].update({key: _stat(cells, value) for key, value in COMPUTE})
     overall: dict[str, Any] = {}
     for m in methods:
@@ -190,9 +203,15 @@ def render_table2(summary: dict[str, Any]) -> str:
         "|" + "---|" * (len(methods) + 2),
     ]
     for ds in summary["datasets"]:
-        for i, (metric, title) in enumerate(ROWS):
+        rows = [
+            (metric, title)
+            for metric, title in (*ROWS[:2], *DEPTH_ROWS, ROWS[2])
+            if (metric, title) in ROWS or any(metric in summary["table"][ds].get(m, {}) for m in methods)
+        ]  # the depth rows where a cell of the dataset trained depth
+        for i, (metric, title) in enumerate(rows):
             stats = {m: summary["table"][ds].get(m, {}).get(metric) for m in methods}
-            best = _best({m: s["mean"] for m, s in stats.items() if s is not None})
+            sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+            best = _best({m: sign * s["mean"] for m, s in stats.items() if s is not None})
             lines.append(
                 f"| {ds if i == 0 else ''} | {title} | "
                 + " | ".join(_cell(stats[m], m in best) for m in methods)
@@ -236,19 +255,17 @@ def render_table1(records: Sequence[CellRecord]) -> str:
     ]
     ok = [r for r in records if r.status == "ok"]
     for ds in ordered_datasets(ok):
-        for label, kind, task in (
-            ("w_s", "w", "seg"),
-            ("w_d", "w", "det"),
-            ("async f_s", "f", "seg"),
-            ("async f_d", "f", "det"),
-        ):
+        tasks = table_order(t for r in ok if r.dataset == ds for t in (r.weights or {}))  # the configured tasks
+        rows = [(f"w_{TASK_SHORT.get(t, t)}", "w", t) for t in tasks or table_order(DEFAULT_TASKS)]
+        rows += [(f"async f_{TASK_SHORT.get(t, t)}", "f", t) for t in tasks or table_order(DEFAULT_TASKS)]
+        for index, (label, kind, task) in enumerate(rows):
             row = []
             for m in methods:
                 cells = [r for r in ok if r.dataset == ds and r.method == m]
                 source = [(r.weights if kind == "w" else (r.frequencies or {})).get(task) for r in cells]
                 values = [v for v in source if v is not None]
                 row.append(f"{statistics.fmean(values):.4g}" if values else "–")
-            lines.append(f"| {ds if label == 'w_s' else ''} | {label} | " + " | ".join(row) + " |")
+            lines.append(f"| {ds if index == 0 else ''} | {label} | " + " | ".join(row) + " |")
     lines += ["", "meta / meta_async weights are normalised to sum to 1 (paper §IV-C); handcrafted: w_det = 1."]
     units = sorted({r.async_unit for r in ok if r.frequencies and r.async_unit})
     if units:

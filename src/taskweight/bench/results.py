@@ -48,6 +48,8 @@ from taskweight.errors import DataFormatError
 from taskweight.jsonio import write_json
 
 SCHEMA_VERSION = 1
+DEPTH_METRICS = ("AbsRel", "RMSE", "delta1")
+"""Depth metrics a cell records when its run trained depth (issue 15)."""
 CSV_COLUMNS = (
     "dataset",
     "method",
@@ -80,6 +82,9 @@ class CellRecord:
     mIoU: float | None = None
     geometric_mean: float | None = None
     mAP_coco: float | None = None
+    AbsRel: float | None = None  # depth metrics (test split), when the cell trained depth
+    RMSE: float | None = None
+    delta1: float | None = None
     val: dict[str, Any] = field(default_factory=dict)
     epochs: int = 0
     train_time_s: float = 0.0
@@ -98,7 +103,13 @@ class CellRecord:
         return (self.dataset, self.method, self.seed)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The record as JSON data; the depth metrics only when the cell has them (two-task
+        results files stay as they were)."""
+        data = asdict(self)
+        for key in DEPTH_METRICS:
+            if data[key] is None:
+                del data[key]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: Path | None = None) -> CellRecord:

@@ -41,7 +41,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from taskweight.bench.methods import CONTROL_METHODS, PAPER_METHOD_ORDER, SEARCH_METHODS, valid_methods
 from taskweight.bench.report import write_report
-from taskweight.bench.results import CellRecord, save_results
+from taskweight.bench.results import DEPTH_METRICS, CellRecord, save_results
 from taskweight.config import PRESETS_DIR, ConfigLayer, TrainConfig, _line_of, load_config
 from taskweight.durable import FolderLock
 from taskweight.errors import ConfigError, DataFormatError
@@ -604,6 +604,8 @@ class BenchRunner:
         record.mIoU = test.get("mIoU")
         record.geometric_mean = test.get("geometric_mean")
         record.mAP_coco = test.get("mAP_coco")
+        for key in DEPTH_METRICS:
+            setattr(record, key, test.get(key))
         record.val = dict(val or {})
 
 

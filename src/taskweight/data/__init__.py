@@ -63,6 +63,14 @@ def available_formats() -> list[str]:
     return sorted(_FORMATS)
 
 
+def format_option(format: str, option: str) -> bool:
+    """Whether the dataset format ``format`` takes the keyword option ``option`` (e.g. ``depth``)."""
+    if format not in _FORMATS:
+        return False
+    params = inspect.signature(_FORMATS[format]).parameters
+    return option in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
 def open_dataset(
     format: str,
     root: str | Path,
@@ -119,6 +127,7 @@ __all__ = [
     "batch_to_device",
     "collate_batch",
     "default_mapping",
+    "format_option",
     "merged_mapping",
     "open_dataset",
     "parse_label_file",

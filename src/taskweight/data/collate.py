@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from taskweight.classes import TASKS
+
 
 def collate_batch(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Stack items into a batch.
@@ -31,9 +33,20 @@ def collate_batch(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "ignore_boxes": [it["ignore_boxes"] for it in items],
         "has_det": torch.tensor([bool(it["has_det"]) for it in items], dtype=torch.bool),
         "has_seg": torch.tensor([bool(it["has_seg"]) for it in items], dtype=torch.bool),
-        "labelled_tasks": tuple(task for task in ("det", "seg") if any(bool(it[f"has_{task}"]) for it in items)),
+        "labelled_tasks": tuple(task for task in TASKS if any(bool(it.get(f"has_{task}", False)) for it in items)),
         "names": [str(it["name"]) for it in items],
+        "has_depth": torch.tensor([bool(it.get("has_depth", False)) for it in items], dtype=torch.bool),
+        **_depth(items),
     }
+
+
+def _depth(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``depth`` (B, H, W) float32 metres, 0 = no measurement (also for images without depth),
+    when any item has one."""
+    if not any(it.get("depth") is not None for it in items):
+        return {}
+    shape = next(it["depth"].shape for it in items if it.get("depth") is not None)
+    return {"depth": torch.stack([it["depth"] if it.get("depth") is not None else torch.zeros(shape) for it in items])}
 
 
 def batch_to_device(batch: Mapping[str, Any], device: torch.device, *, channels_last: bool = False) -> dict[str, Any]:

@@ -244,10 +244,17 @@ def checked_index(index: int, length: int) -> int:
 
 def dataset_item(item: dict[str, Any], *, augment: bool, has_det: bool, has_seg: bool, name: str) -> dict[str, Any]:
     """The public item of every format from a cached raw item (uint8 image, int masks):
-    optional random flip, image scaled to [0, 1], tensors copied so the cache stays intact."""
+    optional random flip, image scaled to [0, 1], tensors copied so the cache stays intact.
+
+    A raw item with a ``depth`` map (float32 metres, 0 = no measurement) gives ``depth`` and
+    ``has_depth`` = True; without one, ``has_depth`` is False and there is no ``depth``."""
     if augment:
         item = T.random_hflip(item)
+    extra: dict[str, Any] = {"has_depth": item.get("depth") is not None}
+    if extra["has_depth"]:
+        extra["depth"] = item["depth"].float().clone()
     return {
+        **extra,
         "image": item["image"].float().div_(255.0),
         "boxes": item["boxes"].clone(),
         "labels": item["labels"].clone(),
@@ -532,21 +539,31 @@ class DetSegDataset(Dataset):
     def names(self) -> list[str]:
         return [s.name for s in self.samples]
 
+    def _depth(self, sample: Sample) -> np.ndarray | None:
+        """The sample's depth map (float32 metres, 0 = no measurement, the image's size) or None;
+        formats that read depth override this."""
+        return None
+
     def load_raw(self, index: int) -> dict[str, Any]:
-        """Decoded sample at its original size: uint8 image 3 x H x W, uint8 seg, boxes, labels."""
+        """Decoded sample at its original size: uint8 image 3 x H x W, uint8 seg, boxes, labels
+        (and ``depth``, float32 metres, when the format read one for the sample)."""
         s = self.samples[index]
         rgb, seg, boxes, labels, ignore = self._decode(s)
         if rgb.shape[:2] != s.size:
             raise DataFormatError(s.image, f"image changed size since the dataset was opened: {rgb.shape[:2]}")
         if seg is None:
             seg = np.full(rgb.shape[:2], IGNORE_INDEX, np.uint8)
-        return {
+        raw = {
             "image": torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))),
             "seg": torch.from_numpy(np.ascontiguousarray(seg)),
             "boxes": torch.from_numpy(np.asarray(boxes, np.float32).reshape(-1, 4)),
             "labels": torch.from_numpy(np.asarray(labels, np.int64).reshape(-1)),
             "ignore_boxes": torch.from_numpy(np.asarray(ignore, np.float32).reshape(-1, 4)),
         }
+        depth = self._depth(s)
+        if depth is not None:
+            raw["depth"] = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))
+        return raw
 
     def _load(self, index: int) -> dict[str, Any]:
         if self.cache and index in self._cache:

@@ -5,6 +5,7 @@ Layout under ``root``::
     training/image_2/NAME.png     RGB image (required)
     training/label_2/NAME.txt     KITTI object labels -> the sample is labelled for detection
     training/semantic/NAME.png    semantic mask -> the sample is labelled for segmentation
+    training/depth/NAME.png       with depth=True: KITTI depth (uint16, metres x 256, 0 = none) -> labelled for depth
     splits/SPLIT.txt              one NAME per line (optional)
 
 Real KITTI covers the two tasks with different images (7481 object labels, a few hundred
@@ -69,6 +70,7 @@ from taskweight.data.common import (
     unmapped_counts,
     verify_png,
 )
+from taskweight.data.depth import read_kitti_depth
 from taskweight.data.kitti_labels import parse_label_line
 from taskweight.errors import DataFormatError
 
@@ -80,6 +82,9 @@ semantic label id -> segmentation class name (``"ignore"`` gives 255); ``"R,G,B"
 segmentation class.  Read from ``data/mappings/kitti.yaml``."""
 
 IMAGE_DIR, LABEL_DIR, SEMANTIC_DIR, SPLIT_DIR = "training/image_2", "training/label_2", "training/semantic", "splits"
+DEPTH_DIR = "training/depth"
+"""Depth maps paired with the images by name (KITTI's ``proj_depth/groundtruth`` format, see
+:mod:`taskweight.data.depth`); read only with ``depth=True`` (a run whose tasks include depth)."""
 ON_ERROR = ("raise", "skip")
 SEMANTIC_ENCODINGS = ("auto", "ids", "color")
 
@@ -294,7 +299,9 @@ class KittiDataset(DetSegDataset):
         split_seed: int = DEFAULT_SPLIT_SEED,
         semantic_encoding: str = "auto",
         verify: str | None = None,
+        depth: bool = False,
     ) -> None:
+        self.read_depth = bool(depth)
         super().__init__(
             root, split, image_size=image_size, augment=augment, on_error=on_error, cache=cache, verify=verify
         )
@@ -404,10 +411,27 @@ class KittiDataset(DetSegDataset):
                 labels.append(target)
         else:
             label_used = None
+        depth_used: Path | None = None
+        depth = self.root / DEPTH_DIR / f"{entry.name}.png"
+        if self.read_depth and depth.is_file():
+            try:
+                depth_size, mode = png_header(depth, "depth PNG")
+                if depth_size != size:
+                    raise DataFormatError(
+                        depth,
+                        f"depth map is {depth_size[1]}x{depth_size[0]} (WxH) but image {entry.name}.png is "
+                        f"{size[1]}x{size[0]}",
+                    )
+                if mode not in ("I;16", "I;16B", "I"):
+                    raise DataFormatError(depth, f"a KITTI depth map is a 16-bit single-channel PNG, got mode {mode}")
+                depth_used = depth
+            except DataFormatError as exc:
+                problems.append(exc)
         if problems:
             problems.sort(key=lambda e: (e.path != semantic_used, e.line or 0))
             return None, problems
         info = {
+            "depth": depth_used,
             "label": label_used,
             "semantic": semantic_used,
             "boxes": np.asarray(boxes, np.float32).reshape(-1, 4),
@@ -451,6 +475,15 @@ class KittiDataset(DetSegDataset):
                 semantic, f"semantic mask is {seg.shape[1]}x{seg.shape[0]} (WxH) but the image is {size[1]}x{size[0]}"
             )
         return seg, unmapped
+
+    def _depth(self, s: Sample) -> np.ndarray | None:
+        path = s.info.get("depth")
+        if path is None:
+            return None
+        depth = read_kitti_depth(path)
+        if depth.shape != s.size:
+            raise DataFormatError(path, f"depth map is {depth.shape[1]}x{depth.shape[0]} (WxH), not the image's size")
+        return depth
 
     def _decode(self, s: Sample) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
         rgb = load_rgb(s.image)

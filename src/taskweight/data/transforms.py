@@ -43,13 +43,15 @@ def scale_boxes(boxes: Tensor, sx: float, sy: float) -> Tensor:
 
 
 def resize(sample: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
-    """Resize image (bilinear), seg (nearest) and boxes (scaled) to ``size`` = (H, W)."""
+    """Resize image (bilinear), seg and depth (nearest) and boxes (scaled) to ``size`` = (H, W)."""
     out = dict(sample)
     h, w = sample["image"].shape[-2:]
     size = (int(size[0]), int(size[1]))
     out["image"] = resize_image(sample["image"], size)
     if sample.get("seg") is not None:
         out["seg"] = resize_mask(sample["seg"], size)
+    if sample.get("depth") is not None:  # nearest: a resampled depth is a measured one, 0 stays "none"
+        out["depth"] = resize_mask(sample["depth"], size)
     sx, sy = size[1] / w, size[0] / h
     for key in BOX_KEYS:
         if key in sample:
@@ -64,12 +66,14 @@ def flip_boxes(boxes: Tensor, width: int) -> Tensor:
 
 
 def hflip(sample: dict[str, Any]) -> dict[str, Any]:
-    """Mirror image, seg and boxes left-right."""
+    """Mirror image, seg, depth and boxes left-right."""
     out = dict(sample)
     width = sample["image"].shape[-1]
     out["image"] = sample["image"].flip(-1)
     if sample.get("seg") is not None:
         out["seg"] = sample["seg"].flip(-1)
+    if sample.get("depth") is not None:
+        out["depth"] = sample["depth"].flip(-1)
     for key in BOX_KEYS:
         if key in sample:
             out[key] = flip_boxes(sample[key], width)

@@ -18,13 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from taskweight.classes import DEFAULT_TASKS, TASK_SHORT, table_order
 from taskweight.durable import atomic_write_text
 from taskweight.jsonio import write_json
 from taskweight.search.journal import JournalRecord, best_record, lineage, lineage_epochs
 from taskweight.search.space import SearchSpace
-
-TASK_SHORT = {"seg": "s", "det": "d"}
-"""Paper notation: ws / wd, fs / fd."""
 
 
 def _finite(value: Any) -> float | None:
@@ -75,20 +73,19 @@ def write_summary(out_dir: str | Path, records: Sequence[JournalRecord], *, meta
     return path
 
 
-def _task_order(tasks: Sequence[str]) -> list[str]:
-    """Paper order: seg before det, then the rest."""
-    ordered = [t for t in ("seg", "det") if t in tasks]
-    return ordered + [t for t in tasks if t not in ordered]
-
-
 def table1_markdown(
     best_config: dict[str, Any] | None,
     *,
     label: str = "data",
     async_frequencies: bool | None = None,
     unit: str = "step",
+    tasks: Sequence[str] | None = None,
 ) -> str:
-    """The paper's Table I rows (ws, wd, async fs, async fd) for the configuration found."""
+    """The paper's Table I rows (ws, wd, async fs, async fd) for the configuration found.
+
+    One weight and one frequency row per task: ``tasks`` (the search's), else the tasks the
+    configuration names, else the default tasks.
+    """
     column = "Meta-learning task weighting"
     cfg = best_config or {}
     if async_frequencies is None:
@@ -98,7 +95,7 @@ def table1_markdown(
     lines = [f"| Dataset | | {column} |", "|---|---|---:|"]
     weights = cfg.get("weights") or {}
     freqs = cfg.get("frequencies") or {}
-    tasks = _task_order(list(weights) or ["seg", "det"])
+    tasks = table_order(tasks or list(weights) or DEFAULT_TASKS)
     first = True
     for t in tasks:
         w = weights.get(t)
@@ -139,6 +136,7 @@ def write_report(
             label=label or out_dir.name,
             async_frequencies=async_frequencies,
             unit=async_unit(meta),
+            tasks=getattr(space, "tasks", None),
         ),
     )
     outputs["table1.md"] = table
@@ -205,7 +203,7 @@ def plot_search(
     save(fig, "fig3b_metrics.png")
 
     # Fig. 4a: weights
-    tasks = _task_order(list(records[0].config.get("weights") or {}))
+    tasks = table_order(list(records[0].config.get("weights") or {}))
     if tasks:
         fig, ax = plt.subplots(figsize=(6.4, 3.6))
         for task in tasks:
@@ -221,7 +219,7 @@ def plot_search(
     # Fig. 4b: async frequencies
     if any(r.config.get("frequencies") for r in records):
         fig, ax = plt.subplots(figsize=(6.4, 3.6))
-        for task in _task_order(list(records[0].config["frequencies"])):
+        for task in table_order(list(records[0].config["frequencies"])):
             ax.plot(x, [r.config["frequencies"][task] for r in records], "o-", ms=3, lw=1, label=f"f_{task}")
         ax.set_xlabel("evaluation")
         ax.set_ylabel(f"backprop period ({unit}s)")

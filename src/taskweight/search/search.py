@@ -571,7 +571,7 @@ def search_task_weights(
     if async_unit not in ASYNC_UNITS:
         raise SearchError(f"unknown async unit {async_unit!r}; choose one of {', '.join(ASYNC_UNITS)}")
     space = task_weight_space(
-        ("det", "seg"), min_weight, max_weight, async_frequencies=async_frequencies, max_frequency=max_frequency
+        base_config.tasks, min_weight, max_weight, async_frequencies=async_frequencies, max_frequency=max_frequency
     )
     evaluator = TrainerEvaluator(
         base_config, async_frequencies=async_frequencies, epochs_per_eval=epochs_per_eval, async_unit=async_unit

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from taskweight.classes import DEFAULT_TASKS
+
 GeneValue = float | int | str | bool
 
 
@@ -248,7 +250,7 @@ class TaskWeightSpace(SearchSpace):
 
 
 def task_weight_space(
-    tasks: Sequence[str] = ("det", "seg"),
+    tasks: Sequence[str] = DEFAULT_TASKS,
     min_weight: Mapping[str, float] | float | None = None,
     max_weight: Mapping[str, float] | float | None = None,
     *,

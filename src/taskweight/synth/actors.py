@@ -129,24 +129,24 @@ class Car(LabelledActor):
                 zc0, zc1 = sorted((zs * (w / 2 - 0.02), zs * (w / 2 - 0.24)))
                 corners = self._world(g.box_corners(xs * wheel_x - r, xs * wheel_x + r, -2 * r, 0.0, zc0, zc1))
                 for poly, _n in g.visible_faces(corners).values():
-                    cv.fill(cam.project(poly), (0.04, 0.04, 0.045), g.CAR)
+                    _fill3d(cv, cam, poly, (0.04, 0.04, 0.045), g.CAR)
         # body
         body = self._world(g.box_corners(-length / 2, length / 2, -self.body_top, -self.clearance, -w / 2, w / 2))
         faces = g.visible_faces(body)
         for name, (poly, n) in faces.items():
-            cv.fill(cam.project(poly), col * light.face(n), g.CAR, noise=0.015)
+            _fill3d(cv, cam, poly, col * light.face(n), g.CAR, noise=0.015)
             if not detail:
                 continue
             if name == "x-":  # rear: tail lights, plate, bumper
                 for s0, s1 in ((0.03, 0.19), (0.81, 0.97)):
-                    cv.fill(cam.project(_face_quad(poly, s0, s1, 0.1, 0.35)), (0.55, 0.04, 0.04), g.CAR)
-                cv.fill(cam.project(_face_quad(poly, 0.0, 1.0, 0.78, 1.0)), col * 0.45 * light.face(n), g.CAR)
-                cv.fill(cam.project(_face_quad(poly, 0.38, 0.62, 0.42, 0.66)), (0.85, 0.85, 0.8), g.CAR)
+                    _fill3d(cv, cam, _face_quad(poly, s0, s1, 0.1, 0.35), (0.55, 0.04, 0.04), g.CAR)
+                _fill3d(cv, cam, _face_quad(poly, 0.0, 1.0, 0.78, 1.0), col * 0.45 * light.face(n), g.CAR)
+                _fill3d(cv, cam, _face_quad(poly, 0.38, 0.62, 0.42, 0.66), (0.85, 0.85, 0.8), g.CAR)
             elif name == "x+":  # front: head lights, grille
                 for s0, s1 in ((0.04, 0.22), (0.78, 0.96)):
-                    cv.fill(cam.project(_face_quad(poly, s0, s1, 0.12, 0.38)), (0.9, 0.9, 0.82), g.CAR)
-                cv.fill(cam.project(_face_quad(poly, 0.3, 0.7, 0.15, 0.45)), (0.06, 0.06, 0.07), g.CAR)
-                cv.fill(cam.project(_face_quad(poly, 0.0, 1.0, 0.78, 1.0)), col * 0.45 * light.face(n), g.CAR)
+                    _fill3d(cv, cam, _face_quad(poly, s0, s1, 0.12, 0.38), (0.9, 0.9, 0.82), g.CAR)
+                _fill3d(cv, cam, _face_quad(poly, 0.3, 0.7, 0.15, 0.45), (0.06, 0.06, 0.07), g.CAR)
+                _fill3d(cv, cam, _face_quad(poly, 0.0, 1.0, 0.78, 1.0), col * 0.45 * light.face(n), g.CAR)
             elif name in ("z-", "z+"):  # side: wheel disks on the visible side
                 zs = -1 if name == "z-" else 1
                 for xs in (1, -1):
@@ -155,9 +155,9 @@ class Car(LabelledActor):
                         disk = np.column_stack(
                             [xs * wheel_x + rad * np.cos(t), -r + rad * np.sin(t), np.full_like(t, zs * (w / 2 + 0.01))]
                         )
-                        cv.fill(cam.project(self._world(disk)), colour, g.CAR)
+                        _fill3d(cv, cam, self._world(disk), colour, g.CAR)
                 # dark side skirt line
-                cv.fill(cam.project(_face_quad(poly, 0.0, 1.0, 0.85, 1.0)), col * 0.5 * light.face(n), g.CAR)
+                _fill3d(cv, cam, _face_quad(poly, 0.0, 1.0, 0.85, 1.0), col * 0.5 * light.face(n), g.CAR)
         # cabin: a tapered solid on top of the body
         cx0, cx1 = -length / 2 + self.rear_off * length, length / 2 - self.front_off * length
         zb, zt = w / 2 - 0.05, w / 2 - 0.18
@@ -168,13 +168,13 @@ class Car(LabelledActor):
                     pts.append([xx, y, zsgn * zz])
         cabin = self._world(np.array(pts))
         for name, (poly, n) in g.visible_faces(cabin).items():
-            cv.fill(cam.project(poly), col * light.face(n), g.CAR, noise=0.015)
+            _fill3d(cv, cam, poly, col * light.face(n), g.CAR, noise=0.015)
             glass = self.window * (0.8 + 0.5 * light.face(n))
             if name in ("x-", "x+"):
-                cv.fill(cam.project(_face_quad(poly, 0.08, 0.92, 0.1, 0.88)), glass, g.CAR)
+                _fill3d(cv, cam, _face_quad(poly, 0.08, 0.92, 0.1, 0.88), glass, g.CAR)
             elif name in ("z-", "z+"):
-                cv.fill(cam.project(_face_quad(poly, 0.06, 0.47, 0.12, 0.9)), glass, g.CAR)
-                cv.fill(cam.project(_face_quad(poly, 0.53, 0.94, 0.12, 0.9)), glass, g.CAR)
+                _fill3d(cv, cam, _face_quad(poly, 0.06, 0.47, 0.12, 0.9), glass, g.CAR)
+                _fill3d(cv, cam, _face_quad(poly, 0.53, 0.94, 0.12, 0.9), glass, g.CAR)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,6 +183,11 @@ def _ground_frame(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     fwd = np.array([d[0], 0.0, d[1]])
     right = np.array([d[1], 0.0, -d[0]])
     return fwd, right
+
+
+def _fill3d(cv: Canvas, cam: g.Camera, poly3d: np.ndarray, *args: Any, **kwargs: Any) -> None:
+    """Fill the projection of the planar 3D polygon ``poly3d``, z-buffered on its plane."""
+    cv.fill(cam.project(poly3d), *args, surface=poly3d, **kwargs)
 
 
 def _px(cam: g.Camera, metres: float, z: float, minimum: float = 1.0) -> float:
@@ -499,6 +504,6 @@ class Solid(Actor):
             colour = self.colour * light.face(n)
             tex = self.texture(poly, n, colour) if self.texture is not None else None
             if tex is not None:
-                cv.fill(cam.project(clipped), sem=self.sem, texture=tex)
+                _fill3d(cv, cam, clipped, sem=self.sem, texture=tex)
             else:
-                cv.fill(cam.project(clipped), colour, self.sem, noise=self.noise, low=0.05)
+                _fill3d(cv, cam, clipped, colour, self.sem, noise=self.noise, low=0.05)

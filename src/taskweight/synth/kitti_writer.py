@@ -5,6 +5,8 @@
     OUT/training/image_2/NNNNNN.png    RGB image
     OUT/training/label_2/NNNNNN.txt    15-column KITTI object labels (Car, Pedestrian, Cyclist, DontCare)
     OUT/training/semantic/NNNNNN.png   8-bit Cityscapes labelIds (as the KITTI semantics benchmark)
+    OUT/training/depth/NNNNNN.png      with depth=True: exact depth, KITTI's uint16 format (m × 256, 0 = none),
+                                       dense or on LiDAR-like rows (depth_pattern)
     OUT/splits/{train,val,test}.txt    one 6-digit name per line
     OUT/synth.json                     generator parameters (written last: marks a complete set)
 
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from taskweight.data.depth import write_kitti_depth
 from taskweight.synth import geometry as g
 from taskweight.synth.output import SPLITS, check_counts, run_jobs
 from taskweight.synth.scene import (
@@ -62,7 +65,8 @@ _OWN_ENTRIES = {"training", "splits", "synth.json"}
 
 
 def write_scene(scene: Scene, root: Path, name: str, *, detection: bool = True, segmentation: bool = True) -> None:
-    """Write one scene's image and (optionally) its label file and semantic PNG."""
+    """Write one scene's image and (optionally) its label file and semantic PNG, and its depth
+    PNG when the scene was rendered with depth."""
     training = root / "training"
     Image.fromarray(scene.image).save(training / "image_2" / f"{name}.png", compress_level=3)
     if detection:
@@ -70,11 +74,34 @@ def write_scene(scene: Scene, root: Path, name: str, *, detection: bool = True, 
         (training / "label_2" / f"{name}.txt").write_text(text, encoding="ascii")
     if segmentation:
         Image.fromarray(scene.semantic_ids).save(training / "semantic" / f"{name}.png", compress_level=3)
+    if scene.depth is not None:
+        write_kitti_depth(training / "depth" / f"{name}.png", scene.depth)
+
+
+DEPTH_PATTERNS = ("dense", "lidar")
+LIDAR_BEAMS = 64
+LIDAR_ELEVATION_DEG = (2.0, -24.8)
+"""Vertical field of view of KITTI's Velodyne HDL-64E (top, bottom beam), degrees."""
+LIDAR_RANGE_M = 120.0
+
+
+def lidar_rows(depth: np.ndarray, camera: g.Camera) -> np.ndarray:
+    """``depth`` kept on the rows a 64-beam scanner (KITTI's HDL-64E: elevations +2° to −24.8°,
+    evenly spaced; range 120 m) at the camera would hit, 0 elsewhere: the sparse rows of KITTI's
+    projected LiDAR ground truth. Beam k at elevation θ_k lands on row v = c_y − f·tan θ_k."""
+    top, bottom = np.radians(LIDAR_ELEVATION_DEG)
+    rows = np.floor(camera.cy - camera.f * np.tan(np.linspace(top, bottom, LIDAR_BEAMS))).astype(np.int64)
+    rows = np.unique(rows[(rows >= 0) & (rows < depth.shape[0])])
+    sparse = np.zeros_like(depth)
+    sparse[rows] = np.where(depth[rows] <= LIDAR_RANGE_M, depth[rows], 0.0)
+    return sparse
 
 
 def _job(args: tuple) -> dict[str, int]:
-    root, split, index, seed, size, name, det, seg = args
-    scene = render_scene(index, split, seed, size)
+    root, split, index, seed, size, name, det, seg, depth, pattern = args
+    scene = render_scene(index, split, seed, size, depth=depth)
+    if scene.depth is not None and pattern == "lidar":
+        scene.depth = lidar_rows(scene.depth, scene.camera)
     write_scene(scene, Path(root), name, detection=det, segmentation=seg)
     counts = dict.fromkeys(KITTI_TYPES, 0)
     if det:
@@ -99,7 +126,7 @@ def label_kinds(n: int, fraction: float, seed: int, split: str) -> list[tuple[bo
     return kinds
 
 
-def _prepare(out: Path) -> None:
+def _prepare(out: Path, depth: bool = False) -> None:
     if out.exists():
         if not out.is_dir():
             raise ValueError(f"{out} exists and is not a directory")
@@ -111,6 +138,8 @@ def _prepare(out: Path) -> None:
             )
     for sub in ("training/image_2", "training/label_2", "training/semantic", "splits"):
         (out / sub).mkdir(parents=True, exist_ok=True)
+    if depth:
+        (out / "training" / "depth").mkdir(parents=True, exist_ok=True)
     marker = out / "synth.json"
     if marker.exists():
         marker.unlink()  # rewritten last: its presence marks a complete dataset
@@ -125,6 +154,8 @@ def check_generator_options(
     seed: int = 0,
     size: tuple[int, int] | None = None,
     single_label_fraction: float = 0.0,
+    depth: bool = False,
+    depth_pattern: str = "dense",
 ) -> None:
     """Raise ``ValueError`` naming the option if :func:`generate_dataset` would refuse these settings.
 
@@ -136,6 +167,10 @@ def check_generator_options(
         raise ValueError(f"single_label_fraction must be in [0, 1], got {single_label_fraction}")
     if PRESETS[preset].get("writer") is not None and float(single_label_fraction) != 0.0:
         raise ValueError(f"single_label_fraction is only supported by synth-kitti, not {preset}")
+    if PRESETS[preset].get("writer") is not None and depth:
+        raise ValueError(f"depth is only written by synth-kitti so far, not by {preset}")
+    if depth_pattern not in DEPTH_PATTERNS:
+        raise ValueError(f"depth_pattern must be one of {DEPTH_PATTERNS}, got {depth_pattern!r}")
     check_counts(train, val, test, seed, size, PRESETS[preset]["size"])
 
 
@@ -151,6 +186,8 @@ def generate_dataset(
     single_label_fraction: float = 0.0,
     progress: Callable[[int, int], None] | None = None,
     workers: int | None = None,
+    depth: bool = False,
+    depth_pattern: str = "dense",
 ) -> dict[str, Any]:
     """Generate ``train + val + test`` scenes under ``out`` in the preset's layout.
 
@@ -162,11 +199,23 @@ def generate_dataset(
     ``single_label_fraction`` f: a fraction f of each split's images carries one label kind
     only (half detection only: no semantic PNG; half segmentation only: no label_2 file).
     ``workers`` > 1 renders in that many spawned processes (the ``__main__`` module must be
-    importable); the output is byte-identical whatever the number.  Returns a summary with counts per
-    split and per class.
+    importable); the output is byte-identical whatever the number. ``depth`` (synth-kitti) also
+    writes every scene's exact dense depth under ``training/depth/`` in KITTI's uint16 format
+    (:mod:`taskweight.data.depth`); images and labels are the same with or without it.
+    ``depth_pattern``: ``dense`` (every pixel with a surface) or ``lidar`` (the rows of a
+    64-beam scanner, :func:`lidar_rows`, sparse like KITTI's projected LiDAR).
+    Returns a summary with counts per split and per class.
     """
     check_generator_options(
-        preset, train=train, val=val, test=test, seed=seed, size=size, single_label_fraction=single_label_fraction
+        preset,
+        train=train,
+        val=val,
+        test=test,
+        seed=seed,
+        size=size,
+        single_label_fraction=single_label_fraction,
+        depth=depth,
+        depth_pattern=depth_pattern,
     )
     writer = PRESETS[preset].get("writer")
     if writer is not None:
@@ -187,7 +236,7 @@ def generate_dataset(
     counts, size = check_counts(train, val, test, seed, size, PRESETS[preset]["size"])
     total = sum(counts.values())
     out = Path(out)
-    _prepare(out)
+    _prepare(out, depth)
 
     jobs, names_by_split, kinds_by_name = [], {}, {}
     number = 0
@@ -198,10 +247,10 @@ def generate_dataset(
             number += 1
             names.append(name)
             kinds_by_name[name] = (det, seg)
-            jobs.append((str(out), split, i, int(seed), size, name, det, seg))
+            jobs.append((str(out), split, i, int(seed), size, name, det, seg, bool(depth), depth_pattern))
         names_by_split[split] = names
 
-    _remove_stale(out, kinds_by_name)
+    _remove_stale(out, kinds_by_name, depth)
     started = time.perf_counter()
     per_split = {s: dict.fromkeys(KITTI_TYPES, 0) for s in SPLITS}
     for job, counts_of_scene in zip(jobs, run_jobs(_job, jobs, workers, progress), strict=True):
@@ -245,6 +294,15 @@ def generate_dataset(
         "objects": objects,
         "objects_per_split": per_split,
     }
+    if depth:
+        params["depth"] = {
+            "dir": "training/depth",
+            "format": "uint16 PNG, metres x 256, 0 = no measurement (KITTI depth)",
+            "rendering": "exact z-buffer of the scene's surfaces; sky and distant skyline: 0",
+            "pattern": depth_pattern
+            if depth_pattern == "dense"
+            else f"lidar: {LIDAR_BEAMS} beams at {list(LIDAR_ELEVATION_DEG)} deg, range {LIDAR_RANGE_M} m",
+        }
     (out / "synth.json").write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
     return {
         "preset": preset,
@@ -262,9 +320,12 @@ def generate_dataset(
     }
 
 
-def _remove_stale(out: Path, kinds: dict[str, tuple[bool, bool]]) -> None:
+def _remove_stale(out: Path, kinds: dict[str, tuple[bool, bool]], depth: bool = False) -> None:
     """Delete files of an earlier generation that the new one would not (re)write."""
     training = out / "training"
+    for p in (training / "depth").glob("*.png"):
+        if not depth or p.stem not in kinds:
+            p.unlink()
     for sub, suffix, idx in (("image_2", ".png", None), ("label_2", ".txt", 0), ("semantic", ".png", 1)):
         for p in (training / sub).glob(f"*{suffix}"):
             k = kinds.get(p.stem)

@@ -16,6 +16,42 @@ import numpy as np
 Texture = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """``texture(rows, cols) -> (N, 3) float32`` colours of the listed pixels."""
 
+Plane = tuple[np.ndarray, float]
+"""A plane ``n · X = d`` in camera coordinates (X right, Y down, Z forward; metres)."""
+
+Surface = np.ndarray | Plane
+"""Where a painted 2D polygon lies in 3D: its planar 3D polygon (N x 3, camera coordinates) or its plane."""
+
+
+def plane_of(surface: Surface) -> Plane:
+    """The plane ``n · X = d`` of a planar 3D polygon (Newell's normal through the centroid), or ``surface`` itself."""
+    if isinstance(surface, tuple):
+        return np.asarray(surface[0], dtype=np.float64), float(surface[1])
+    pts = np.asarray(surface, dtype=np.float64)
+    nxt = np.roll(pts, -1, axis=0)
+    normal = np.array(
+        [
+            np.sum((pts[:, 1] - nxt[:, 1]) * (pts[:, 2] + nxt[:, 2])),
+            np.sum((pts[:, 2] - nxt[:, 2]) * (pts[:, 0] + nxt[:, 0])),
+            np.sum((pts[:, 0] - nxt[:, 0]) * (pts[:, 1] + nxt[:, 1])),
+        ]
+    )
+    return normal, float(normal @ pts.mean(axis=0))
+
+
+def plane_depth(plane: Plane, rows: np.ndarray, cols: np.ndarray, f: float, cx: float, cy: float) -> np.ndarray:
+    """Depth Z (metres) where the rays through the centres of pixels (rows, cols) of a pinhole
+    camera (focal length ``f``, principal point ``cx, cy``) meet ``plane``: the ray
+    ``t · ((u − cx)/f, (v − cy)/f, 1)`` hits ``n · X = d`` at ``t = Z = d / (n · ray)``.
+    0 where the ray is parallel to the plane or meets it behind the camera."""
+    normal, offset = plane
+    u = cols.astype(np.float64) + 0.5
+    v = rows.astype(np.float64) + 0.5
+    denom = normal[0] * (u - cx) / f + normal[1] * (v - cy) / f + normal[2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(np.abs(denom) > 1e-12, offset / denom, 0.0)
+    return np.where(np.isfinite(z) & (z > 0), z, 0.0)
+
 
 def raster_polygon(pts: np.ndarray, height: int, width: int) -> tuple[int, int, np.ndarray] | None:
     """Coverage of a simple polygon ``pts`` (N x 2, x=column, y=row, continuous pixels).
@@ -82,9 +118,23 @@ class Canvas:
     the object's instance id and its (unclipped) vertex extent is accumulated: that extent
     is the object's full 2D box.  Any opaque fill outside an object resets the instance map,
     so an object's visible pixel count at the end tells how much of it is hidden.
+
+    With ``camera`` = (f, cx, cy) the canvas also keeps a z-buffer ``depth`` (metres, 0 = no
+    surface): every fill given its ``surface`` (the 3D polygon or plane it lies on; a sprite
+    drawn while :attr:`billboard` is set lies on the fronto-parallel plane Z = billboard)
+    writes, per covered pixel, the exact depth where the pixel's ray meets that plane, where
+    it is nearer than what the z-buffer holds. Visibility in ``depth`` is thus decided by the
+    geometry, not by the painting order; fills without a surface (sky, the 2D skyline) leave no depth.
     """
 
-    def __init__(self, height: int, width: int, noise: np.ndarray, low: np.ndarray) -> None:
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        noise: np.ndarray,
+        low: np.ndarray,
+        camera: tuple[float, float, float] | None = None,
+    ) -> None:
         self.h, self.w = height, width
         self.img = np.zeros((height, width, 3), np.float32)
         self.sem = np.zeros((height, width), np.uint8)
@@ -93,6 +143,29 @@ class Canvas:
         self.low = low  # low-frequency N(0, ~1) noise, H x W
         self._obj: int = -1
         self._ext: list[float] | None = None
+        self.camera = camera
+        self.depth: np.ndarray | None = np.zeros((height, width), np.float64) if camera is not None else None
+        self.billboard: float | None = None  # depth of the sprite being drawn (fronto-parallel plane)
+
+    # ---------------------------------------------------------------- depth
+    def write_depth(self, pts: np.ndarray, surface: Surface | None) -> None:
+        """z-buffer the 2D polygon ``pts`` lying on ``surface`` (default: the billboard plane, if any)."""
+        if self.depth is None or self.camera is None:
+            return
+        if surface is None:
+            if self.billboard is None:
+                return
+            surface = (np.array([0.0, 0.0, 1.0]), float(self.billboard))
+        res = raster_polygon(pts, self.h, self.w)
+        if res is None:
+            return
+        r0, c0, m = res
+        rr, cc = np.nonzero(m)
+        rr, cc = rr + r0, cc + c0
+        z = plane_depth(plane_of(surface), rr, cc, *self.camera)
+        current = self.depth[rr, cc]
+        nearer = (z > 0) & ((current == 0) | (z < current))
+        self.depth[rr[nearer], cc[nearer]] = z[nearer]
 
     # ---------------------------------------------------------------- objects
     def begin_object(self, inst: int) -> None:
@@ -117,8 +190,10 @@ class Canvas:
         texture: Texture | None = None,
         noise: float = 0.0,
         low: float = 0.0,
+        surface: Surface | None = None,
     ) -> None:
         pts = np.asarray(pts, dtype=np.float64)
+        self.write_depth(pts, surface)
         if self._ext is not None and len(pts):
             e = self._ext
             e[0] = min(e[0], float(pts[:, 0].min()))

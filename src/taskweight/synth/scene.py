@@ -99,6 +99,7 @@ class Scene:
     split: str
     seed: int
     info: dict = field(default_factory=dict)
+    depth: np.ndarray | None = None  # H x W float64 metres (0 = no surface), when rendered with depth=True
 
 
 # ============================================================================ layout sampling
@@ -797,8 +798,17 @@ def _check_size(size: tuple[int, int]) -> tuple[int, int]:
     return h, w
 
 
-def render_scene(index: int, split: str, seed: int, size: tuple[int, int] = DEFAULT_SIZE) -> Scene:
-    """Render scene ``index`` of ``split`` for ``seed`` at ``size`` = (H, W). Pure and deterministic."""
+def render_scene(
+    index: int, split: str, seed: int, size: tuple[int, int] = DEFAULT_SIZE, *, depth: bool = False
+) -> Scene:
+    """Render scene ``index`` of ``split`` for ``seed`` at ``size`` = (H, W). Pure and deterministic.
+
+    ``depth``: also render the exact per-pixel depth Z (``Scene.depth``, metres, 0 where the ray
+    meets no modelled surface: sky and the distant skyline) with a z-buffer over the scene's
+    3D surfaces — ground planes, building and car faces, sprites (people, cyclists, poles,
+    signs, trees) on the fronto-parallel plane at their distance (see :class:`Canvas`). The
+    image and the labels are the same with or without it.
+    """
     if int(index) < 0 or int(seed) < 0:
         raise ValueError(f"index and seed must be >= 0, got index={index}, seed={seed}")
     sid = _split_id(split)
@@ -814,6 +824,7 @@ def render_scene(index: int, split: str, seed: int, size: tuple[int, int] = DEFA
         W,
         noise=pix_rng.standard_normal((H, W)).astype(np.float32),
         low=smooth_noise(pix_rng, H, W, cell=max(4.0, W / 24)),
+        camera=(cam.f, cam.cx, cam.cy) if depth else None,
     )
     for t in (lay.background, lay.foreground):
         for actor in t:
@@ -838,21 +849,33 @@ def render_scene(index: int, split: str, seed: int, size: tuple[int, int] = DEFA
         cv.fill(poly, colour, sem, noise=0.03, low=0.05)
 
     # ground: terrain everywhere, then road, sidewalks, curbs, markings
+    ground_plane = (np.array([0.0, 1.0, 0.0]), hc)  # Y = hc: the ground under the camera
     cv.fill(
         np.array([[-1, cy], [W + 1, cy], [W + 1, H + 1], [-1, H + 1]], float),
         lay.terrain,
         g.TERRAIN,
         noise=0.12,
         low=0.12,
+        surface=ground_plane,
     )
     Wr = road.width
-    cv.fill(ground(_strip(road, hc, 0.0, Wr, g.Z_NEAR, Z_FAR, n=60)), lay.asphalt, g.ROAD, noise=0.05, low=0.07)
+    cv.fill(
+        ground(_strip(road, hc, 0.0, Wr, g.Z_NEAR, Z_FAR, n=60)),
+        lay.asphalt,
+        g.ROAD,
+        noise=0.05,
+        low=0.07,
+        surface=ground_plane,
+    )
     for poly3d, factor in lay.patches:
-        cv.fill(ground(poly3d), lay.asphalt * factor, g.ROAD, noise=0.05, low=0.05)
+        cv.fill(ground(poly3d), lay.asphalt * factor, g.ROAD, noise=0.05, low=0.05, surface=ground_plane)
     y_walk = hc - road.curb
+    walk_plane = (np.array([0.0, 1.0, 0.0]), y_walk)
     tex = _sidewalk_texture(cam, cv, road, y_walk, lay.sidewalk, lay.tile)
-    cv.fill(ground(_strip(road, y_walk, -road.walk_left, 0.0, g.Z_NEAR, Z_FAR, n=60)), sem=g.SIDEWALK, texture=tex)
-    cv.fill(ground(_strip(road, y_walk, Wr, Wr + road.walk_right, g.Z_NEAR, Z_FAR, n=60)), sem=g.SIDEWALK, texture=tex)
+    for a0, a1 in ((-road.walk_left, 0.0), (Wr, Wr + road.walk_right)):
+        cv.fill(
+            ground(_strip(road, y_walk, a0, a1, g.Z_NEAR, Z_FAR, n=60)), sem=g.SIDEWALK, texture=tex, surface=walk_plane
+        )
     for a in (0.0, Wr):
         zs = np.geomspace(g.Z_NEAR, Z_FAR, 60)
         curb = np.vstack(
@@ -862,9 +885,10 @@ def render_scene(index: int, split: str, seed: int, size: tuple[int, int] = DEFA
             ]
         )
         cv.fill(ground(curb), lay.curb_colour * (0.85 if a == 0.0 else 0.95), g.SIDEWALK, noise=0.04)
+        _vertical_band_depth(cv, cam, curb)
     mark_colour = np.array([0.86, 0.86, 0.84]) * (0.8 + 0.2 * float(rng.random()))
     for poly3d in lay.marks:
-        cv.fill(ground(poly3d), mark_colour, g.ROAD, noise=0.06, low=0.1)
+        cv.fill(ground(poly3d), mark_colour, g.ROAD, noise=0.06, low=0.1, surface=ground_plane)
 
     # cast shadows on the ground
     if light.cast_shadows:
@@ -877,8 +901,9 @@ def render_scene(index: int, split: str, seed: int, size: tuple[int, int] = DEFA
     # things beyond the sidewalks, then the depth-sorted street
     for poly3d, colour in lay.treelines:
         cv.fill(ground(poly3d), colour, g.VEGETATION, noise=0.15, low=0.15)
+        _vertical_band_depth(cv, cam, poly3d)
     for actor in sorted(lay.background, key=lambda a: -a.distance):
-        actor.draw(cv, cam, light)
+        _draw(actor, cv, cam, light)
     painted: dict[int, tuple[tuple[float, float, float, float] | None, int]] = {}
     street = [(a.distance, i, a) for i, a in enumerate(lay.foreground)]
     street += [(u.distance, 10_000 + k, u) for k, u in enumerate(lay.road_users)]
@@ -886,10 +911,10 @@ def render_scene(index: int, split: str, seed: int, size: tuple[int, int] = DEFA
         if key >= 10_000 and actor.loc[2] > 1.0:
             k = key - 10_000
             cv.begin_object(k)
-            actor.draw(cv, cam, light)
+            _draw(actor, cv, cam, light)
             painted[k] = cv.end_object()
         elif key < 10_000:
-            actor.draw(cv, cam, light)
+            _draw(actor, cv, cam, light)
 
     objects = _labels(lay, cv, painted, (H, W))
     image = _postprocess(cv, lay.post, pix_rng)
@@ -911,7 +936,32 @@ def render_scene(index: int, split: str, seed: int, size: tuple[int, int] = DEFA
         split=split,
         seed=int(seed),
         info=info,
+        depth=cv.depth,
     )
+
+
+def _draw(actor: Actor, cv: Canvas, cam: g.Camera, light: Lighting) -> None:
+    """Draw ``actor``; a sprite (anything but the 3D cars and solids, which give their faces'
+    planes) lies in the z-buffer on the fronto-parallel plane at its distance Z."""
+    cv.billboard = None if isinstance(actor, (Car, Solid)) else float(actor.loc[2])
+    try:
+        actor.draw(cv, cam, light)
+    finally:
+        cv.billboard = None
+
+
+def _vertical_band_depth(cv: Canvas, cam: g.Camera, band: np.ndarray) -> None:
+    """z-buffer a band ``[bottom points ..., top points reversed ...]`` of vertical segments
+    (curbs, tree lines along the curved road): each quad between neighbouring segments is planar."""
+    if cv.depth is None:
+        return
+    n = len(band) // 2
+    bottom, top = band[:n], band[n:][::-1]
+    for i in range(n - 1):
+        quad = np.array([bottom[i], bottom[i + 1], top[i + 1], top[i]])
+        clipped = g.clip_near(quad)
+        if len(clipped) >= 3:
+            cv.write_depth(cam.project(clipped), quad)
 
 
 def _sidewalk_texture(cam: g.Camera, cv: Canvas, road: g.Road, y: float, colour: np.ndarray, tile: float):

@@ -1,6 +1,7 @@
 """Task-weighting strategies behind one small contract (paper §IV and the field).
 
-``get(name, tasks=("det", "seg"), **options)`` builds a strategy; every strategy is an
+``get(name, tasks=config.tasks, **options)`` (default tasks: ``classes.DEFAULT_TASKS``) builds a
+strategy; every strategy is an
 ``nn.Module`` with ``backward(losses, shared_params, last_shared_layer) -> weights``,
 ``on_step_end()``, ``on_epoch_end()`` and ``trainable_parameters()`` (see :mod:`.base`): a
 :class:`LossWeighting` implements ``weights(losses)``, a :class:`GradientAggregation`

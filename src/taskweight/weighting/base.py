@@ -5,7 +5,7 @@ Eq. 2: L_total = Σ_τ w_τ L_τ) and reports the weights it used. It is a small
 so that learnable weights (uncertainty, weight learning) live in its ``state_dict`` and any
 training loop can use it::
 
-    strategy = taskweight.weighting.get("uncertainty", tasks=("det", "seg"))
+    strategy = taskweight.weighting.get("uncertainty", tasks=config.tasks)
     optimizer = torch.optim.Adam([*model.parameters(), *strategy.trainable_parameters()])
     for batch in loader:
         losses = {"det": det_loss, "seg": seg_loss}

@@ -1,4 +1,4 @@
-"""Strategy registry: ``get("gradnorm", tasks=("det", "seg"), alpha=1.5)``.
+"""Strategy registry: ``get("gradnorm", tasks=config.tasks, alpha=1.5)``.
 
 One strategy per module; each module registers its class with :func:`register`. Options
 given on the command line as ``key=value`` strings are parsed by :func:`parse_options`
@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import pydantic
 import yaml
 
+from taskweight.classes import DEFAULT_TASKS
 from taskweight.errors import ConfigError
 from taskweight.weighting.base import WeightingStrategy
 
@@ -126,7 +127,7 @@ def validate_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     return checked
 
 
-def get(name: str, tasks: Sequence[str] = ("det", "seg"), **options: Any) -> WeightingStrategy:
+def get(name: str, tasks: Sequence[str] = DEFAULT_TASKS, **options: Any) -> WeightingStrategy:
     """Build the strategy ``name`` for ``tasks`` with its keyword ``options``.
 
     Options are checked by :func:`validate_options`, then by the constructor (ranges); either
