@@ -15,7 +15,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 from taskweight.cli import app
-from taskweight.export import RawHeads, canonical_detections, export_run, onnx_forward, session, split_images
+from taskweight.export import RawHeads, align_detections, export_run, onnx_forward, session, split_images
 from taskweight.predict import load_run
 
 
@@ -58,8 +58,8 @@ def test_postprocessed_graph_gives_pytorchs_detections(tiny_run: Path, tmp_path:
     got = [np.asarray(v) for v in session(out).run(None, {"image": image.numpy()})]
     dets, classes = run.model.predict(image, score_threshold=threshold, nms_iou=run.config.eval.nms_iou)
     want = [dets[0].boxes.numpy(), dets[0].scores.numpy(), dets[0].labels.numpy(), classes.numpy()]
-    # the barely trained tiny run scores many boxes alike: compare in a fixed order of (score, label, box)
-    (boxes, scores, labels, seg), (w_boxes, w_scores, w_labels, w_seg) = map(canonical_detections, (got, want))
+    # the barely trained tiny run scores many boxes alike: pair each detection with its nearest counterpart
+    (boxes, scores, labels, seg), (w_boxes, w_scores, w_labels, w_seg) = got, align_detections(got, want)
     assert len(boxes) == len(w_boxes) > 0
     print(f"post-processed graph vs model.predict: max abs diff boxes {np.abs(boxes - w_boxes).max():.3g}")
     assert np.abs(boxes - w_boxes).max() <= 1e-3 and np.abs(scores - w_scores).max() <= 1e-6
@@ -87,3 +87,16 @@ def test_bad_option_combinations_name_the_options(tiny_run: Path, tmp_path: Path
     assert result.exit_code == 2 and "--postprocess" in result.output
     result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(tmp_path / "m.onnx"), "--format", "tflite"])
     assert result.exit_code == 2 and "--format" in result.output
+
+
+def test_detections_are_paired_across_runtimes_whatever_their_order() -> None:
+    boxes = np.array([[0, 0, 10, 10], [5, 5, 15, 15], [20, 20, 30, 30]], dtype=np.float32)
+    scores = np.array([0.5000004, 0.4999996, 0.3], dtype=np.float32)
+    labels = np.array([0, 1, 0])
+    want = [boxes[[1, 2, 0]], scores[[1, 2, 0]], labels[[1, 2, 0]], np.zeros(1)]
+    got = [boxes + 1e-6, scores, labels, np.zeros(1)]
+    w_boxes, w_scores, w_labels, _ = align_detections(got, want)
+    assert np.array_equal(w_labels, labels) and np.abs(w_boxes - got[0]).max() < 1e-5
+    assert np.array_equal(w_scores, scores)
+    fewer = [boxes[:2], scores[:2], labels[:2], np.zeros(1)]
+    assert all(np.array_equal(a, b) for a, b in zip(align_detections(got, fewer), fewer, strict=True))

@@ -220,8 +220,8 @@ def check_onnx(
         reference = reference if isinstance(reference, tuple) else (reference,)
         outputs = run_session(sess, batch)
         wanted = [want.detach().cpu().numpy() for want in reference]
-        if isinstance(module, Postprocessed):  # detections of equal score may come in either order
-            outputs, wanted = canonical_detections(outputs), canonical_detections(wanted)
+        if isinstance(module, Postprocessed):  # detections of (nearly) equal score may come in either order
+            wanted = align_detections(outputs, wanted)
         for name, got, want_np in zip(names, outputs, wanted, strict=True):
             if got.shape != want_np.shape:
                 raise ExportError(path, f"output {name!r} has shape {got.shape}, PyTorch gives {want_np.shape}")
@@ -234,14 +234,31 @@ def check_onnx(
     return result
 
 
-def canonical_detections(outputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Post-processed outputs (boxes, scores, labels, seg) with the detections sorted by
-    (score descending, label, box): a fixed order for detections whose scores tie."""
-    boxes, scores, labels, *rest = outputs
-    if len(scores) == 0:
-        return list(outputs)
-    order = np.lexsort((*boxes.T[::-1], labels, -np.round(scores.astype(np.float64), 6)))
-    return [boxes[order], scores[order], labels[order], *rest]
+def align_detections(got: Sequence[np.ndarray], want: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """``want``'s post-processed outputs (boxes, scores, labels, seg) with its detections reordered
+    to pair each detection of ``got`` with the nearest one of the same label.
+
+    Two runtimes may order detections whose scores tie, or differ in the last float bits,
+    differently (a fixed sort key cannot help: rounding puts near-equal scores on either side
+    of a boundary). Nearest = smallest largest-coordinate box difference plus score difference,
+    chosen greedily in ``got``'s order. Outputs with different detection counts are returned
+    unchanged (the caller reports the shape difference).
+    """
+    g_boxes, g_scores, g_labels, *_ = got
+    w_boxes, w_scores, w_labels, *rest = want
+    if len(g_scores) != len(w_scores) or len(g_scores) == 0:
+        return list(want)
+    remaining = list(range(len(w_scores)))
+    order: list[int] = []
+    for i in range(len(g_scores)):
+        same = [j for j in remaining if w_labels[j] == g_labels[i]] or remaining
+        j = min(
+            same,
+            key=lambda j: float(np.abs(w_boxes[j] - g_boxes[i]).max()) + abs(float(w_scores[j]) - float(g_scores[i])),
+        )
+        order.append(j)
+        remaining.remove(j)
+    return [w_boxes[order], w_scores[order], w_labels[order], *rest]
 
 
 def versions() -> dict[str, str]:
