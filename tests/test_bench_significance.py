@@ -123,3 +123,28 @@ def test_compute_row_means_over_seeds(tmp_path) -> None:
     assert summary["significance"]["A"][0]["n"] == 1 and summary["significance"]["A"][0]["ci95"] is None
     assert "Paired differences over seeds" in (tmp_path / "paper_comparison.md").read_text()
     assert not math.isnan(summary["overall"]["equal"]["mean"])
+
+
+def test_bootstrap_ci_uses_the_level_asked_for() -> None:
+    # six 0s and six 1s: the resample mean is k/12, k ~ Binomial(12, ½). P(k ≤ 2) = 0.0193, P(k ≤ 3) = 0.0730,
+    # P(k ≤ 8) = 0.9270, P(k ≤ 9) = 0.9807: the 2.5th and 97.5th percentiles are 3/12 and 9/12 (a 96.7 %
+    # interval, α = 1/60, would give 2/12 and 10/12)
+    values = [0.0] * 6 + [1.0] * 6
+    assert bootstrap_ci(values) == (3 / 12, 9 / 12)
+    assert bootstrap_ci(values, level=1 - 1 / 30) == (2 / 12, 10 / 12)
+
+
+def test_bootstrap_ci_is_reproducible_for_a_seed() -> None:
+    values = [0.013, -0.021, 0.034, 0.002, -0.008]
+    assert bootstrap_ci(values) == bootstrap_ci(values) == bootstrap_ci(values, seed=0)
+    assert bootstrap_ci(values, seed=1) != bootstrap_ci(values, seed=0)
+
+
+def test_paired_difference_without_common_seeds_and_its_rendering() -> None:
+    from taskweight.bench.significance import paired_difference
+
+    empty = paired_difference({"seeds": [0, 1], "values": [0.5, 0.6]}, {"seeds": [2], "values": [0.4]})
+    assert empty["n"] == 0 and math.isnan(empty["mean"]) and empty["ci95"] is None
+    text = render_significance({"A": [{"method": "meta_async", "against": "equal", "against_is": "control", **empty}]})
+    row = next(line for line in text.splitlines() if "meta_async" in line)
+    assert "| – |" in row and "nan" not in row.lower()
