@@ -8,7 +8,7 @@ alike. Reported: median step time, ratio to equal's median, and peak memory of a
 fresh subprocess running that strategy alone).
 
     python benchmarks/step_overhead.py [--preset quick] [--rounds 15] [--methods equal gradnorm ...]
-              [--markdown FILE]
+              [--size 384x1248] [--batch 16] [--device cuda] [--markdown FILE]
 """
 
 from __future__ import annotations
@@ -36,23 +36,32 @@ from taskweight.synth import generate_dataset
 OPTIONS = {"handcrafted": {"iterations": 3}}  # its weights settle after 3 measured steps, inside the warm-up
 
 
-def target(name: str) -> float | None:
-    """The issue's targets by family: loss weightings 1.02× equal, GradNorm 1.05×, gradient aggregations
-    on the shared parameters 1.35×; None for a strategy of neither family."""
+def target(name: str, device_type: str = "cpu") -> float | None:
+    """The targets by family, T = 2. On the CPU (quick preset): loss weightings 1.02× equal, GradNorm
+    1.05×, gradient aggregations on the shared parameters 1.35×. On a GPU: GradNorm 1.10×, gradient
+    aggregations 1.30× (loss weightings as on the CPU). None for a strategy of neither family."""
     cls = weighting.strategy_class(name)
+    gpu = device_type == "cuda"
     if name == "gradnorm":
-        return 1.05
+        return 1.10 if gpu else 1.05
     if issubclass(cls, weighting.LossWeighting):
         return 1.02
     if issubclass(cls, weighting.GradientAggregation):
-        return 1.35
+        return 1.30 if gpu else 1.35
     return None
 
 
-def _setup(preset: str, device_name: str, root: Path, precision: str = "auto"):
-    cfg = load_config(preset, overrides={"data": {"root": str(root)}, "precision": precision})
+def _setup(preset: str, device_name: str, root: Path, precision: str = "auto", size: str | None = None,
+           batch: int | None = None):
+    overrides: dict = {"data": {"root": str(root)}, "precision": precision}
+    if size:
+        overrides["data"]["image_size"] = [int(v) for v in size.lower().split("x")]
+    if batch:
+        overrides["batch_size"] = batch
+    cfg = load_config(preset, overrides=overrides)
     if not (root / "synth.json").is_file():
-        generate_dataset(root, train=cfg.batch_size, val=1, test=1, seed=0)
+        height, width = cfg.data.image_size
+        generate_dataset(root, train=cfg.batch_size, val=1, test=1, seed=0, size=(max(height, 125), max(width, 414)))
     device = resolve_device(device_name)
     dataset = open_dataset("kitti", root, "train", image_size=tuple(cfg.data.image_size))
     batch = batch_to_device(collate_batch([dataset[i] for i in range(cfg.batch_size)]), device)
@@ -87,6 +96,10 @@ def memory_of(name: str, args: argparse.Namespace, root: Path) -> float:
     """Peak memory (MiB) of steps of ``name``: GPU peak allocated, or CPU peak-RSS growth in a fresh process."""
     cmd = [sys.executable, __file__, "--_memory-of", name, "--preset", args.preset, "--device", args.device,
            "--precision", args.precision, "--_root", str(root)]
+    if args.size:
+        cmd += ["--size", args.size]
+    if args.batch:
+        cmd += ["--batch", str(args.batch)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return float(json.loads(out.strip().splitlines()[-1])["peak_mib"])
 
@@ -101,7 +114,7 @@ def _memory_child(args: argparse.Namespace) -> None:
     """Peak memory while stepping: GPU peak allocated, or the resident set sampled every 2 ms."""
     import threading
 
-    cfg, device, batch, model = _setup(args.preset, args.device, Path(args._root), args.precision)
+    cfg, device, batch, model = _setup(args.preset, args.device, Path(args._root), args.precision, args.size, args.batch)
     runner = Runner(args._memory_of, cfg, model, device)
     runner.step(batch)  # allocate optimiser state etc. first
     if device.type == "cuda":
@@ -132,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16 (as train's --precision)")
     parser.add_argument("--methods", nargs="*", default=None)
+    parser.add_argument("--size", default=None, help="network input HxW (default: the preset's)")
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default: the preset's)")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-strategy memory subprocesses")
     parser.add_argument("--_memory-of", dest="_memory_of", default=None, help=argparse.SUPPRESS)
@@ -146,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         methods = ["equal", *methods]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "synth-kitti"
-        cfg, device, batch, model = _setup(args.preset, args.device, root, args.precision)
+        cfg, device, batch, model = _setup(args.preset, args.device, root, args.precision, args.size, args.batch)
         runners = [Runner(m, cfg, model, device) for m in methods]
         for _ in range(args.warmup):
             for r in runners:
@@ -170,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for m in methods:
         med = statistics.median(times[m])
-        goal = target(m)
+        goal = target(m, device.type)
         mark = "" if goal is None or med / base <= goal else " ✗"
         mem = f"{memory[m]:.0f}" if m in memory else "—"
         lines.append(f"| {m} | {med * 1000:.1f} | {med / base:.2f}{mark} | "

@@ -6,11 +6,16 @@ weights keyed by exactly the tasks present; survive a ``state_dict`` round trip 
 identical next steps; compute in float64 after ``.to(torch.float64)``; cope with a batch missing a
 task; be deterministic given the seeds; and (gradient aggregations) compute the per-task
 Jacobian once per step.
+
+The device comes from the environment, as TorchJD's shared assertions take it:
+``TASKWEIGHT_TEST_DEVICE=cuda pytest tests/test_strategy_contract.py`` runs the same contract on
+a GPU (CPU by default).
 """
 
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 import pytest
@@ -27,6 +32,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "static": {"weights": {"a": 1.0, "b": 2.0, "c": 3.0}},
 }
 STEPS_PER_EPOCH = 3
+DEVICE = torch.device(os.environ.get("TASKWEIGHT_TEST_DEVICE", "cpu"))
 
 
 class Toy(nn.Module):
@@ -44,15 +50,16 @@ class Toy(nn.Module):
 def _batches(n: int, dtype: torch.dtype = torch.float32) -> list[tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(1)
     return [
-        (torch.randn(8, 4, generator=g, dtype=dtype), torch.randn(8, 3, generator=g, dtype=dtype)) for _ in range(n)
+        (torch.randn(8, 4, generator=g, dtype=dtype).to(DEVICE), torch.randn(8, 3, generator=g, dtype=dtype).to(DEVICE))
+        for _ in range(n)
     ]
 
 
 class Run:
     def __init__(self, name: str, dtype: torch.dtype = torch.float32) -> None:
         torch.manual_seed(0)
-        self.model = Toy().to(dtype)
-        self.strategy = weighting.get(name, tasks=TASKS, **OPTIONS.get(name, {})).to(dtype)
+        self.model = Toy().to(DEVICE, dtype)
+        self.strategy = weighting.get(name, tasks=TASKS, **OPTIONS.get(name, {})).to(DEVICE, dtype)
         self.optimizer = torch.optim.SGD([*self.model.parameters(), *self.strategy.trainable_parameters()], lr=0.01)
         self.step = 0
 
@@ -108,6 +115,7 @@ def test_weights_are_finite_tensors_keyed_by_the_tasks_present(name: str) -> Non
     for used in run.train(_batches(7)):
         assert set(used) == set(TASKS), name
         assert all(isinstance(w, torch.Tensor) and w.dim() == 0 for w in used.values()), name
+        assert all(w.device.type == DEVICE.type for w in used.values()), (name, {t: w.device for t, w in used.items()})
         assert all(bool(torch.isfinite(w)) for w in used.values()), name
     current = run.strategy.current_weights()
     assert set(current) == set(TASKS) and all(isinstance(v, float) for v in current.values()), name
@@ -179,3 +187,43 @@ def test_gradient_aggregations_compute_the_jacobian_once_per_step(name: str, mon
     monkeypatch.setattr(base, "per_task_shared_gradients", counted)
     Run(name).train(_batches(3))
     assert calls == [torch.float32] * 3, name
+
+
+class ConvToy(nn.Module):
+    """A channels-last convolutional encoder shared by two heads, as the trainer lays out the network."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shared = nn.Conv2d(3, 4, 3, padding=1)
+        self.heads = nn.ModuleDict({t: nn.Conv2d(4, 1, 1) for t in TASKS[:2]})
+        self.to(memory_format=torch.channels_last)
+
+    def losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = torch.relu(self.shared(x))
+        return {t: (head(h) ** 2).mean() * (i + 1) for i, (t, head) in enumerate(self.heads.items())}
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if issubclass(weighting.strategy_class(n), GradientAggregation)])
+def test_gradient_aggregations_keep_the_parameter_layout_for_fused_optimisers(name: str) -> None:
+    """A fused optimiser reads parameter, gradient and state as flat memory: a row-major gradient of a
+    channels-last weight was applied to the wrong elements (found on a GPU, where fused Adam refuses
+    it; on the CPU it silently mixed the elements). Every aggregation must hand back gradients laid
+    out like their parameters, and a fused AdamW step must then equal the plain one."""
+    from taskweight.build import _fused_available
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 6, 6).to(DEVICE).contiguous(memory_format=torch.channels_last)
+    results = []
+    for fused in [True, False] if _fused_available() else [False]:
+        torch.manual_seed(0)
+        model = ConvToy().to(DEVICE)
+        strategy = weighting.get(name, tasks=TASKS[:2], **OPTIONS.get(name, {})).to(DEVICE)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, **({"fused": True} if fused else {"foreach": False}))
+        for _ in range(2):
+            optimizer.zero_grad(set_to_none=True)
+            strategy.backward(model.losses(x), model.shared.parameters(), model.shared)
+            assert model.shared.weight.grad is not None
+            assert model.shared.weight.grad.stride() == model.shared.weight.stride(), name
+            optimizer.step()
+        results.append(model.shared.weight.detach().clone())
+    assert torch.allclose(results[0], results[-1], atol=1e-6), (name, (results[0] - results[-1]).abs().max())

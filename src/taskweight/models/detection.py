@@ -147,7 +147,12 @@ class YoloDetectionHead(nn.Module):
         if raw.dtype in (torch.float16, torch.bfloat16):
             raw = raw.float()
         dtype, device = raw.dtype, raw.device
-        denominator = raw.new_tensor(float(num_images)) if labelled is None else labelled.sum().clamp_min(1).to(dtype)
+        # torch.full, not new_tensor: a tensor made from host data is a host-to-device copy that waits
+        denominator = (
+            torch.full((), float(num_images), dtype=dtype, device=device)
+            if labelled is None
+            else labelled.sum().clamp_min(1).to(dtype)
+        )
         a_count, gh, gw = raw.shape[1:4]
         cells = a_count * gh * gw
         pred_boxes = self.decode_boxes(raw).reshape(num_images, cells, 4)
@@ -217,7 +222,8 @@ class YoloDetectionHead(nn.Module):
                 # the (GT, anchor) pairs that own their cell: one per positive cell
                 win = claim & (owner.gather(1, cell).view_as(claim) == gt_ids)  # B×N×A
             # box and class terms on the claimed cells, kept only for the winning pairs
-            safe = raw.new_tensor([0.0, 0.0, 1.0, 1.0])
+            safe = raw.new_zeros(4)  # a valid unit box where no GT wins (filled on the device: no copy)
+            safe[2:] = 1.0
             win4 = win[..., None]
             pred_sel = pred_boxes.gather(1, cell[..., None].expand(-1, -1, 4)).view(num_images, n_max, a_count, 4)
             target = gt[:, :, None].expand_as(pred_sel)

@@ -38,10 +38,15 @@ def per_task_shared_gradients(losses: Mapping[str, Tensor], tasks: Sequence[str]
 
 
 def add_shared_gradient(shared: Sequence[Tensor], vector: Tensor) -> None:
-    """Add the flat ``vector`` to the shared parameters' ``.grad`` (in each parameter's dtype)."""
+    """Add the flat ``vector`` to the shared parameters' ``.grad`` (in each parameter's dtype).
+
+    Each new ``.grad`` has its parameter's memory layout (autograd's layout contract): a fused
+    optimiser reads a parameter, its gradient and its state as flat memory, so a row-major
+    gradient of a channels-last weight would be applied to the wrong elements."""
     offset = 0
     for p in shared:
         n = p.numel()
         piece = vector[offset : offset + n].view_as(p).to(p.dtype)
-        p.grad = piece.clone() if p.grad is None else p.grad + piece
+        total = piece if p.grad is None else p.grad + piece
+        p.grad = torch.empty_like(p, memory_format=torch.preserve_format).copy_(total)
         offset += n
