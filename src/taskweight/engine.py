@@ -1,8 +1,13 @@
 """One training step: the single place where a mini-batch updates the network.
 
     batch → device (NHWC when channels-last) → forward under autocast → task losses in fp32
-          → strategy.backward (paper Eq. 2: ∇ Σ_τ w_τ L_τ, or a gradient aggregation)
-          → unscale (fp16 only) → clip → optimiser step → schedule step → strategy.on_step_end
+          → [N processes: global losses] → strategy.backward (paper Eq. 2: ∇ Σ_τ w_τ L_τ, or a
+          gradient aggregation) → [N processes: gradients averaged] → unscale (fp16 only) → clip
+          → optimiser step → schedule step → strategy.on_step_end
+
+Over N processes (:mod:`taskweight.distributed`) the step takes the update one process takes on
+the N ranks' batches together; one loss all-reduce and one gradient all-reduce per step (two more
+inside a strategy that combines per-task gradients).
 
 The trainer, the throughput and step-overhead benchmarks and the tests all call
 :class:`TrainStep`, so a change of precision, memory layout or compilation is made here once.
@@ -20,6 +25,7 @@ import torch
 from torch import Tensor
 
 from taskweight.data import batch_to_device
+from taskweight.distributed import Distributed
 from taskweight.models import MultiTaskNet
 from taskweight.precision import LossScaler, autocast, resolve_precision
 from taskweight.weighting.base import WeightingStrategy
@@ -49,6 +55,7 @@ class TrainStep:
         compile: run the forward pass through ``torch.compile`` (state dicts keep plain keys).
         grad_clip: clip the global gradient norm of the network's parameters.
         scheduler: stepped after every optimiser step.
+        distributed: this rank's process group when the step runs on several processes.
     """
 
     def __init__(
@@ -63,6 +70,7 @@ class TrainStep:
         compile: bool = False,
         grad_clip: float | None = None,
         scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+        distributed: Distributed | None = None,
     ) -> None:
         self.model = model
         self.strategy = strategy
@@ -78,26 +86,41 @@ class TrainStep:
         self.forward: Callable[[Tensor], dict[str, Tensor]] = torch.compile(model) if compile else model
         self.shared = model.shared_parameters()
         self.last_layer = model.last_shared_layer
+        self.distributed = distributed
+        if distributed is not None:
+            strategy.reduce_gradients = distributed.average
 
     def prepare(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         """The batch on the step's device, in the network's memory layout."""
         return batch_to_device(batch, self.device, channels_last=self.channels_last)
 
-    def losses(self, batch: Mapping[str, Any], details: dict[str, Any] | None = None) -> dict[str, Tensor]:
-        """Forward pass under autocast; the task losses in fp32 (``batch`` already prepared)."""
+    def outputs(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+        """Forward pass under autocast; the outputs in fp32 (``batch`` already prepared)."""
         with autocast(self.precision, self.device):
             outputs = self.forward(batch["image"])
-        outputs = {task: value.float() for task, value in outputs.items()}
-        return self.model.compute_losses(outputs, batch, details)
+        return {task: value.float() for task, value in outputs.items()}
+
+    def losses(self, batch: Mapping[str, Any], details: dict[str, Any] | None = None) -> dict[str, Tensor]:
+        """The task losses in fp32 of the tasks labelled in ``batch`` (already prepared)."""
+        return self.model.compute_losses(self.outputs(batch), batch, details)
 
     def __call__(self, batch: Mapping[str, Any]) -> StepOutput:
         """Run one optimisation step on ``batch`` (a collated batch on any device)."""
         batch = self.prepare(batch)
         details: dict[str, Any] = {}
-        losses = self.losses(batch, details)
+        outputs = self.outputs(batch)
+        losses = self.model.compute_losses(outputs, batch, details)
+        if self.distributed is not None:
+            counts = {
+                t: batch[f"has_{t}"].sum() if t in losses else torch.zeros((), device=self.device)
+                for t in self.model.tasks
+            }
+            losses = self.distributed.global_losses(losses, counts, outputs)
         self.optimizer.zero_grad(set_to_none=True)
         self.strategy.gradient_scale = self.scaler.scale()
         weights = self.strategy.backward(self.scaler.scale_gradients(losses), self.shared, self.last_layer)
+        if self.distributed is not None:
+            self.distributed.average_gradients_(p for group in self.optimizer.param_groups for p in group["params"])
         self.scaler.unscale_(self.optimizer)
         if self.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)

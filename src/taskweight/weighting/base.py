@@ -34,7 +34,7 @@ host synchronisation, so loops do that only where they log.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -43,6 +43,11 @@ from torch import Tensor, nn
 from taskweight.weighting.gradients import add_shared_gradient, per_task_shared_gradients
 
 ParamsLike = Iterable[Tensor] | nn.Module
+
+
+def local_gradients(gradients: Sequence[Tensor]) -> list[Tensor]:
+    """The default :attr:`WeightingStrategy.reduce_gradients`: the gradients as they are (one process)."""
+    return list(gradients)
 
 
 def as_param_list(params: ParamsLike | None) -> list[Tensor]:
@@ -82,6 +87,11 @@ class WeightingStrategy(nn.Module, metaclass=abc.ABCMeta):
         """Factor S by which the gradients of the losses given to :meth:`backward` are scaled
         (fp16 loss scaling, :class:`taskweight.precision.LossScaler`); a strategy that measures
         gradient norms divides them by S. A plain loop leaves it at 1."""
+        self.reduce_gradients: Callable[[Sequence[Tensor]], list[Tensor]] = local_gradients
+        """Applied to per-task gradients before a strategy combines them or measures their norms.
+        Identity in one process; a multi-process loop sets it to the mean over the ranks
+        (:meth:`taskweight.distributed.Distributed.average`), so every rank combines the same
+        global per-task gradients. Not part of the ``state_dict``."""
 
     # -- the contract -------------------------------------------------------------------
     @abc.abstractmethod
@@ -228,7 +238,7 @@ class GradientAggregation(WeightingStrategy):
         if len(tasks) < 2 or not shared:
             torch.stack([losses[t] for t in tasks]).sum().backward()
             return {t: LossWeighting.constant(losses[t], 1.0) for t in tasks}
-        jacobian = per_task_shared_gradients(losses, tasks, shared)
+        jacobian = self.reduce_gradients([per_task_shared_gradients(losses, tasks, shared)])[0]
         values = torch.stack([losses[t].detach() for t in tasks]).to(jacobian)
         combined, weights = self.aggregate(jacobian, values)
         add_shared_gradient(shared, combined)

@@ -101,15 +101,20 @@ class GradNormWeighting(WeightingStrategy):
         remaining = [
             (p.grad if p.grad is not None else torch.zeros_like(p)) - b for p, b in zip(layer, before, strict=True)
         ]
-        norms: list[Tensor] = []
+        per_task: list[list[Tensor]] = []
         for i, task in enumerate(self.tasks[:-1]):
             maybe = torch.autograd.grad(losses[task], layer, retain_graph=i < len(self.tasks) - 2, allow_unused=True)
             grads = [g if g is not None else torch.zeros_like(p) for g, p in zip(maybe, layer, strict=True)]
-            # `layer` is not empty (checked above), so the sums are tensors, never the start value 0
-            norms.append(torch.sqrt(cast(Tensor, sum((g * g).sum() for g in grads))))
+            per_task.append(grads)
             remaining = [r - used[task] * g for r, g in zip(remaining, grads, strict=True)]
+        per_task.append(remaining)
+        # over several processes: the norms of the global ∇_W L_τ, the same on every rank
+        reduced = self.reduce_gradients([g for grads in per_task for g in grads])
+        per_task = [reduced[i * len(layer) : (i + 1) * len(layer)] for i in range(len(self.tasks))]
+        # `layer` is not empty (checked above), so the sums are tensors, never the start value 0
+        norms = [torch.sqrt(cast(Tensor, sum((g * g).sum() for g in grads))) for grads in per_task]
         last = self.tasks[-1]
-        norms.append(torch.sqrt(cast(Tensor, sum((r * r).sum() for r in remaining))) / used[last])
+        norms[-1] = norms[-1] / used[last]
         grad_norms = torch.stack(norms).detach() / self.gradient_scale  # true norms under fp16 loss scaling
         current = torch.stack([losses[t].detach() for t in self.tasks]).to(self.initial_losses)
         if torch.isnan(self.initial_losses).any():
