@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from taskweight.config import TrainConfig
 from taskweight.data import collate_batch, format_option, open_dataset
+from taskweight.distributed import Distributed
 from taskweight.errors import ConfigError, TrainingError
 from taskweight.models import MultiTaskNet, kmeans_anchors, resnet10_multitask
 from taskweight.weighting.base import WeightingStrategy
@@ -73,16 +74,28 @@ def make_loader(
     shuffle: bool,
     epoch_seed: int | None = None,
     device: torch.device | None = None,
+    distributed: Distributed | None = None,
 ) -> DataLoader:
     """A loader of collated batches; shuffled by a generator seeded from (seed, epoch), so a
-    resumed run draws the same order; pinned memory when batches go to a CUDA device."""
+    resumed run draws the same order; pinned memory when batches go to a CUDA device.
+
+    ``distributed``: this rank's share of the split (a ``DistributedSampler`` shuffled from the
+    same (seed, epoch) on every rank; the last samples repeat so that every rank takes as many
+    steps)."""
     generator = None
-    if shuffle:
-        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + (epoch_seed or 0))
+    sampler: DistributedSampler | None = None
+    seed = config.seed * 1_000_003 + (epoch_seed or 0)
+    if distributed is not None:
+        sampler = DistributedSampler(
+            dataset, num_replicas=distributed.world_size, rank=distributed.rank, shuffle=shuffle, seed=seed
+        )
+    elif shuffle:
+        generator = torch.Generator().manual_seed(seed)
     return DataLoader(
         dataset,
         batch_size=config.batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
         generator=generator,
         collate_fn=collate_batch,
         num_workers=config.data.num_workers,

@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from taskweight.errors import ConfigError, RunFolderError
+from taskweight.errors import ConfigError, RunFolderError, TrainingError
 
 console = Console(stderr=True)
 DEBUG_ENV = "TASKWEIGHT_DEBUG"
@@ -226,14 +226,31 @@ def train(
         ),
     ] = None,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="training processes on this machine (torch.distributed: gloo on CPU, NCCL with one GPU each); "
+            "N processes with batch B take the steps of one process with batch N·B",
+        ),
+    ] = 1,
 ) -> None:
     """Train the two-task network and write the run folder.
 
     Validates every epoch on the val split, keeps the best epoch by geometric mean of mAP
-    and mIoU, and checkpoints every epoch (use --resume to continue).
+    and mIoU, and checkpoints every epoch (use --resume to continue). With --nproc N the run
+    is launched on N processes through torch.distributed.run (torchrun --nproc-per-node N -m
+    taskweight.cli train ... does the same); rank 0 validates and writes the run folder.
     """
+    from taskweight import distributed
     from taskweight.config import load_config
     from taskweight.trainer import Trainer, resumable
+
+    if nproc > 1 and not distributed.launched():
+        code = distributed.launch(nproc, _argv_without_option(sys.argv[1:], "--nproc"))
+        if code:
+            raise TrainingError(f"a training process of the {nproc} exited with status {code} (its error is above)")
+        return
 
     if resume and overwrite:
         raise typer.BadParameter(
@@ -260,8 +277,27 @@ def train(
     cfg = load_config(preset, config, overrides)
     if not resume:
         Trainer.check_folder(out, overwrite=overwrite)  # before any data is read
-    result = Trainer(cfg, out, show_progress=progress, console=console).fit(resume=resume, overwrite=overwrite)
-    _print_metrics(result.metrics)
+    trainer = Trainer(cfg, out, show_progress=progress, console=console)
+    try:
+        result = trainer.fit(resume=resume, overwrite=overwrite)
+    finally:
+        distributed.shutdown()
+    if trainer.is_main:
+        _print_metrics(result.metrics)
+
+
+def _argv_without_option(argv: list[str], option: str) -> list[str]:
+    """``argv`` without ``option VALUE`` / ``option=VALUE`` (what a launched rank must not see again)."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + "="):
+            kept.append(arg)
+    return kept
 
 
 def _print_metrics(metrics: dict) -> None:

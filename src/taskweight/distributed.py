@@ -33,7 +33,7 @@ import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import torch
 import torch.distributed as dist
@@ -149,11 +149,15 @@ class Distributed:
         dist.barrier()
 
 
-def convert_batch_norm(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """BatchNorm → SyncBatchNorm on CUDA (statistics over every rank's batch); unchanged on the CPU."""
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
+
+
+def convert_batch_norm(model: ModuleT, device: torch.device) -> ModuleT:
+    """BatchNorm → SyncBatchNorm on CUDA (statistics over every rank's batch); unchanged on the CPU.
+    The state dict keeps its keys, so checkpoints load either way."""
     if device.type != "cuda":
         return model
-    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return cast(ModuleT, torch.nn.SyncBatchNorm.convert_sync_batchnorm(model))
 
 
 def shutdown() -> None:

@@ -76,12 +76,26 @@ class MultiTaskEvaluator:
     ) -> None:
         self.tasks = check_tasks(tasks)
         self.num_det_classes = num_det_classes
-        self.map_coco = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="faster_coco_eval")
+        # sync_on_compute=False: the evaluator scores what it was given in this process. Inside a
+        # multi-process run only rank 0 validates (on the whole split): a torchmetrics gather there
+        # would wait forever for ranks that are not scoring.
+        self.map_coco = MeanAveragePrecision(
+            box_format="xyxy", iou_type="bbox", backend="faster_coco_eval", sync_on_compute=False
+        )
         self.map_50 = MeanAveragePrecision(
-            box_format="xyxy", iou_type="bbox", iou_thresholds=[0.5], class_metrics=True, backend="faster_coco_eval"
+            box_format="xyxy",
+            iou_type="bbox",
+            iou_thresholds=[0.5],
+            class_metrics=True,
+            backend="faster_coco_eval",
+            sync_on_compute=False,
         )
         self.iou = MulticlassJaccardIndex(
-            num_seg_classes, average="none", ignore_index=IGNORE_INDEX, zero_division=float("nan")
+            num_seg_classes,
+            average="none",
+            ignore_index=IGNORE_INDEX,
+            zero_division=float("nan"),
+            sync_on_compute=False,
         )  # 0/0 (class neither predicted nor labelled) → NaN, left out of the mean
         self.det_images = 0
         self.seg_images = 0

@@ -13,13 +13,14 @@ with their predictions drawn) into the run folder.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from rich.console import Console
@@ -40,6 +41,7 @@ from taskweight.build import (
 from taskweight.checkpoint import CheckpointError, previous_of, save_checkpoint
 from taskweight.checkpoint import load_checkpoint as read_checkpoint
 from taskweight.config import TrainConfig, dump_config
+from taskweight.distributed import Distributed, convert_batch_norm
 from taskweight.durable import FolderLock, atomic_text_writer
 from taskweight.engine import StepOutput, TrainStep
 from taskweight.errors import RunFolderError, TrainingError
@@ -112,9 +114,12 @@ class Trainer:
     ) -> None:
         self.config = config
         self.run_dir = Path(run_dir)
-        self.device = resolve_device(config.device)
-        self.console = console or Console(stderr=True)
-        self.show_progress = show_progress
+        # a rank of a multi-process launch (taskweight train --nproc N) joins its process group here
+        self.distributed, self.device = Distributed.from_environment(resolve_device(config.device))
+        self.is_main = self.distributed is None or self.distributed.is_main
+        """Rank 0 (or the only process) validates and writes the run's files."""
+        self.console = console if console is not None and self.is_main else Console(stderr=True, quiet=not self.is_main)
+        self.show_progress = show_progress and self.is_main
         if config.threads:
             torch.set_num_threads(config.threads)
         seed_everything(config.seed)
@@ -150,10 +155,14 @@ class Trainer:
         self.model = build_model(config, anchors).to(self.device)
         if init_state is not None:
             self.model.load_state_dict(init_state["model"])
+        if self.distributed is not None:
+            self.model = convert_batch_norm(self.model, self.device)
         self.strategy.to(self.device)
         self.optimizer = build_optimizer(config, self.model, self.strategy)
         self.val_loader = make_loader(self.val_set, config, shuffle=False, device=self.device)
-        self.steps_per_epoch = math.ceil(len(self.train_set) / config.batch_size)  # type: ignore[arg-type]  # Dataset: no __len__ in torch's type
+        ranks = self.distributed.world_size if self.distributed is not None else 1
+        per_rank = math.ceil(len(self.train_set) / ranks)  # type: ignore[arg-type]  # Dataset: no __len__ in torch's type
+        self.steps_per_epoch = math.ceil(per_rank / config.batch_size)
         self.scheduler = build_scheduler(config, self.optimizer, self.steps_per_epoch)
         self.step = TrainStep(
             self.model,
@@ -165,6 +174,7 @@ class Trainer:
             compile=config.compile,
             grad_clip=config.optim.grad_clip,
             scheduler=self.scheduler,
+            distributed=self.distributed,
         )
         self.epoch = 0
         self.global_step = 0
@@ -227,15 +237,31 @@ class Trainer:
         without ``resume``) a run folder holding results is refused. The folder is locked
         against a second process for the whole run.
         """
+        if not self.is_main:  # rank 0 claims the folder first; the others then read the same checkpoint
+            assert self.distributed is not None
+            self.distributed.barrier()
+            resumed = self.distributed.broadcast(None)
+            if resumed is None:
+                raise TrainingError("rank 0 could not open the run folder: see its error above")
+            if resumed:
+                self._resume()
+            return self._fit(resumed)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with FolderLock(self.run_dir, "run folder"):
-            if resume:
-                resumed = self._resume()
-                if not resumed:  # killed before its first checkpoint: start again, without its partial files
-                    self._claim_folder(overwrite=True)
-            else:
-                self._claim_folder(overwrite)
-                resumed = False
+            outcome: bool | None = None  # None: the folder could not be claimed (the other ranks stop too)
+            try:
+                if resume:
+                    resumed = self._resume()
+                    if not resumed:  # killed before its first checkpoint: start again, without its partial files
+                        self._claim_folder(overwrite=True)
+                else:
+                    self._claim_folder(overwrite)
+                    resumed = False
+                outcome = resumed
+            finally:
+                if self.distributed is not None:
+                    self.distributed.barrier()
+                    self.distributed.broadcast(outcome)
             return self._fit(resumed)
 
     @staticmethod
@@ -282,13 +308,18 @@ class Trainer:
 
     def _fit(self, resumed: bool) -> TrainResult:
         last = self.run_dir / CHECKPOINT_LAST
-        dump_config(self.config, self.run_dir / "config.yaml")
-        writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.global_step or None)
         tasks = self.model.tasks
-        weights_path = self.run_dir / "weights.csv"
-        if resumed:
-            _truncate_weights(weights_path, self.global_step)
-        weights_file = weights_path.open("a" if resumed else "w", newline="")
+        writer: SummaryWriter | _NoWriter
+        weights_file: IO[str]
+        if self.is_main:
+            dump_config(self.config, self.run_dir / "config.yaml")
+            writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.global_step or None)
+            weights_path = self.run_dir / "weights.csv"
+            if resumed:
+                _truncate_weights(weights_path, self.global_step)
+            weights_file = weights_path.open("a" if resumed else "w", newline="")
+        else:  # the other ranks hold the same losses and weights: rank 0 records them
+            writer, weights_file = _NoWriter(), io.StringIO()
         weights_csv = csv.writer(weights_file)
         if weights_file.tell() == 0:
             weights_csv.writerow(["step", "epoch", *(f"loss_{t}" for t in tasks), *(f"weight_{t}" for t in tasks)])
@@ -306,21 +337,13 @@ class Trainer:
                 while self.epoch < self.config.epochs:
                     row = self._train_epoch(progress, writer, weights_csv)
                     weights_file.flush()
-                    val = evaluate(
-                        self.model,
-                        self.val_loader,
-                        self.device,
-                        score_threshold=self.config.eval.score_threshold,
-                        nms_iou=self.config.eval.nms_iou,
-                        precision=self.step.precision,
-                        channels_last=self.config.channels_last,
-                    )
+                    val = self._validate()
                     row.update({f"val_{k}": v for k, v in val.items()})
                     self.history.append(row)
                     for key, value in val.items():
                         if not math.isnan(value):
                             writer.add_scalar(f"val/{key}", value, self.epoch)
-                    if self.config.tensorboard_images:
+                    if self.config.tensorboard_images and self.is_main:
                         log_predictions(
                             writer,
                             self.model,
@@ -336,12 +359,14 @@ class Trainer:
                         val.get("geometric_mean"), self.best["metrics"].get("geometric_mean")
                     ):
                         self.best = {"epoch": self.epoch, "metrics": val}
-                        save_checkpoint(
-                            {"model": self.model.state_dict(), "epoch": self.epoch, "metrics": dumps(val)},
-                            self.run_dir / CHECKPOINT_BEST,
-                        )
-                    save_checkpoint(self._state(), last, keep_previous=True)
-                    self._write_history()
+                        if self.is_main:
+                            save_checkpoint(
+                                {"model": self.model.state_dict(), "epoch": self.epoch, "metrics": dumps(val)},
+                                self.run_dir / CHECKPOINT_BEST,
+                            )
+                    if self.is_main:
+                        save_checkpoint(self._state(), last, keep_previous=True)
+                        self._write_history()
                     progress.update(
                         run_bar,
                         completed=self.epoch,
@@ -351,12 +376,38 @@ class Trainer:
             weights_file.close()
             writer.close()
         metrics = self._metrics()
-        write_json(self.run_dir / "metrics.json", metrics)
+        if self.is_main:
+            write_json(self.run_dir / "metrics.json", metrics)
         return TrainResult(self.run_dir, metrics, self.history)
 
-    def _train_epoch(self, progress: Progress, writer: SummaryWriter, weights_csv: Any) -> dict[str, Any]:
+    def _validate(self) -> dict[str, float]:
+        """Validation metrics over the whole val split: computed by rank 0, the same on every rank."""
+        val: dict[str, float] | None = None
+        if self.is_main:
+            val = evaluate(
+                self.model,
+                self.val_loader,
+                self.device,
+                score_threshold=self.config.eval.score_threshold,
+                nms_iou=self.config.eval.nms_iou,
+                precision=self.step.precision,
+                channels_last=self.config.channels_last,
+            )
+        if self.distributed is not None:
+            val = self.distributed.broadcast(val)
+        assert val is not None
+        return val
+
+    def _train_epoch(self, progress: Progress, writer: SummaryWriter | _NoWriter, weights_csv: Any) -> dict[str, Any]:
         self.model.train()
-        loader = make_loader(self.train_set, self.config, shuffle=True, epoch_seed=self.epoch, device=self.device)
+        loader = make_loader(
+            self.train_set,
+            self.config,
+            shuffle=True,
+            epoch_seed=self.epoch,
+            device=self.device,
+            distributed=self.distributed,
+        )
         bar = progress.add_task(f"epoch {self.epoch + 1}/{self.config.epochs}", total=len(loader), info="")
         log = _StepLog(self, writer, weights_csv)
         started = time.perf_counter()
@@ -419,7 +470,7 @@ class _StepLog:
     TensorBoard, so nothing is sampled away.
     """
 
-    def __init__(self, trainer: Trainer, writer: SummaryWriter, weights_csv: Any) -> None:
+    def __init__(self, trainer: Trainer, writer: SummaryWriter | _NoWriter, weights_csv: Any) -> None:
         self.trainer = trainer
         self.writer = writer
         self.weights_csv = weights_csv
@@ -478,6 +529,16 @@ class _StepLog:
                 ]
             )
         return " ".join(f"{t} {values[f'loss_{t}']:.3f}" for t in tasks if f"loss_{t}" in values)
+
+
+class _NoWriter:
+    """The TensorBoard writer of a rank other than 0: records nothing (rank 0 records the same values)."""
+
+    def add_scalar(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def resumable(run_dir: str | Path) -> bool:

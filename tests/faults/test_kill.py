@@ -156,3 +156,23 @@ def test_killed_bench_cell_resumes_to_the_uninterrupted_results(tmp_path: Path, 
     for method in ("equal", "gradnorm"):
         cell = Path("cells/t") / method / "seed0/run"
         assert (killed / cell / "weights.csv").read_bytes() == (tmp_path / "ref" / cell / "weights.csv").read_bytes()
+
+
+@pytest.mark.slow
+def test_killed_two_process_training_resumes_to_the_uninterrupted_result(tmp_path: Path, train_args: list[str]) -> None:
+    """`train --nproc 2` (gloo): 24 images over 2 ranks with batch 8 → 2 steps an epoch. Every rank
+    kills itself at its 3rd step (epoch 2); the launch fails; `--resume --nproc 2` must end where an
+    uninterrupted 2-process run ends, and rank 0 alone must have written the run folder."""
+    args = [*train_args, "--method", "pcgrad", "--nproc", "2"]
+    reference = tmp_path / "reference"
+    _ok([*args, "--out", str(reference)])
+    out = tmp_path / "run"
+    killed = _run([*args, "--out", str(out)], "train_step@3")
+    assert killed.returncode == 2 and "exited with status" in killed.stderr, killed.stderr[-2000:]
+    assert (out / "last.pt").is_file() and not (out / "metrics.json").exists()
+    assert len((out / "weights.csv").read_text().splitlines()) == 1 + 2  # header + epoch 1's two steps
+    resumed = _ok([*args, "--out", str(out), "--resume"])
+    assert resumed.stdout.count("val metrics") == 1  # rank 0 reports, the other rank stays quiet
+    _assert_same_run(reference, out)
+    history = _history(out / "history.csv")
+    assert len(history) == 3
