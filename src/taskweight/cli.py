@@ -394,6 +394,16 @@ def bench(
     jobs: Annotated[
         int, typer.Option(min=1, help="cells run at once in separate processes (they share the CPU cores and the GPU)")
     ] = 1,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="local (--jobs processes on this machine) or ray (cells as Ray tasks, one CPU or one GPU each; "
+            "a killed cell is re-run and resumes from its checkpoint)"
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address for --executor ray (default: start a local Ray)")
+    ] = None,
     protocol: Annotated[
         str | None,
         typer.Option(
@@ -425,6 +435,8 @@ def bench(
         console=console,
         jobs=jobs,
         protocol=protocol,
+        executor=executor,
+        address=address,
     )
     records = runner.run()
     typer.echo((out / "table2.md").read_text())

@@ -40,6 +40,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from taskweight.bench.methods import CONTROL_METHODS, PAPER_METHOD_ORDER, SEARCH_METHODS, valid_methods
+from taskweight.bench.pools import EXECUTORS, make_pool
 from taskweight.bench.report import write_report
 from taskweight.bench.results import DEPTH_METRICS, CellRecord, save_results
 from taskweight.config import PRESETS_DIR, ConfigLayer, TrainConfig, _line_of, load_config
@@ -267,10 +268,18 @@ class BenchRunner:
         console: Console | None = None,
         jobs: int = 1,
         protocol: str | None = None,
+        executor: str = "local",
+        address: str | None = None,
     ) -> None:
         if jobs < 1:
             raise ConfigError(f"option '--jobs' must be >= 1, got {jobs}")
+        if executor not in EXECUTORS:
+            raise ConfigError(f"option '--executor' must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+        if address is not None and executor != "ray":
+            raise ConfigError("option '--address' is the Ray cluster of --executor ray")
         self.jobs = jobs
+        self.executor = executor
+        self.address = address
         self._protocol_option = "--protocol" if protocol else "protocol"
         if (protocol or preset.protocol) not in PROTOCOLS:
             raise ConfigError(
@@ -397,7 +406,7 @@ class BenchRunner:
 
         with Progress(*columns, console=self.console, disable=not self.show_progress) as progress:
             bar = progress.add_task("cells", total=len(cells), completed=len(cells) - len(pending), info="")
-            if self.jobs <= 1 or len(pending) <= 1:
+            if self.executor == "local" and (self.jobs <= 1 or len(pending) <= 1):
                 for i, (ds, method, seed) in enumerate(pending):
                     progress.update(
                         bar, info=f"running {ds.name}/{method}/seed{seed}; {len(pending) - i - 1} left after it"
@@ -429,32 +438,28 @@ class BenchRunner:
     def _run_parallel(
         self, pending: list[tuple[BenchDataset, str, int]], progress: Progress, bar: Any, finished: Any
     ) -> None:
-        """Run cells in ``jobs`` spawned processes sharing the machine (and its GPU, if any).
+        """Run cells in ``jobs`` spawned processes sharing the machine (and its GPU, if any), or as
+        tasks of a Ray cluster (:mod:`taskweight.bench.pools`).
 
         A control cell is submitted once the search cell it depends on has finished.
         """
-        import multiprocessing
-        from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-
-        threads = max(1, (os.cpu_count() or 1) // self.jobs)
         state = self.preset.model_dump(mode="json")
         ready, waiting = self.hold_back(pending)
-        with ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            running: dict[Future, tuple[BenchDataset, str, int]] = {}
-            for ds, method, seed in ready:
-                running[
-                    pool.submit(
-                        _run_cell_in_worker, state, str(self.out_dir), ds.model_dump(mode="json"), method, seed, threads
-                    )
-                ] = (ds, method, seed)
+        pool = make_pool(self.executor, self.jobs, self.address)
+
+        def submit(cell: tuple[BenchDataset, str, int]) -> Any:
+            ds, method, seed = cell
+            return pool.submit(_run_cell_in_worker, state, str(self.out_dir), ds.model_dump(mode="json"), method, seed)
+
+        try:
+            running: dict[Any, tuple[BenchDataset, str, int]] = {submit(cell): cell for cell in ready}
             left = len(pending)
-            progress.update(bar, info=f"{min(self.jobs, left)} running, {left} left")
+            progress.update(bar, info=f"{min(pool.slots, left)} running, {left} left")
             while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    ds, method, seed = running.pop(future)
+                for handle in pool.wait_any(list(running)):
+                    ds, method, seed = running.pop(handle)
                     try:
-                        record = future.result()
+                        record = pool.result(handle)
                     except Exception as exc:
                         record = CellRecord(
                             dataset=ds.name,
@@ -466,14 +471,12 @@ class BenchRunner:
                             run_dir=str(self.cell_dir(ds.name, method, seed).relative_to(self.out_dir)),
                         )
                     finished(record)
-                    for d, m, s in waiting.pop(record.key, []):
-                        running[
-                            pool.submit(
-                                _run_cell_in_worker, state, str(self.out_dir), d.model_dump(mode="json"), m, s, threads
-                            )
-                        ] = (d, m, s)
+                    for cell in waiting.pop(record.key, []):
+                        running[submit(cell)] = cell
                     left -= 1
-                    progress.update(bar, advance=1, info=f"{min(self.jobs, left)} running, {left} left")
+                    progress.update(bar, advance=1, info=f"{min(pool.slots, left)} running, {left} left")
+        finally:
+            pool.close()
 
     def run_cell(self, ds: BenchDataset, method: str, seed: int) -> CellRecord:
         cell_dir = self.cell_dir(ds.name, method, seed)
@@ -612,7 +615,7 @@ class BenchRunner:
 def _run_cell_in_worker(
     preset: dict[str, Any], out_dir: str, dataset: dict[str, Any], method: str, seed: int, threads: int
 ) -> CellRecord:
-    """One cell in a worker process of ``BenchRunner(jobs=N)``."""
+    """One cell in a worker process of ``BenchRunner(jobs=N)`` or a Ray task (``executor="ray"``)."""
     import torch
 
     torch.set_num_threads(threads)

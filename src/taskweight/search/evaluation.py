@@ -66,6 +66,8 @@ class EvalResult:
     wall_time_s: float | None = None
     error: str | None = None
     train_time_s: float | None = None
+    attempts: int = 1
+    """Runs it took: more than 1 when Ray re-ran the evaluation after its worker process died."""
 
 
 def target_of(metrics: dict[str, Any]) -> float:

@@ -42,6 +42,8 @@ class JournalRecord:
         info: the optimiser's notes (mutation step, tabu retries, ...).
         wall_time_s: wall time of the evaluation; train_time_s: of that, time in training steps.
         error: why the run failed, if it did.
+        attempts: runs it took (more than 1: Ray re-ran it after its worker process died; the
+            journal line carries the key only then).
     """
 
     index: int
@@ -60,6 +62,7 @@ class JournalRecord:
     wall_time_s: float = 0.0
     train_time_s: float | None = None
     error: str | None = None
+    attempts: int = 1
 
     @property
     def fit(self) -> float:
@@ -75,6 +78,8 @@ class JournalRecord:
         data = asdict(self)
         if data["error"] is None:
             del data["error"]
+        if data["attempts"] == 1:
+            del data["attempts"]
         return json.loads(dumps(data))  # plain JSON types: exactly what a replay reads back
 
     @classmethod

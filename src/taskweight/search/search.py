@@ -136,16 +136,38 @@ class LocalExecutor:
         pass
 
 
+RAY_RETRIES = 3
+"""Times Ray re-runs an evaluation whose worker process died (a node lost, the OOM killer);
+an exception raised by the evaluation itself is not retried: it is a failed evaluation."""
+
+
 def _ray_evaluate(evaluate: Evaluate, candidate: Candidate) -> EvalResult:
+    attempt = _count_attempt(candidate)
     start = time.perf_counter()
     result = evaluate(candidate)
     if result.wall_time_s is None:
         result.wall_time_s = time.perf_counter() - start
+    result.attempts = attempt
     return result
+
+
+def _count_attempt(candidate: Candidate) -> int:
+    """This run's number among the runs of ``candidate``, counted in ``RUN_DIR.attempts`` beside its
+    run folder (a file every node sees, as the checkpoints are); 1 without a run folder."""
+    if candidate.run_dir is None:
+        return 1
+    counter = Path(f"{candidate.run_dir}.attempts")
+    counter.parent.mkdir(parents=True, exist_ok=True)
+    with counter.open("a") as handle:  # one line per attempt: appends from two nodes cannot lose a count
+        handle.write("run\n")
+    return len(counter.read_text().splitlines())
 
 
 class RayExecutor:
     """Runs the candidates of a generation in parallel as Ray tasks; yields in candidate order.
+
+    A task whose worker process dies is re-run by Ray (up to :data:`RAY_RETRIES` times, from the
+    start of the evaluation: its run folder is wiped), and the journal records ``attempts``.
 
     Uses the running Ray instance if there is one, else ``ray.init(address)`` (a local
     instance when ``address`` is None, shut down again by :meth:`close`). A task takes one
@@ -167,7 +189,8 @@ class RayExecutor:
                 raise SearchError(f"cannot start or reach Ray at {address or 'a new local instance'}: {exc}") from exc
             self.owns = True
         gpus = ray.cluster_resources().get("GPU", 0)
-        decorate = ray.remote(num_gpus=1) if gpus >= 1 else ray.remote(num_cpus=1)
+        resources: dict[str, Any] = {"num_gpus": 1} if gpus >= 1 else {"num_cpus": 1}
+        decorate = ray.remote(max_retries=RAY_RETRIES, retry_exceptions=False, **resources)
         self.remote = decorate(_ray_evaluate)
         self._evaluate_ref: tuple[int, Any] | None = None
 
@@ -500,6 +523,7 @@ def _record(cand: Candidate, info: dict[str, Any], result: EvalResult, out_dir: 
         wall_time_s=float(result.wall_time_s or 0.0),
         train_time_s=None if result.train_time_s is None else float(result.train_time_s),
         error=result.error or None,
+        attempts=int(result.attempts),
     )
     return JournalRecord.from_dict(record.to_dict())  # exactly what a replay reads back
 
