@@ -170,3 +170,50 @@ def test_bench_cells_on_the_cluster_give_the_local_results(cluster: str, tmp_pat
     local, ray = records(tmp_path / "local"), records(tmp_path / "ray")
     assert [r["method"] for r in ray] == ["equal", "gradnorm"]
     assert ray == local
+
+
+@pytest.mark.slow
+def test_a_search_whose_driver_is_killed_resumes_on_the_cluster(cluster: str, tmp_path: Path, tiny_kitti: Path) -> None:
+    """SIGKILL the search's driver once its first evaluations are journaled; `--resume` against the
+    same cluster keeps those lines as they were and completes the budget."""
+    out = tmp_path / "search"
+    args = [
+        "search",
+        "--preset",
+        "tiny",
+        "--data",
+        str(tiny_kitti),
+        "--budget",
+        str(BUDGET),
+        "--seed",
+        "0",
+        "--executor",
+        "ray",
+        "--transfer",
+        "generation",
+        "--address",
+        cluster,
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    driver = _cli(*args)
+    journal = out / "journal.jsonl"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and driver.poll() is None:
+        if journal.is_file() and journal.read_text().count("\n") >= 1:
+            break
+        time.sleep(0.05)
+    assert driver.poll() is None, "the search ended before it could be killed"
+    driver.send_signal(signal.SIGKILL)
+    driver.communicate(timeout=60)
+    text = journal.read_text()
+    before = text.splitlines()[: text.count("\n")]  # complete lines (a kill can tear the last one)
+    assert 1 <= len(before) < BUDGET, before
+    resumed = _cli(*args, "--resume")
+    _, stderr = resumed.communicate(timeout=900)
+    assert resumed.returncode == 0, stderr[-3000:]
+    after = journal.read_text().splitlines()
+    assert after[: len(before)] == before, (before, after)
+    assert [json.loads(line)["index"] for line in after] == list(range(BUDGET)), after
+    assert all(json.loads(line).get("fitness") is not None for line in after)
