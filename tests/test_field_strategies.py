@@ -1,6 +1,6 @@
-"""The field's strategies (DWA, RLW, IMTL-L, FAMO, UPGrad, IMTL-G, Aligned-MTL) against values worked out
-by hand, and every gradient aggregation against TorchJD's (an independent implementation) on random
-Jacobians: conflicting, aligned and badly scaled."""
+"""The field's strategies (DWA, RLW, IMTL-L, FAMO, UPGrad, DualProj, ConFIG, IMTL-G, Aligned-MTL)
+against values worked out by hand, and every gradient aggregation against TorchJD's (an independent
+implementation) on random Jacobians: conflicting, aligned and badly scaled."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import torch
 
 from taskweight import weighting
 from taskweight.weighting.aligned_mtl import aligned_mtl_weights
+from taskweight.weighting.config import config_weights
+from taskweight.weighting.dualproj import dualproj_weights
 from taskweight.weighting.imtl_g import imtl_g_weights
 from taskweight.weighting.mgda import min_norm_coefficients
 from taskweight.weighting.pcgrad import project_conflicting
@@ -139,6 +141,37 @@ def test_upgrad_never_conflicts() -> None:
 
 
 # ------------------------------------------------------------------ IMTL-G
+def test_dualproj_by_hand() -> None:
+    # g1 = (1, 0), g2 = (−1, 1): the mean (0, ½) conflicts with neither, so it is kept
+    jac = torch.tensor([[1.0, 0.0], [-1.0, 1.0]], dtype=torch.float64)
+    assert (dualproj_weights(jac @ jac.T, 0.0) @ jac).tolist() == pytest.approx([0.0, 0.5])
+    # g1 = (1, 0), g2 = (−2, 1): the mean (−½, ½) conflicts with g1; its projection on g1·x ≥ 0 is
+    # (0, ½), which g2 accepts: d = (0, ½) = 1·g1 + ½·g2
+    jac = torch.tensor([[1.0, 0.0], [-2.0, 1.0]], dtype=torch.float64)
+    w = dualproj_weights(jac @ jac.T, 0.0)
+    assert w.tolist() == pytest.approx([1.0, 0.5])
+    assert (w @ jac).tolist() == pytest.approx([0.0, 0.5])
+    with pytest.raises(ValueError, match="reg_eps"):
+        weighting.get("dualproj", reg_eps=-0.1)
+
+
+def test_config_by_hand() -> None:
+    # g1 = (2, 0), g2 = (0, 1): unit vectors e1, e2, equal-angle direction (1, 1)/√2, summed
+    # projections 2/√2 + 1/√2: d = (3/2)(1, 1) = 0.75·g1 + 1.5·g2
+    jac = torch.tensor([[2.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    w = config_weights(jac @ jac.T)
+    assert w.tolist() == pytest.approx([0.75, 1.5])
+    # a zero task gradient: its unit vector is zero and it adds nothing
+    jac = torch.tensor([[0.0, 0.0], [0.0, 3.0]], dtype=torch.float64)
+    assert (config_weights(jac @ jac.T) @ jac).tolist() == pytest.approx([0.0, 3.0])
+    # ConFIG's d has the same cosine with every task gradient
+    g = torch.Generator().manual_seed(3)
+    jac = torch.randn(3, 8, generator=g, dtype=torch.float64)
+    d = config_weights(jac @ jac.T) @ jac
+    cosines = (jac @ d) / (jac.norm(dim=1) * d.norm())
+    assert cosines.tolist() == pytest.approx([float(cosines[0])] * 3)
+
+
 def test_imtl_g_by_hand_and_against_the_papers_closed_form() -> None:
     jac = torch.tensor([[2.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
     alpha = imtl_g_weights(jac @ jac.T)
@@ -198,6 +231,8 @@ def _ours(name: str, jac: torch.Tensor) -> torch.Tensor:
 
 AGREEMENT = [  # (strategy, TorchJD aggregator, its arguments, tolerance on the max relative difference)
     ("upgrad", "UPGrad", {}, 1e-8),
+    ("dualproj", "DualProj", {}, 1e-8),
+    ("config", "ConFIG", {}, 1e-8),
     ("imtl_g", "IMTLG", {}, 1e-8),
     ("aligned_mtl", "AlignedMTL", {}, 1e-8),
     ("pcgrad", "PCGrad", {}, 1e-12),

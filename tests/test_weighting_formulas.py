@@ -47,6 +47,8 @@ def test_registry_lists_every_strategy_and_rejects_unknown_names_and_options():
         "upgrad",
         "imtl_g",
         "aligned_mtl",
+        "dualproj",
+        "config",
     }
     with pytest.raises(KeyError, match="available"):
         weighting.get("nope")

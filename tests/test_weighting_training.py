@@ -18,7 +18,7 @@ OPTIONS = {
     "async": {"weights": {"det": 1, "seg": 30}, "frequencies": {"det": 1, "seg": 2}},
     "handcrafted": {"iterations": 3},
 }
-SIGNED = {"aligned_mtl", "imtl_g"}  # combinations whose weights may be negative by design
+SIGNED = {"aligned_mtl", "imtl_g", "config"}  # combinations whose weights may be negative by design
 
 
 @pytest.fixture(scope="module")

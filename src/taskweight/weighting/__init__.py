@@ -28,12 +28,16 @@ famo               ∇Σ(z/c) log L, z = softmax(ξ) stepped on log-loss falls  
 upgrad             mean of gradients projected on the dual cone               Quinton 2024
 imtl_g             equal projection on every unit task gradient               Liu 2021
 aligned_mtl        gradients aligned to condition number 1, then averaged     Senushkin 2023
+dualproj           mean gradient projected on the dual cone                   Lopez-Paz 2017
+config             direction equally aligned with every unit gradient         Liu 2025
 =================  =========================================================  ==========
 """
 
 from taskweight.weighting import (  # noqa: F401  (each module registers its strategy)
     aligned_mtl,
     asynchronous,
+    config,
+    dualproj,
     dwa,
     dynamic_scaling,
     equal,

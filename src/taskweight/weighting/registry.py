@@ -68,6 +68,8 @@ def available() -> list[str]:
         "upgrad",
         "imtl_g",
         "aligned_mtl",
+        "dualproj",
+        "config",
     ]
     return [n for n in order if n in _REGISTRY] + sorted(n for n in _REGISTRY if n not in order)
 

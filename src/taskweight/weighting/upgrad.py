@@ -56,12 +56,19 @@ def dual_cone_weights(gram: Tensor, u: Tensor) -> Tensor:
     return u + nonnegative_quadratic(gram, gram @ u)
 
 
-def upgrad_weights(gramian: Tensor, reg_eps: float = 1e-4) -> Tensor:
-    """The T weights of d = wᵀJ: w = (1/T) Σ_i v*(e_i) on the trace-normalised, regularised Gramian."""
+def projection_gramian(gramian: Tensor, reg_eps: float) -> Tensor:
+    """The Gramian the dual-cone programs solve on: divided by its trace, plus ``reg_eps``·I, in float64
+    on the host (TorchJD's default normalisation and regularisation)."""
     t = gramian.shape[0]
     g = gramian.detach().to("cpu", torch.float64)
     trace = float(g.diagonal().sum())
-    g = (g / trace if trace > 0 else torch.zeros_like(g)) + reg_eps * torch.eye(t, dtype=torch.float64)
+    return (g / trace if trace > 0 else torch.zeros_like(g)) + reg_eps * torch.eye(t, dtype=torch.float64)
+
+
+def upgrad_weights(gramian: Tensor, reg_eps: float = 1e-4) -> Tensor:
+    """The T weights of d = wᵀJ: w = (1/T) Σ_i v*(e_i) on the trace-normalised, regularised Gramian."""
+    t = gramian.shape[0]
+    g = projection_gramian(gramian, reg_eps)
     eye = torch.eye(t, dtype=torch.float64) / t
     w = torch.stack([dual_cone_weights(g, eye[i]) for i in range(t)]).sum(dim=0)
     return w.to(device=gramian.device, dtype=gramian.dtype)
