@@ -88,17 +88,14 @@ def _cli(*args: str, threads: int | None = None) -> subprocess.Popen[str]:
     )
 
 
-@pytest.mark.slow
-def test_a_search_on_a_two_node_cluster_survives_a_killed_worker(
-    cluster: str, tmp_path: Path, tiny_kitti: Path
-) -> None:
-    out = tmp_path / "search"
-    search = _cli(
+def _search_args(cluster: str, data: Path, out: Path) -> list[str]:
+    """A tiny search of BUDGET evaluations on the cluster, a generation's evaluations in parallel."""
+    return [
         "search",
         "--preset",
         "tiny",
         "--data",
-        str(tiny_kitti),
+        str(data),
         "--budget",
         str(BUDGET),
         "--seed",
@@ -112,7 +109,15 @@ def test_a_search_on_a_two_node_cluster_survives_a_killed_worker(
         "--out",
         str(out),
         "--no-progress",
-    )
+    ]
+
+
+@pytest.mark.slow
+def test_a_search_on_a_two_node_cluster_survives_a_killed_worker(
+    cluster: str, tmp_path: Path, tiny_kitti: Path
+) -> None:
+    out = tmp_path / "search"
+    search = _cli(*_search_args(cluster, tiny_kitti, out))
     running = None
     deadline = time.monotonic() + 600
     while running is None and time.monotonic() < deadline and search.poll() is None:
@@ -177,26 +182,7 @@ def test_a_search_whose_driver_is_killed_resumes_on_the_cluster(cluster: str, tm
     """SIGKILL the search's driver once its first evaluations are journaled; `--resume` against the
     same cluster keeps those lines as they were and completes the budget."""
     out = tmp_path / "search"
-    args = [
-        "search",
-        "--preset",
-        "tiny",
-        "--data",
-        str(tiny_kitti),
-        "--budget",
-        str(BUDGET),
-        "--seed",
-        "0",
-        "--executor",
-        "ray",
-        "--transfer",
-        "generation",
-        "--address",
-        cluster,
-        "--out",
-        str(out),
-        "--no-progress",
-    ]
+    args = _search_args(cluster, tiny_kitti, out)
     driver = _cli(*args)
     journal = out / "journal.jsonl"
     deadline = time.monotonic() + 600

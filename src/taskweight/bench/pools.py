@@ -6,23 +6,21 @@ and for ``--executor ray``:
 
 - :class:`ProcessCells`: ``jobs`` spawned processes on this machine, sharing its cores (each cell
   gets cores ÷ jobs threads) and its GPU.
-- :class:`RayCells`: every ready cell becomes a Ray task; Ray places it where a CPU (or, on a
-  cluster with GPUs, one GPU) is free, and re-runs it, up to :data:`RAY_RETRIES` times, when
-  its worker process dies. The cell resumes from its run folder's checkpoint. On several
-  nodes ``--out`` must be on a file system that every node sees.
+- :class:`RayCells`: every ready cell becomes a Ray task (:mod:`taskweight.raycluster`: one CPU
+  or one GPU, re-run when its worker process dies). A re-run cell resumes from its run folder's
+  checkpoint. On several nodes ``--out`` must be on a file system that every node sees.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from taskweight.errors import ConfigError
-from taskweight.search.search import EXECUTORS, RAY_RETRIES  # one definition for searches and benchmarks
+from taskweight.raycluster import EXECUTORS, RayCluster
 
-__all__ = ["EXECUTORS", "RAY_RETRIES", "ProcessCells", "RayCells", "make_pool"]
+__all__ = ["EXECUTORS", "ProcessCells", "RayCells", "make_pool"]
 
 
 class ProcessCells:
@@ -56,42 +54,25 @@ class RayCells:
     """Cells as Ray tasks on the cluster at ``address`` (None: a Ray instance started for this run)."""
 
     def __init__(self, address: str | None = None) -> None:
-        try:
-            import ray
-        except ImportError as exc:
-            raise ConfigError("option '--executor ray' needs Ray: pip install 'taskweight[ray]'") from exc
-        self.ray = ray
-        self.owns = False
-        if not ray.is_initialized():
-            try:
-                ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
-            except Exception as exc:  # connection errors come in many types
-                raise ConfigError(
-                    f"option '--address': cannot start or reach Ray at {address or 'a new local instance'}: {exc}"
-                ) from exc
-            self.owns = True
-        resources = ray.cluster_resources()
-        gpus = int(resources.get("GPU", 0))
-        self.slots = gpus or int(resources.get("CPU", 1))
+        self.cluster = RayCluster(address, lambda message: ConfigError(f"option '--executor ray': {message}"))
+        self.slots = self.cluster.gpus or self.cluster.cpus
         self.threads = 1
-        self._options: dict[str, Any] = {"num_gpus": 1} if gpus else {"num_cpus": 1}
         self._remote: dict[Callable[..., Any], Any] = {}
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
         if fn not in self._remote:
-            self._remote[fn] = self.ray.remote(max_retries=RAY_RETRIES, retry_exceptions=False, **self._options)(fn)
+            self._remote[fn] = self.cluster.task(fn)
         return self._remote[fn].remote(*args, self.threads)
 
     def wait_any(self, handles: Sequence[Any]) -> list[Any]:
-        done, _ = self.ray.wait(list(handles), num_returns=1)
+        done, _ = self.cluster.ray.wait(list(handles), num_returns=1)
         return list(done)
 
     def result(self, handle: Any) -> Any:
-        return self.ray.get(handle)
+        return self.cluster.ray.get(handle)
 
     def close(self) -> None:
-        if self.owns and self.ray.is_initialized():
-            self.ray.shutdown()
+        self.cluster.close()
 
 
 def make_pool(executor: str, jobs: int, address: str | None) -> ProcessCells | RayCells:

@@ -28,7 +28,6 @@ The records are :class:`~taskweight.search.journal.JournalRecord`; "best" is
 from __future__ import annotations
 
 import json
-import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -40,6 +39,7 @@ import numpy as np
 
 from taskweight.durable import FolderLock
 from taskweight.jsonio import dumps, write_json
+from taskweight.raycluster import EXECUTORS, RayCluster
 from taskweight.search.errors import SearchError
 from taskweight.search.evaluation import ASYNC_UNITS, Candidate, EvalResult, TrainerEvaluator, target_of
 from taskweight.search.journal import JournalRecord, best_record, lineage, lineage_epochs, read_journal, write_journal
@@ -53,7 +53,6 @@ Evaluate = Callable[[Candidate], EvalResult]
 
 JOURNAL = "journal.jsonl"
 META = "search_meta.json"
-EXECUTORS = ("local", "ray")
 TRANSFERS = ("generation", "best")
 
 
@@ -136,11 +135,6 @@ class LocalExecutor:
         pass
 
 
-RAY_RETRIES = 3
-"""Times Ray re-runs an evaluation whose worker process died (a node lost, the OOM killer);
-an exception raised by the evaluation itself is not retried: it is a failed evaluation."""
-
-
 def _ray_evaluate(evaluate: Evaluate, candidate: Candidate) -> EvalResult:
     attempt = _count_attempt(candidate)
     start = time.perf_counter()
@@ -166,32 +160,16 @@ def _count_attempt(candidate: Candidate) -> int:
 class RayExecutor:
     """Runs the candidates of a generation in parallel as Ray tasks; yields in candidate order.
 
-    A task whose worker process dies is re-run by Ray (up to :data:`RAY_RETRIES` times, from the
-    start of the evaluation: its run folder is wiped), and the journal records ``attempts``.
-
-    Uses the running Ray instance if there is one, else ``ray.init(address)`` (a local
-    instance when ``address`` is None, shut down again by :meth:`close`). A task takes one
-    GPU when the cluster has GPUs, else one CPU. On a multi-node cluster ``out_dir`` must be
-    on a file system every node sees (checkpoints travel by path).
+    A task whose worker process dies is re-run by Ray (:mod:`taskweight.raycluster`: up to
+    ``RAY_RETRIES`` times, from the start of the evaluation, its run folder wiped), and the journal
+    records ``attempts``. The cluster is the one at ``address`` (see :class:`RayCluster`); on
+    several nodes ``out_dir`` must be on a file system every node sees (checkpoints travel by path).
     """
 
     def __init__(self, address: str | None = None) -> None:
-        try:
-            import ray
-        except ImportError as exc:
-            raise SearchError("the ray executor needs Ray: pip install 'taskweight[ray]'") from exc
-        self.ray = ray
-        self.owns = False
-        if not ray.is_initialized():
-            try:
-                ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
-            except Exception as exc:  # connection errors come in many types
-                raise SearchError(f"cannot start or reach Ray at {address or 'a new local instance'}: {exc}") from exc
-            self.owns = True
-        gpus = ray.cluster_resources().get("GPU", 0)
-        resources: dict[str, Any] = {"num_gpus": 1} if gpus >= 1 else {"num_cpus": 1}
-        decorate = ray.remote(max_retries=RAY_RETRIES, retry_exceptions=False, **resources)
-        self.remote = decorate(_ray_evaluate)
+        self.cluster = RayCluster(address, SearchError)
+        self.ray = self.cluster.ray
+        self.remote = self.cluster.task(_ray_evaluate)
         self._evaluate_ref: tuple[int, Any] | None = None
 
     def map(self, evaluate: Evaluate, candidates: Sequence[Candidate]) -> Iterator[EvalResult]:
@@ -209,8 +187,7 @@ class RayExecutor:
                 self.ray.cancel(ref, force=True)
 
     def close(self) -> None:
-        if self.owns and self.ray.is_initialized():
-            self.ray.shutdown()
+        self.cluster.close()
 
 
 def make_executor(name: str, address: str | None = None) -> LocalExecutor | RayExecutor:

@@ -11,14 +11,11 @@ regularisation as :mod:`.upgrad`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import Tensor
 
-from taskweight.weighting.base import GramianAggregation
 from taskweight.weighting.registry import register
-from taskweight.weighting.upgrad import dual_cone_weights, projection_gramian
+from taskweight.weighting.upgrad import DualConeAggregation, dual_cone_weights, projection_gramian
 
 
 def dualproj_weights(gramian: Tensor, reg_eps: float = 1e-4) -> Tensor:
@@ -29,14 +26,8 @@ def dualproj_weights(gramian: Tensor, reg_eps: float = 1e-4) -> Tensor:
 
 
 @register("dualproj")
-class DualProjWeighting(GramianAggregation):
+class DualProjWeighting(DualConeAggregation):
     """DualProj: the mean gradient projected onto the dual cone of the task gradients (GEM, Eq. 11)."""
-
-    def __init__(self, tasks: Sequence[str], *, reg_eps: float = 1e-4) -> None:
-        super().__init__(tasks)
-        if not 0 <= reg_eps < 1:
-            raise ValueError(f"option 'reg_eps' must lie in [0, 1), got {reg_eps}")
-        self.reg_eps = float(reg_eps)
 
     def gramian_weights(self, gramian: Tensor, losses: Tensor) -> Tensor:
         return dualproj_weights(gramian, self.reg_eps)

@@ -74,15 +74,20 @@ def upgrad_weights(gramian: Tensor, reg_eps: float = 1e-4) -> Tensor:
     return w.to(device=gramian.device, dtype=gramian.dtype)
 
 
-@register("upgrad")
-class UPGradWeighting(GramianAggregation):
-    """UPGrad: the mean of the task gradients each projected onto the dual cone of all (Quinton & Rey 2024)."""
+class DualConeAggregation(GramianAggregation):
+    """A combination built from projections onto the dual cone of the task gradients (UPGrad,
+    DualProj); ``reg_eps`` regularises the trace-normalised Gramian (:func:`projection_gramian`)."""
 
     def __init__(self, tasks: Sequence[str], *, reg_eps: float = 1e-4) -> None:
         super().__init__(tasks)
         if not 0 <= reg_eps < 1:
             raise ValueError(f"option 'reg_eps' must lie in [0, 1), got {reg_eps}")
         self.reg_eps = float(reg_eps)
+
+
+@register("upgrad")
+class UPGradWeighting(DualConeAggregation):
+    """UPGrad: the mean of the task gradients each projected onto the dual cone of all (Quinton & Rey 2024)."""
 
     def gramian_weights(self, gramian: Tensor, losses: Tensor) -> Tensor:
         return upgrad_weights(gramian, self.reg_eps)
