@@ -13,6 +13,7 @@ from taskweight import weighting
 from taskweight.weighting.aligned_mtl import aligned_mtl_weights
 from taskweight.weighting.config import config_weights
 from taskweight.weighting.dualproj import dualproj_weights
+from taskweight.weighting.gradvac import gradvac_weights
 from taskweight.weighting.imtl_g import imtl_g_weights
 from taskweight.weighting.mgda import min_norm_coefficients
 from taskweight.weighting.pcgrad import project_conflicting
@@ -170,6 +171,43 @@ def test_config_by_hand() -> None:
     d = config_weights(jac @ jac.T) @ jac
     cosines = (jac @ d) / (jac.norm(dim=1) * d.norm())
     assert cosines.tolist() == pytest.approx([float(cosines[0])] * 3)
+
+
+def test_gradvac_by_hand() -> None:
+    # g1 = (1, 0), g2 = (−1, 1), targets 0: each is lifted until orthogonal to the other (as PCGrad),
+    # g1 + ½g2 = (½, ½) and g2 + g1 = (0, 1): w = (2, 3/2); the targets move to β·cos = −½/√2
+    jac = torch.tensor([[1.0, 0.0], [-1.0, 1.0]], dtype=torch.float64)
+    w, targets = gradvac_weights(jac @ jac.T, torch.zeros(2, 2, dtype=torch.float64), [[1], [0]], beta=0.5)
+    assert w.tolist() == pytest.approx([2.0, 1.5])
+    assert targets.flatten().tolist() == pytest.approx([0.0, -0.5 / math.sqrt(2), -0.5 / math.sqrt(2), 0.0])
+    # with those targets the next step lifts each gradient only up to the target cosine −½/√2, not
+    # to 0: w = (1 + s1, 1 + s0) for g1^PC = g1 + s0·g2 and g2^PC = g2 + s1·g1
+    w, _ = gradvac_weights(jac @ jac.T, targets, [[1], [0]], beta=0.5)
+    g1_pc, g2_pc = jac[0] + (w[1] - 1) * jac[1], jac[1] + (w[0] - 1) * jac[0]
+    for lifted, other in ((g1_pc, jac[1]), (g2_pc, jac[0])):
+        assert float(lifted @ other / (lifted.norm() * other.norm())) == pytest.approx(-0.5 / math.sqrt(2))
+    with pytest.raises(ValueError, match="beta"):
+        weighting.get("gradvac", beta=1.5)
+
+
+def test_gradvac_against_torchjd_over_steps() -> None:
+    """GradVac is stateful: six steps on each of three sizes, the same visiting orders on both sides."""
+    aggregation = pytest.importorskip("torchjd.aggregation")
+    g = torch.Generator().manual_seed(0)
+    for t, p in ((2, 5), (3, 7), (5, 4)):
+        reference = aggregation.GradVac(beta=0.5)
+        targets = torch.zeros(t, t, dtype=torch.float64)
+        for step in range(6):
+            jac = torch.randn(t, p, generator=g, dtype=torch.float64)
+            torch.manual_seed(100 + step)  # TorchJD draws each task's order with torch.randperm
+            orders = []
+            for i in range(t):
+                others = [j for j in range(t) if j != i]
+                orders.append([others[k] for k in torch.randperm(len(others)).tolist()])
+            w, targets = gradvac_weights(jac @ jac.T, targets, orders, beta=0.5)
+            torch.manual_seed(100 + step)
+            expected = reference(jac)
+            assert float((w @ jac - expected).norm() / expected.norm()) <= 1e-12, (t, p, step)
 
 
 def test_imtl_g_by_hand_and_against_the_papers_closed_form() -> None:

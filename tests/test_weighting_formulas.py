@@ -49,6 +49,7 @@ def test_registry_lists_every_strategy_and_rejects_unknown_names_and_options():
         "aligned_mtl",
         "dualproj",
         "config",
+        "gradvac",
     }
     with pytest.raises(KeyError, match="available"):
         weighting.get("nope")

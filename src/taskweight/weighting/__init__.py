@@ -30,6 +30,7 @@ imtl_g             equal projection on every unit task gradient               Li
 aligned_mtl        gradients aligned to condition number 1, then averaged     Senushkin 2023
 dualproj           mean gradient projected on the dual cone                   Lopez-Paz 2017
 config             direction equally aligned with every unit gradient         Liu 2025
+gradvac            lift gradients towards EMA target cosines                  Wang 2021
 =================  =========================================================  ==========
 """
 
@@ -44,6 +45,7 @@ from taskweight.weighting import (  # noqa: F401  (each module registers its str
     famo,
     geometric,
     gradnorm,
+    gradvac,
     handcrafted,
     imtl_g,
     imtl_l,

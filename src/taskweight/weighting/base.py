@@ -217,6 +217,8 @@ class GradientAggregation(WeightingStrategy):
     def __init__(self, tasks: Sequence[str]) -> None:
         super().__init__(tasks)
         self._last: dict[str, Tensor | float] = {t: 1.0 for t in self.tasks}
+        self.present: tuple[str, ...] = self.tasks
+        """The tasks of the Jacobian's rows in the current :meth:`aggregate` call, in order."""
 
     @abc.abstractmethod
     def aggregate(self, jacobian: Tensor, losses: Tensor) -> tuple[Tensor, Tensor]:
@@ -240,6 +242,7 @@ class GradientAggregation(WeightingStrategy):
             return {t: LossWeighting.constant(losses[t], 1.0) for t in tasks}
         jacobian = self.reduce_gradients([per_task_shared_gradients(losses, tasks, shared)])[0]
         values = torch.stack([losses[t].detach() for t in tasks]).to(jacobian)
+        self.present = tuple(tasks)  # the tasks of the rows, for an aggregation with per-task state
         combined, weights = self.aggregate(jacobian, values)
         add_shared_gradient(shared, combined)
         used = {t: weights[i].detach() for i, t in enumerate(tasks)}

@@ -70,6 +70,7 @@ def available() -> list[str]:
         "aligned_mtl",
         "dualproj",
         "config",
+        "gradvac",
     ]
     return [n for n in order if n in _REGISTRY] + sorted(n for n in _REGISTRY if n not in order)
 
