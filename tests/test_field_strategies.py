@@ -13,6 +13,7 @@ from taskweight import weighting
 from taskweight.weighting.aligned_mtl import aligned_mtl_weights
 from taskweight.weighting.config import config_weights
 from taskweight.weighting.dualproj import dualproj_weights
+from taskweight.weighting.graddrop import graddrop_combine
 from taskweight.weighting.gradvac import gradvac_weights
 from taskweight.weighting.imtl_g import imtl_g_weights
 from taskweight.weighting.mgda import min_norm_coefficients
@@ -208,6 +209,37 @@ def test_gradvac_against_torchjd_over_steps() -> None:
             torch.manual_seed(100 + step)
             expected = reference(jac)
             assert float((w @ jac - expected).norm() / expected.norm()) <= 1e-12, (t, p, step)
+
+
+def test_graddrop_by_hand() -> None:
+    # three elements: g1 = (1, 2, −1), g2 = (−3, 2, −1); purity P = ½(1 + Σg/Σ|g|) = (¼, 1, 0)
+    jac = torch.tensor([[1.0, 2.0, -1.0], [-3.0, 2.0, -1.0]], dtype=torch.float64)
+    # U = ½ everywhere: element 1 keeps the negative sign (P < U: g2's −3), element 2 the positive
+    # (both), element 3 the negative (both)
+    d, shares = graddrop_combine(jac, torch.full((3,), 0.5, dtype=torch.float64))
+    assert d.tolist() == [-3.0, 4.0, -2.0]
+    assert shares.tolist() == pytest.approx([(4 + 1) / 6, 1.0])  # g1 lost its first element
+    # U = 0.2 < P_1: element 1 keeps the positive sign instead
+    d, _ = graddrop_combine(jac, torch.full((3,), 0.2, dtype=torch.float64))
+    assert d.tolist() == [1.0, 4.0, -2.0]
+    # a leak of 1 keeps everything: the plain sum
+    d, _ = graddrop_combine(jac, torch.full((3,), 0.5, dtype=torch.float64), torch.ones(2, dtype=torch.float64))
+    assert d.tolist() == jac.sum(dim=0).tolist()
+    with pytest.raises(ValueError, match="leak"):
+        weighting.get("graddrop", leak=2.0)
+
+
+def test_graddrop_against_torchjd_with_the_same_draws() -> None:
+    aggregation = pytest.importorskip("torchjd.aggregation")
+    g = torch.Generator().manual_seed(0)
+    for t, p in ((2, 50), (3, 70), (5, 40)):
+        jac = torch.randn(t, p, generator=g, dtype=torch.float64)
+        for leak in (None, torch.full((t,), 0.3, dtype=torch.float64)):
+            torch.manual_seed(t)  # TorchJD draws U with torch.rand from the global generator
+            ours, _ = graddrop_combine(jac, torch.rand(p, dtype=torch.float64), leak)
+            torch.manual_seed(t)
+            expected = aggregation.GradDrop() if leak is None else aggregation.GradDrop(leak=leak)
+            assert torch.allclose(ours, expected(jac), rtol=1e-12, atol=0), (t, p, leak)
 
 
 def test_imtl_g_by_hand_and_against_the_papers_closed_form() -> None:

@@ -50,6 +50,7 @@ def test_registry_lists_every_strategy_and_rejects_unknown_names_and_options():
         "dualproj",
         "config",
         "gradvac",
+        "graddrop",
     }
     with pytest.raises(KeyError, match="available"):
         weighting.get("nope")

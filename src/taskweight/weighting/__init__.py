@@ -31,6 +31,7 @@ aligned_mtl        gradients aligned to condition number 1, then averaged     Se
 dualproj           mean gradient projected on the dual cone                   Lopez-Paz 2017
 config             direction equally aligned with every unit gradient         Liu 2025
 gradvac            lift gradients towards EMA target cosines                  Wang 2021
+graddrop           per element, keep one sign drawn by its purity             Chen 2020
 =================  =========================================================  ==========
 """
 
@@ -44,6 +45,7 @@ from taskweight.weighting import (  # noqa: F401  (each module registers its str
     equal,
     famo,
     geometric,
+    graddrop,
     gradnorm,
     gradvac,
     handcrafted,

@@ -71,6 +71,7 @@ def available() -> list[str]:
         "dualproj",
         "config",
         "gradvac",
+        "graddrop",
     ]
     return [n for n in order if n in _REGISTRY] + sorted(n for n in _REGISTRY if n not in order)
 
