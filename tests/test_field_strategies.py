@@ -13,6 +13,7 @@ from taskweight import weighting
 from taskweight.weighting.aligned_mtl import aligned_mtl_weights
 from taskweight.weighting.config import config_weights
 from taskweight.weighting.dualproj import dualproj_weights
+from taskweight.weighting.fairgrad import fairgrad_weights
 from taskweight.weighting.graddrop import graddrop_combine
 from taskweight.weighting.gradvac import gradvac_weights
 from taskweight.weighting.imtl_g import imtl_g_weights
@@ -240,6 +241,32 @@ def test_graddrop_against_torchjd_with_the_same_draws() -> None:
             torch.manual_seed(t)
             expected = aggregation.GradDrop() if leak is None else aggregation.GradDrop(leak=leak)
             assert torch.allclose(ours, expected(jac), rtol=1e-12, atol=0), (t, p, leak)
+
+
+def test_fairgrad_by_hand() -> None:
+    # orthogonal gradients, G = diag(a, b): a·w₁ = w₁^{−1/α}, so w₁ = a^{−α/(α+1)}
+    gram = torch.diag(torch.tensor([4.0, 1.0], dtype=torch.float64))
+    assert fairgrad_weights(gram, 1.0).tolist() == pytest.approx([0.5, 1.0])  # α = 1: w = 1/√a
+    assert fairgrad_weights(gram, 2.0).tolist() == pytest.approx([4.0 ** (-2 / 3), 1.0])
+    assert fairgrad_weights(gram, 0.0).tolist() == [0.5, 0.5]  # α = 0: linear scalarisation
+    # a conflicting pair: the optimality condition G w = w^{−1/α} holds, with w > 0
+    jac = torch.tensor([[1.0, 0.0], [-2.0, 1.0]], dtype=torch.float64)
+    w = fairgrad_weights(jac @ jac.T, 1.5)
+    assert (w > 0).all() and ((jac @ jac.T) @ w).tolist() == pytest.approx((w ** (-1 / 1.5)).tolist(), rel=1e-12)
+    with pytest.raises(ValueError, match="alpha"):
+        weighting.get("fairgrad", alpha=-1.0)
+
+
+def test_fairgrad_against_torchjd() -> None:
+    aggregation = pytest.importorskip("torchjd.aggregation")
+    pytest.importorskip("scipy")  # TorchJD solves FairGrad's equations with scipy's least_squares
+    g = torch.Generator().manual_seed(0)
+    for alpha in (0.5, 1.0, 2.0):
+        for t, p in ((2, 5), (3, 7), (5, 9)):
+            jac = torch.randn(t, p, generator=g, dtype=torch.float64)
+            ours = fairgrad_weights(jac @ jac.T, alpha) @ jac
+            expected = aggregation.FairGrad(alpha=alpha)(jac)
+            assert float((ours - expected).norm() / expected.norm()) <= 1e-8, (alpha, t, p)
 
 
 def test_imtl_g_by_hand_and_against_the_papers_closed_form() -> None:

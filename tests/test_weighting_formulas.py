@@ -51,6 +51,7 @@ def test_registry_lists_every_strategy_and_rejects_unknown_names_and_options():
         "config",
         "gradvac",
         "graddrop",
+        "fairgrad",
     }
     with pytest.raises(KeyError, match="available"):
         weighting.get("nope")

@@ -32,6 +32,7 @@ dualproj           mean gradient projected on the dual cone                   Lo
 config             direction equally aligned with every unit gradient         Liu 2025
 gradvac            lift gradients towards EMA target cosines                  Wang 2021
 graddrop           per element, keep one sign drawn by its purity             Chen 2020
+fairgrad           α-fair update: G w = w^{−1/α}                              Ban 2024
 =================  =========================================================  ==========
 """
 
@@ -43,6 +44,7 @@ from taskweight.weighting import (  # noqa: F401  (each module registers its str
     dwa,
     dynamic_scaling,
     equal,
+    fairgrad,
     famo,
     geometric,
     graddrop,

@@ -72,6 +72,7 @@ def available() -> list[str]:
         "config",
         "gradvac",
         "graddrop",
+        "fairgrad",
     ]
     return [n for n in order if n in _REGISTRY] + sorted(n for n in _REGISTRY if n not in order)
 
