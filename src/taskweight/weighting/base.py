@@ -120,13 +120,27 @@ class WeightingStrategy(nn.Module, metaclass=abc.ABCMeta):
         """Learnable strategy parameters for the main optimiser (default: none)."""
         return []
 
-    # -- resumability: counters travel with the state_dict -----------------------------
+    # -- random draws: a strategy's own seeded generator -------------------------------
+    def seed_draws(self, seed: int) -> torch.Generator:
+        """Give the strategy its own CPU generator seeded with ``seed`` (the option), kept in
+        ``self.generator``; its state travels in the ``state_dict``, so a resumed run draws the same."""
+        if int(seed) != seed or int(seed) < 0:
+            raise ValueError(f"option 'seed' must be an integer >= 0, got {seed}")
+        self.generator: torch.Generator | None = torch.Generator().manual_seed(int(seed))
+        return self.generator
+
+    # -- resumability: counters (and the generator's state) travel with the state_dict --
     def get_extra_state(self) -> dict[str, Any]:
-        return {"step_count": self.step_count, "epoch_count": self.epoch_count}
+        state: dict[str, Any] = {"step_count": self.step_count, "epoch_count": self.epoch_count}
+        if getattr(self, "generator", None) is not None:
+            state["generator"] = self.generator.get_state()  # type: ignore[union-attr]
+        return state
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self.step_count = int(state.get("step_count", 0))
         self.epoch_count = int(state.get("epoch_count", 0))
+        if "generator" in state and getattr(self, "generator", None) is not None:
+            self.generator.set_state(state["generator"])  # type: ignore[union-attr]
 
     # -- helpers for subclasses ---------------------------------------------------------
     def _check_losses(self, losses: Mapping[str, Tensor]) -> None:

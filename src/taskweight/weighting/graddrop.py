@@ -20,7 +20,6 @@ reported for task i is ⟨kept part of g_i, g_i⟩ / ‖g_i‖², the share of i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -52,21 +51,11 @@ class GradDropWeighting(GradientAggregation):
         super().__init__(tasks)
         if not 0 <= leak <= 1:
             raise ValueError(f"option 'leak' must lie in [0, 1], got {leak}")
-        if int(seed) < 0:
-            raise ValueError(f"option 'seed' must be an integer >= 0, got {seed}")
         self.leak = float(leak)
-        self.generator = torch.Generator().manual_seed(int(seed))
+        self.seed_draws(seed)
 
     def aggregate(self, jacobian: Tensor, losses: Tensor) -> tuple[Tensor, Tensor]:
         uniform = torch.rand(jacobian.shape[1], generator=self.generator, dtype=torch.float64)
         uniform = uniform.to(device=jacobian.device, dtype=jacobian.dtype, non_blocking=True)
         leak = torch.full((len(jacobian),), self.leak, dtype=jacobian.dtype, device=jacobian.device)
         return graddrop_combine(jacobian, uniform, leak)
-
-    def get_extra_state(self) -> dict[str, Any]:
-        return {**super().get_extra_state(), "generator": self.generator.get_state()}
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        super().set_extra_state(state)
-        if "generator" in state:
-            self.generator.set_state(state["generator"])

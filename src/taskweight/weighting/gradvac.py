@@ -20,7 +20,6 @@ so d = wᵀJ with w = Σ_i c_i. The targets (a T × T buffer) and the order gene
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -65,11 +64,9 @@ class GradVacWeighting(GramianAggregation):
         super().__init__(tasks)
         if not 0 <= beta <= 1:
             raise ValueError(f"option 'beta' must lie in [0, 1], got {beta}")
-        if int(seed) < 0:
-            raise ValueError(f"option 'seed' must be an integer >= 0, got {seed}")
         self.beta = float(beta)
         self.register_buffer("targets", torch.zeros(len(self.tasks), len(self.tasks)))
-        self.generator = torch.Generator().manual_seed(int(seed))
+        self.seed_draws(seed)
 
     def gramian_weights(self, gramian: Tensor, losses: Tensor) -> Tensor:
         rows = [self.tasks.index(t) for t in self.present]
@@ -81,11 +78,3 @@ class GradVacWeighting(GramianAggregation):
         weights, updated = gradvac_weights(gramian, self.targets[index][:, index], orders, self.beta)
         self.targets[index[:, None], index[None, :]] = updated.to(self.targets)
         return weights
-
-    def get_extra_state(self) -> dict[str, Any]:
-        return {**super().get_extra_state(), "generator": self.generator.get_state()}
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        super().set_extra_state(state)
-        if "generator" in state:
-            self.generator.set_state(state["generator"])

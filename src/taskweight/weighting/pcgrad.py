@@ -14,7 +14,6 @@ are reproducible.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -45,17 +44,9 @@ class PCGradWeighting(GradientAggregation):
 
     def __init__(self, tasks: Sequence[str], *, seed: int = 0) -> None:
         super().__init__(tasks)
-        self.generator = torch.Generator().manual_seed(int(seed))
+        self.seed_draws(seed)
 
     def aggregate(self, jacobian: Tensor, losses: Tensor) -> tuple[Tensor, Tensor]:
         """Σ_i g_i^PC, every task weighted 1."""
         orders = [torch.randperm(len(jacobian), generator=self.generator).tolist() for _ in range(len(jacobian))]
         return project_conflicting(jacobian, orders).sum(dim=0), torch.ones_like(losses)
-
-    def get_extra_state(self) -> dict[str, Any]:
-        return {**super().get_extra_state(), "generator": self.generator.get_state()}
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        super().set_extra_state(state)
-        if "generator" in state:
-            self.generator.set_state(state["generator"])

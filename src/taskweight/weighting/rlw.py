@@ -12,7 +12,6 @@ present; on a batch with some tasks missing the softmax runs over the tasks pres
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -27,9 +26,7 @@ class RLWWeighting(LossWeighting):
 
     def __init__(self, tasks: Sequence[str], *, seed: int = 0) -> None:
         super().__init__(tasks)
-        if int(seed) < 0:
-            raise ValueError(f"option 'seed' must be an integer >= 0, got {seed}")
-        self.generator = torch.Generator().manual_seed(int(seed))
+        self.seed_draws(seed)
         self._last: dict[str, float | Tensor] = {t: 1.0 / len(self.tasks) for t in self.tasks}
 
     def current_weights(self) -> dict[str, float]:
@@ -43,11 +40,3 @@ class RLWWeighting(LossWeighting):
         used = {self.tasks[i]: w[k] for k, i in enumerate(present)}
         self._last.update(used)
         return used
-
-    def get_extra_state(self) -> dict[str, Any]:
-        return {**super().get_extra_state(), "generator": self.generator.get_state()}
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        super().set_extra_state(state)
-        if "generator" in state:
-            self.generator.set_state(state["generator"])
