@@ -100,10 +100,6 @@ class TrainStep:
             outputs = self.forward(batch["image"])
         return {task: value.float() for task, value in outputs.items()}
 
-    def losses(self, batch: Mapping[str, Any], details: dict[str, Any] | None = None) -> dict[str, Tensor]:
-        """The task losses in fp32 of the tasks labelled in ``batch`` (already prepared)."""
-        return self.model.compute_losses(self.outputs(batch), batch, details)
-
     def __call__(self, batch: Mapping[str, Any]) -> StepOutput:
         """Run one optimisation step on ``batch`` (a collated batch on any device)."""
         batch = self.prepare(batch)
