@@ -7,8 +7,11 @@ alike. Reported: median step time, ratio to equal's median, and peak memory of a
 (GPU: peak allocated bytes; CPU: peak resident set while stepping, sampled every 2 ms in a
 fresh subprocess running that strategy alone).
 
+Every gradient aggregation that allows it is timed twice: on the shared parameters (its name) and
+on the shared representation (``name@representation``, ``method.gradients: representation``).
+
     python benchmarks/step_overhead.py [--preset quick] [--rounds 15] [--methods equal gradnorm ...]
-              [--size 384x1248] [--batch 16] [--device cuda] [--markdown FILE]
+              [--size 384x1248] [--batch 16] [--device cuda] [--no-representation] [--markdown FILE]
 """
 
 from __future__ import annotations
@@ -36,12 +39,24 @@ from taskweight.synth import generate_dataset
 OPTIONS = {"handcrafted": {"iterations": 3}}  # its weights settle after 3 measured steps, inside the warm-up
 
 
-def target(name: str, device_type: str = "cpu") -> float | None:
+REPRESENTATION = "@representation"
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    """``"mgda@representation"`` → (``"mgda"``, ``"representation"``); a plain name → (name, ``"parameters"``)."""
+    return (spec.removesuffix(REPRESENTATION), "representation") if spec.endswith(REPRESENTATION) else (spec, "parameters")
+
+
+def target(spec: str, device_type: str = "cpu") -> float | None:
     """The targets by family, T = 2. On the CPU (quick preset): loss weightings 1.02× equal, GradNorm
-    1.05×, gradient aggregations on the shared parameters 1.35×. On a GPU: GradNorm 1.10×, gradient
-    aggregations 1.30× (loss weightings as on the CPU). None for a strategy of neither family."""
+    1.05×, gradient aggregations on the shared parameters 1.35×, on the representation 1.10×. On a GPU:
+    GradNorm 1.10×, gradient aggregations 1.30× (loss weightings as on the CPU). None for a strategy of
+    neither family."""
+    name, gradients = split_spec(spec)
     cls = weighting.strategy_class(name)
     gpu = device_type == "cuda"
+    if gradients == "representation":
+        return None if gpu else 1.10
     if name == "gradnorm":
         return 1.10 if gpu else 1.05
     if issubclass(cls, weighting.LossWeighting):
@@ -73,13 +88,14 @@ def _setup(preset: str, device_name: str, root: Path, precision: str = "auto", s
 class Runner:
     """One strategy with its own model copy, optimiser and training step (the trainer's own)."""
 
-    def __init__(self, name: str, cfg, base_model: torch.nn.Module, device: torch.device) -> None:
-        self.name = name
+    def __init__(self, spec: str, cfg, base_model: torch.nn.Module, device: torch.device) -> None:
+        self.name = spec
+        name, gradients = split_spec(spec)
         self.model = copy.deepcopy(base_model).train()
         self.strategy = weighting.get(name, tasks=self.model.tasks, **OPTIONS.get(name, {})).to(device)
         self.optimizer = build_optimizer(cfg, self.model, self.strategy)
         self.train_step = TrainStep(self.model, self.strategy, self.optimizer, device=device,
-                                    precision=cfg.precision, channels_last=cfg.channels_last)
+                                    precision=cfg.precision, channels_last=cfg.channels_last, gradients=gradients)
         self.device = device
 
     def step(self, batch: dict) -> float:
@@ -149,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: the preset's)")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-strategy memory subprocesses")
+    parser.add_argument("--no-representation", action="store_true",
+                        help="time the gradient aggregations on the shared parameters only")
     parser.add_argument("--_memory-of", dest="_memory_of", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--_root", dest="_root", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -159,6 +177,15 @@ def main(argv: list[str] | None = None) -> int:
     methods = args.methods or weighting.available()
     if "equal" not in methods:
         methods = ["equal", *methods]
+    if not args.no_representation:
+        methods += [
+            m + REPRESENTATION
+            for m in methods
+            if not m.endswith(REPRESENTATION)
+            and issubclass(cls := weighting.strategy_class(m), weighting.GradientAggregation)
+            and cls.representation_gradients
+            and m + REPRESENTATION not in methods
+        ]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "synth-kitti"
         cfg, device, batch, model = _setup(args.preset, args.device, root, args.precision, args.size, args.batch)

@@ -204,6 +204,14 @@ def train(
             "(e.g. alpha=1.5, weights=det:1,seg:70; see `taskweight methods`)",
         ),
     ] = None,
+    gradients: Annotated[
+        str | None,
+        typer.Option(
+            help="gradient aggregations (pcgrad, mgda, ...): per-task gradients with respect to the shared "
+            "'parameters' (default) or the shared 'representation', the encoder's feature maps (MGDA-UB: one "
+            "backward pass through the encoder instead of one per task)"
+        ),
+    ] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="training epochs")] = None,
     seed: Annotated[int | None, typer.Option(help="random seed")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N")] = None,
@@ -271,6 +279,8 @@ def train(
         overrides["method"]["name"] = method
     if method_opt:
         overrides["method"]["options"] = _method_options(method or "equal", method_opt)
+    if gradients is not None:
+        overrides["method"]["gradients"] = gradients
     for key, value in (("epochs", epochs), ("seed", seed), ("device", device), ("precision", precision)):
         if value is not None:
             overrides[key] = value

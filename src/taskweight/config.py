@@ -78,6 +78,12 @@ class MethodConfig(_Strict):
 
     name: str = "equal"
     options: dict[str, Any] = Field(default_factory=dict)
+    gradients: Literal["parameters", "representation"] = Field(
+        "parameters",
+        description="a gradient aggregation's per-task gradients: with respect to the shared parameters, or to "
+        "the shared representation, the encoder's feature maps (MGDA-UB, Sener & Koltun 2018: one backward pass "
+        "through the encoder instead of T)",
+    )
 
 
 class EvalConfig(_Strict):

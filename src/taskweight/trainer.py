@@ -43,7 +43,7 @@ from taskweight.checkpoint import load_checkpoint as read_checkpoint
 from taskweight.config import TrainConfig, dump_config
 from taskweight.distributed import Distributed, convert_batch_norm
 from taskweight.durable import FolderLock, atomic_text_writer
-from taskweight.engine import StepOutput, TrainStep
+from taskweight.engine import StepOutput, TrainStep, check_gradients
 from taskweight.errors import RunFolderError, TrainingError
 from taskweight.evaluate import evaluate
 from taskweight.failpoints import failpoint
@@ -125,6 +125,7 @@ class Trainer:
         seed_everything(config.seed)
         # the strategy first: a bad method option is reported before any data is read
         self.strategy = strategy or weighting.get(config.method.name, tasks=config.tasks, **config.method.options)
+        check_gradients(config.method.gradients, self.strategy, distributed=self.distributed is not None)
         self.train_set = open_split(config, config.data.train_split, train=True)
         self.val_set = open_split(config, config.data.val_split, train=False)
         from rich.markup import escape
@@ -175,6 +176,7 @@ class Trainer:
             grad_clip=config.optim.grad_clip,
             scheduler=self.scheduler,
             distributed=self.distributed,
+            gradients=config.method.gradients,
         )
         self.epoch = 0
         self.global_step = 0

@@ -89,17 +89,25 @@ class MultiTaskNet(nn.Module):
 
     # -------------------------------------------------------------- compute
     def forward(self, images: Tensor) -> dict[str, Tensor]:
+        return self.decode(self.encode(images), (images.shape[-2], images.shape[-1]))
+
+    def encode(self, images: Tensor) -> dict[str, Tensor]:
+        """The shared representation: the encoder's feature maps (``s8``, ``s16``, ``s32``) of ``images``."""
         height, width = images.shape[-2:]
         if height % 32 or width % 32:
             raise ValueError(f"input size {height}×{width} must be a multiple of 32 (set data.image_size)")
-        features = self.encoder((images - self.mean) / self.std)
+        features: dict[str, Tensor] = self.encoder((images - self.mean) / self.std)
+        return features
+
+    def decode(self, features: dict[str, Tensor], size: tuple[int, int]) -> dict[str, Tensor]:
+        """Every head's output from the shared representation of images of ``size`` (H, W)."""
         outputs: dict[str, Tensor] = {}
         if "det" in self.tasks:
             outputs["det"] = self.det_head(features)
         if "seg" in self.tasks:
-            outputs["seg"] = self.seg_head(features, (height, width))
+            outputs["seg"] = self.seg_head(features, size)
         if "depth" in self.tasks:
-            outputs["depth"] = self.depth_head(features, (height, width))
+            outputs["depth"] = self.depth_head(features, size)
         return outputs
 
     def compute_losses(

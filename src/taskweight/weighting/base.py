@@ -228,6 +228,11 @@ class GradientAggregation(WeightingStrategy):
     it back-propagates Σ_τ L_τ instead.
     """
 
+    representation_gradients: bool = True
+    """Whether the per-task gradients may be taken with respect to the shared representation (a new
+    batch of feature maps every step) instead of the shared parameters; False for a strategy that
+    keeps state per shared coordinate across steps."""
+
     def __init__(self, tasks: Sequence[str]) -> None:
         super().__init__(tasks)
         self._last: dict[str, Tensor | float] = {t: 1.0 for t in self.tasks}
