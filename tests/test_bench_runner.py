@@ -136,12 +136,32 @@ def test_every_shipped_bench_preset_validates_with_its_training_configs():
     from taskweight.config import load_config
 
     names = sorted(p.stem for p in BENCH_PRESETS_DIR.glob("*.yaml"))
-    assert {"quick", "synth", "synth-lite", "synth-large", "synth-paper", "paper", "tiny"} <= set(names)
+    assert {"quick", "synth", "synth-lite", "synth-large", "synth-paper", "paper", "tiny", "field"} <= set(names)
     for name in names:
         preset = load_bench_preset(name)
         for ds in preset.datasets:
             cfg = load_config(preset.train_preset, overrides=_deep_merge(preset.train_overrides, ds.train_overrides))
             assert cfg.epochs >= 1, (name, ds.name)
+
+
+def test_the_field_preset_runs_every_strategy_on_synth_kitti_as_the_synth_preset_does():
+    """Every registered strategy but the two whose weights come from a search is a column, and its
+    synth-kitti cells train exactly as `synth`'s (so the seven shared baselines are the same cells)."""
+    from taskweight import weighting
+    from taskweight.bench.runner import _deep_merge
+    from taskweight.config import load_config
+
+    field, synth = load_bench_preset("field"), load_bench_preset("synth")
+    assert set(field.methods) == set(weighting.available()) - {"static", "async"}
+    assert len(field.methods) == len(set(field.methods))
+    assert [d.name for d in field.datasets] == ["synth-kitti"] and field.seeds == 3
+    (kitti,) = [d for d in synth.datasets if d.name == "synth-kitti"]
+    assert field.datasets[0] == kitti
+
+    def config(preset, ds):
+        return load_config(preset.train_preset, overrides=_deep_merge(preset.train_overrides, ds.train_overrides))
+
+    assert config(field, field.datasets[0]) == config(synth, kitti)
 
 
 def test_a_corrupt_cell_record_is_named_and_the_cell_runs_again(bench_out: Path, tmp_path: Path):

@@ -52,6 +52,12 @@ def test_registry_lists_every_strategy_and_rejects_unknown_names_and_options():
         "gradvac",
         "graddrop",
         "fairgrad",
+        "cagrad",
+        "nash_mtl",
+        "sdmgrad",
+        "db_mtl",
+        "moco",
+        "stch",
     }
     with pytest.raises(KeyError, match="available"):
         weighting.get("nope")

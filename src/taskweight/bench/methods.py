@@ -57,9 +57,12 @@ def method_title(method: str) -> str:
 
 
 def ordered_methods(methods: Iterable[str]) -> list[str]:
-    """The paper's nine columns in its order, then the controls, then any other method by name."""
+    """The paper's nine columns in its order, the controls, the other strategies in the registry's order
+    (:func:`taskweight.weighting.available`), then any other method by name."""
+    from taskweight import weighting
+
     methods = set(methods)
-    known = [m for m in (*PAPER_METHOD_ORDER, *CONTROL_METHODS) if m in methods]
+    known = [m for m in (*PAPER_METHOD_ORDER, *CONTROL_METHODS, *weighting.available()) if m in methods]
     return known + sorted(methods - set(known))
 
 

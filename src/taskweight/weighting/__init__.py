@@ -33,13 +33,21 @@ config             direction equally aligned with every unit gradient         Li
 gradvac            lift gradients towards EMA target cosines                  Wang 2021
 graddrop           per element, keep one sign drawn by its purity             Chen 2020
 fairgrad           α-fair update: G w = w^{−1/α}                              Ban 2024
+cagrad             best worst-case improvement in a ball around the mean      Liu 2021
+nash_mtl           Nash bargaining: α ⊙ Gα = 1                                Navon 2022
+sdmgrad            simplex-SGD weights pulled towards the mean direction      Xiao 2023
+db_mtl             EMA log-loss gradients rescaled to the largest norm        Lin 2023
+moco               tracked gradients, λ stepped on the simplex                Fernando 2023
+stch               smooth Tchebycheff: μ log Σ exp(log(L/z)/μ)                Lin 2024
 =================  =========================================================  ==========
 """
 
 from taskweight.weighting import (  # noqa: F401  (each module registers its strategy)
     aligned_mtl,
     asynchronous,
+    cagrad,
     config,
+    db_mtl,
     dualproj,
     dwa,
     dynamic_scaling,
@@ -54,9 +62,13 @@ from taskweight.weighting import (  # noqa: F401  (each module registers its str
     imtl_g,
     imtl_l,
     mgda,
+    moco,
+    nash_mtl,
     pcgrad,
     rlw,
+    sdmgrad,
     static,
+    stch,
     uncertainty,
     upgrad,
     weight_learning,

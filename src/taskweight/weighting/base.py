@@ -20,12 +20,17 @@ Two families, in the spirit of TorchJD's weighting/aggregator split:
 - :class:`LossWeighting` computes the weights from the losses and its own state; a subclass
   implements :meth:`LossWeighting.weights` only, the base runs the one backward pass of
   Σ_τ w_τ L_τ (equal, handcrafted, dynamic scaling, uncertainty, geometric, weight learning,
-  static, async, GradNorm, DWA, RLW, IMTL-L, FAMO);
+  static, async, GradNorm, DWA, RLW, IMTL-L, FAMO, STCH);
 - :class:`GradientAggregation` combines the per-task gradients on the shared parameters, the
   T × P Jacobian J computed once per step in one place (:mod:`.gradients`, fp32 at least); a
   subclass implements :meth:`GradientAggregation.aggregate` (PCGrad), or
   :meth:`GramianAggregation.gramian_weights` when the combination is wᵀJ with w a function of
-  the Gramian J Jᵀ (MGDA, UPGrad, IMTL-G, Aligned-MTL, CAGrad).
+  the Gramian J Jᵀ (MGDA, UPGrad, IMTL-G, Aligned-MTL, CAGrad, Nash-MTL, SDMGrad, ...). DB-MTL and MoCo
+  keep per-task gradients across steps and implement :meth:`GradientAggregation.aggregate`.
+
+With ``method.gradients: representation`` the training step hands a gradient aggregation the shared
+representation (the encoder's feature maps, detached) in place of the shared parameters, and passes
+the combined gradient through the encoder once (:mod:`taskweight.engine`, MGDA-UB).
 
 Weights come back as 0-dim tensors on the losses' device: reading one with ``float()`` is a
 host synchronisation, so loops do that only where they log.

@@ -73,6 +73,12 @@ def available() -> list[str]:
         "gradvac",
         "graddrop",
         "fairgrad",
+        "cagrad",
+        "nash_mtl",
+        "sdmgrad",
+        "db_mtl",
+        "moco",
+        "stch",
     ]
     return [n for n in order if n in _REGISTRY] + sorted(n for n in _REGISTRY if n not in order)
 
