@@ -53,8 +53,14 @@ def strategy_page(name: str, caption: str, rows: dict[str, str]) -> str:
     else:
         lines.append(f'None: `weighting.get("{name}", tasks=("det", "seg"))`.')
     lines += ["", "## Measured step overhead", ""]
-    if name in rows:
-        lines += [caption, rows[name]]
+    measured = [rows[key] for key in (name, f"{name}@representation") if key in rows]
+    if measured:
+        lines += [caption, *measured]
+        if len(measured) > 1:
+            lines += [
+                "",
+                "`@representation`: per-task gradients on the encoder's feature maps (`--gradients representation`).",
+            ]
     else:
         lines.append("Not measured yet (`benchmarks/step_overhead.py`).")
     lines += ["", "## API", "", f"::: {cls.__module__}.{cls.__name__}", ""]
