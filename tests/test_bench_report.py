@@ -113,3 +113,54 @@ def test_report_merges_several_results_and_names_a_conflict(tmp_path):
     assert clash.exit_code == 2 and "A/equal/0" in clash.output and str(a) in clash.output
     several = CliRunner().invoke(app, ["report", str(a), str(b)])
     assert several.exit_code == 2 and "--out" in several.output
+
+
+# ------------------------------------------------------------------ what the plots draw
+def test_the_geometric_mean_plot_draws_each_mean_and_std_in_its_place():
+    """Bar heights, error bars, order and labels of gm_by_method.png against the hand-computed summary
+    (A: equal 0.675 ± 0.0636, handcrafted 0.55 ± 0.0707; B: equal 0.36, handcrafted 0.725)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from taskweight.bench.report import geometric_means_figure
+
+    records = [*RECORDS, _rec("A", "uncertainty", 0, 0.25, 0.64)]  # missing from B: no bar there
+    fig = geometric_means_figure(summarize(records))
+    ax = fig.axes[0]
+    bars_a, bars_b = (c for c in ax.containers if hasattr(c, "patches"))
+    assert [round(p.get_height(), 4) for p in bars_a.patches] == [0.675, 0.55, 0.4]
+    heights_b = [p.get_height() for p in bars_b.patches]
+    assert heights_b[:2] == pytest.approx([0.36, 0.725]) and math.isnan(heights_b[2])
+    # the error bar of A/equal spans mean ± sample std
+    segments = bars_a.errorbar.lines[2][0].get_segments()
+    low, high = segments[0][:, 1]
+    assert (low, high) == pytest.approx((0.675 - math.sqrt(2) * 0.045, 0.675 + math.sqrt(2) * 0.045))
+    assert np.allclose(segments[1][:, 1], [0.55 - math.sqrt(2) * 0.05, 0.55 + math.sqrt(2) * 0.05])
+    # each dataset's bar sits left of the next dataset's, under the method's label
+    assert all(a.get_x() < b.get_x() for a, b in zip(bars_a.patches, bars_b.patches, strict=True))
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["No task weighting", "Handcrafted", "Uncertainty weighting"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["A", "B"]
+    assert "mAP and mIoU" in ax.get_ylabel()
+    plt.close(fig)
+
+
+def test_the_weight_plot_draws_the_logged_weights_of_each_methods_first_cell():
+    import matplotlib.pyplot as plt
+
+    from taskweight.bench.report import weight_histories_figure
+
+    history = [[0, {"det": 1.0, "seg": 50.0}], [10, {"det": 1.0, "seg": 70.0}]]
+    records = [
+        _rec("B", "handcrafted", 0, 0.5, 0.5, weight_history=[[0, {"det": 9.0, "seg": 9.0}]]),  # not the first cell
+        _rec("A", "handcrafted", 1, 0.5, 0.5, weight_history=history),
+        _rec("A", "equal", 0, 0.5, 0.5, weight_history=[[0, {"det": 1.0, "seg": 1.0}], [10, {"det": 1.0, "seg": 1.0}]]),
+    ]
+    fig = weight_histories_figure(records)
+    equal_ax, handcrafted_ax = fig.axes[:2]
+    assert handcrafted_ax.get_title() == "Handcrafted (A, seed 1)"
+    lines = {line.get_label(): line for line in handcrafted_ax.get_lines()}
+    assert list(lines["w_seg"].get_xdata()) == [0, 10] and list(lines["w_seg"].get_ydata()) == [50.0, 70.0]
+    assert list(lines["w_det"].get_ydata()) == [1.0, 1.0]
+    assert handcrafted_ax.get_yscale() == "log" and equal_ax.get_yscale() == "linear"
+    plt.close(fig)
+    assert weight_histories_figure([_rec("A", "equal", 0, 0.5, 0.5)]) is None  # nothing logged: no plot

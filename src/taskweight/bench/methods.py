@@ -62,7 +62,8 @@ def ordered_methods(methods: Iterable[str]) -> list[str]:
     from taskweight import weighting
 
     methods = set(methods)
-    known = [m for m in (*PAPER_METHOD_ORDER, *CONTROL_METHODS, *weighting.available()) if m in methods]
+    order = dict.fromkeys((*PAPER_METHOD_ORDER, *CONTROL_METHODS, *weighting.available()))
+    known = [m for m in order if m in methods]
     return known + sorted(methods - set(known))
 
 

@@ -1,15 +1,19 @@
 """Render the benchmark's tables, summary and plots from result records alone.
 
-- ``table2.md``: the paper's Table II layout — per dataset the rows mAP, mIoU and geometric
-  mean, methods as columns in the paper's order, mean ± sample std over seeds, the best mean
-  of each row in bold, and an **Overall** row = arithmetic mean over datasets of the
-  per-dataset geometric means (how the paper computes its Overall row).
+- ``table2.md``: the paper's Table II layout — per dataset a row per metric of the tasks its
+  cells trained (mAP for detection, mIoU for segmentation, δ<1.25, AbsRel and RMSE for depth)
+  and the geometric mean of the tasks' scores (titled with them when the tasks are not the
+  paper's two), methods as columns in the paper's order, mean ± sample std over seeds, the best
+  mean of each row in bold (the lowest for AbsRel and RMSE), and an **Overall** row =
+  arithmetic mean over datasets of the per-dataset geometric means (how the paper computes its
+  Overall row).
 - ``table1.md``: the weights (and async frequencies) found by handcrafted, meta and
   meta_async per dataset (the paper's Table I).
 - ``summary.json``: the numbers of table2 (and of the comparison below).
   Each dataset also gets a compute row (training epochs and hours per column, mean over
   seeds), and the table names the bench protocol the searches ran under.
-- ``paper_comparison.md``: per dataset that maps to one of the paper's, our geometric means
+- ``paper_comparison.md``: per dataset that maps to one of the paper's (and trained the paper's
+  two tasks: a geometric mean over other tasks is not the paper's number), our geometric means
   and ranks beside the paper's Table II, Spearman's ρ and the margin of meta_async over the
   best baseline (:mod:`taskweight.bench.paper`); then, for every dataset and Overall, the
   paired per-seed differences meta_async / meta − best baseline and meta_async −
@@ -35,7 +39,7 @@ from taskweight.bench.methods import CONTROL_METHODS, SEARCH_METHODS, method_tit
 from taskweight.bench.paper import PAPER_DATASETS, compare_with_paper, paper_dataset, render_paper_comparison
 from taskweight.bench.results import CellRecord
 from taskweight.bench.significance import render_significance, significance
-from taskweight.classes import DEFAULT_TASKS, TASK_SHORT, table_order
+from taskweight.classes import DEFAULT_TASKS, PAPER_TASKS, TASK_SCORES, TASK_SHORT, TASKS, check_tasks, table_order
 from taskweight.durable import atomic_write_text
 from taskweight.jsonio import write_json
 
@@ -50,12 +54,31 @@ DEPTH_ROWS: tuple[tuple[str, str], ...] = (
     ("RMSE", "RMSE m (depth, lower is better)"),
 )
 LOWER_IS_BETTER = {"AbsRel", "RMSE"}
+TASK_ROWS: dict[str, tuple[tuple[str, str], ...]] = {"det": ROWS[:1], "seg": ROWS[1:2], "depth": DEPTH_ROWS}
+"""Table II's metric rows of each task (:data:`taskweight.classes.TASKS`)."""
+SCORE_TITLES = {"mAP": "mAP", "mIoU": "mIoU", "delta1": "δ<1.25"}
+"""Short titles of the scores of the geometric mean (:data:`taskweight.classes.TASK_SCORES`)."""
+
+
+def records_tasks(records: Sequence[CellRecord]) -> tuple[str, ...]:
+    """The tasks any of ``records`` trained, in canonical order (the paper's two when there is no record)."""
+    names = {t for r in records for t in r.task_names}
+    return check_tasks(sorted(names)) if names else DEFAULT_TASKS
+
+
+def task_rows(tasks: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """Table II's rows of ``tasks``: each task's metric rows, in the order of :data:`TASKS`, then the
+    geometric mean (titled with its scores when the tasks are not the paper's two)."""
+    tasks = check_tasks(tasks)
+    gm_title = ROWS[2][1]
+    if tasks != PAPER_TASKS:
+        gm_title += " (" + " · ".join(SCORE_TITLES[TASK_SCORES[t]] for t in tasks) + ")"
+    return (*(row for t in TASKS if t in tasks for row in TASK_ROWS[t]), (ROWS[2][0], gm_title))
 
 
 def table_rows(records: Sequence[CellRecord]) -> tuple[tuple[str, str], ...]:
-    """Table II's metric rows: mAP, mIoU, the depth rows when any cell trained depth, the geometric mean."""
-    depth = any(r.delta1 is not None for r in records)
-    return (*ROWS[:2], *(DEPTH_ROWS if depth else ()), ROWS[2])
+    """Table II's metric rows of the tasks ``records`` trained (:func:`task_rows`)."""
+    return task_rows(records_tasks(records))
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -108,14 +131,17 @@ def summarize(records: Sequence[CellRecord]) -> dict[str, Any]:
     datasets of the per-dataset mean geometric mean; its std is the sample std over seeds of
     the per-seed overall value (seeds present in every dataset only); its compute is the sum
     over datasets of the per-dataset means. ``protocols``: the protocols the search and control
-    cells ran under (all cells' when there are none).
+    cells ran under (all cells' when there are none). ``tasks``: per dataset, the tasks its cells
+    trained (its rows of Table II).
     """
     ok = [r for r in records if r.status == "ok"]
     datasets = ordered_datasets(ok)
     methods = ordered_methods({r.method for r in ok})
     table: dict[str, Any] = {}
+    tasks: dict[str, list[str]] = {}
     for ds in datasets:
         table[ds] = {}
+        tasks[ds] = list(records_tasks([r for r in ok if r.dataset == ds]))
         for m in methods:
             cells = [r for r in ok if r.dataset == ds and r.method == m]
             if cells:
@@ -153,6 +179,7 @@ def summarize(records: Sequence[CellRecord]) -> dict[str, Any]:
         "datasets": datasets,
         "methods": methods,
         "protocols": protocols,
+        "tasks": tasks,
         "table": table,
         "overall": overall,
         "failed": failed,
@@ -203,11 +230,7 @@ def render_table2(summary: dict[str, Any]) -> str:
         "|" + "---|" * (len(methods) + 2),
     ]
     for ds in summary["datasets"]:
-        rows = [
-            (metric, title)
-            for metric, title in (*ROWS[:2], *DEPTH_ROWS, ROWS[2])
-            if (metric, title) in ROWS or any(metric in summary["table"][ds].get(m, {}) for m in methods)
-        ]  # the depth rows where a cell of the dataset trained depth
+        rows = task_rows(summary.get("tasks", {}).get(ds, DEFAULT_TASKS))  # the rows of the tasks trained on ds
         for i, (metric, title) in enumerate(rows):
             stats = {m: summary["table"][ds].get(m, {}).get(metric) for m in methods}
             sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
@@ -275,7 +298,18 @@ def render_table1(records: Sequence[CellRecord]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_geometric_means(summary: dict[str, Any], path: Path) -> None:
+def _save_figure(fig: Any, path: Path, dpi: int) -> None:
+    """Lay out, write and close ``fig`` (Agg backend)."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+
+
+def geometric_means_figure(summary: dict[str, Any]) -> Any:
+    """Bars of each method's test geometric mean, one colour per dataset, with the std over seeds
+    as error bars (a method missing from a dataset gets no bar there)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -291,15 +325,22 @@ def plot_geometric_means(summary: dict[str, Any], path: Path) -> None:
         ax.bar([j + i * width for j in range(len(methods))], means, width, yerr=stds, capsize=3, label=ds)
     ax.set_xticks([j + width * (len(datasets) - 1) / 2 for j in range(len(methods))])
     ax.set_xticklabels([method_title(m) for m in methods], rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("geometric mean of mAP and mIoU (test)")
+    tasks = summary.get("tasks", {})
+    two = all(tuple(tasks.get(ds, PAPER_TASKS)) == PAPER_TASKS for ds in datasets)
+    ax.set_ylabel("geometric mean of mAP and mIoU (test)" if two else "geometric mean of the tasks' scores (test)")
     ax.set_title("Task-weighting methods: mean ± std over seeds")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
-def plot_weight_histories(records: Sequence[CellRecord], path: Path) -> None:
+def plot_geometric_means(summary: dict[str, Any], path: Path) -> None:
+    """:func:`geometric_means_figure` written to ``path``."""
+    _save_figure(geometric_means_figure(summary), path, dpi=120)
+
+
+def weight_histories_figure(records: Sequence[CellRecord]) -> Any | None:
+    """One panel per method: the weights logged during training of its first cell (first dataset, lowest
+    seed), one line per task, on a log scale when a weight exceeds 20. None when no cell logged weights."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -308,7 +349,7 @@ def plot_weight_histories(records: Sequence[CellRecord], path: Path) -> None:
     ok = [r for r in records if r.status == "ok" and r.weight_history]
     methods = ordered_methods({r.method for r in ok})
     if not methods:
-        return
+        return None
     cols = min(3, len(methods))
     rows = math.ceil(len(methods) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3 * rows), squeeze=False)
@@ -330,9 +371,14 @@ def plot_weight_histories(records: Sequence[CellRecord], path: Path) -> None:
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(methods) :]:
         ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
+
+
+def plot_weight_histories(records: Sequence[CellRecord], path: Path) -> None:
+    """:func:`weight_histories_figure` written to ``path`` (nothing when no cell logged weights)."""
+    fig = weight_histories_figure(records)
+    if fig is not None:
+        _save_figure(fig, path, dpi=110)
 
 
 def plot_search_figures(out_dir: Path, records: Sequence[CellRecord], source: Path) -> list[Path]:
