@@ -43,3 +43,23 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_kitti: Path) -> Path
     run = tmp_path_factory.mktemp("runs") / "equal"
     Trainer(config, run, show_progress=False).fit()
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_depth_run(tmp_path_factory: pytest.TempPathFactory, tiny_kitti_depth: Path) -> Path:
+    """A run folder trained for 2 epochs on ``tiny_kitti_depth`` with the three tasks (fp32): predict,
+    compare and export read it."""
+    from taskweight.trainer import Trainer
+
+    config = load_config(
+        "tiny",
+        overrides={
+            "data": {"root": str(tiny_kitti_depth)},
+            "epochs": 2,
+            "precision": "fp32",
+            "tasks": ["det", "seg", "depth"],
+        },
+    )
+    run = tmp_path_factory.mktemp("runs") / "equal-depth"
+    Trainer(config, run, show_progress=False).fit()
+    return run

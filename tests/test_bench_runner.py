@@ -1,4 +1,5 @@
-"""The bench runner end to end on a tiny preset: files, resume, failing cells."""
+"""The bench runner end to end on a tiny preset: files, resume, failing cells; tasks per preset or
+dataset, and a three-task (depth) bench from its generated data to its Table II."""
 
 from __future__ import annotations
 
@@ -136,12 +137,128 @@ def test_every_shipped_bench_preset_validates_with_its_training_configs():
     from taskweight.config import load_config
 
     names = sorted(p.stem for p in BENCH_PRESETS_DIR.glob("*.yaml"))
-    assert {"quick", "synth", "synth-lite", "synth-large", "synth-paper", "paper", "tiny", "field"} <= set(names)
+    expected = {"quick", "synth", "synth-lite", "synth-large", "synth-paper", "paper", "tiny", "field", "three-task"}
+    assert expected <= set(names)
     for name in names:
         preset = load_bench_preset(name)
         for ds in preset.datasets:
             cfg = load_config(preset.train_preset, overrides=_deep_merge(preset.train_overrides, ds.train_overrides))
             assert cfg.epochs >= 1, (name, ds.name)
+            if "depth" in cfg.tasks and ds.synth is not None:  # depth is trained on data generated with depth
+                assert ds.synth.depth, (name, ds.name)
+            if name != "three-task":
+                assert cfg.tasks == ["det", "seg"], (name, ds.name)  # the paper's presets keep the paper's tasks
+
+
+def test_the_three_task_preset_is_synths_synth_kitti_with_depth():
+    """Nine methods, three seeds, `synth`'s synth-kitti dataset and training, generated with depth and
+    trained on det + seg + depth."""
+    from taskweight.bench.runner import _deep_merge
+    from taskweight.config import load_config
+
+    three, synth = load_bench_preset("three-task"), load_bench_preset("synth")
+    assert three.methods == synth.methods and len(three.methods) == 9 and three.seeds == 3
+    assert three.protocol == synth.protocol and three.search == synth.search
+    (ds,) = three.datasets
+    (kitti,) = [d for d in synth.datasets if d.name == "synth-kitti"]
+    assert ds.name != kitti.name  # its cells never collide with synth's when results are merged
+    assert ds.synth is not None and kitti.synth is not None
+    assert ds.synth.depth and ds.synth.depth_pattern == "dense"
+    assert ds.synth.model_copy(update={"depth": False}) == kitti.synth  # 1200/200/200 synth-kitti scenes
+    assert (ds.synth.train, ds.synth.val, ds.synth.test) == (1200, 200, 200)
+
+    def config(preset, d):
+        return load_config(preset.train_preset, overrides=_deep_merge(preset.train_overrides, d.train_overrides))
+
+    cfg = config(three, ds)
+    assert cfg.tasks == ["det", "seg", "depth"]
+    assert cfg.epochs == 10 and list(cfg.data.image_size) == [128, 416]
+    assert cfg == config(synth, kitti).model_copy(update={"tasks": ["det", "seg", "depth"]})
+    assert BenchRunner(three, "unused", show_progress=False).dataset_tasks(ds) == ("det", "seg", "depth")
+
+
+@pytest.mark.parametrize("where", ["preset", "dataset"])
+def test_depth_on_synthetic_data_without_depth_is_refused_naming_the_line(tmp_path: Path, where: str):
+    from taskweight.errors import ConfigError
+
+    tasks = "{tasks: [det, seg, depth]}"
+    preset_file = tmp_path / "bench.yaml"
+    preset_file.write_text(
+        "train_preset: tiny\n" + (f"train_overrides: {tasks}\n" if where == "preset" else "") + "methods: [equal]\n"
+        "datasets:\n"
+        "  - name: d\n"
+        "    synth: {preset: synth-kitti, train: 4, val: 2, test: 2, size: [64, 192]}\n"
+        + (f"    train_overrides: {tasks}\n" if where == "dataset" else "")
+    )
+    line = 6 if where == "preset" else 5  # the dataset's synth block
+    with pytest.raises(ConfigError, match=rf"bench\.yaml:{line}: option 'datasets\[0\]\.synth\.depth'.*depth: true"):
+        load_bench_preset(preset_file)
+    preset_file.write_text(preset_file.read_text().replace("size: [64, 192]", "size: [64, 192], depth: true"))
+    preset = load_bench_preset(preset_file)
+    assert BenchRunner(preset, tmp_path / "o", show_progress=False).dataset_tasks(preset.datasets[0]) == (
+        "det",
+        "seg",
+        "depth",
+    )
+    preset_file.write_text(preset_file.read_text().replace("depth: true", "depth: true, depth_pattern: radar"))
+    with pytest.raises(ConfigError, match="depth_pattern"):
+        load_bench_preset(preset_file)
+
+
+def test_a_three_task_bench_trains_scores_and_reports_depth(tmp_path: Path):
+    """One cell of a tiny three-task bench, from its generated depth data to Table II's depth rows."""
+    import csv
+    import math
+
+    from taskweight.bench.runner import BenchDataset, SynthSpec
+    from taskweight.data.depth import read_kitti_depth
+    from taskweight.metrics import geometric_mean
+    from taskweight.scoring import score_run
+
+    dataset = BenchDataset(
+        name="synth-kitti-tiny-depth",  # maps to the paper's KITTI by name, but not by its tasks
+        format="kitti",
+        synth=SynthSpec(preset="synth-kitti", train=16, val=8, test=8, seed=0, size=(64, 192), depth=True),
+        train_overrides={"tasks": ["det", "seg", "depth"]},
+    )
+    preset = load_bench_preset("tiny").model_copy(update={"methods": ["equal"], "seeds": 1, "datasets": [dataset]})
+    out = tmp_path / "bench"
+    (record,) = BenchRunner(preset, out, show_progress=False).run()
+    assert record.status == "ok", record.error
+    depth_maps = sorted((out / "data" / dataset.name / "training" / "depth").glob("*.png"))
+    assert len(depth_maps) == 32 and (read_kitti_depth(depth_maps[0]) > 0).mean() > 0.5
+
+    # the cell trained the three tasks and was scored on them, on the test split
+    assert record.tasks == ["det", "seg", "depth"] and set(record.weights) == {"det", "seg", "depth"}
+    test = score_run(out / "cells" / dataset.name / "equal" / "seed0" / "run", split="test")
+    assert record.delta1 == pytest.approx(test["delta1"], abs=1e-9) and 0 < record.delta1 <= 1
+    assert record.AbsRel == pytest.approx(test["AbsRel"], abs=1e-9)
+    assert record.RMSE is not None and abs(record.RMSE - test["RMSE"]) <= 1e-9
+    assert record.geometric_mean == pytest.approx(geometric_mean(record.mAP, record.mIoU, record.delta1), nan_ok=True)
+    assert not math.isnan(record.geometric_mean)
+
+    # Table II: a row per task metric, depth included, and the geometric mean of the three scores
+    lines = (out / "table2.md").read_text().splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith(f"| {dataset.name} |"))
+    titles = [line.split("|")[2].strip() for line in lines[first : first + 6]]
+    assert titles[:6] == [
+        "mAP (detection)",
+        "mIoU (segment)",
+        "δ<1.25 (depth)",
+        "AbsRel (depth, lower is better)",
+        "RMSE m (depth, lower is better)",
+        "Geometric mean (mAP · mIoU · δ<1.25)",
+    ]
+    row = {line.split("|")[2].strip(): line.split("|")[3].strip() for line in lines if line.count("|") > 3}
+    assert row["δ<1.25 (depth)"] == f"**{record.delta1:.4f}**"
+    assert row["Geometric mean (mAP · mIoU · δ<1.25)"] == f"**{record.geometric_mean:.4f}**"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["tasks"] == {dataset.name: ["det", "seg", "depth"]}
+    assert dataset.name not in summary["paper_comparison"]  # a three-task mean is not the paper's number
+    with (out / "results.csv").open() as handle:
+        (csv_row,) = list(csv.DictReader(handle))
+    assert csv_row["tasks"] == "det,seg,depth" and float(csv_row["delta1"]) == pytest.approx(record.delta1)
+    assert json.loads((out / "results.json").read_text())["records"][0]["tasks"] == ["det", "seg", "depth"]
 
 
 def test_the_field_preset_runs_every_strategy_on_synth_kitti_as_the_synth_preset_does():

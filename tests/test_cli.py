@@ -45,3 +45,77 @@ def test_train_on_a_missing_root_is_a_clear_error(tmp_path: Path):
     )
     assert result.exit_code == 2
     assert "nowhere" in result.output
+
+
+# ------------------------------------------------------------------------------- --tasks
+class _CapturingTrainer:
+    """Stands in for taskweight.trainer.Trainer: records the configuration `train` builds, trains nothing."""
+
+    configs: list = []
+
+    def __init__(self, config, out, **_kwargs) -> None:
+        _CapturingTrainer.configs.append(config)
+        self.is_main = False
+
+    @staticmethod
+    def check_folder(out, overwrite: bool = False) -> None:
+        pass
+
+    def fit(self, resume: bool = False, overwrite: bool = False) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("given", "tasks"),
+    [
+        ([], ["det", "seg"]),  # the preset's
+        (["--tasks", "det,seg,depth"], ["det", "seg", "depth"]),
+        (["--tasks", "depth,seg"], ["seg", "depth"]),  # canonical order
+        (["--tasks", "depth", "--tasks", "det"], ["det", "depth"]),  # repeated
+    ],
+)
+def test_train_tasks_option_sets_the_configs_tasks(tmp_path: Path, monkeypatch, given, tasks):
+    import taskweight.trainer
+
+    monkeypatch.setattr(taskweight.trainer, "Trainer", _CapturingTrainer)
+    _CapturingTrainer.configs = []
+    result = runner.invoke(app, ["train", "--out", str(tmp_path / "r"), "--preset", "tiny", *given])
+    assert result.exit_code == 0, result.output
+    (config,) = _CapturingTrainer.configs
+    assert config.tasks == tasks
+
+
+@pytest.mark.parametrize("command", ["train", "search"])
+@pytest.mark.parametrize(("given", "problem"), [("det,normals", "unknown task"), ("seg,seg", "more than once")])
+def test_a_bad_tasks_option_is_named_with_the_valid_tasks(tmp_path: Path, command: str, given: str, problem: str):
+    result = runner.invoke(app, [command, "--out", str(tmp_path / "r"), "--tasks", given], env={"COLUMNS": "300"})
+    assert result.exit_code == 2, result.output
+    assert "option '--tasks'" in result.output and problem in result.output
+    if problem == "unknown task":
+        assert "normals" in result.output and "['det', 'seg', 'depth']" in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_search_tasks_option_sets_every_evaluations_tasks(tmp_path: Path, monkeypatch):
+    from types import SimpleNamespace
+
+    import taskweight.search.search
+
+    seen = []
+
+    def fake_search(config, out, **_kwargs):
+        seen.append(config)
+        return SimpleNamespace(best_config={}, best_index=None, journal_path=out / "journal.jsonl")
+
+    monkeypatch.setattr(taskweight.search.search, "search_task_weights", fake_search)
+    result = runner.invoke(app, ["search", "--out", str(tmp_path / "s"), "--preset", "tiny", "--tasks", "seg,depth"])
+    assert result.exit_code == 2 and "no evaluation succeeded" in result.output  # the stand-in ran nothing
+    assert [c.tasks for c in seen] == [["seg", "depth"]]
+
+
+@pytest.mark.parametrize("command", ["train", "search"])
+def test_tasks_option_is_explained(command: str):
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "--tasks" in text and "det, seg, depth" in text and "depth ground truth" in text

@@ -3,6 +3,7 @@ head's loss, the metrics and T = 3 training."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -138,8 +139,14 @@ def test_depth_is_resized_nearest_and_flipped_with_the_image(tiny_kitti_depth):
     assert set(np.unique(item["depth"].numpy())) <= set(np.unique(raw))  # nearest: measured values only
 
 
-def test_a_format_without_depth_is_refused_by_the_tasks_option(tmp_path):
-    config = load_config("tiny", overrides={"data": {"format": "cityscapes", "root": str(tmp_path)}, "tasks": THREE})
+def test_a_format_without_depth_is_refused_by_the_tasks_option(tmp_path, monkeypatch):
+    import taskweight.data as data_module
+
+    def no_depth(root, split, *, image_size=None, augment=False, on_error="raise", mapping=None, cache=False):
+        raise AssertionError("not opened: the tasks option is refused first")
+
+    monkeypatch.setitem(data_module._FORMATS, "nodepth", no_depth)  # kitti, cityscapes, woodscape all read depth
+    config = load_config("tiny", overrides={"data": {"format": "nodepth", "root": str(tmp_path)}, "tasks": THREE})
     with pytest.raises(ConfigError, match="option 'tasks'.*no depth"):
         open_split(config, "train", train=True)
 
@@ -247,6 +254,66 @@ def test_table2_has_depth_rows_only_where_depth_was_trained():
     two = lines.index(next(line for line in lines if line.startswith("| two |")))
     assert not any("(depth" in line for line in lines[two : two + 3])
     assert "delta1" in records[0].to_dict() and "delta1" not in records[-1].to_dict()
+
+
+def test_table2_rows_follow_each_datasets_tasks_and_the_paper_comparison_keeps_the_papers_two(tmp_path):
+    import csv
+
+    from taskweight.bench.paper import compare_with_paper
+    from taskweight.bench.report import render_table2, summarize
+    from taskweight.bench.results import CSV_COLUMNS, CellRecord, load_results, save_results
+
+    methods = ("equal", "gradnorm", "meta_async")
+    sd = [
+        CellRecord(
+            dataset="kitti-sd",
+            method=m,
+            seed=0,
+            tasks=["seg", "depth"],
+            mAP=math.nan,
+            mIoU=0.8,
+            delta1=0.5 + 0.1 * i,
+            AbsRel=0.2,
+            RMSE=3.0,
+            geometric_mean=math.sqrt(0.8 * (0.5 + 0.1 * i)),
+        )
+        for i, m in enumerate(methods)
+    ]
+    two = [
+        CellRecord(dataset="kitti", method=m, seed=0, mAP=0.5, mIoU=0.8, geometric_mean=math.sqrt(0.4)) for m in methods
+    ]
+    summary = summarize(sd + two)
+    assert summary["tasks"] == {"kitti-sd": ["seg", "depth"], "kitti": ["det", "seg"]}
+    lines = render_table2(summary).splitlines()
+
+    def titles(dataset: str) -> list[str]:
+        first = next(i for i, line in enumerate(lines) if line.startswith(f"| {dataset} |"))
+        end = next(i for i in range(first, len(lines)) if "Compute" in lines[i])
+        return [line.split("|")[2].strip() for line in lines[first:end]]
+
+    assert titles("kitti-sd") == [
+        "mIoU (segment)",
+        "δ<1.25 (depth)",
+        "AbsRel (depth, lower is better)",
+        "RMSE m (depth, lower is better)",
+        "Geometric mean (mIoU · δ<1.25)",
+    ]
+    assert titles("kitti") == ["mAP (detection)", "mIoU (segment)", "Geometric mean"]  # as it always was
+    comparison = compare_with_paper(summary)
+    assert "kitti" in comparison and "kitti-sd" not in comparison
+
+    save_results(tmp_path, two)  # a two-task results file is written as it always was
+    with (tmp_path / "results.csv").open() as handle:
+        assert tuple(next(csv.reader(handle))) == CSV_COLUMNS
+    assert "tasks" not in json.loads((tmp_path / "results.json").read_text())["records"][0]
+    save_results(tmp_path, sd + two)
+    back = {r.dataset: r for r in load_results(tmp_path)}
+    assert back["kitti-sd"].task_names == ("seg", "depth") and back["kitti"].task_names == ("det", "seg")
+    with (tmp_path / "results.csv").open() as handle:
+        rows = {(r["dataset"], r["method"]): r for r in csv.DictReader(handle)}
+    assert rows["kitti-sd", "equal"]["tasks"] == "seg,depth" and rows["kitti", "equal"]["tasks"] == "det,seg"
+    assert float(rows["kitti-sd", "gradnorm"]["delta1"]) == pytest.approx(0.6)
+    assert rows["kitti", "equal"]["delta1"] == ""
 
 
 def test_lidar_pattern_keeps_the_beam_rows_of_the_dense_depth(tmp_path):

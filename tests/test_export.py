@@ -1,5 +1,6 @@
 """taskweight export: the ONNX model's outputs equal PyTorch's on real images, the versions
-JSON is written, the post-processed graph and INT8 quantisation work."""
+JSON is written, the post-processed graph and INT8 quantisation work; a run with depth exports
+a depth output that equals PyTorch's and scores as PyTorch does."""
 
 from __future__ import annotations
 
@@ -15,7 +16,15 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 from taskweight.cli import app
-from taskweight.export import RawHeads, align_detections, export_run, onnx_forward, session, split_images
+from taskweight.export import (
+    DEFAULT_TOLERANCE,
+    RawHeads,
+    align_detections,
+    export_run,
+    onnx_forward,
+    session,
+    split_images,
+)
 from taskweight.predict import load_run
 
 
@@ -32,6 +41,7 @@ def test_onnx_outputs_match_pytorch_on_real_images(tiny_run: Path, tmp_path: Pat
     for key in ("torch", "exporter", "onnx", "onnxruntime", "onnxscript"):
         assert report["versions"][key] and report["versions"][key] != "not installed"
     assert report["opset"] == 18 and report["outputs"] == ["det", "seg"]
+    assert "depth_output" not in report  # a run without depth exports what it always did
     assert report["input"]["shape"] == ["batch", 3, 64, 192]
 
     # independently of the command: a batch of 5 real val images through onnxruntime and PyTorch
@@ -100,3 +110,52 @@ def test_detections_are_paired_across_runtimes_whatever_their_order() -> None:
     assert np.array_equal(w_scores, scores)
     fewer = [boxes[:2], scores[:2], labels[:2], np.zeros(1)]
     assert all(np.array_equal(a, b) for a, b in zip(align_detections(got, fewer), fewer, strict=True))
+
+
+# ------------------------------------------------------------------------------------ depth
+def test_a_depth_run_exports_a_depth_output_that_matches_pytorch(tiny_depth_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "three.onnx"
+    result = CliRunner().invoke(
+        app, ["export", str(tiny_depth_run), "--out", str(out), "--dynamic-batch", "--check-images", "4"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["outputs"] == ["det", "seg", "depth"] and "log" in report["depth_output"]
+    assert set(report["check"]["max_abs_diff"]) == {"det", "seg", "depth"}
+    assert report["check"]["max_abs_diff"]["depth"] <= DEFAULT_TOLERANCE
+    # independently of the command: 5 real val images through onnxruntime and PyTorch
+    run = load_run(tiny_depth_run, device="cpu", precision="fp32")
+    images = split_images(run, "val", 5)
+    got = onnx_forward(out)(images)
+    assert [o.name for o in session(out).get_outputs()] == ["det", "seg", "depth"]
+    depth = np.asarray(got[2])
+    assert depth.shape == (5, 64, 192)
+    with torch.no_grad():
+        want = run.model.float().eval().predict_tasks(images)["depth"].numpy()  # metres
+    # the graph gives log metres: within 1e-3 in log, so within 0.1 % in metres
+    print(f"ONNX vs PyTorch depth: max abs log diff {np.abs(depth - np.log(want)).max():.3g}")
+    assert np.abs(depth - np.log(want)).max() <= DEFAULT_TOLERANCE
+    assert np.abs(np.exp(depth) / want - 1).max() <= 1.01e-3
+
+
+def test_a_depth_runs_postprocessed_graph_gives_metres_and_its_onnx_scores_as_pytorch(
+    tiny_depth_run: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "post.onnx"
+    report = export_run(tiny_depth_run, out, postprocess=True, check_images=2)
+    assert report["outputs"] == ["boxes", "scores", "labels", "seg", "depth"] and "metres" in report["depth_output"]
+    run = load_run(tiny_depth_run, device="cpu", precision="fp32")
+    image = split_images(run, "val", 1)
+    got = session(out).run(None, {"image": image.numpy()})
+    with torch.no_grad():
+        want = run.model.float().eval().predict_tasks(image)["depth"].numpy()
+    assert got[4].shape == (1, 64, 192)
+    assert np.abs(got[4] / want - 1).max() <= 1e-3  # metres, to 0.1 %
+
+    raw = tmp_path / "raw.onnx"
+    metrics = export_run(tiny_depth_run, raw, evaluate_split="test", check_images=1)["metrics"]
+    fp32 = metrics["variants"]["onnx_fp32"]
+    assert {"AbsRel", "RMSE", "delta1"} <= set(fp32) and 0 <= fp32["delta1"] <= 1
+    drop = metrics["drop_vs_pytorch_fp32"]["onnx_fp32"]
+    print(f"ONNX fp32 vs PyTorch fp32, depth metric drop: {drop}")
+    assert abs(drop["delta1"]) < 1e-3 and abs(drop["AbsRel"]) < 1e-3 and abs(drop["geometric_mean"]) < 1e-3

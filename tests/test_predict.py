@@ -1,5 +1,6 @@
 """taskweight predict / compare: files written, boxes mapped back to the original pixels,
-unreadable images reported, the Fig. 5 grid's panels, the TensorBoard images of training."""
+unreadable images reported, the Fig. 5 grid's panels, the TensorBoard images of training; a run
+with depth: its depth PNGs decode to the network's depth, its depth pictures follow the colormap."""
 
 from __future__ import annotations
 
@@ -14,8 +15,20 @@ from typer.testing import CliRunner
 
 from taskweight.cli import app
 from taskweight.compare import GAP, TITLE_HEIGHT, compare_runs, grid_geometry
+from taskweight.data.depth import KITTI_DEPTH_SCALE, read_kitti_depth
 from taskweight.errors import DataFormatError
-from taskweight.predict import load_run, predict_image, predict_paths, preprocess, read_image, to_original
+from taskweight.predict import (
+    DEPTH_COLORMAP,
+    DEPTH_RANGE_M,
+    NO_DEPTH_COLOR,
+    depth_colors,
+    load_run,
+    predict_image,
+    predict_paths,
+    preprocess,
+    read_image,
+    to_original,
+)
 
 
 @pytest.fixture()
@@ -89,6 +102,8 @@ def test_predict_writes_every_file_and_reports_a_corrupt_image(
             assert len(fields) == 16 and fields[0] == det["class"].capitalize()
             assert [float(v) for v in fields[4:8]] == pytest.approx(det["box"], abs=0.006)
     assert not list(out.glob("broken*"))
+    assert not list(out.glob("*depth*"))  # a run without depth writes what it always did
+    assert all("depth_m" not in json.loads(f.read_text()) for f in out.glob("*.json"))
 
 
 def test_predict_fails_when_no_image_can_be_read(trained_run: Path, tmp_path: Path) -> None:
@@ -112,6 +127,7 @@ def test_compare_writes_the_fig5_grid(trained_run: Path, tmp_path: Path) -> None
     assert report["columns"] == ["ground truth", "equal (equal)", "equal (equal)"]
     assert report["panels"] == 3 * 3 and len(report["images"]) == 3
     assert report["layout"]["panel_size"] == [64, 192]
+    assert "depth_rows" not in report and all("ground_truth_depth" not in i for i in report["images"])
     with Image.open(out) as grid:
         # 3 columns of 192 px and 3 rows of 64 px, GAP between and around, a title strip on top
         assert grid.size == (GAP + 3 * (192 + GAP), TITLE_HEIGHT + 3 * (64 + GAP) + GAP) == (592, 226)
@@ -138,3 +154,111 @@ def test_training_draws_validation_predictions_into_tensorboard(trained_run: Pat
     shown = events.Images("val/predictions")
     assert [e.step for e in shown] == [1, 2]  # every epoch
     assert (shown[0].width, shown[0].height) == (192, 4 * 64)  # tensorboard_images = 4, one below the other
+
+
+# ------------------------------------------------------------------------------------ depth
+def test_depth_colors_follow_the_documented_colormap_and_range() -> None:
+    import matplotlib
+
+    cmap = matplotlib.colormaps[DEPTH_COLORMAP]
+    near, far = DEPTH_RANGE_M
+
+    def rgb(t: float) -> list[int]:
+        return [round(255 * c) for c in cmap(t)[:3]]
+
+    depth = np.array([[near, far, np.sqrt(near * far)], [0.5 * near, 2 * far, 0.0]])  # mid: log scale
+    colors = depth_colors(depth)
+    assert colors.dtype == np.uint8 and colors.shape == (2, 3, 3)
+    assert colors[0, 0].tolist() == rgb(0.0) and colors[0, 1].tolist() == rgb(1.0)
+    assert colors[0, 2].tolist() == rgb(0.5)
+    assert colors[1, 0].tolist() == rgb(0.0) and colors[1, 1].tolist() == rgb(1.0)  # clipped to the range
+    assert colors[1, 2].tolist() == list(NO_DEPTH_COLOR)
+    assert sum(rgb(0.0)) > sum(rgb(1.0))  # near is brighter than far
+
+
+def _network_depth(run, image: torch.Tensor) -> np.ndarray:
+    """The network's own depth decode (``predict_tasks``) on the stretched input: 1×h×w metres."""
+    x = preprocess(image, run.input_size).contiguous(memory_format=torch.channels_last)
+    return run.model.predict_tasks(x)["depth"][0].numpy()
+
+
+def test_predict_writes_depth_that_decodes_to_the_networks_depth(
+    tiny_depth_run: Path, tiny_kitti_depth: Path, tmp_path: Path
+) -> None:
+    run = load_run(tiny_depth_run)
+    assert run.has_depth and run.input_size == (64, 192)
+    path = _val_images(tiny_kitti_depth, 1)[0]
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["predict", str(tiny_depth_run), "--images", str(path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    stem = path.stem
+    for name in (f"{stem}_overlay.png", f"{stem}_mask.png", f"{stem}.txt", f"{stem}.json"):
+        assert (out / name).is_file(), name
+    # the KITTI depth PNG: uint16, metres × 256; at the network's own size no resize happens
+    with Image.open(out / f"{stem}_depth.png") as png:
+        assert png.mode in ("I;16", "I") and png.size == (192, 64)
+    decoded = read_kitti_depth(out / f"{stem}_depth.png")
+    want = _network_depth(run, read_image(path))
+    assert want.min() > 0.1 and want.max() < 200  # the trained head predicts metres a KITTI PNG holds
+    assert np.abs(decoded - want).max() <= 0.5 / KITTI_DEPTH_SCALE + 1e-4  # the uint16 quantisation
+    # the colour picture is the colormap of the predicted depth
+    with Image.open(out / f"{stem}_depth_color.png") as color:
+        assert color.mode == "RGB" and color.size == (192, 64)
+        pixels = np.asarray(color)
+    prediction = predict_image(run, read_image(path))
+    assert prediction.depth is not None
+    assert np.array_equal(pixels, depth_colors(prediction.depth))
+    record = json.loads((out / f"{stem}.json").read_text())
+    assert record["depth_m"]["min"] == pytest.approx(float(want.min()), rel=1e-5)
+    assert record["depth_m"]["max"] == pytest.approx(float(want.max()), rel=1e-5)
+    # --format kitti alone: no picture at all
+    only = tmp_path / "only"
+    predict_paths(run, [path], only, formats=["kitti"])
+    assert sorted(p.name for p in only.iterdir()) == [f"{stem}.txt"]
+
+
+def test_predict_maps_depth_to_the_original_pixels(tiny_depth_run: Path, tiny_kitti_depth: Path) -> None:
+    run = load_run(tiny_depth_run)
+    image = read_image(_val_images(tiny_kitti_depth, 1)[0])  # 64×192
+    big = torch.nn.functional.interpolate(image[None].float(), size=(128, 576), mode="nearest")[0].to(torch.uint8)
+    prediction = predict_image(run, big)
+    assert prediction.depth is not None and prediction.depth.shape == (128, 576)
+    net = _network_depth(run, big)  # 64×192: each network pixel covers a 2×3 block of the original
+    centre = prediction.depth[::2, 1::3]  # the original pixel nearest each network pixel's centre
+    assert np.median(np.abs(centre - net) / net) < 0.02
+
+
+def test_compare_draws_a_depth_row_per_image(tiny_depth_run: Path, tiny_run: Path, tmp_path: Path) -> None:
+    from taskweight.compare import grid_geometry as geometry_of
+
+    out = tmp_path / "fig5.png"
+    report = compare_runs([tiny_depth_run, tiny_run], out, split="val", n=2)
+    assert report["depth_rows"] is True
+    assert report["layout"]["rows"] == 4 and report["layout"]["cols"] == 3 and report["panels"] == 12
+    assert all(i["ground_truth_depth"] for i in report["images"])
+    geometry = geometry_of(4, 3, (64, 192))
+    with Image.open(out) as grid:
+        assert grid.size == (geometry["size"][1], geometry["size"][0])
+        pixels = np.asarray(grid)
+    depth_run = load_run(tiny_depth_run)
+    from taskweight.data import open_dataset
+
+    data = open_dataset("kitti", depth_run.config.data.root, "val", depth=True)
+    for row, image_record in enumerate(report["images"]):
+        item = data[image_record["index"]]
+        image = (item["image"] * 255.0).round().to(torch.uint8)
+        corners = geometry["corners"][(2 * row + 1) * 3 : (2 * row + 2) * 3]  # the image's depth row
+        (gx, gy), (ax, ay), (bx, by) = corners
+        assert np.array_equal(pixels[gy : gy + 64, gx : gx + 192], depth_colors(item["depth"]))
+        prediction = predict_image(depth_run, image, score_threshold=0.3)
+        assert np.array_equal(pixels[ay : ay + 64, ax : ax + 192], depth_colors(prediction.depth))
+        assert (pixels[by : by + 64, bx : bx + 192] == np.asarray(NO_DEPTH_COLOR, np.uint8)).all()  # no depth head
+
+
+def test_training_draws_depth_beside_the_validation_overlays(tiny_depth_run: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tiny_depth_run / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    shown = events.Images("val/predictions")
+    assert (shown[0].width, shown[0].height) == (2 * 192, 4 * 64)  # overlay | depth, four images

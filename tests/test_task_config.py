@@ -15,7 +15,7 @@ import torch
 from taskweight import weighting
 from taskweight.bench.report import render_table1
 from taskweight.bench.results import CellRecord
-from taskweight.classes import DEFAULT_TASKS, check_tasks, table_order
+from taskweight.classes import DEFAULT_TASKS, TASKS, check_tasks, parse_tasks, table_order
 from taskweight.config import TrainConfig, load_config
 from taskweight.errors import ConfigError
 from taskweight.metrics import MultiTaskEvaluator
@@ -53,6 +53,18 @@ def test_bad_task_lists_name_the_option(tasks, message):
     with pytest.raises(ConfigError, match=message) as info:
         load_config("tiny", overrides={"tasks": tasks})
     assert "option 'tasks'" in str(info.value)
+
+
+def test_command_line_task_lists_are_checked_like_the_configs():
+    assert parse_tasks(["depth,det"]) == ("det", "depth")
+    assert parse_tasks(["seg", "depth", "det"]) == TASKS
+    assert parse_tasks([" det , seg "]) == ("det", "seg")
+    for given, message in (([], "at least one task"), (["det,normals"], "unknown task"), (["seg", "seg"], "more than")):
+        with pytest.raises(ValueError, match=message) as info:
+            parse_tasks(given, "--tasks")
+        assert str(info.value).startswith("option '--tasks': ")
+        with pytest.raises(ValueError, match=message):
+            check_tasks([t for item in given for t in item.split(",")])  # the same rule as the config's
 
 
 # ---------------------------------------------------------------------------------- model

@@ -52,7 +52,7 @@ def open_split(config: TrainConfig, split: str, *, train: bool) -> Dataset:
         if not format_option(config.data.format, "depth"):
             raise ConfigError(
                 f"option 'tasks': the {config.data.format} format reads no depth ground truth "
-                "(depth is read by the kitti format so far)"
+                "(the kitti, cityscapes and woodscape formats read depth)"
             )
         options["depth"] = True
     return open_dataset(

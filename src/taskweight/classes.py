@@ -16,13 +16,17 @@ task names are listed; everything else follows a run's configured ``tasks`` (a n
 subset of these)."""
 
 PAPER_TASKS: Final[tuple[str, ...]] = ("det", "seg")
-"""The paper's two tasks: what ``predict``, ``compare`` and ``export`` draw and write."""
+"""The paper's two tasks: the ones ``predict``, ``compare`` and ``export`` need (they also draw and
+write depth when a run has it)."""
 
 DEFAULT_TASKS: Final[tuple[str, ...]] = PAPER_TASKS
 """The tasks a configuration trains when it names none (the paper's two)."""
 
 TASK_SCORES: Final[dict[str, str]] = {"det": "mAP", "seg": "mIoU", "depth": "delta1"}
 """The metric of each task that enters the geometric mean (paper Table II)."""
+
+DEPTH_METRICS: Final[tuple[str, ...]] = ("AbsRel", "RMSE", "delta1")
+"""The depth metrics a run with depth reports (:mod:`taskweight.metrics`): AbsRel, RMSE (metres), δ<1.25."""
 
 
 TABLE_TASK_ORDER: Final[tuple[str, ...]] = ("seg", "det", "depth")
@@ -51,6 +55,16 @@ def check_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
     if repeated:
         raise ValueError(f"task(s) {repeated} named more than once")
     return tuple(t for t in TASKS if t in names)
+
+
+def parse_tasks(values: Iterable[str], option: str = "--tasks") -> tuple[str, ...]:
+    """Task names given on a command line as comma lists and/or repeated values (``det,seg`` ``depth``),
+    validated by :func:`check_tasks`; a ValueError names ``option`` and lists the known tasks."""
+    names = [name for item in values for name in item.replace(",", " ").split()]
+    try:
+        return check_tasks(names)
+    except ValueError as exc:
+        raise ValueError(f"option '{option}': {exc}") from None
 
 
 DET_CLASSES: Final[tuple[str, ...]] = ("car", "pedestrian", "cyclist")

@@ -15,10 +15,19 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
+from taskweight.classes import DEPTH_METRICS, TASKS, parse_tasks
 from taskweight.errors import ConfigError, RunFolderError, TrainingError
 
 console = Console(stderr=True)
 DEBUG_ENV = "TASKWEIGHT_DEBUG"
+TASKS_HELP = (
+    f"the tasks to train, any of {', '.join(TASKS)}: a comma list or the option repeated, e.g. --tasks "
+    "det,seg,depth (default: the preset's or --config's `tasks`, det,seg in the shipped presets); the network "
+    "builds only their heads and the best epoch is chosen by the geometric mean of their scores; depth needs "
+    "depth ground truth (KITTI depth PNGs, Cityscapes disparity + camera files, or a WoodScape depth/ folder; "
+    "`taskweight synth --depth` writes them)"
+)
+"""Help of ``train --tasks`` (``search --tasks`` says the same of its evaluations)."""
 
 
 def describe_error(exc: BaseException) -> tuple[str, int]:
@@ -82,9 +91,9 @@ app = typer.Typer(
     cls=_ErrorBoundary,
     name="taskweight",
     help=(
-        "Dynamic task weighting for multi-task detection + segmentation networks "
-        "(Leang et al., ITSC 2020): generate synthetic driving scenes, train the two-task "
-        "network with any of the paper's weighting strategies, and evaluate it."
+        "Dynamic task weighting for multi-task detection + segmentation (+ depth) networks "
+        "(Leang et al., ITSC 2020): generate synthetic driving scenes, train the multi-task "
+        "network with any of the paper's or the field's weighting strategies, and evaluate it."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -138,11 +147,12 @@ def synth(
         bool,
         typer.Option(
             "--depth",
-            help="synth-kitti: also write exact depth, training/depth/*.png (KITTI uint16, metres x 256, 0 = none)",
+            help="also write exact depth: synth-kitti training/depth/*.png and synth-woodscape depth/*.png (KITTI "
+            "uint16, metres x 256, 0 = none), synth-cityscapes disparity/ + camera/ (Cityscapes disparity format)",
         ),
     ] = False,
     depth_pattern: Annotated[
-        str, typer.Option(help="with --depth: dense (every pixel) or lidar (the rows of a 64-beam scanner)")
+        str, typer.Option(help="with --depth: dense (every pixel) or lidar (synth-kitti: a 64-beam scanner's rows)")
     ] = "dense",
 ) -> None:
     """Generate procedural driving scenes with detection and segmentation labels.
@@ -195,6 +205,7 @@ def train(
     config: Annotated[
         Path | None, typer.Option(help="YAML file overriding the preset (validated; errors name the line)")
     ] = None,
+    tasks: Annotated[list[str] | None, typer.Option("--tasks", help=TASKS_HELP)] = None,
     method: Annotated[str | None, typer.Option(help="task-weighting strategy (see `taskweight methods`)")] = None,
     method_opt: Annotated[
         list[str] | None,
@@ -243,12 +254,13 @@ def train(
         ),
     ] = 1,
 ) -> None:
-    """Train the two-task network and write the run folder.
+    """Train the multi-task network (detection + segmentation, or the --tasks given) and write the run folder.
 
-    Validates every epoch on the val split, keeps the best epoch by geometric mean of mAP
-    and mIoU, and checkpoints every epoch (use --resume to continue). With --nproc N the run
-    is launched on N processes through torch.distributed.run (torchrun --nproc-per-node N -m
-    taskweight.cli train ... does the same); rank 0 validates and writes the run folder.
+    Validates every epoch on the val split, keeps the best epoch by the geometric mean of the
+    tasks' scores (mAP, mIoU, depth δ<1.25), and checkpoints every epoch (use --resume to continue).
+    With --nproc N the run is launched on N processes through torch.distributed.run (torchrun
+    --nproc-per-node N -m taskweight.cli train ... does the same); rank 0 validates and writes the
+    run folder.
     """
     from taskweight import distributed
     from taskweight.config import load_config
@@ -281,6 +293,8 @@ def train(
         overrides["method"]["options"] = _method_options(method or "equal", method_opt)
     if gradients is not None:
         overrides["method"]["gradients"] = gradients
+    if tasks:
+        overrides["tasks"] = list(parse_tasks(tasks, "--tasks"))
     for key, value in (("epochs", epochs), ("seed", seed), ("device", device), ("precision", precision)):
         if value is not None:
             overrides[key] = value
@@ -313,16 +327,13 @@ def _argv_without_option(argv: list[str], option: str) -> list[str]:
 def _print_metrics(metrics: dict) -> None:
     table = Table(title=f"{metrics['method']}: val metrics")
     table.add_column("")
-    for name in ("mAP", "mAP_coco", "mIoU", "geometric_mean"):
+    # the depth metrics when the run scored depth (a run without depth prints what it always did)
+    depth = [k for k in DEPTH_METRICS if k in metrics["final"]]
+    names = ("mAP", "mAP_coco", "mIoU", *depth, "geometric_mean")
+    for name in names:
         table.add_column(name, justify="right")
     for label, row in (("final", metrics["final"]), (f"best (epoch {metrics['best_epoch']})", metrics["best"])):
-        table.add_row(
-            label,
-            *(
-                f"{row[k]:.4f}" if row.get(k) is not None else "n/a"
-                for k in ("mAP", "mAP_coco", "mIoU", "geometric_mean")
-            ),
-        )
+        table.add_row(label, *(f"{row[k]:.4f}" if row.get(k) is not None else "n/a" for k in names))
     Console().print(table)
     weights = ", ".join(f"w_{t} = {w:.4g}" for t, w in metrics["final_weights"].items())
     ratio = metrics.get("initial_loss_ratio_det_over_seg")
@@ -379,6 +390,7 @@ def bench(
             "synth (3 synthetic datasets × 3 seeds, ~2.5–3 h with --jobs 2), "
             "synth-paper (synth under the paper protocol, 16 × 2-epoch evaluations, a few hours with --jobs 2), "
             "synth-lite (synth-kitti × 3 seeds), synth-large (synth at 800 scenes × 12 epochs, GPU), "
+            "three-task (synth-kitti with depth: det + seg + depth, 9 methods × 3 seeds), "
             "paper (GPU, your data, the paper protocol), or a YAML file"
         ),
     ] = "quick",
@@ -521,8 +533,10 @@ def predict(
         list[str] | None,
         typer.Option(
             "--format",
-            help="what to write per image: png (NAME_overlay.png + NAME_mask.png), kitti (NAME.txt, KITTI label "
-            "lines with the score last) or json (NAME.json); repeat or give a comma list (default: all three)",
+            help="what to write per image: png (NAME_overlay.png + NAME_mask.png; a run with depth adds "
+            "NAME_depth.png, KITTI uint16 metres x 256, and NAME_depth_color.png, log scale 1-80 m, near bright), "
+            "kitti (NAME.txt, KITTI label lines with the score last) or json (NAME.json); repeat or give a comma "
+            "list (default: all three)",
         ),
     ] = None,
     checkpoint: Annotated[str, typer.Option(help="best.pt (val-selected) or last.pt")] = "best.pt",
@@ -534,8 +548,10 @@ def predict(
     not letterbox) and the outputs are mapped back to the original pixels. Per image: an
     overlay PNG (boxes with class and score, the segmentation mask blended), the mask as an
     index PNG (0 void, 1 road, 2 sidewalk) and the detections as KITTI label lines and/or JSON.
-    An unreadable image is reported by name and the rest are written (exit 0); when none can
-    be read the command fails (exit 2).
+    A run trained with depth also writes, with png, the depth in metres at the image's own size
+    as a KITTI depth PNG (uint16, metres x 256) and a colour-mapped picture (matplotlib magma_r,
+    log scale from 1 m, bright, to 80 m, black). An unreadable image is reported by name and the
+    rest are written (exit 0); when none can be read the command fails (exit 2).
     """
     from rich.markup import escape
 
@@ -581,7 +597,9 @@ def compare(
     """The paper's Fig. 5: rows of images, columns ground truth | run A | run B | ...
 
     The same images (spread evenly over the split, preferring those labelled for both tasks)
-    through every run, each panel an overlay of boxes and the segmentation mask.
+    through every run, each panel an overlay of boxes and the segmentation mask. When a run has
+    depth, each image gets a second row of depth pictures (ground truth where the dataset has
+    depth, then each run; grey: no depth).
     """
     from taskweight.compare import compare_runs
 
@@ -635,12 +653,13 @@ def export(
     ] = None,
     checkpoint: Annotated[str, typer.Option(help="best.pt (val-selected) or last.pt")] = "best.pt",
 ) -> None:
-    """Export the two-task network to ONNX with torch's exporter and check it with onnxruntime.
+    """Export the multi-task network to ONNX with torch's exporter and check it with onnxruntime.
 
     The graph takes the preprocessed image (B×3×H×W in [0, 1] at the run's input size) and
-    returns the raw detection map and segmentation logits (or, with --postprocess, the final
-    detections). Its outputs are compared with PyTorch's on real val images; the versions of
-    torch, the exporter, onnx and onnxruntime, the check and the metrics go to OUT.json.
+    returns the raw detection map and segmentation logits, and for a run with depth the log
+    depth (or, with --postprocess, the final detections, classes and depth in metres). Every
+    output is compared with PyTorch's on real val images; the versions of torch, the exporter,
+    onnx and onnxruntime, the check and the metrics go to OUT.json.
     Needs onnx, onnxruntime and onnxscript (the package's `export` extra).
     """
     from taskweight.export import export_run

@@ -8,6 +8,13 @@ first run's dataset and are chosen evenly spread over the split's samples that c
 kinds of label (all samples when fewer than ``n`` do). A JSON beside the PNG lists the chosen
 images and the layout.
 
+When a run has the depth head, every image gets a second row below its overlays: the depth
+pictures (:func:`taskweight.predict.depth_colors`: log scale over
+:data:`taskweight.predict.DEPTH_RANGE_M`, near bright, far dark) of the ground truth (read when
+the dataset's format has depth) and of each run; a panel without a depth (a run without the
+head, an image without a depth map, a ground-truth pixel without a measurement) is grey. The
+JSON then says ``"depth_rows": true``, and its layout counts both rows of each image.
+
 Layout in pixels: panels of ``panel_size`` (h, w) separated and framed by ``GAP``, below a
 title strip of ``TITLE_HEIGHT``: width ``GAP + cols·(w + GAP)``, height
 ``TITLE_HEIGHT + rows·(h + GAP) + GAP`` (:func:`grid_geometry`).
@@ -25,9 +32,9 @@ import torch
 from PIL import Image, ImageDraw
 
 from taskweight.classes import IGNORE_INDEX
-from taskweight.data import open_dataset
+from taskweight.data import format_option, open_dataset
 from taskweight.errors import DataFormatError
-from taskweight.predict import LoadedRun, default_font, draw_overlay, load_run, predict_image
+from taskweight.predict import LoadedRun, default_font, depth_image, draw_overlay, load_run, predict_image
 
 TITLE_HEIGHT = 18
 GAP = 4
@@ -81,6 +88,10 @@ def compare_runs(
     config = runs[0].config
     if config.data.root is None:
         raise DataFormatError(runs[0].run_dir / "config.yaml", "the run's data.root is not set")
+    depth_rows = any(run.has_depth for run in runs)
+    options = dict(config.data.options)
+    if depth_rows and format_option(config.data.format, "depth"):
+        options["depth"] = True  # the ground truth's depth panels
     dataset: Any = open_dataset(
         config.data.format,
         config.data.root,
@@ -89,7 +100,7 @@ def compare_runs(
         augment=False,
         cache=False,
         on_error=config.data.on_error,
-        **config.data.options,
+        **options,
     )
     chosen = choose_images(dataset, n)
     titles = ["ground truth", *_titles(runs)]
@@ -106,15 +117,27 @@ def compare_runs(
         seg = item["seg"] if item.get("has_seg", True) else None
         gt_mask = None if seg is None else np.where(seg.numpy() == IGNORE_INDEX, 0, seg.numpy())
         row = [draw_overlay(image, item["boxes"], item["labels"], None, gt_mask)]
+        no_depth = np.zeros((height, width), np.float32)  # drawn grey
+        gt_depth = item.get("depth") if item.get("has_depth", False) else None
+        depths: list[Any] = [gt_depth]
         counts = []
         for run in runs:
             pred = predict_image(run, image, name=str(item["name"]), score_threshold=score_threshold)
             row.append(draw_overlay(image, pred.boxes, pred.labels, pred.scores, pred.mask))
+            depths.append(pred.depth)
             counts.append(len(pred.labels))
         rows.append([p.resize((panel[1], panel[0]), Image.Resampling.BILINEAR) for p in row])
-        images.append(
-            {"index": index, "name": str(item["name"]), "size": [height, width], "detections_per_run": counts}
-        )
+        record: dict[str, Any] = {
+            "index": index,
+            "name": str(item["name"]),
+            "size": [height, width],
+            "detections_per_run": counts,
+        }
+        if depth_rows:  # depth pictures keep their values' edges: nearest, not blended
+            pictures = [depth_image(d if d is not None else no_depth) for d in depths]
+            rows.append([p.resize((panel[1], panel[0]), Image.Resampling.NEAREST) for p in pictures])
+            record["ground_truth_depth"] = gt_depth is not None
+        images.append(record)
         if progress is not None:
             progress(done, len(chosen))
     assert panel is not None  # chosen is never empty: a dataset has at least one sample
@@ -145,5 +168,7 @@ def compare_runs(
         "layout": {k: geometry[k] for k in ("size", "rows", "cols", "panel_size")}
         | {"gap": GAP, "title_height": TITLE_HEIGHT},
     }
+    if depth_rows:
+        report["depth_rows"] = True
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report

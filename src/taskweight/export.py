@@ -10,12 +10,17 @@ Two graphs:
 
 - raw heads (default): ``image`` (B×3×H×W float in [0, 1], the run's ``data.image_size``,
   preprocessed as :mod:`taskweight.predict` does) → ``det`` (B×A×H/8×W/8×(5+K) raw YOLO map)
-  and ``seg`` (B×C×H×W logits). ``dynamic_batch`` makes B symbolic.
+  and ``seg`` (B×C×H×W logits), and for a run with the depth head ``depth`` (B×H×W, the head's
+  raw output: the natural log of the depth in metres). ``dynamic_batch`` makes B symbolic.
 - ``postprocess``: batch 1, the decode and class-wise NMS of
   :meth:`taskweight.models.detection.YoloDetectionHead.decode` inside the graph → ``boxes``
   (N×4 xyxy, network-input pixels), ``scores`` (N), ``labels`` (N) and ``seg`` (1×H×W
-  classes). Box coordinates are those of the network input: scale them by (W/w, H/h) to
-  the original image (:func:`taskweight.predict.to_original`).
+  classes), and with the depth head ``depth`` (1×H×W, metres). Box coordinates are those of
+  the network input: scale them by (W/w, H/h) to the original image
+  (:func:`taskweight.predict.to_original`).
+
+Every output, depth included, is checked against PyTorch with the same tolerance; a run without
+the depth head exports exactly the graph it always did.
 
 :func:`check_onnx` runs the exported file with onnxruntime on real images and compares each
 output with the PyTorch network's (fp32, eager): the largest absolute difference must stay
@@ -46,6 +51,7 @@ from torch import Tensor, nn
 from torchvision.ops import nms
 
 from taskweight.build import make_loader, open_split
+from taskweight.classes import DEPTH_METRICS
 from taskweight.errors import ConfigError, TaskweightError
 from taskweight.jsonio import write_json
 from taskweight.metrics import MultiTaskEvaluator
@@ -56,6 +62,11 @@ DEFAULT_OPSET = 18
 DEFAULT_TOLERANCE = 1e-3
 """Largest absolute difference allowed between onnxruntime's and PyTorch's fp32 outputs."""
 EXPORTER = "torch.onnx.export(dynamo=True)"
+DEPTH_OUTPUTS = {
+    "raw": "natural log of the depth in metres, B×H×W (exp gives metres)",
+    "postprocess": "depth in metres, 1×H×W",
+}
+"""What the ``depth`` output of each graph holds (in the export's JSON when the run has depth)."""
 
 
 class ExportError(TaskweightError):
@@ -68,7 +79,8 @@ class ExportError(TaskweightError):
 
 # --------------------------------------------------------------------------------- graphs
 class RawHeads(nn.Module):
-    """The network with tuple outputs, one per task in ``model.tasks``: ``image`` → (det raw map, seg logits)."""
+    """The network with tuple outputs, one per task in ``model.tasks``: ``image`` → (det raw map, seg logits
+    [, log depth])."""
 
     def __init__(self, model: MultiTaskNet) -> None:
         super().__init__()
@@ -81,14 +93,13 @@ class RawHeads(nn.Module):
 
 
 class Postprocessed(nn.Module):
-    """Batch-1 network with the detection decode and NMS: ``image`` → boxes, scores, labels, seg classes.
+    """Batch-1 network with the detection decode and NMS: ``image`` → boxes, scores, labels, seg classes
+    (and, with the depth head, the depth in metres).
 
     The same selection as ``YoloDetectionHead.decode`` (score = σ(obj)·σ(cls), the
     ``pre_nms_top_k`` best above ``score_threshold``, class-wise NMS, ``max_detections``),
     written without data-dependent Python branches so that it traces.
     """
-
-    output_names = ("boxes", "scores", "labels", "seg")
 
     def __init__(
         self,
@@ -105,8 +116,11 @@ class Postprocessed(nn.Module):
         self.nms_iou = nms_iou
         self.max_detections = max_detections
         self.pre_nms_top_k = pre_nms_top_k
+        self.output_names: tuple[str, ...] = ("boxes", "scores", "labels", "seg")
+        if "depth" in model.tasks:
+            self.output_names += ("depth",)
 
-    def forward(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def forward(self, image: Tensor) -> tuple[Tensor, ...]:
         out = self.model(image)
         raw = out["det"]
         head = self.model.det_head
@@ -125,7 +139,10 @@ class Postprocessed(nn.Module):
         # which does not trace): the boxes of each class are moved apart by more than the image size
         offsets = (labels * (max(int(height), int(width)) + 1)).to(cand.dtype)
         kept = nms(cand + offsets[:, None], top, self.nms_iou)[: self.max_detections]
-        return cand[kept], top[kept], labels[kept], out["seg"].argmax(dim=1)
+        outputs: tuple[Tensor, ...] = (cand[kept], top[kept], labels[kept], out["seg"].argmax(dim=1))
+        if "depth" in out:
+            outputs += (self.model.depth_head.to_depth(out["depth"]),)
+        return outputs
 
 
 def export_graph(
@@ -235,7 +252,7 @@ def check_onnx(
 
 
 def align_detections(got: Sequence[np.ndarray], want: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """``want``'s post-processed outputs (boxes, scores, labels, seg) with its detections reordered
+    """``want``'s post-processed outputs (boxes, scores, labels, seg[, depth]) with its detections reordered
     to pair each detection of ``got`` with the nearest one of the same label.
 
     Two runtimes may order detections whose scores tie, or differ in the last float bits,
@@ -341,22 +358,27 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration: Tensor) -> Pat
 
 # --------------------------------------------------------------------------------- metrics
 RawForward = Callable[[Tensor], Sequence[Tensor | np.ndarray]]
+"""Images → the raw-heads outputs, one per task of the run in ``model.tasks`` order (:class:`RawHeads`)."""
 
 
 @torch.no_grad()
 def score_forward(run: LoadedRun, forward: RawForward, split: str) -> dict[str, float]:
     """The run's metrics on ``split`` with the network replaced by ``forward`` (images → det raw, seg
-    logits); decoding, NMS and the metrics are the package's own, in fp32 on the CPU."""
+    logits[, log depth]); decoding, NMS and the metrics are the package's own, in fp32 on the CPU."""
     loader = make_loader(open_split(run.config, split, train=False), run.config, shuffle=False)
     size = run.input_size
-    evaluator = MultiTaskEvaluator()
+    tasks = run.model.tasks
+    evaluator = MultiTaskEvaluator(tasks=tasks)
     head = run.model.det_head.cpu()
     for batch in loader:
-        det, seg = (torch.as_tensor(np.asarray(v)).float() for v in forward(batch["image"]))
-        detections: list[Detections] = head.decode(
-            det, size, score_threshold=run.config.eval.score_threshold, nms_iou=run.config.eval.nms_iou
+        outputs = dict(
+            zip(tasks, (torch.as_tensor(np.asarray(v)).float() for v in forward(batch["image"])), strict=True)
         )
-        evaluator.update(detections, seg.argmax(dim=1), batch)
+        detections: list[Detections] = head.decode(
+            outputs["det"], size, score_threshold=run.config.eval.score_threshold, nms_iou=run.config.eval.nms_iou
+        )
+        depth = run.model.depth_head.to_depth(outputs["depth"]) if "depth" in outputs else None
+        evaluator.update(detections, outputs["seg"].argmax(dim=1), batch, depth)
     return evaluator.compute()
 
 
@@ -442,6 +464,8 @@ def export_run(
         say(f"exporting {run.checkpoint} with {EXPORTER}, opset {opset}")
         export_graph(module, images[:1], out, opset=opset, dynamic_batch=dynamic_batch)
         report["outputs"] = list(getattr(module, "output_names", ()))
+        if "depth" in report["outputs"]:
+            report["depth_output"] = DEPTH_OUTPUTS[report["graph"]]
         say(f"checking {out} with onnxruntime on {len(images)} {check_split} image(s)")
         report["check"] = {"split": check_split, **check_onnx(out, module, images, tolerance=tolerance)}
         report["size_mb"] = {"fp32": out.stat().st_size / 2**20}
@@ -467,7 +491,11 @@ def export_run(
                 "split": evaluate_split,
                 "variants": metrics,
                 "drop_vs_pytorch_fp32": {
-                    name: {k: base[k] - v[k] for k in ("mAP", "mAP_coco", "mIoU", "geometric_mean") if k in v}
+                    name: {
+                        k: base[k] - v[k]
+                        for k in ("mAP", "mAP_coco", "mIoU", *DEPTH_METRICS, "geometric_mean")
+                        if k in v
+                    }
                     for name, v in metrics.items()
                     if name != "pytorch_fp32"
                 },

@@ -32,6 +32,7 @@ from torchmetrics.detection import MeanAveragePrecision
 
 from taskweight.classes import (
     DEFAULT_TASKS,
+    DEPTH_METRICS,
     DET_CLASSES,
     IGNORE_INDEX,
     NUM_DET_CLASSES,
@@ -100,7 +101,7 @@ class MultiTaskEvaluator:
         self.det_images = 0
         self.seg_images = 0
         self.depth_images = 0
-        self.depth_sums = {"AbsRel": 0.0, "RMSE": 0.0, "delta1": 0.0}
+        self.depth_sums = dict.fromkeys(DEPTH_METRICS, 0.0)
 
     def update(
         self,

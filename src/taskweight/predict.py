@@ -9,18 +9,26 @@ ratio is seen as the network saw its training images. The outputs are mapped bac
 original pixels by the inverse of that stretch: a box ``(x1, y1, x2, y2)`` in network pixels
 becomes ``(x1·W/w, y1·H/h, x2·W/w, y2·H/h)`` for an original W×H image and a w×h network
 input (continuous pixel coordinates, column j spans [j, j+1), as everywhere in the
-package), and the segmentation logits are resized bilinearly to H×W before the arg-max.
+package), and the segmentation logits are resized bilinearly to H×W before the arg-max. A run
+with the depth head (``tasks: [det, seg, depth]``) has its log depth resized bilinearly to H×W
+before the exponential: depth in metres at every original pixel.
 
 Per image, :func:`predict_paths` writes ``NAME_overlay.png`` (boxes with class and score over
 the image, the segmentation mask blended), ``NAME_mask.png`` (the class index per pixel as a
 palette PNG: 0 void, 1 road, 2 sidewalk), and the detections as ``NAME.txt`` (KITTI label
-lines with the score in the 16th column) and/or ``NAME.json``. :func:`log_predictions` draws
-the same overlays for a few validation images into TensorBoard during training.
+lines with the score in the 16th column) and/or ``NAME.json``. With depth, the ``png`` format
+also writes ``NAME_depth.png``, the depth in KITTI's format (uint16, metres × 256, see
+:mod:`taskweight.data.depth`; 0 only where the depth is beyond the format's 256 m), and
+``NAME_depth_color.png``, the depth colour-mapped (:func:`depth_colors`: matplotlib's
+:data:`DEPTH_COLORMAP` on a log scale over :data:`DEPTH_RANGE_M`, near bright, far dark), and
+the JSON gains the depth's range. :func:`log_predictions` draws the same overlays (and depth
+pictures beside them) for a few validation images into TensorBoard during training.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +45,7 @@ from taskweight.classes import DET_CLASSES, IGNORE_INDEX, PAPER_TASKS, SEG_CLASS
 from taskweight.config import TrainConfig
 from taskweight.data import transforms as T
 from taskweight.data.common import PIL_ERRORS
+from taskweight.data.depth import write_kitti_depth
 from taskweight.errors import ConfigError, DataFormatError
 from taskweight.models import Detections, MultiTaskNet
 from taskweight.precision import autocast, resolve_precision
@@ -45,13 +54,21 @@ from taskweight.scoring import load_model, open_run
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 """Files a folder given to ``predict`` is searched for (case-insensitive, recursively)."""
 FORMATS = ("png", "kitti", "json")
-"""``png``: overlay + mask PNGs; ``kitti``: KITTI label lines; ``json``: detections as JSON."""
+"""``png``: overlay + mask PNGs (and the depth PNGs of a run with depth); ``kitti``: KITTI label lines;
+``json``: detections (and the depth range) as JSON."""
 KITTI_TYPES = {"car": "Car", "pedestrian": "Pedestrian", "cyclist": "Cyclist"}
 SEG_COLORS = {1: (128, 64, 128), 2: (244, 35, 232)}
 """Overlay colours of road and sidewalk (Cityscapes' palette); void is left undrawn."""
 DET_COLORS = ((255, 200, 0), (0, 220, 255), (120, 255, 80))
 """Box colours of car, pedestrian, cyclist."""
 MASK_ALPHA = 0.45
+DEPTH_RANGE_M = (1.0, 80.0)
+"""Depths (metres) the colour-mapped depth picture spans, on a log scale: nearer is drawn as the
+first, farther as the last (80 m: the cap of KITTI's depth evaluation)."""
+DEPTH_COLORMAP = "magma_r"
+"""matplotlib colormap of the depth picture: near (≤ 1 m) light yellow, far (≥ 80 m) black."""
+NO_DEPTH_COLOR = (128, 128, 128)
+"""Colour of pixels without a depth (0: a ground-truth pixel without a measurement)."""
 
 
 # --------------------------------------------------------------------------------- model
@@ -75,6 +92,11 @@ class LoadedRun:
         """Network input (H, W)."""
         return (int(self.config.data.image_size[0]), int(self.config.data.image_size[1]))
 
+    @property
+    def has_depth(self) -> bool:
+        """Whether the run has the depth head (its predictions then carry depth)."""
+        return "depth" in self.model.tasks
+
 
 def load_run(
     run_dir: str | Path, *, checkpoint: str = "best.pt", device: str | None = None, precision: str | None = None
@@ -89,7 +111,7 @@ def load_run(
     if missing:
         raise ConfigError(
             f"{run_dir}: this run has no {' and no '.join(missing)} head (its tasks are {config.tasks}); "
-            f"predict, compare and export need the tasks {list(PAPER_TASKS)}"
+            f"predict, compare and export need the tasks {list(PAPER_TASKS)} (depth is drawn when a run has it)"
         )
     model = load_model(config, ckpt).eval()
     dev = resolve_device(device or config.device)
@@ -135,6 +157,8 @@ class Prediction:
     mask: np.ndarray
     """H×W uint8 segmentation classes (``classes.SEG_CLASSES``)."""
     source: Path | None = None
+    depth: np.ndarray | None = None
+    """H×W float32 depth in metres (a run with the depth head), else None."""
 
     def detections(self) -> list[dict[str, Any]]:
         return [
@@ -147,7 +171,7 @@ class Prediction:
 def predict_image(
     run: LoadedRun, image: Tensor, *, name: str = "", score_threshold: float | None = None, source: Path | None = None
 ) -> Prediction:
-    """Predict on a uint8 3×H×W image of any size; boxes and mask come back in its pixels."""
+    """Predict on a uint8 3×H×W image of any size; boxes, mask (and depth) come back in its pixels."""
     height, width = int(image.shape[-2]), int(image.shape[-1])
     x = preprocess(image, run.input_size).to(run.device)
     if run.config.channels_last:
@@ -160,7 +184,13 @@ def predict_image(
     full = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
     mask = full.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
     boxes = to_original(det.boxes.cpu(), run.input_size, (height, width))
-    return Prediction(name, (height, width), boxes, det.scores.cpu(), det.labels.cpu(), mask, source)
+    depth = None
+    if "depth" in outputs:  # log depth resized to the original pixels, then metres
+        log_depth = F.interpolate(
+            outputs["depth"].float()[:, None], size=(height, width), mode="bilinear", align_corners=False
+        )
+        depth = run.model.depth_head.to_depth(log_depth[0, 0]).cpu().numpy()
+    return Prediction(name, (height, width), boxes, det.scores.cpu(), det.labels.cpu(), mask, source, depth)
 
 
 # --------------------------------------------------------------------------------- drawing
@@ -218,6 +248,29 @@ def mask_image(mask: np.ndarray) -> Image.Image:
     return picture
 
 
+def depth_colors(depth: np.ndarray | Tensor, depth_range: tuple[float, float] = DEPTH_RANGE_M) -> np.ndarray:
+    """H×W×3 uint8 picture of a depth map in metres: :data:`DEPTH_COLORMAP` at
+    t = log(d / near) / log(far / near) for ``depth_range`` = (near, far), d clipped to the range;
+    pixels without a depth (0, negative or not finite) are :data:`NO_DEPTH_COLOR`."""
+    import matplotlib
+
+    near, far = depth_range
+    if not 0 < near < far:
+        raise ValueError(f"depth range must satisfy 0 < near < far, got {depth_range}")
+    d = np.asarray(depth.detach().cpu().numpy() if isinstance(depth, Tensor) else depth, np.float64)
+    valid = np.isfinite(d) & (d > 0)
+    t = np.zeros(d.shape)
+    t[valid] = np.log(np.clip(d[valid], near, far) / near) / math.log(far / near)
+    rgb = (matplotlib.colormaps[DEPTH_COLORMAP](t)[..., :3] * 255.0).round().astype(np.uint8)
+    rgb[~valid] = NO_DEPTH_COLOR
+    return rgb
+
+
+def depth_image(depth: np.ndarray | Tensor) -> Image.Image:
+    """The colour-mapped depth picture (:func:`depth_colors`) as an RGB image."""
+    return Image.fromarray(depth_colors(depth), "RGB")
+
+
 def kitti_lines(prediction: Prediction) -> list[str]:
     """KITTI object label lines (type, -1 -1 -10, the 2D box, unknown 3D fields, score)."""
     lines = []
@@ -233,7 +286,7 @@ def kitti_lines(prediction: Prediction) -> list[str]:
 def prediction_json(prediction: Prediction, run: LoadedRun) -> dict[str, Any]:
     height, width = prediction.size
     counts = np.bincount(prediction.mask.ravel(), minlength=len(SEG_CLASSES))
-    return {
+    record = {
         "image": str(prediction.source) if prediction.source is not None else prediction.name,
         "width": width,
         "height": height,
@@ -245,6 +298,10 @@ def prediction_json(prediction: Prediction, run: LoadedRun) -> dict[str, Any]:
         "detections": prediction.detections(),
         "segmentation_pixels": {c: int(counts[i]) for i, c in enumerate(SEG_CLASSES)},
     }
+    if prediction.depth is not None:
+        d = prediction.depth
+        record["depth_m"] = {"min": float(d.min()), "median": float(np.median(d)), "max": float(d.max())}
+    return record
 
 
 # --------------------------------------------------------------------------------- files
@@ -350,6 +407,10 @@ def write_prediction(
         overlay.save(out / f"{prediction.name}_overlay.png")
         mask_image(prediction.mask).save(out / f"{prediction.name}_mask.png")
         written += [f"{prediction.name}_overlay.png", f"{prediction.name}_mask.png"]
+        if prediction.depth is not None:
+            write_kitti_depth(out / f"{prediction.name}_depth.png", prediction.depth)
+            depth_image(prediction.depth).save(out / f"{prediction.name}_depth_color.png")
+            written += [f"{prediction.name}_depth.png", f"{prediction.name}_depth_color.png"]
     if "kitti" in formats:
         lines = kitti_lines(prediction)
         (out / f"{prediction.name}.txt").write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
@@ -378,7 +439,8 @@ def log_predictions(
     tag: str = "val/predictions",
 ) -> None:
     """Draw the predictions on the first ``count`` items of ``dataset`` (network-size images)
-    and add them to the TensorBoard ``writer`` at ``step`` as one picture, the images one below the other.
+    and add them to the TensorBoard ``writer`` at ``step`` as one picture, the images one below the other
+    (with depth, each image's depth picture to the right of it).
 
     Consumes no random numbers and leaves the model's mode as it was.
     """
@@ -397,17 +459,27 @@ def log_predictions(
     finally:
         model.train(was_training)
     detections, seg = predictions.get("det"), predictions.get("seg")  # a run may train only some tasks
+    depth = predictions.get("depth")
     pictures = [
-        _drawn(images[i], detections[i] if detections is not None else None, seg[i] if seg is not None else None)
+        _drawn(
+            images[i],
+            detections[i] if detections is not None else None,
+            seg[i] if seg is not None else None,
+            depth[i] if depth is not None else None,
+        )
         for i in range(count)
     ]
     writer.add_image(tag, np.concatenate(pictures, axis=0), step, dataformats="HWC")  # one column of images
 
 
-def _drawn(image: Tensor, det: Detections | None, seg: Tensor | None) -> np.ndarray:
+def _drawn(image: Tensor, det: Detections | None, seg: Tensor | None, depth: Tensor | None = None) -> np.ndarray:
     if det is None:
-        return np.asarray(draw_overlay(image, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), None, _cpu(seg)))
-    return np.asarray(draw_overlay(image, det.boxes.cpu(), det.labels.cpu(), det.scores.cpu(), _cpu(seg)))
+        picture = draw_overlay(image, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), None, _cpu(seg))
+    else:
+        picture = draw_overlay(image, det.boxes.cpu(), det.labels.cpu(), det.scores.cpu(), _cpu(seg))
+    if depth is None:
+        return np.asarray(picture)
+    return np.concatenate([np.asarray(picture), depth_colors(depth)], axis=1)
 
 
 def _cpu(tensor: Tensor | None) -> Tensor | None:

@@ -11,9 +11,11 @@
           "seed": 0,
           "status": "ok" | "failed",
           "error": null | "message",      # set when status is "failed"
+          "tasks": ["det", "seg", "depth"],  # the tasks the cell trained; absent: the paper's det, seg
           "mAP": 0.61,                    # test split, IoU 0.5, mean over classes
           "mIoU": 0.82,                   # test split, void/road/sidewalk
-          "geometric_mean": 0.71,         # sqrt(mAP · mIoU)
+          "AbsRel": 0.08, "RMSE": 3.1, "delta1": 0.93,  # test split depth metrics, only with depth
+          "geometric_mean": 0.71,         # of the tasks' scores: sqrt(mAP · mIoU), or (mAP · mIoU · delta1)^(1/3)
           "mAP_coco": 0.33,               # test split, COCO mAP@[.5:.95]
           "val": {...},                   # val metrics of the selected checkpoint
           "epochs": 12,                   # total training epochs spent (a search: all evaluations)
@@ -43,13 +45,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from taskweight.classes import DEFAULT_TASKS, DEPTH_METRICS, check_tasks
 from taskweight.durable import atomic_text_writer
 from taskweight.errors import DataFormatError
 from taskweight.jsonio import write_json
 
 SCHEMA_VERSION = 1
-DEPTH_METRICS = ("AbsRel", "RMSE", "delta1")
-"""Depth metrics a cell records when its run trained depth (issue 15)."""
 CSV_COLUMNS = (
     "dataset",
     "method",
@@ -67,6 +68,9 @@ CSV_COLUMNS = (
     "protocol",
     "lineage_epochs",
 )
+"""Columns of ``results.csv``; a results file with depth (or tasks other than the paper's) adds
+:data:`TASK_CSV_COLUMNS`."""
+TASK_CSV_COLUMNS = ("tasks", *DEPTH_METRICS)
 
 
 @dataclass
@@ -78,6 +82,7 @@ class CellRecord:
     seed: int
     status: str = "ok"
     error: str | None = None
+    tasks: list[str] | None = None  # the tasks trained; None: the paper's two (DEFAULT_TASKS)
     mAP: float | None = None
     mIoU: float | None = None
     geometric_mean: float | None = None
@@ -102,13 +107,23 @@ class CellRecord:
     def key(self) -> tuple[str, str, int]:
         return (self.dataset, self.method, self.seed)
 
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        """The tasks the cell trained: ``tasks``, or for a record without them the paper's two
+        (and depth when it has depth metrics)."""
+        if self.tasks:
+            return check_tasks(self.tasks)
+        return check_tasks([*DEFAULT_TASKS, *(["depth"] if self.delta1 is not None else [])])
+
     def to_dict(self) -> dict[str, Any]:
-        """The record as JSON data; the depth metrics only when the cell has them (two-task
-        results files stay as they were)."""
+        """The record as JSON data; the depth metrics only when the cell has them and the tasks only
+        when they are not the paper's two (two-task results files stay as they were)."""
         data = asdict(self)
         for key in DEPTH_METRICS:
             if data[key] is None:
                 del data[key]
+        if data["tasks"] is None or tuple(data["tasks"]) == DEFAULT_TASKS:
+            del data["tasks"]
         return data
 
     @classmethod
@@ -124,17 +139,19 @@ def save_results(out_dir: Path, records: list[CellRecord]) -> None:
     """Write ``results.json`` and ``results.csv`` (records sorted by dataset, method, seed)."""
     records = sorted(records, key=lambda r: (r.dataset, r.method, r.seed))
     write_json(out_dir / "results.json", {"schema": SCHEMA_VERSION, "records": [r.to_dict() for r in records]})
+    other_tasks = any(r.task_names != DEFAULT_TASKS for r in records)
+    columns = (*CSV_COLUMNS, *TASK_CSV_COLUMNS) if other_tasks else CSV_COLUMNS
     with atomic_text_writer(out_dir / "results.csv", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
+        writer.writerow(columns)
         for r in records:
-            row = r.to_dict()
+            row = {**r.to_dict(), "tasks": ",".join(r.task_names)}
             writer.writerow(
                 [
                     json.dumps(row[c], sort_keys=True)
-                    if isinstance(row[c], dict)
-                    else ("" if row[c] is None else row[c])
-                    for c in CSV_COLUMNS
+                    if isinstance(row.get(c), dict)
+                    else ("" if row.get(c) is None else row[c])
+                    for c in columns
                 ]
             )
 

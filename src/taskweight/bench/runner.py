@@ -42,7 +42,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from taskweight.bench.methods import CONTROL_METHODS, PAPER_METHOD_ORDER, SEARCH_METHODS, valid_methods
 from taskweight.bench.pools import EXECUTORS, make_pool
 from taskweight.bench.report import write_report
-from taskweight.bench.results import DEPTH_METRICS, CellRecord, save_results
+from taskweight.bench.results import CellRecord, save_results
+from taskweight.classes import DEPTH_METRICS
 from taskweight.config import PRESETS_DIR, ConfigLayer, TrainConfig, _line_of, load_config
 from taskweight.durable import FolderLock
 from taskweight.errors import ConfigError, DataFormatError
@@ -56,6 +57,8 @@ class _Strict(BaseModel):
 
 
 class SynthSpec(_Strict):
+    """The generator settings of a synthetic bench dataset (``taskweight synth``'s options)."""
+
     preset: str = "synth-kitti"
     train: int = Field(400, ge=1)
     val: int = Field(100, ge=1)
@@ -63,10 +66,21 @@ class SynthSpec(_Strict):
     seed: int = 0
     size: tuple[int, int] | None = None
     single_label_fraction: float = Field(0.0, ge=0, le=1)
+    depth: bool = Field(
+        False,
+        description="also write every scene's depth in the preset's own format (KITTI uint16 depth PNGs, "
+        "Cityscapes disparity + camera files, WoodScape depth/ PNGs); "
+        "needed by a dataset whose training config has depth in its tasks",
+    )
+    depth_pattern: str = Field("dense", description="with depth: dense (every pixel) or lidar (64 beam rows)")
 
 
 class BenchDataset(_Strict):
-    """A dataset of the benchmark: a synthetic one generated on demand, or a user's root."""
+    """A dataset of the benchmark: a synthetic one generated on demand, or a user's root.
+
+    ``train_overrides`` may set ``tasks`` (as the preset's ``train_overrides`` may for every dataset):
+    the dataset's cells train and are scored on those tasks.
+    """
 
     name: str
     format: str = "kitti"
@@ -154,8 +168,9 @@ def check_bench_preset(preset: BenchPreset, path: Path, node: yaml.Node | None =
 
     Methods against the registry, ``method_options`` against each strategy (types and
     ranges), every dataset's training configuration (preset, ``train_overrides``, the
-    dataset's own overrides) and the synthetic datasets' generator settings. Errors name the
-    preset file, the line and the key.
+    dataset's own overrides), the synthetic datasets' generator settings, and that a synthetic
+    dataset trained with depth (``tasks`` naming depth) is generated with ``synth.depth``.
+    Errors name the preset file, the line and the key.
     """
     from taskweight import weighting
     from taskweight.synth import check_generator_options
@@ -179,7 +194,7 @@ def check_bench_preset(preset: BenchPreset, path: Path, node: yaml.Node | None =
         except ValueError as exc:
             raise ConfigError(f"{where}: option 'method_options.{method}': {exc}") from None
     for i, ds in enumerate(preset.datasets):
-        load_config(
+        config = load_config(
             preset.train_preset,
             layers=[
                 ConfigLayer(str(path), preset.train_overrides, node, ("train_overrides",)),
@@ -196,11 +211,19 @@ def check_bench_preset(preset: BenchPreset, path: Path, node: yaml.Node | None =
                     test=s.test,
                     size=s.size,
                     single_label_fraction=s.single_label_fraction,
+                    depth=s.depth,
+                    depth_pattern=s.depth_pattern,
                 )
             except ValueError as exc:
                 raise ConfigError(
                     f"{_where(path, node, ('datasets', i, 'synth'))}: option 'datasets[{i}].synth': {exc}"
                 ) from None
+            if "depth" in config.tasks and not s.depth:
+                raise ConfigError(
+                    f"{_where(path, node, ('datasets', i, 'synth'))}: option 'datasets[{i}].synth.depth': dataset "
+                    f"{ds.name!r} trains the tasks {config.tasks}, but its synthetic data is generated without "
+                    "depth; set depth: true in its synth block"
+                )
 
 
 def search_settings(spec: SearchSpec, protocol: str, *, epochs: int, option: str = "protocol") -> dict[str, Any]:
@@ -313,6 +336,12 @@ class BenchRunner:
         if any(m in SEARCH_METHODS for m in self.methods):
             for ds in self.datasets:  # a protocol the preset's search settings contradict fails before any cell runs
                 self.search_settings(ds)
+
+    def dataset_tasks(self, ds: BenchDataset) -> tuple[str, ...]:
+        """The tasks ``ds``'s cells train and are scored on (``tasks`` of the preset's or the dataset's
+        ``train_overrides``; the training preset's otherwise)."""
+        overrides = _deep_merge(self.preset.train_overrides, ds.train_overrides)
+        return tuple(load_config(self.preset.train_preset, overrides=overrides).tasks)
 
     def search_settings(self, ds: BenchDataset) -> dict[str, Any]:
         """The search settings of ``ds``'s search cells under this run's protocol (see :func:`search_settings`)."""
@@ -486,6 +515,7 @@ class BenchRunner:
         )
         started = time.perf_counter()
         try:
+            record.tasks = list(self.dataset_tasks(ds))
             if method in SEARCH_METHODS:
                 self._run_search_cell(ds, method, seed, cell_dir, record)
             elif method in CONTROL_METHODS:
@@ -513,16 +543,20 @@ class BenchRunner:
         return load_config(self.preset.train_preset, overrides=overrides)
 
     def ensure_data(self, ds: BenchDataset) -> Path:
-        """The dataset's root; synthetic datasets are generated once under ``out/data``."""
+        """The dataset's root; synthetic datasets are generated once under ``out/data`` (again when
+        depth is asked of data generated without it)."""
         if ds.root is not None:
             return ds.root
         assert ds.synth is not None
         root = self.out_dir / "data" / ds.name
-        if not (root / "synth.json").is_file():
+        if not (root / "synth.json").is_file() or (
+            ds.synth.depth and not _has_synth_depth(root, ds.synth.depth_pattern)
+        ):
             from taskweight.synth import generate_dataset
 
             s = ds.synth
-            self.console.print(f"generating {ds.name} ({s.preset}: {s.train}/{s.val}/{s.test}) in {root}")
+            with_depth = f", depth {s.depth_pattern}" if s.depth else ""
+            self.console.print(f"generating {ds.name} ({s.preset}: {s.train}/{s.val}/{s.test}{with_depth}) in {root}")
             generate_dataset(
                 root,
                 preset=s.preset,
@@ -533,6 +567,8 @@ class BenchRunner:
                 size=s.size,
                 single_label_fraction=s.single_label_fraction,
                 workers=os.cpu_count() or 1,
+                depth=s.depth,
+                depth_pattern=s.depth_pattern,
             )
         return root
 
@@ -610,6 +646,15 @@ class BenchRunner:
         for key in DEPTH_METRICS:
             setattr(record, key, test.get(key))
         record.val = dict(val or {})
+
+
+def _has_synth_depth(root: Path, pattern: str) -> bool:
+    """Whether the synthetic dataset at ``root`` was generated with depth of ``pattern`` (per its synth.json)."""
+    try:
+        depth = json.loads((root / "synth.json").read_text(encoding="utf-8")).get("depth")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(depth, dict) and str(depth.get("pattern", "")).split(":")[0] == pattern
 
 
 def _run_cell_in_worker(

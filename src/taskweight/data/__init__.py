@@ -7,7 +7,11 @@ dict items:
 - ``boxes``: float32 N x 4 xyxy pixels; ``labels``: int64 N (``classes.DET_CLASSES``);
 - ``ignore_boxes``: float32 M x 4 (DontCare regions: detections there are not penalised);
 - ``seg``: int64 H x W (0 void, 1 road, 2 sidewalk, 255 no label);
-- ``has_det`` / ``has_seg``: bool, whether the image is labelled for each task; ``name``: str.
+- ``has_det`` / ``has_seg``: bool, whether the image is labelled for each task; ``name``: str;
+- ``has_depth``: bool, and ``depth``: float32 H x W metres along the optical axis, 0 = no
+  measurement, when the image has depth ground truth (read with ``depth=True`` by every built-in
+  format: KITTI depth PNGs, Cityscapes disparity + camera files, WoodScape user-brought depth;
+  :mod:`taskweight.data.depth`).
 
 Formats: ``kitti`` (:mod:`taskweight.data.kitti`), ``cityscapes``
 (:mod:`taskweight.data.cityscapes`), ``woodscape`` (:mod:`taskweight.data.woodscape`).

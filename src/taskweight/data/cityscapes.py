@@ -45,6 +45,21 @@ With ``verify="crc"`` (the default with ``on_error="skip"``) the labelIds / inst
 are decoded when the dataset is opened, so a malformed one (pixels that hold no Cityscapes
 label id, e.g. a 16-bit mask of other values) is skipped or raised then, not when its
 sample is loaded.
+
+Depth (``depth=True``, a run whose tasks include depth) comes from the dataset's own stereo
+disparity and calibration::
+
+    disparity/{split}/{city}/{city}_{seq}_{frame}_disparity.png   uint16: p = 0 invalid, else d = (p - 1) / 256 px
+    camera/{split}/{city}/{city}_{seq}_{frame}_camera.json        extrinsic.baseline (m), intrinsic.fx (px), ...
+
+Depth Z = baseline * fx / d metres (along the optical axis) where d > 0; p = 0 and p = 1 (d = 0,
+infinitely far) are no measurement (:mod:`taskweight.data.depth`).  The disparity is turned into
+metres at its own resolution, then resized with the labels (nearest), so depth values do not
+change with ``image_size``.  An image without a disparity PNG is not labelled for depth
+(``has_depth`` False, counted by ``repr``'s ``with_depth``); a disparity PNG that is not 16-bit
+single-channel or not the image's size, a missing camera file, malformed JSON (with its line)
+or a missing / non-positive baseline or fx is a problem of the sample, naming the file (raised,
+or skipped with ``on_error="skip"``).
 """
 
 from __future__ import annotations
@@ -80,10 +95,13 @@ from taskweight.data.common import (
     segmentation_lut,
     size_mismatch,
 )
+from taskweight.data.depth import StereoCalibration, paired_depth_png, read_cityscapes_camera, read_cityscapes_depth
 from taskweight.errors import DataFormatError
 
 IMAGE_DIR, LABEL_DIR, SPLIT_DIR = "leftImg8bit", "gtFine", "splits"
+DISPARITY_DIR, CAMERA_DIR = "disparity", "camera"
 IMAGE_SUFFIX = "_leftImg8bit.png"
+DISPARITY_SUFFIX, CAMERA_SUFFIX = "_disparity.png", "_camera.json"
 SUFFIXES = {
     "json": "_gtFine_polygons.json",
     "label_ids": "_gtFine_labelIds.png",
@@ -322,6 +340,7 @@ class CityscapesDataset(DetSegDataset):
     """Detection + segmentation samples of a Cityscapes-layout directory (see module docs)."""
 
     format_name = "cityscapes"
+    depth_source = f"{DISPARITY_DIR}/SPLIT/CITY/STEM{DISPARITY_SUFFIX} with {CAMERA_DIR}/SPLIT/CITY/STEM{CAMERA_SUFFIX}"
 
     def __init__(
         self,
@@ -338,9 +357,17 @@ class CityscapesDataset(DetSegDataset):
         paper_folders: tuple[str, ...] | list[str] = ("train", "val"),
         labels: str = "auto",
         verify: str | None = None,
+        depth: bool = False,
     ) -> None:
         super().__init__(
-            root, split, image_size=image_size, augment=augment, on_error=on_error, cache=cache, verify=verify
+            root,
+            split,
+            image_size=image_size,
+            augment=augment,
+            on_error=on_error,
+            cache=cache,
+            verify=verify,
+            depth=depth,
         )
         if split_mode not in SPLIT_MODES:
             raise ValueError(f"split_mode must be one of {SPLIT_MODES}, got {split_mode!r}")
@@ -461,7 +488,38 @@ class CityscapesDataset(DetSegDataset):
                 )
             info["json"], info["objects"] = present["json"], objects
             has_det = True
+        if self.read_depth:
+            self._index_depth(name, image, size, info, problems)
         return Sample(name=name, image=image, size=size, has_det=has_det, has_seg=True, info=info)
+
+    def depth_paths(self, name: str) -> tuple[Path, Path]:
+        """(disparity PNG, camera JSON) of the sample ``split/city/stem``."""
+        folder, city, stem = name.split("/")
+        return (
+            self.root / DISPARITY_DIR / folder / city / f"{stem}{DISPARITY_SUFFIX}",
+            self.root / CAMERA_DIR / folder / city / f"{stem}{CAMERA_SUFFIX}",
+        )
+
+    def _index_depth(
+        self, name: str, image: Path, size: tuple[int, int], info: dict[str, Any], problems: list[DataFormatError]
+    ) -> None:
+        """Pair the sample with its disparity PNG (``info["depth"]``) and calibration (``info["stereo"]``)
+        when it has a disparity file; its problems (naming the file) go to ``problems``."""
+        disparity, camera = self.depth_paths(name)
+        found = paired_depth_png(disparity, size, image, problems, verify=self.verify == "crc", what="disparity map")
+        if found is None:
+            return
+        if not camera.is_file():
+            problems.append(
+                DataFormatError(camera, f"camera calibration not found: needed to turn {found.name} into depth")
+            )
+            return
+        try:
+            info["stereo"] = read_cityscapes_camera(camera)
+        except DataFormatError as exc:
+            problems.append(exc)
+            return
+        info["depth"] = found
 
     def _check_labels(self, s: Sample) -> None:
         if "objects" not in s.info:  # polygons were checked when parsed
@@ -482,6 +540,14 @@ class CityscapesDataset(DetSegDataset):
             if arr is not None and arr.shape != s.size:
                 raise size_mismatch(s.info[key], "label PNG", arr.shape, s.image, s.size)
         return ids, inst, None
+
+    def _depth(self, s: Sample) -> np.ndarray | None:
+        """Depth (float32 metres, 0 = none) of the sample's disparity PNG: baseline * fx / d."""
+        path = s.info.get("depth")
+        if path is None:
+            return None
+        stereo: StereoCalibration = s.info["stereo"]
+        return read_cityscapes_depth(path, stereo, s.size)
 
     def _decode(self, s: Sample):
         rgb = np.asarray(decode(s.image, "image").convert("RGB"))

@@ -29,6 +29,7 @@ from torch.utils.data import Dataset
 
 from taskweight.classes import DET_CLASSES, IGNORE_INDEX, SEG_CLASSES
 from taskweight.data import transforms as T
+from taskweight.data.depth import load_kitti_depth
 from taskweight.errors import DataFormatError
 from taskweight.yamlio import load_yaml, yaml_error_location
 
@@ -442,6 +443,11 @@ class DetSegDataset(Dataset):
     skipped (or raised); ``"header"`` (the default with ``"raise"``) reads headers only and
     a truncated file or a malformed mask raises when its sample is loaded.
 
+    ``depth=True`` (a run whose tasks include depth) makes the formats index each image's depth
+    ground truth too (``info["depth"]``, checked by :func:`taskweight.data.depth.paired_depth_png`);
+    an image without one is not labelled for depth (its item's ``has_depth`` is False), ``repr``
+    counts ``with_depth`` and a split where no image has depth is warned about.
+
     With ``verify="crc"``, ``unmapped`` holds, per mask file, the pixels of every
     segmentation label the class mapping does not cover and that therefore becomes void
     (label id -> pixels; colour-coded masks: ``"R,G,B"`` -> pixels); ``data check`` reports
@@ -449,6 +455,8 @@ class DetSegDataset(Dataset):
     """
 
     format_name = "?"
+    depth_source = "no depth ground truth"
+    """Where the format's depth maps lie (for messages); formats that read depth replace it."""
 
     def __init__(
         self,
@@ -460,8 +468,10 @@ class DetSegDataset(Dataset):
         on_error: str = "raise",
         cache: bool = False,
         verify: str | None = None,
+        depth: bool = False,
     ) -> None:
         self.image_size, self.verify = check_options(on_error, image_size, verify)
+        self.read_depth = bool(depth)
         self.root = Path(root)
         self.split = split
         self.augment = augment
@@ -504,6 +514,12 @@ class DetSegDataset(Dataset):
                 f"{self.root} [{self.split}]: skipped {len(self.skipped)} bad sample(s), first: {self.skipped[0]}",
                 stacklevel=3,
             )
+        if self.read_depth and self.samples and not any(self.has_depth(s) for s in self.samples):
+            warnings.warn(
+                f"{self.root} [{self.split}]: depth was asked for but none of the {len(self.samples)} samples has "
+                f"a depth map ({self.depth_source}); the split trains and scores no depth",
+                stacklevel=3,
+            )
         if not self.samples:
             raise EmptySplitError(
                 self.root,
@@ -539,10 +555,20 @@ class DetSegDataset(Dataset):
     def names(self) -> list[str]:
         return [s.name for s in self.samples]
 
+    @staticmethod
+    def has_depth(sample: Sample) -> bool:
+        """Whether ``sample`` is labelled for depth: its format indexed a depth file for it
+        (``info["depth"]``; only when the dataset was opened with ``depth=True``)."""
+        return sample.info.get("depth") is not None
+
     def _depth(self, sample: Sample) -> np.ndarray | None:
-        """The sample's depth map (float32 metres, 0 = no measurement, the image's size) or None;
-        formats that read depth override this."""
-        return None
+        """The sample's depth map (float32 metres along the optical axis, 0 = no measurement, the
+        image's size) or None: by default ``info["depth"]`` read as KITTI's uint16 format
+        (:func:`taskweight.data.depth.load_kitti_depth`); formats storing depth otherwise override this."""
+        path = sample.info.get("depth")
+        if path is None:
+            return None
+        return load_kitti_depth(path, sample.size)
 
     def load_raw(self, index: int) -> dict[str, Any]:
         """Decoded sample at its original size: uint8 image 3 x H x W, uint8 seg, boxes, labels
@@ -583,7 +609,8 @@ class DetSegDataset(Dataset):
     def __repr__(self) -> str:
         det = sum(s.has_det for s in self.samples)
         seg = sum(s.has_seg for s in self.samples)
+        depth = f"with_depth={sum(self.has_depth(s) for s in self.samples)}, " if self.read_depth else ""
         return (
             f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, samples={len(self)}, "
-            f"with_detection={det}, with_segmentation={seg}, image_size={self.image_size})"
+            f"with_detection={det}, with_segmentation={seg}, {depth}image_size={self.image_size})"
         )

@@ -70,7 +70,7 @@ from taskweight.data.common import (
     unmapped_counts,
     verify_png,
 )
-from taskweight.data.depth import read_kitti_depth
+from taskweight.data.depth import paired_depth_png
 from taskweight.data.kitti_labels import parse_label_line
 from taskweight.errors import DataFormatError
 
@@ -285,6 +285,7 @@ class KittiDataset(DetSegDataset):
     """
 
     format_name = "kitti"
+    depth_source = f"{DEPTH_DIR}/NAME.png"
 
     def __init__(
         self,
@@ -301,9 +302,15 @@ class KittiDataset(DetSegDataset):
         verify: str | None = None,
         depth: bool = False,
     ) -> None:
-        self.read_depth = bool(depth)
         super().__init__(
-            root, split, image_size=image_size, augment=augment, on_error=on_error, cache=cache, verify=verify
+            root,
+            split,
+            image_size=image_size,
+            augment=augment,
+            on_error=on_error,
+            cache=cache,
+            verify=verify,
+            depth=depth,
         )
         if semantic_encoding not in SEMANTIC_ENCODINGS:
             raise ValueError(f"semantic_encoding must be one of {SEMANTIC_ENCODINGS}, got {semantic_encoding!r}")
@@ -412,21 +419,9 @@ class KittiDataset(DetSegDataset):
         else:
             label_used = None
         depth_used: Path | None = None
-        depth = self.root / DEPTH_DIR / f"{entry.name}.png"
-        if self.read_depth and depth.is_file():
-            try:
-                depth_size, mode = png_header(depth, "depth PNG")
-                if depth_size != size:
-                    raise DataFormatError(
-                        depth,
-                        f"depth map is {depth_size[1]}x{depth_size[0]} (WxH) but image {entry.name}.png is "
-                        f"{size[1]}x{size[0]}",
-                    )
-                if mode not in ("I;16", "I;16B", "I"):
-                    raise DataFormatError(depth, f"a KITTI depth map is a 16-bit single-channel PNG, got mode {mode}")
-                depth_used = depth
-            except DataFormatError as exc:
-                problems.append(exc)
+        if self.read_depth:
+            depth = self.root / DEPTH_DIR / f"{entry.name}.png"
+            depth_used = paired_depth_png(depth, size, image, problems, verify=self.verify == "crc")
         if problems:
             problems.sort(key=lambda e: (e.path != semantic_used, e.line or 0))
             return None, problems
@@ -475,15 +470,6 @@ class KittiDataset(DetSegDataset):
                 semantic, f"semantic mask is {seg.shape[1]}x{seg.shape[0]} (WxH) but the image is {size[1]}x{size[0]}"
             )
         return seg, unmapped
-
-    def _depth(self, s: Sample) -> np.ndarray | None:
-        path = s.info.get("depth")
-        if path is None:
-            return None
-        depth = read_kitti_depth(path)
-        if depth.shape != s.size:
-            raise DataFormatError(path, f"depth map is {depth.shape[1]}x{depth.shape[0]} (WxH), not the image's size")
-        return depth
 
     def _decode(self, s: Sample) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
         rgb = load_rgb(s.image)

@@ -5,6 +5,7 @@ Layout under ``root``::
     rgb_images/NNNNN_{FV,RV,MVL,MVR}.png                     RGB image
     box_2d_annotations/NNNNN_CAM.txt                         boxes, one per line (empty file: none)
     semantic_annotations/gtLabels/NNNNN_CAM.png              single-channel class indices
+    depth/NNNNN_CAM.png                                      with depth=True: user-brought depth (see below)
     splits/{train,val,test}.txt                              optional, one NNNNN_CAM per line
 
 The nested folders of the public release are found too (one extra level:
@@ -33,6 +34,19 @@ mapping is skipped or raised then, not when its sample is loaded.  Splits: ``spl
 when present wins; otherwise a 60/20/20 seeded split of all images (``split_seed``, default 0;
 6k/2k/2k of 10k as the paper);
 ``"all"`` is every image.
+
+Depth: the WoodScape release has no dense depth, so it is brought by the user (projected LiDAR,
+a depth network, a simulator): ``depth/NAME.png`` (or ``depth/depth/NAME.png``) next to
+``rgb_images/``, paired with ``rgb_images/NAME.png`` by name, in KITTI's depth format - uint16
+PNG, metres x 256, 0 = no measurement (:mod:`taskweight.data.depth`) - at the image's size, read
+only with ``depth=True``.  **Depth means z along the camera's optical axis** (the same quantity as
+KITTI's and Cityscapes' maps), not the Euclidean range ``rho`` to the point: for a pixel whose
+ray makes the angle ``theta`` with the optical axis, ``z = rho * cos(theta)`` (equidistant model
+``theta = r / f``; WoodScape's own calibration: its polynomial in ``r``).  Rays at or beyond 90
+degrees off-axis (the edge of a 190-degree lens) have no positive z and hold 0 (no measurement).
+An image without a depth PNG is not labelled for depth (``has_depth`` False, counted by
+``repr``'s ``with_depth``); an 8-bit or colour PNG or one of another size is a problem of the
+sample naming the file.  ``taskweight synth --preset synth-woodscape --depth`` writes them.
 """
 
 from __future__ import annotations
@@ -57,10 +71,13 @@ from taskweight.data.common import (
     segmentation_lut,
     size_mismatch,
 )
+from taskweight.data.depth import paired_depth_png
 from taskweight.errors import DataFormatError
 
 CAMERAS = ("FV", "RV", "MVL", "MVR")
 IMAGE_DIR, BOX_DIR, SEM_DIR, SPLIT_DIR = "rgb_images", "box_2d_annotations", "semantic_annotations", "splits"
+DEPTH_DIR = "depth"
+"""User-brought depth maps, ``depth/NAME.png`` in KITTI's uint16 format (z along the optical axis)."""
 SEG_NAMES = (
     "void",
     "road",
@@ -167,6 +184,7 @@ class WoodScapeDataset(DetSegDataset):
     """Detection + segmentation samples of a WoodScape-layout directory (see module docs)."""
 
     format_name = "woodscape"
+    depth_source = f"{DEPTH_DIR}/NAME.png, KITTI uint16 format"
 
     def __init__(
         self,
@@ -180,9 +198,17 @@ class WoodScapeDataset(DetSegDataset):
         cache: bool = False,
         split_seed: int = DEFAULT_SPLIT_SEED,
         verify: str | None = None,
+        depth: bool = False,
     ) -> None:
         super().__init__(
-            root, split, image_size=image_size, augment=augment, on_error=on_error, cache=cache, verify=verify
+            root,
+            split,
+            image_size=image_size,
+            augment=augment,
+            on_error=on_error,
+            cache=cache,
+            verify=verify,
+            depth=depth,
         )
         m = merged_mapping("woodscape", mapping)
         self.det_map = detection_targets(m.get("detection") or {})
@@ -191,6 +217,7 @@ class WoodScapeDataset(DetSegDataset):
         self.image_dir = find_dir(self.root, IMAGE_DIR)
         self.box_dir = find_dir(self.root, BOX_DIR)
         self.sem_dir = find_dir(self.root, SEM_DIR, "gtLabels")
+        self.depth_dir = find_dir(self.root, DEPTH_DIR)
         if not self.image_dir.is_dir():
             raise DataFormatError(self.image_dir, "image directory not found (expected the WoodScape layout)")
         for name, line, source in self._split_names():
@@ -252,6 +279,9 @@ class WoodScapeDataset(DetSegDataset):
             boxes, labels, ignore, box_problems = parse_box_file(box, self.det_map, size)
             problems += box_problems
             info.update(boxes=boxes, labels=labels, ignore=ignore, box_file=box)
+        if self.read_depth:
+            depth = self.depth_dir / f"{name}.png"
+            info["depth"] = paired_depth_png(depth, size, image, problems, verify=self.verify == "crc")
         if problems:
             return None, problems
         return Sample(name=name, image=image, size=size, has_det=has_det, has_seg=has_seg, info=info), []

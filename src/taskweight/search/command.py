@@ -21,6 +21,15 @@ def search(
     config: Annotated[
         Path | None, typer.Option(help="YAML file overriding the preset (validated; errors name the line)")
     ] = None,
+    tasks: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tasks",
+            help="the tasks every evaluation trains (and whose weights are searched), any of det, seg, depth: a "
+            "comma list or the option repeated, e.g. --tasks det,seg,depth (default: the preset's or --config's "
+            "`tasks`, det,seg in the shipped presets); depth needs depth ground truth (`taskweight synth --depth`)",
+        ),
+    ] = None,
     budget: Annotated[
         int, typer.Option(min=1, help="number of configurations to train and score (the paper's best came after 44)")
     ] = 16,
@@ -71,12 +80,14 @@ def search(
     """Meta-learn the task weights (and async frequencies) with the evolution strategy.
 
     Each configuration trains --epochs-per-eval epochs from the best model found so far
-    (dynamic weight transfer, --transfer) and is scored on the val split by the geometric mean of mAP
-    and mIoU (paper §IV-C). Prints the best configuration and writes table1.md (the
-    paper's Table I), search.json and the Fig. 3/4 plots into --out.
+    (dynamic weight transfer, --transfer) and is scored on the val split by the geometric mean of the
+    tasks' scores: mAP and mIoU (paper §IV-C), and depth δ<1.25 with --tasks det,seg,depth. Prints the
+    best configuration and writes table1.md (the paper's Table I), search.json and the Fig. 3/4 plots
+    into --out.
     """
     from rich.console import Console
 
+    from taskweight.classes import parse_tasks
     from taskweight.config import load_config
     from taskweight.errors import ConfigError
     from taskweight.search.evaluation import ASYNC_UNITS
@@ -101,6 +112,8 @@ def search(
         overrides["data"]["format"] = format
     if seed is not None:
         overrides["seed"] = seed
+    if tasks:
+        overrides["tasks"] = list(parse_tasks(tasks, "--tasks"))
     cfg = load_config(preset, config, overrides)
     result = search_task_weights(
         cfg,
@@ -132,7 +145,7 @@ def search(
         "val "
         + ", ".join(
             f"{k} {metrics[k]:.4f}"
-            for k in ("mAP", "mIoU", "geometric_mean")
+            for k in ("mAP", "mIoU", "delta1", "geometric_mean")
             if isinstance(metrics.get(k), (int, float))
         )
     )

@@ -6,6 +6,8 @@
     OUT/gtFine/{split}/synthcity/synthcity_000000_{i:06d}_gtFine_labelIds.png      8-bit labelIds
     OUT/gtFine/{split}/synthcity/synthcity_000000_{i:06d}_gtFine_instanceIds.png   16-bit ids
     OUT/gtFine/{split}/synthcity/synthcity_000000_{i:06d}_gtFine_polygons.json
+    OUT/disparity/{split}/synthcity/synthcity_000000_{i:06d}_disparity.png         with depth=True
+    OUT/camera/{split}/synthcity/synthcity_000000_{i:06d}_camera.json              with depth=True
     OUT/synth.json                                                                 parameters
 
 Scenes are rendered at Cityscapes' 1:2 aspect (default 128 x 256).  instanceIds hold
@@ -17,6 +19,15 @@ visible pixels, far to near), then rectangles covering every stuff pixel exactly
 sidewalk, building, ...).  Drawn with the Cityscapes rules the polygons reproduce the PNGs
 except where a nearer instance's row span hides pixels of a farther one seen through it
 (e.g. between a pedestrian's legs).
+
+With ``depth=True`` every image also gets dense disparity and its calibration in Cityscapes' own
+format (:mod:`taskweight.data.depth`): the scene's exact z-buffer depth Z (the renderer's, as
+synth-kitti writes it) as a stereo rig with baseline :data:`BASELINE_M` (0.22 m, about the real
+Cityscapes rig's) and the scene camera's focal length fx would see it, d = B · fx / Z pixels,
+stored p = round(256 · d) + 1; p = 0 (invalid) where no surface is modelled (sky, the distant
+skyline) and where d rounds to 0 (farther than 512 · B · fx metres).  The camera file holds
+``extrinsic`` (baseline; the camera at x = y = 0, z = its height above the road, level: pitch,
+roll, yaw 0) and ``intrinsic`` (fx = fy = the scene's focal length, u0, v0 its principal point).
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ import numpy as np
 from PIL import Image
 
 from taskweight.data.cityscapes_labels import ID2NAME
+from taskweight.data.depth import cityscapes_camera, write_cityscapes_depth
 from taskweight.synth.instances import (
     INSTANCE_CLASSES,
     cityscapes_instance_ids,
@@ -45,6 +57,9 @@ from taskweight.synth.output import SPLITS, check_counts, prepare_output, run_jo
 DEFAULT_SIZE = (128, 256)
 CITY = "synthcity"
 FORMAT_VERSION = 1
+BASELINE_M = 0.22
+"""Stereo baseline of the synthetic rig (metres): about the real Cityscapes cameras' (0.21-0.22 m)."""
+DEPTH_DIRS = ("disparity", "camera")
 
 
 def stem(index: int) -> str:
@@ -61,8 +76,12 @@ def polygons_of(ids: np.ndarray, owner: np.ndarray, order: list[int]) -> list[di
     return objects
 
 
-def write_sample(out: Path, split: str, index: int, seed: int, size: tuple[int, int]) -> dict[str, int]:
-    rendered = render_with_instances(index, split, seed, size)
+def write_sample(
+    out: Path, split: str, index: int, seed: int, size: tuple[int, int], depth: bool = False
+) -> dict[str, int]:
+    """Render and write one image with its labels (and, with ``depth``, its disparity and camera
+    files); returns the number of instances per Cityscapes label."""
+    rendered = render_with_instances(index, split, seed, size, depth=depth)
     scene = rendered.scene
     ids = scene.semantic_ids
     inst = cityscapes_instance_ids(ids, rendered.instances, rendered.order)
@@ -80,6 +99,15 @@ def write_sample(out: Path, split: str, index: int, seed: int, size: tuple[int, 
     (gt_dir / f"{name}_gtFine_polygons.json").write_text(
         json.dumps(doc, separators=(",", ":")) + "\n", encoding="utf-8"
     )
+    if scene.depth is not None:
+        cam = scene.camera
+        camera = cityscapes_camera(BASELINE_M, cam.f, cam.f, cam.cx, cam.cy, z=cam.height)
+        write_cityscapes_depth(
+            out / "disparity" / split / CITY / f"{name}_disparity.png",
+            out / "camera" / split / CITY / f"{name}_camera.json",
+            scene.depth,
+            camera,
+        )
     counts: dict[str, int] = {}
     for value in np.unique(inst[inst >= 1000]):
         label = ID2NAME[int(value) // 1000]
@@ -87,9 +115,9 @@ def write_sample(out: Path, split: str, index: int, seed: int, size: tuple[int, 
     return counts
 
 
-def _write_job(args: tuple[str, str, int, int, tuple[int, int]]) -> dict[str, int]:
-    out, split, index, seed, size = args
-    return write_sample(Path(out), split, index, seed, size)
+def _write_job(args: tuple[str, str, int, int, tuple[int, int], bool]) -> dict[str, int]:
+    out, split, index, seed, size, depth = args
+    return write_sample(Path(out), split, index, seed, size, depth)
 
 
 def generate(
@@ -104,10 +132,13 @@ def generate(
     single_label_fraction: float = 0.0,
     progress: Callable[[int, int], None] | None = None,
     workers: int | None = None,
+    depth: bool = False,
 ) -> dict[str, Any]:
     """Generate ``train + val + test`` scenes under ``out`` in the Cityscapes layout.
 
     ``workers`` > 1 renders in that many spawned processes; the files do not depend on it.
+    ``depth`` also writes every image's dense disparity and camera file (module docstring);
+    images and labels are the same with or without it.
     """
     counts, size = check_counts(train, val, test, seed, size, DEFAULT_SIZE)
     if float(single_label_fraction) != 0.0:
@@ -115,16 +146,15 @@ def generate(
             "single_label_fraction is only supported by synth-kitti (Cityscapes labels every image for both tasks)"
         )
     out = Path(out)
-    prepare_output(
-        out, {"leftImg8bit", "gtFine"}, [f"{top}/{s}/{CITY}" for top in ("leftImg8bit", "gtFine") for s in SPLITS]
-    )
-    for top in ("leftImg8bit", "gtFine"):
+    tops = ("leftImg8bit", "gtFine", *(DEPTH_DIRS if depth else ()))
+    prepare_output(out, {"leftImg8bit", "gtFine", *DEPTH_DIRS}, [f"{top}/{s}/{CITY}" for top in tops for s in SPLITS])
+    for top in ("leftImg8bit", "gtFine", *DEPTH_DIRS):  # also an earlier generation's depth files
         for s in SPLITS:
             for p in (out / top / s / CITY).glob("*"):
                 p.unlink()
     started = time.perf_counter()
     total = sum(counts.values())
-    jobs = [(str(out), split, i, int(seed), size) for split in SPLITS for i in range(counts[split])]
+    jobs = [(str(out), split, i, int(seed), size, bool(depth)) for split in SPLITS for i in range(counts[split])]
     per_split: dict[str, dict[str, int]] = {split: {} for split in SPLITS}
     for job, counts_of_scene in zip(jobs, run_jobs(_write_job, jobs, workers, progress), strict=True):
         for label, n in counts_of_scene.items():
@@ -145,6 +175,15 @@ def generate(
         "instances": instances,
         "instances_per_split": per_split,
     }
+    if depth:
+        params["depth"] = {
+            "dirs": list(DEPTH_DIRS),
+            "format": "Cityscapes disparity: uint16 PNG, d = (p - 1) / 256 px, p = 0 invalid; "
+            "depth = baseline * fx / d",
+            "baseline_m": BASELINE_M,
+            "pattern": "dense",
+            "rendering": "exact z-buffer depth of the scene's surfaces, dense; sky, distant skyline: p = 0",
+        }
     (out / "synth.json").write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
     return {
         "preset": preset,

@@ -41,13 +41,16 @@ class InstanceScene:
     order: list[int]  # road-user indices in painter's order (far to near)
 
 
-def render_with_instances(index: int, split: str, seed: int, size: tuple[int, int]) -> InstanceScene:
-    """``render_scene(index, split, seed, size)`` plus its instance map and painter's order."""
+def render_with_instances(
+    index: int, split: str, seed: int, size: tuple[int, int], *, depth: bool = False
+) -> InstanceScene:
+    """``render_scene(index, split, seed, size, depth=depth)`` plus its instance map and painter's order
+    (``depth``: the scene's exact z-buffer depth too, ``scene.depth``; image and labels are the same)."""
     with _LOCK:
         original = scene_module.Canvas
         scene_module.Canvas = _RecordingCanvas  # type: ignore[misc]  # swapped in for this render, restored below
         try:
-            scene = scene_module.render_scene(index, split, seed, size)
+            scene = scene_module.render_scene(index, split, seed, size, depth=depth)
             canvas = _RecordingCanvas.last
         finally:
             scene_module.Canvas = original  # type: ignore[misc]  # restores the class swapped in above

@@ -167,10 +167,12 @@ def check_generator_options(
         raise ValueError(f"single_label_fraction must be in [0, 1], got {single_label_fraction}")
     if PRESETS[preset].get("writer") is not None and float(single_label_fraction) != 0.0:
         raise ValueError(f"single_label_fraction is only supported by synth-kitti, not {preset}")
-    if PRESETS[preset].get("writer") is not None and depth:
-        raise ValueError(f"depth is only written by synth-kitti so far, not by {preset}")
     if depth_pattern not in DEPTH_PATTERNS:
         raise ValueError(f"depth_pattern must be one of {DEPTH_PATTERNS}, got {depth_pattern!r}")
+    if PRESETS[preset].get("writer") is not None and depth and depth_pattern != "dense":
+        raise ValueError(
+            f"depth_pattern {depth_pattern!r} is only supported by synth-kitti; {preset} writes dense depth"
+        )
     check_counts(train, val, test, seed, size, PRESETS[preset]["size"])
 
 
@@ -199,11 +201,13 @@ def generate_dataset(
     ``single_label_fraction`` f: a fraction f of each split's images carries one label kind
     only (half detection only: no semantic PNG; half segmentation only: no label_2 file).
     ``workers`` > 1 renders in that many spawned processes (the ``__main__`` module must be
-    importable); the output is byte-identical whatever the number. ``depth`` (synth-kitti) also
-    writes every scene's exact dense depth under ``training/depth/`` in KITTI's uint16 format
-    (:mod:`taskweight.data.depth`); images and labels are the same with or without it.
-    ``depth_pattern``: ``dense`` (every pixel with a surface) or ``lidar`` (the rows of a
-    64-beam scanner, :func:`lidar_rows`, sparse like KITTI's projected LiDAR).
+    importable); the output is byte-identical whatever the number. ``depth`` also writes every
+    scene's exact depth (:mod:`taskweight.data.depth`): synth-kitti under ``training/depth/`` in
+    KITTI's uint16 format, synth-cityscapes as Cityscapes disparity PNGs with camera files
+    (``disparity/``, ``camera/``), synth-woodscape as fisheye depth maps under ``depth/`` in
+    KITTI's format; images and labels are the same with or without it.
+    ``depth_pattern`` (synth-kitti; the others are dense): ``dense`` (every pixel with a surface) or
+    ``lidar`` (the rows of a 64-beam scanner, :func:`lidar_rows`, sparse like KITTI's projected LiDAR).
     Returns a summary with counts per split and per class.
     """
     check_generator_options(
@@ -232,6 +236,7 @@ def generate_dataset(
             single_label_fraction=single_label_fraction,
             progress=progress,
             workers=workers,
+            depth=bool(depth),
         )
     counts, size = check_counts(train, val, test, seed, size, PRESETS[preset]["size"])
     total = sum(counts.values())

@@ -5,6 +5,7 @@
     OUT/rgb_images/{frame:05d}_{CAM}.png                      RGB fisheye image
     OUT/box_2d_annotations/{frame:05d}_{CAM}.txt              class_name,class_id,x_min,y_min,x_max,y_max
     OUT/semantic_annotations/gtLabels/{frame:05d}_{CAM}.png   class indices 0..9
+    OUT/depth/{frame:05d}_{CAM}.png                           with depth=True: KITTI uint16 depth (m x 256)
     OUT/splits/{train,val,test}.txt                           one name per line
     OUT/synth.json                                            parameters
 
@@ -21,6 +22,14 @@ everything else 0.  Boxes are the extent of each road user's re-projected pixels
 (``x_max``/``y_max`` exclusive): a car is ``vehicles``, a pedestrian ``person`` and a
 cyclist - rider and bicycle together - ``bicycle``; boxes lower than
 ``3 * H / 96`` pixels are not written.
+
+With ``depth=True`` every image also gets its depth map ``depth/NAME.png`` in KITTI's format
+(uint16, metres x 256, 0 = none; the layout the WoodScape loader reads user-brought depth from):
+**z along the optical axis**, as for KITTI and Cityscapes.  The fisheye shares the pinhole
+camera's centre and axis, so a fisheye pixel's z is the pinhole z-buffer depth of the surface
+point its ray sees; it is taken from the same nearest pinhole pixel as the labels (the
+Euclidean range would be ``z / cos(theta)``, ``theta = r / f``).  0 outside the field of view,
+on the sky and beyond KITTI's 256 m.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ import numpy as np
 from PIL import Image
 
 from taskweight.data.common import bbox_of_values
+from taskweight.data.depth import write_kitti_depth
 from taskweight.synth import geometry as g
 from taskweight.synth.fisheye import Fisheye, pinhole_lookup, remap_bilinear, remap_nearest
 from taskweight.synth.instances import render_with_instances
@@ -45,6 +55,7 @@ CAMERAS = ("FV", "RV", "MVL", "MVR")
 BOX_CLASSES = {"vehicles": 0, "person": 1, "bicycle": 2, "traffic_light": 3, "traffic_sign": 4}
 WOODSCAPE_IDS = {g.ROAD: 1, g.SIDEWALK: 3, g.PERSON: 4, g.RIDER: 5, g.CAR: 6, g.BICYCLE: 7, g.TRAFFIC_SIGN: 9}
 FORMAT_VERSION = 1
+DEPTH_DIR = "depth"
 
 
 def name_of(j: int) -> str:
@@ -55,10 +66,11 @@ def min_box_height(size: tuple[int, int]) -> float:
     return 3.0 * size[0] / DEFAULT_SIZE[0]
 
 
-def render_fisheye(index: int, split: str, seed: int, size: tuple[int, int]) -> dict[str, Any]:
-    """One fisheye sample: image, gtLabels, boxes [(class_name, x1, y1, x2, y2)], owner map."""
+def render_fisheye(index: int, split: str, seed: int, size: tuple[int, int], *, depth: bool = False) -> dict[str, Any]:
+    """One fisheye sample: image, gtLabels, boxes [(class_name, x1, y1, x2, y2)], owner map and, with
+    ``depth``, ``depth``: float64 metres along the optical axis, 0 = none (module docstring)."""
     h, w = size
-    rendered = render_with_instances(index, split, seed, (2 * w, 2 * w))
+    rendered = render_with_instances(index, split, seed, (2 * w, 2 * w), depth=depth)
     scene = rendered.scene
     fish = Fisheye.for_size(size)
     u, v, valid = pinhole_lookup(fish, scene.camera)
@@ -83,14 +95,19 @@ def render_fisheye(index: int, split: str, seed: int, size: tuple[int, int]) -> 
         else:  # pragma: no cover - road users paint one of the classes above
             continue
         boxes.append((cls, int(x1), int(y1), int(x2), int(y2)))
-    return {"image": image, "labels": labels, "boxes": boxes, "owner": owner, "cityscapes_ids": ids}
+    sample = {"image": image, "labels": labels, "boxes": boxes, "owner": owner, "cityscapes_ids": ids}
+    if scene.depth is not None:
+        sample["depth"] = remap_nearest(scene.depth, u, v, valid, 0.0)
+    return sample
 
 
-def _write_job(args: tuple[str, str, int, int, tuple[int, int], str]) -> list[str]:
-    """Render and write one fisheye image and its labels; returns the classes of its boxes."""
-    out, split, index, seed, size, name = args
+def _write_job(args: tuple[str, str, int, int, tuple[int, int], str, bool]) -> list[str]:
+    """Render and write one fisheye image and its labels (and depth); returns the classes of its boxes."""
+    out, split, index, seed, size, name, depth = args
     root = Path(out)
-    sample = render_fisheye(index, split, seed, size)
+    sample = render_fisheye(index, split, seed, size, depth=depth)
+    if "depth" in sample:
+        write_kitti_depth(root / DEPTH_DIR / f"{name}.png", sample["depth"])
     Image.fromarray(sample["image"]).save(root / "rgb_images" / f"{name}.png", compress_level=3)
     Image.fromarray(sample["labels"]).save(root / "semantic_annotations/gtLabels" / f"{name}.png", compress_level=3)
     lines = "".join(f"{c},{BOX_CLASSES[c]},{x1},{y1},{x2},{y2}\n" for c, x1, y1, x2, y2 in sample["boxes"])
@@ -110,10 +127,13 @@ def generate(
     single_label_fraction: float = 0.0,
     progress: Callable[[int, int], None] | None = None,
     workers: int | None = None,
+    depth: bool = False,
 ) -> dict[str, Any]:
     """Generate ``train + val + test`` fisheye images under ``out`` in the WoodScape layout.
 
     ``workers`` > 1 renders in that many spawned processes; the files do not depend on it.
+    ``depth`` also writes every image's depth map (module docstring); images and labels are the
+    same with or without it.
     """
     counts, size = check_counts(train, val, test, seed, size, DEFAULT_SIZE)
     if float(single_label_fraction) != 0.0:
@@ -122,14 +142,15 @@ def generate(
         )
     out = Path(out)
     subdirs = ["rgb_images", "box_2d_annotations", "semantic_annotations/gtLabels", "splits"]
-    prepare_output(out, {"rgb_images", "box_2d_annotations", "semantic_annotations", "splits"}, subdirs)
-    for sub in subdirs:
+    own = {"rgb_images", "box_2d_annotations", "semantic_annotations", "splits", DEPTH_DIR}
+    prepare_output(out, own, subdirs + ([DEPTH_DIR] if depth else []))
+    for sub in [*subdirs, DEPTH_DIR]:  # also an earlier generation's depth maps
         for p in (out / sub).glob("*.*"):
             p.unlink()
     started = time.perf_counter()
     total = sum(counts.values())
     scenes = [(split, i) for split in SPLITS for i in range(counts[split])]
-    jobs = [(str(out), split, i, int(seed), size, name_of(j)) for j, (split, i) in enumerate(scenes)]
+    jobs = [(str(out), split, i, int(seed), size, name_of(j), bool(depth)) for j, (split, i) in enumerate(scenes)]
     per_split = {s: dict.fromkeys(BOX_CLASSES, 0) for s in SPLITS}
     names_by_split: dict[str, list[str]] = {split: [] for split in SPLITS}
     for job, classes in zip(jobs, run_jobs(_write_job, jobs, workers, progress), strict=True):
@@ -159,6 +180,15 @@ def generate(
         "objects": objects,
         "objects_per_split": per_split,
     }
+    if depth:
+        params["depth"] = {
+            "dir": DEPTH_DIR,
+            "format": "uint16 PNG, metres x 256, 0 = no measurement (KITTI depth)",
+            "meaning": "z along the optical axis (not the Euclidean range z / cos(theta))",
+            "pattern": "dense",
+            "rendering": "exact z-buffer depth of the pinhole render, nearest pinhole pixel per fisheye pixel; "
+            "outside the field of view, sky, distant skyline and beyond 256 m: 0",
+        }
     (out / "synth.json").write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
     return {
         "preset": preset,
