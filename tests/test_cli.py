@@ -85,6 +85,22 @@ def test_train_tasks_option_sets_the_configs_tasks(tmp_path: Path, monkeypatch, 
     assert config.tasks == tasks
 
 
+def test_train_gradients_option_reaches_the_config_and_a_bad_value_is_named(tmp_path: Path, monkeypatch):
+    import taskweight.trainer
+
+    monkeypatch.setattr(taskweight.trainer, "Trainer", _CapturingTrainer)
+    _CapturingTrainer.configs = []
+    out = str(tmp_path / "r")
+    result = runner.invoke(
+        app, ["train", "--out", out, "--preset", "tiny", "--method", "mgda", "--gradients", "representation"]
+    )
+    assert result.exit_code == 0, result.output
+    (config,) = _CapturingTrainer.configs
+    assert (config.method.name, config.method.gradients) == ("mgda", "representation")
+    result = runner.invoke(app, ["train", "--out", out, "--gradients", "features"], env={"COLUMNS": "300"})
+    assert result.exit_code != 0 and "method.gradients" in result.output, result.output
+
+
 @pytest.mark.parametrize("command", ["train", "search"])
 @pytest.mark.parametrize(("given", "problem"), [("det,normals", "unknown task"), ("seg,seg", "more than once")])
 def test_a_bad_tasks_option_is_named_with_the_valid_tasks(tmp_path: Path, command: str, given: str, problem: str):
