@@ -30,7 +30,8 @@ import torch
 from taskweight import weighting
 from taskweight.weighting.cagrad import PARETO_EPS, cagrad_direction_weights, cagrad_weights
 from taskweight.weighting.nash_mtl import clip_norm, nash_mtl_weights
-from taskweight.weighting.sdmgrad import project_onto_simplex, sdmgrad_weights
+from taskweight.weighting.sdmgrad import sdmgrad_weights
+from taskweight.weighting.simplex import project_onto_simplex
 
 F64 = torch.float64
 

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from taskweight import weighting
-from taskweight.weighting.moco import project_to_simplex
+from taskweight.weighting.simplex import project_onto_simplex
 
 F64 = torch.float64
 
@@ -168,10 +168,10 @@ def test_simplex_projection() -> None:
     gen = torch.Generator().manual_seed(0)
     cases += [(3 * torch.randn(n, generator=gen, dtype=F64)).tolist() for n in (2, 3, 5, 8) for _ in range(5)]
     for v in cases:
-        ours = project_to_simplex(torch.tensor(v, dtype=F64))
+        ours = project_onto_simplex(torch.tensor(v, dtype=F64))
         assert ours.tolist() == pytest.approx(michelot(v), abs=1e-14), v
         assert float(ours.sum()) == pytest.approx(1.0, abs=1e-14) and (ours >= 0).all()
-    assert project_to_simplex(torch.tensor([0.45, -4.5], dtype=F64)).tolist() == [1.0, 0.0]
+    assert project_onto_simplex(torch.tensor([0.45, -4.5], dtype=F64)).tolist() == [1.0, 0.0]
 
 
 def test_moco_two_steps_by_hand() -> None:

@@ -10,7 +10,7 @@ MoCo tracks each task gradient g_τ = ∇_shared L_τ with a moving estimate y_�
     λ ← Π_Δ(λ − γ_t (Y Yᵀ + ρ I) λ),                  γ_t = γ / t^{σ_γ}   (λ = 1/T at first)
     d = Yᵀ λ
 
-with Π_Δ the Euclidean projection onto the simplex {λ ≥ 0, Σ λ = 1} (:func:`project_to_simplex`)
+with Π_Δ the Euclidean projection onto the simplex {λ ≥ 0, Σ λ = 1} (:mod:`.simplex`)
 and Y the T × P matrix of the y_τ. The shared parameters receive d, the task-specific ones ∇L_τ.
 The reported weight of task τ is the coefficient its current raw gradient ∇L_τ receives in d,
 w_τ = λ_τ β_t (times L_τ / (‖g_τ‖ + ε) under ``normalize_gradients``): d = Σ_τ w_τ ∇L_τ plus the
@@ -46,22 +46,9 @@ from torch import Tensor
 from taskweight.weighting.base import GradientAggregation
 from taskweight.weighting.lazy_buffer import lazy_buffer, register_lazy_buffer
 from taskweight.weighting.registry import register
+from taskweight.weighting.simplex import project_onto_simplex
 
 EPS = 1e-8
-
-
-def project_to_simplex(v: Tensor) -> Tensor:
-    """The Euclidean projection of ``v`` onto {λ ≥ 0, Σ λ = 1} (sort-based; Held, Wolfe & Crowder 1974).
-
-    With u = v sorted in decreasing order, the support is the first ρ entries where
-    u_j − (Σ_{i≤j} u_i − 1)/j > 0 (a prefix, ρ ≥ 1), θ = (Σ_{i≤ρ} u_i − 1)/ρ and λ = max(v − θ, 0).
-    No host synchronisation."""
-    u = torch.sort(v, descending=True).values
-    shifted = u.cumsum(0) - 1
-    k = torch.arange(1, len(v) + 1, dtype=v.dtype, device=v.device)
-    rho = (u - shifted / k > 0).sum()
-    theta = shifted.gather(0, (rho - 1).reshape(1)) / rho.to(v.dtype)
-    return (v - theta).clamp_min(0)
 
 
 @register("moco")
@@ -124,7 +111,7 @@ class MoCoWeighting(GradientAggregation):
         mass = held.sum()
         share = torch.where(mass > 0, held / mass.clamp_min(torch.finfo(held.dtype).tiny), 1.0 / len(rows))
         step = (y @ y.T + self.rho * torch.eye(len(rows), dtype=y.dtype, device=y.device)) @ share
-        share = project_to_simplex(share - gamma_t * step)
+        share = project_onto_simplex(share - gamma_t * step)
         self.lambdas[rows] = share if len(rows) == len(self.tasks) else mass * share  # exactly on the simplex
         combined = (share @ y) * self.gradient_scale
         weights = share * beta_t * factor

@@ -38,16 +38,7 @@ from torch import Tensor
 
 from taskweight.weighting.base import GramianAggregation
 from taskweight.weighting.registry import register
-
-
-def project_onto_simplex(y: Tensor) -> Tensor:
-    """The Euclidean projection of ``y`` onto the simplex {w ≥ 0, Σw = 1}: max(y − θ, 0) with θ from the
-    sorted values (the first k with (Σ_{i≤k} u_i − 1)/k > u_{k+1}, else k = T)."""
-    u = torch.sort(y, descending=True).values
-    thresholds = (torch.cumsum(u, dim=0) - 1) / torch.arange(1, len(y) + 1, dtype=y.dtype)
-    above = torch.where(thresholds[:-1] > u[1:])[0]
-    theta = thresholds[above[0]] if len(above) else thresholds[-1]
-    return (y - theta).clamp_min(0)
+from taskweight.weighting.simplex import project_onto_simplex
 
 
 def sdmgrad_weights(
