@@ -15,7 +15,7 @@ from PIL import Image
 
 from taskweight.data import open_dataset
 from taskweight.data.check import check_dataset
-from taskweight.data.common import SkippedSample, skipped_report
+from taskweight.data.problems import SkippedSample, skipped_report
 from taskweight.errors import DataFormatError
 
 H, W = 20, 30
@@ -190,6 +190,48 @@ def test_check_bad_count_equals_what_skip_drops(format: str, tmp_path: Path) -> 
         ds[i]
     # every problem check lists is one of the skipped samples' (nothing surfaces only when loading)
     assert {p.path for p in report.problems} <= {str(p) for p in blame.values()} | {str(e.path) for e in ds.problems}
+
+
+@pytest.mark.parametrize("format", sorted(LAYOUTS))
+def test_one_protocol_index_returns_problems_and_the_base_decides(format: str, tmp_path: Path) -> None:
+    """Every format's ``_index`` gives (sample, []) or (None, its problems) and never raises for a problem
+    of the sample; the label masks are decoded by ``_check_labels``; the base raises the first problem
+    (``on_error="raise"``) or skips and counts (``"skip"``)."""
+    root, blame = LAYOUTS[format](tmp_path / format)
+    ds = _skip(format, root)
+    entries = ds._split_entries()
+    assert {e.name for e in entries} == set(ds.names) | set(blame)
+    first_problem: dict[str, DataFormatError] = {}
+    for entry in entries:
+        sample, problems = ds._index(entry)  # never raises
+        if problems:
+            assert sample is None and all(isinstance(p, DataFormatError) for p in problems)
+            first_problem[entry.name] = problems[0]
+            continue
+        assert sample is not None and sample.name == entry.name
+        try:
+            ds._check_labels(sample)
+        except DataFormatError as exc:  # a malformed mask: found by decoding it
+            first_problem[entry.name] = exc
+    assert {name: error.path for name, error in first_problem.items()} == blame
+    assert [s.id for s in ds.skipped] == [e.name for e in entries if e.name in blame]
+    with pytest.raises(DataFormatError) as info:  # raise: the first problem of the first bad entry
+        open_dataset(format, root, "all", verify="crc")
+    first_bad = next(e.name for e in entries if e.name in blame)
+    assert (info.value.path, info.value.line, info.value.reason) == (
+        first_problem[first_bad].path,
+        first_problem[first_bad].line,
+        first_problem[first_bad].reason,
+    )
+
+
+@pytest.mark.parametrize("format", sorted(LAYOUTS))
+def test_unknown_split_names_the_split_file_and_the_choices(format: str, tmp_path: Path) -> None:
+    root, _blame = LAYOUTS[format](tmp_path / format)
+    with pytest.raises(DataFormatError) as info:
+        open_dataset(format, root, "trainval")
+    assert info.value.path == root / "splits/trainval.txt"
+    assert info.value.reason == "split file not found (available splits: ['train', 'val', 'test', 'all'])"
 
 
 def test_malformed_masks_are_found_at_opening(tmp_path: Path) -> None:

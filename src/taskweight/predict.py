@@ -1,6 +1,6 @@
 """Run a trained run's network on image files and draw what it predicts.
 
-Preprocessing is exactly the training pipeline's (:mod:`taskweight.data.common`,
+Preprocessing is exactly the training pipeline's (:mod:`taskweight.data.dataset`,
 :func:`taskweight.data.transforms.resize`): the image is decoded as RGB and **stretched** (not
 letterboxed) to the run's ``data.image_size`` with a bilinear resize (antialiased when
 shrinking) of the uint8 pixels, then scaled to [0, 1]; the network normalises it itself.
@@ -44,8 +44,8 @@ from taskweight.build import resolve_device
 from taskweight.classes import DET_CLASSES, IGNORE_INDEX, PAPER_TASKS, SEG_CLASSES
 from taskweight.config import TrainConfig
 from taskweight.data import transforms as T
-from taskweight.data.common import PIL_ERRORS
 from taskweight.data.depth import write_kitti_depth
+from taskweight.data.images import PIL_ERRORS
 from taskweight.errors import ConfigError, DataFormatError
 from taskweight.models import Detections, MultiTaskNet
 from taskweight.precision import autocast, resolve_precision

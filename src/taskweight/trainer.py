@@ -130,7 +130,7 @@ class Trainer:
         self.val_set = open_split(config, config.data.val_split, train=False)
         from rich.markup import escape
 
-        from taskweight.data.common import skipped_report
+        from taskweight.data.problems import skipped_report
 
         self.skipped = skipped_report((self.train_set, self.val_set))  # {"count": N, "samples": [...]}
         if self.skipped["count"]:

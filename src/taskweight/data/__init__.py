@@ -36,17 +36,12 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from taskweight.data.cityscapes import CityscapesDataset
+from taskweight.data.class_mapping import default_mapping, merged_mapping
 from taskweight.data.collate import batch_to_device, collate_batch
-from taskweight.data.common import (
-    DEFAULT_SPLIT_SEED,
-    SkippedSample,
-    default_mapping,
-    merged_mapping,
-    seeded_split,
-    skipped_report,
-)
 from taskweight.data.kitti import DEFAULT_MAPPING, KittiDataset, resolve_mapping, resolve_split
 from taskweight.data.kitti_labels import KittiObject, parse_label_file, parse_label_line
+from taskweight.data.problems import SkippedSample, skipped_report
+from taskweight.data.splits import DEFAULT_SPLIT_SEED, seeded_split
 from taskweight.data.woodscape import WoodScapeDataset
 from taskweight.errors import ConfigError
 

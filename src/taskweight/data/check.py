@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from taskweight.classes import DET_CLASSES, IGNORE_INDEX, SEG_CLASSES
-from taskweight.data.common import EmptySplitError
+from taskweight.data.problems import EmptySplitError
 from taskweight.errors import DataFormatError
 
 DEFAULT_SPLITS = ("train", "val", "test")

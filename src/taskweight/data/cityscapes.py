@@ -37,7 +37,7 @@ Splits: ``split_mode="paper"`` (default) pools every image of the folders in
 ``paper_folders`` (default ``train`` and ``val``: the 3475 images with public fine labels;
 the public ``gtFine/test`` files are placeholders without classes, so they join the pool
 only when named) and cuts the pool 60/20/20 with
-:func:`~taskweight.data.common.seeded_split` (``split_seed``, default 0), as the paper did
+:func:`~taskweight.data.splits.seeded_split` (``split_seed``, default 0), as the paper did
 (the official test labels are not public).  ``split_mode="official"`` uses the folders.
 ``root/splits/{split}.txt`` (sample names), when present, wins; ``"all"`` is every image.
 
@@ -72,6 +72,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from taskweight.classes import DET_CLASSES
+from taskweight.data.boxes import bbox_of_values
 from taskweight.data.cityscapes_labels import (
     HAS_INSTANCES,
     ID2NAME,
@@ -80,25 +81,14 @@ from taskweight.data.cityscapes_labels import (
     NAME2ID,
     resolve_label,
 )
-from taskweight.data.common import (
-    DEFAULT_SPLIT_SEED,
-    IGNORE,
-    SINGLE_CHANNEL,
-    DetSegDataset,
-    Sample,
-    bbox_of_values,
-    decode,
-    detection_targets,
-    merged_mapping,
-    read_split_file,
-    seeded_split,
-    segmentation_lut,
-    size_mismatch,
-)
-from taskweight.data.depth import StereoCalibration, paired_depth_png, read_cityscapes_camera, read_cityscapes_depth
+from taskweight.data.class_mapping import IGNORE, detection_targets, merged_mapping, segmentation_lut
+from taskweight.data.dataset import DetSegDataset, Sample
+from taskweight.data.depth import StereoCalibration, read_cityscapes_camera, read_cityscapes_depth
+from taskweight.data.images import SINGLE_CHANNEL, decode, read_rgb, size_mismatch
+from taskweight.data.splits import DEFAULT_SPLIT_SEED, SplitEntry, seeded_split
 from taskweight.errors import DataFormatError
 
-IMAGE_DIR, LABEL_DIR, SPLIT_DIR = "leftImg8bit", "gtFine", "splits"
+IMAGE_DIR, LABEL_DIR = "leftImg8bit", "gtFine"
 DISPARITY_DIR, CAMERA_DIR = "disparity", "camera"
 IMAGE_SUFFIX = "_leftImg8bit.png"
 DISPARITY_SUFFIX, CAMERA_SUFFIX = "_disparity.png", "_camera.json"
@@ -340,7 +330,10 @@ class CityscapesDataset(DetSegDataset):
     """Detection + segmentation samples of a Cityscapes-layout directory (see module docs)."""
 
     format_name = "cityscapes"
+    layout_name = "Cityscapes"
     depth_source = f"{DISPARITY_DIR}/SPLIT/CITY/STEM{DISPARITY_SUFFIX} with {CAMERA_DIR}/SPLIT/CITY/STEM{CAMERA_SUFFIX}"
+    generated_splits = (*FOLDERS, "all")
+    split_files_replace_generated = False
 
     def __init__(
         self,
@@ -379,17 +372,8 @@ class CityscapesDataset(DetSegDataset):
             raise ValueError(f"paper_folders must be among {FOLDERS}, got {list(paper_folders)}")
         self.paper_folders = tuple(paper_folders)
         self.maps = resolve_cityscapes_mapping(mapping)
-        if not (self.root / IMAGE_DIR).is_dir():
-            raise DataFormatError(self.root / IMAGE_DIR, "image directory not found (expected the Cityscapes layout)")
-        for name, line, source in self._split_names():
-            problems: list[DataFormatError] = []
-            sample = None
-            try:
-                sample = self._index(name, line, source, problems)
-            except DataFormatError as exc:
-                problems.insert(0, exc)
-            self._keep(name, sample, problems)
-        self._finish()
+        self._require_image_dir(self.root / IMAGE_DIR)
+        self._open()
 
     # ----------------------------------------------------------------- split
     def _names_in(self, folder: str) -> set[str]:
@@ -403,29 +387,23 @@ class CityscapesDataset(DetSegDataset):
                     names.add(f"{folder}/{p.parent.name}/{stem}")
         return names
 
-    def _split_names(self) -> list[tuple[str, int | None, Path | None]]:
-        split_file = self.root / SPLIT_DIR / f"{self.split}.txt"
-        if split_file.is_file():
-            return [(n, line, split_file) for n, line in read_split_file(split_file)]
+    def _generate_split(self, split: str) -> list[str]:
+        """The official folder(s) of ``split``, or the paper's seeded cut of the pooled folders."""
         if self.split_mode == "official":
-            folders = list(FOLDERS) if self.split == "all" else [self.split]
-            if self.split not in (*FOLDERS, "all"):
-                raise DataFormatError(split_file, f"split file not found (official splits: {list(FOLDERS) + ['all']})")
-            names: set[str] | list[str] = set().union(*(self._names_in(f) for f in folders))
+            folders = list(FOLDERS) if split == "all" else [split]
+            names = set().union(*(self._names_in(f) for f in folders))
         else:
-            if self.split not in (*FOLDERS, "all"):
-                raise DataFormatError(split_file, f"split file not found (paper splits: {list(FOLDERS) + ['all']})")
-            pooled = FOLDERS if self.split == "all" else self.paper_folders
+            pooled = FOLDERS if split == "all" else self.paper_folders
             folders = [f for f in pooled if (self.root / LABEL_DIR / f).is_dir()]
             if not folders:
                 raise DataFormatError(
                     self.root / LABEL_DIR,
                     f"no gtFine/{{{','.join(self.paper_folders)}}} folder: the paper split pools the labelled images",
                 )
-            names = seeded_split(set().union(*(self._names_in(f) for f in folders)), self.split, self.split_seed)
+            names = set(seeded_split(set().union(*(self._names_in(f) for f in folders)), split, self.split_seed))
         if not names:
-            raise DataFormatError(self.root / IMAGE_DIR, f"no images for split {self.split!r}")
-        return [(n, None, None) for n in sorted(names)]
+            raise DataFormatError(self.root / IMAGE_DIR, f"no images for split {split!r}")
+        return sorted(names)
 
     # ----------------------------------------------------------------- indexing
     def _paths(self, name: str) -> tuple[Path, dict[str, Path]]:
@@ -437,20 +415,32 @@ class CityscapesDataset(DetSegDataset):
         labels = {k: self.root / LABEL_DIR / folder / city / f"{stem}{s}" for k, s in SUFFIXES.items()}
         return image, labels
 
-    def _index(self, name: str, line: int | None, source: Path | None, problems: list[DataFormatError]) -> Sample:
+    def _index(self, entry: SplitEntry) -> tuple[Sample | None, list[DataFormatError]]:
         try:
-            image, paths = self._paths(name)
+            image, paths = self._paths(entry.name)
         except ValueError:
-            raise DataFormatError(
-                source or self.root, f"sample name {name!r} is not split/city/stem", line=line
-            ) from None
-        present = {k: p for k, p in paths.items() if p.is_file()}
+            where = entry.source or self.root
+            return None, [DataFormatError(where, f"sample name {entry.name!r} is not split/city/stem", line=entry.line)]
         if not image.is_file():
-            if source is not None:
-                raise DataFormatError(source, f"image {image.relative_to(self.root)} not found", line=line)
-            label = next(iter(present.values()))
-            raise DataFormatError(label, f"label without its image: {image.relative_to(self.root)} not found")
-        size, _mode = self._verify(image, "image")
+            return None, [self._missing_image(entry, image, list(paths.values()))]
+        problems: list[DataFormatError] = []
+        try:
+            size, _mode = self._checked_png(image, "image")
+            info, has_det = self._index_labels(image, size, paths, problems)
+        except DataFormatError as exc:
+            return None, [exc, *problems]
+        if self.read_depth:
+            self._index_depth(entry.name, image, size, info, problems)
+        if problems:
+            return None, problems
+        return Sample(name=entry.name, image=image, size=size, has_det=has_det, has_seg=True, info=info), []
+
+    def _index_labels(
+        self, image: Path, size: tuple[int, int], paths: dict[str, Path], problems: list[DataFormatError]
+    ) -> tuple[dict[str, Any], bool]:
+        """(info, has_det) of the label files of an image: its PNGs, or its parsed polygons whose bad
+        objects go to ``problems``; a problem that leaves no labels to read raises."""
+        present = {k: p for k, p in paths.items() if p.is_file()}
         use_png = self.label_source == "png" or (
             self.label_source == "auto" and ("label_ids" in present or "instance_ids" in present)
         )
@@ -465,32 +455,28 @@ class CityscapesDataset(DetSegDataset):
             for key in ("label_ids", "instance_ids"):
                 if key in present:
                     p = present[key]
-                    psize, mode = self._verify(p, p.name)
+                    psize, mode = self._checked_png(p, p.name)
                     if psize != size:
                         raise size_mismatch(p, "label PNG", psize, image, size)
                     if mode not in SINGLE_CHANNEL:
                         raise DataFormatError(p, f"expected a single-channel PNG, got mode {mode}")
                     info[key] = p
-            has_det = "instance_ids" in info
-        else:
-            if "json" not in present:
-                raise DataFormatError(
-                    image, f"image without labels: {paths['json'].name} not found in {paths['json'].parent}"
-                )
-            jsize, objects = parse_polygons(present["json"], problems)
-            if jsize != size:
-                problems.insert(
-                    0,
-                    DataFormatError(
-                        present["json"],
-                        f"imgWidth x imgHeight is {jsize[1]}x{jsize[0]} but image {image.name} is {size[1]}x{size[0]}",
-                    ),
-                )
-            info["json"], info["objects"] = present["json"], objects
-            has_det = True
-        if self.read_depth:
-            self._index_depth(name, image, size, info, problems)
-        return Sample(name=name, image=image, size=size, has_det=has_det, has_seg=True, info=info)
+            return info, "instance_ids" in info
+        if "json" not in present:
+            raise DataFormatError(
+                image, f"image without labels: {paths['json'].name} not found in {paths['json'].parent}"
+            )
+        jsize, objects = parse_polygons(present["json"], problems)
+        if jsize != size:
+            problems.insert(
+                0,
+                DataFormatError(
+                    present["json"],
+                    f"imgWidth x imgHeight is {jsize[1]}x{jsize[0]} but image {image.name} is {size[1]}x{size[0]}",
+                ),
+            )
+        info["json"], info["objects"] = present["json"], objects
+        return info, True
 
     def depth_paths(self, name: str) -> tuple[Path, Path]:
         """(disparity PNG, camera JSON) of the sample ``split/city/stem``."""
@@ -506,7 +492,7 @@ class CityscapesDataset(DetSegDataset):
         """Pair the sample with its disparity PNG (``info["depth"]``) and calibration (``info["stereo"]``)
         when it has a disparity file; its problems (naming the file) go to ``problems``."""
         disparity, camera = self.depth_paths(name)
-        found = paired_depth_png(disparity, size, image, problems, verify=self.verify == "crc", what="disparity map")
+        found = self._paired_depth(disparity, size, image, problems, what="disparity map")
         if found is None:
             return
         if not camera.is_file():
@@ -550,7 +536,7 @@ class CityscapesDataset(DetSegDataset):
         return read_cityscapes_depth(path, stereo, s.size)
 
     def _decode(self, s: Sample):
-        rgb = np.asarray(decode(s.image, "image").convert("RGB"))
+        rgb = read_rgb(s.image)
         ids, inst, crowd = self.label_maps(s)
         seg = self.maps["lut"][ids]
         if inst is not None:

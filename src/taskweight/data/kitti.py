@@ -17,7 +17,7 @@ listed in ``skipped`` / ``problems`` and warned about (``on_error="skip"``).
 
 Splits: ``splits/SPLIT.txt`` wins when present; ``"all"`` is every image; a raw download
 without any split file (``training/image_2`` + ``label_2`` [+ ``semantic``]) is cut 60/20/20
-into train/val/test by :func:`~taskweight.data.common.seeded_split` with ``split_seed``
+into train/val/test by :func:`~taskweight.data.splits.seeded_split` with ``split_seed``
 (default 0), separately for the images with detection labels only, segmentation labels
 only, both, and none, so every split gets its share of each kind.
 
@@ -45,7 +45,6 @@ pixels the mapping does not cover (label ids that are neither listed nor Citysca
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,54 +52,40 @@ import numpy as np
 from PIL import Image
 
 from taskweight.classes import DET_CLASSES, IGNORE_INDEX, SEG_CLASSES
+from taskweight.data.boxes import check_box
 from taskweight.data.cityscapes_labels import MAX_ID
-from taskweight.data.common import (
-    DEFAULT_SPLIT_SEED,
-    SINGLE_CHANNEL,
-    DetSegDataset,
-    Sample,
-    check_box,
+from taskweight.data.class_mapping import (
+    IGNORE,
+    META_KEYS,
     color_table,
     default_mapping,
     map_colors,
     merged_mapping,
-    png_header,
-    read_split_file,
-    seeded_split,
     unmapped_counts,
-    verify_png,
 )
-from taskweight.data.depth import paired_depth_png
+from taskweight.data.dataset import DetSegDataset, Sample
+from taskweight.data.images import PIL_ERRORS, SINGLE_CHANNEL, png_header, read_rgb, verify_png
 from taskweight.data.kitti_labels import parse_label_line
+from taskweight.data.splits import DEFAULT_SPLIT_SEED, SplitEntry, split_entries, stratified_split
 from taskweight.errors import DataFormatError
-
-IGNORE = "ignore"
 
 DEFAULT_MAPPING: dict[str, dict[Any, str | None]] = default_mapping("kitti")
 """KITTI type -> detection class name, ``"ignore"`` (DontCare region) or ``None`` (not used);
 semantic label id -> segmentation class name (``"ignore"`` gives 255); ``"R,G,B"`` colour ->
 segmentation class.  Read from ``data/mappings/kitti.yaml``."""
 
-IMAGE_DIR, LABEL_DIR, SEMANTIC_DIR, SPLIT_DIR = "training/image_2", "training/label_2", "training/semantic", "splits"
+IMAGE_DIR, LABEL_DIR, SEMANTIC_DIR = "training/image_2", "training/label_2", "training/semantic"
 DEPTH_DIR = "training/depth"
 """Depth maps paired with the images by name (KITTI's ``proj_depth/groundtruth`` format, see
 :mod:`taskweight.data.depth`); read only with ``depth=True`` (a run whose tasks include depth)."""
-ON_ERROR = ("raise", "skip")
 SEMANTIC_ENCODINGS = ("auto", "ids", "color")
-
-
-@dataclass(frozen=True)
-class SplitEntry:
-    name: str
-    source: Path | None = None  # split file that listed it
-    line: int | None = None
 
 
 # --------------------------------------------------------------------------------- mapping
 def _merged(mapping: dict | str | Path | None) -> dict[str, Any]:
     if isinstance(mapping, dict):
         for key in mapping:
-            if key in ("inherit", "description", "name"):
+            if key in META_KEYS:
                 continue
             if key not in DEFAULT_MAPPING:
                 raise ValueError(f"mapping: unknown key {key!r}, expected 'detection', 'segmentation' and/or 'colors'")
@@ -153,50 +138,29 @@ def known_label_ids(mapping: dict | str | Path | None = None) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------- splits
-def _has_split_files(root: Path) -> bool:
-    return (root / SPLIT_DIR).is_dir() and any((root / SPLIT_DIR).glob("*.txt"))
+def generated_split(root: Path, split: str, seed: int = DEFAULT_SPLIT_SEED) -> list[str]:
+    """Names of ``split`` = ``"all"`` (every image and orphan label) or a seeded train/val/test cut,
+    stratified by label kind (see the module docstring)."""
+    root = Path(root)
+    images = {p.stem for p in (root / IMAGE_DIR).glob("*.png")}
+    labels = {p.stem for p in (root / LABEL_DIR).glob("*.txt")}
+    masks = {p.stem for p in (root / SEMANTIC_DIR).glob("*.png")}
+    if not images:
+        raise DataFormatError(root / IMAGE_DIR, "no PNG images found")
+    groups: dict[tuple[bool, bool], list[str]] = {}
+    for n in images | labels | masks:
+        groups.setdefault((n in labels, n in masks), []).append(n)
+    return stratified_split(groups, split, seed)
 
 
 def resolve_split(root: Path, split: str, *, seed: int = DEFAULT_SPLIT_SEED) -> list[SplitEntry]:
-    """Names of a split: ``root/splits/SPLIT.txt`` if it exists, every image (and orphan
+    """Entries of a split: ``root/splits/SPLIT.txt`` if it exists, every image (and orphan
     label) for ``"all"``, a seeded 60/20/20 train/val/test split when the dataset has no split
-    files at all (stratified by label kind, see the module docstring).
-
-    The one place that decides which images form a split (extend here for other schemes).
-    """
-    root = Path(root)
-    image_dir = root / IMAGE_DIR
-    split_file = root / SPLIT_DIR / f"{split}.txt"
-    if split_file.is_file():
-        return [SplitEntry(name, split_file, no) for name, no in read_split_file(split_file)]
-    if split == "all" or (split in ("train", "val", "test") and not _has_split_files(root)):
-        images = {p.stem for p in image_dir.glob("*.png")}
-        labels = {p.stem for p in (root / LABEL_DIR).glob("*.txt")}
-        masks = {p.stem for p in (root / SEMANTIC_DIR).glob("*.png")}
-        names = images | labels | masks
-        if not images:
-            raise DataFormatError(image_dir, "no PNG images found")
-        groups: dict[tuple[bool, bool], list[str]] = {}
-        for n in names:
-            groups.setdefault((n in labels, n in masks), []).append(n)
-        chosen = []
-        for key in sorted(groups):
-            chosen += seeded_split(groups[key], split, seed)
-        return [SplitEntry(n) for n in sorted(chosen)]
-    available = sorted(p.stem for p in (root / SPLIT_DIR).glob("*.txt")) if (root / SPLIT_DIR).is_dir() else []
-    raise DataFormatError(split_file, f"split file not found (available splits: {available + ['all']})")
+    files at all (:func:`generated_split`; :func:`taskweight.data.splits.split_entries`)."""
+    return split_entries(Path(root), split, lambda s: generated_split(Path(root), s, seed))
 
 
 # --------------------------------------------------------------------------------- decoding
-def load_rgb(path: Path) -> np.ndarray:
-    """H x W x 3 uint8 image; a corrupt file raises DataFormatError naming it."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataFormatError(path, f"cannot decode image: {exc}") from None
-
-
 def load_label_ids(path: Path) -> np.ndarray:
     """H x W uint8 label ids from a single-channel PNG (modes L, P, I, I;16 with ids <= 255)."""
     try:
@@ -215,7 +179,7 @@ def load_label_ids(path: Path) -> np.ndarray:
                 )
     except DataFormatError:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except PIL_ERRORS as exc:
         raise DataFormatError(path, f"cannot decode semantic PNG: {exc}") from None
     return ids.astype(np.uint8, copy=False)
 
@@ -229,7 +193,7 @@ def load_color_rgb(path: Path) -> np.ndarray:
             return np.asarray(im.convert("RGB"))
     except DataFormatError:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except PIL_ERRORS as exc:
         raise DataFormatError(path, f"cannot decode semantic PNG: {exc}") from None
 
 
@@ -269,13 +233,17 @@ def parse_label_lines(path: Path) -> tuple[list, list[DataFormatError]]:
     return objects, problems
 
 
+def _no_objects() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros((0, 4), np.float32)
+
+
 # --------------------------------------------------------------------------------- dataset
 class KittiDataset(DetSegDataset):
     """Detection + segmentation samples of a KITTI-layout directory.
 
     Labels, split names, image and mask sizes are checked when the dataset is opened;
     ``on_error="skip"`` drops the offending samples (listed in ``skipped`` as
-    :class:`~taskweight.data.common.SkippedSample` and in ``problems`` as errors with path
+    :class:`~taskweight.data.problems.SkippedSample` and in ``problems`` as errors with path
     and line) instead of raising.  ``verify="crc"`` (default with ``"skip"``) reads every
     PNG completely and decodes every semantic mask at opening, so a truncated file or a
     malformed mask is skipped too; with ``"header"`` (default with ``"raise"``) a PNG that
@@ -285,6 +253,7 @@ class KittiDataset(DetSegDataset):
     """
 
     format_name = "kitti"
+    layout_name = "KITTI"
     depth_source = f"{DEPTH_DIR}/NAME.png"
 
     def __init__(
@@ -314,15 +283,16 @@ class KittiDataset(DetSegDataset):
         )
         if semantic_encoding not in SEMANTIC_ENCODINGS:
             raise ValueError(f"semantic_encoding must be one of {SEMANTIC_ENCODINGS}, got {semantic_encoding!r}")
+        self.split_seed = int(split_seed)
         self.det_map, self.seg_lut = resolve_mapping(mapping)
         self.color_table = resolve_color_mapping(mapping)
         self.seg_known = known_label_ids(mapping)
-        if not (self.root / IMAGE_DIR).is_dir():
-            raise DataFormatError(self.root / IMAGE_DIR, "image directory not found (expected the KITTI layout)")
+        self._require_image_dir(self.root / IMAGE_DIR)
         self.semantic_encoding = self._encoding(semantic_encoding)
-        for entry in resolve_split(self.root, split, seed=split_seed):
-            self._keep(entry.name, *self._index(entry))
-        self._finish()
+        self._open()
+
+    def _generate_split(self, split: str) -> list[str]:
+        return generated_split(self.root, split, self.split_seed)
 
     def _encoding(self, requested: str) -> str:
         if requested != "auto":
@@ -332,13 +302,13 @@ class KittiDataset(DetSegDataset):
             try:
                 with Image.open(p) as im:
                     modes.add(im.mode)
-            except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+            except PIL_ERRORS:
                 continue  # reported when the sample is indexed
         return "color" if modes and modes <= {"RGB", "RGBA"} else "ids"
 
     # ----------------------------------------------------------------- indexing
     def _check_semantic(self, semantic: Path, size: tuple[int, int], name: str) -> None:
-        sem_size, mode = png_header(semantic)
+        sem_size, mode = png_header(semantic, "semantic PNG")
         if sem_size != size:
             raise DataFormatError(
                 semantic,
@@ -355,21 +325,51 @@ class KittiDataset(DetSegDataset):
         if self.verify == "crc":
             verify_png(semantic, "semantic PNG")
 
+    def _objects(
+        self, label: Path, size: tuple[int, int], problems: list[DataFormatError]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(boxes, labels, ignore boxes) of a label file; every bad line is appended to ``problems``."""
+        boxes, labels, ignore = [], [], []
+        objects, line_problems = parse_label_lines(label)
+        problems += line_problems
+        for obj in objects:
+            if obj.type not in self.det_map:
+                problems.append(
+                    DataFormatError(
+                        label,
+                        f"unknown class {obj.type!r} (known: {sorted(self.det_map)}; extend the mapping to use it)",
+                        line=obj.line,
+                    )
+                )
+                continue
+            target = self.det_map[obj.type]
+            if target is None:
+                continue
+            if target == IGNORE:
+                if obj.box[2] > obj.box[0] and obj.box[3] > obj.box[1]:
+                    ignore.append(obj.box)
+                continue
+            try:
+                box = check_box(obj.box, size, label, obj.line)
+            except DataFormatError as exc:
+                problems.append(exc)
+                continue
+            boxes.append(box)
+            labels.append(target)
+        return (
+            np.asarray(boxes, np.float32).reshape(-1, 4),
+            np.asarray(labels, np.int64).reshape(-1),
+            np.asarray(ignore, np.float32).reshape(-1, 4),
+        )
+
     def _index(self, entry: SplitEntry) -> tuple[Sample | None, list[DataFormatError]]:
         image = self.root / IMAGE_DIR / f"{entry.name}.png"
         label = self.root / LABEL_DIR / f"{entry.name}.txt"
         semantic = self.root / SEMANTIC_DIR / f"{entry.name}.png"
         try:
             if not image.is_file():
-                if entry.source is not None:
-                    raise DataFormatError(
-                        entry.source, f"image {IMAGE_DIR}/{entry.name}.png not found", line=entry.line
-                    )
-                orphan = label if label.is_file() else semantic
-                raise DataFormatError(orphan, f"label without its image: {IMAGE_DIR}/{entry.name}.png not found")
-            size, _mode = png_header(image)
-            if self.verify == "crc":
-                verify_png(image, "image")
+                return None, [self._missing_image(entry, image, [label, semantic])]
+            size, _mode = self._checked_png(image, "image")
             if not label.is_file() and not semantic.is_file():
                 raise DataFormatError(
                     image,
@@ -379,68 +379,25 @@ class KittiDataset(DetSegDataset):
         except DataFormatError as exc:
             return None, [exc]
         problems: list[DataFormatError] = []
-        semantic_used: Path | None = semantic
-        if semantic.is_file():
+        semantic_used = semantic if semantic.is_file() else None
+        if semantic_used is not None:
             try:
-                self._check_semantic(semantic, size, entry.name)
+                self._check_semantic(semantic_used, size, entry.name)
             except DataFormatError as exc:
                 problems.append(exc)
+        label_used = label if label.is_file() else None
+        info: dict[str, Any] = {"label": label_used, "semantic": semantic_used, "depth": None}
+        if label_used is not None:
+            info["boxes"], info["labels"], info["ignore"] = self._objects(label_used, size, problems)
         else:
-            semantic_used = None
-        boxes, labels, ignore = [], [], []
-        label_used: Path | None = label
-        if label.is_file():
-            objects, line_problems = parse_label_lines(label)
-            problems += line_problems
-            for obj in objects:
-                if obj.type not in self.det_map:
-                    problems.append(
-                        DataFormatError(
-                            label,
-                            f"unknown class {obj.type!r} (known: {sorted(self.det_map)}; extend the mapping to use it)",
-                            line=obj.line,
-                        )
-                    )
-                    continue
-                target = self.det_map[obj.type]
-                if target is None:
-                    continue
-                if target == IGNORE:
-                    if obj.box[2] > obj.box[0] and obj.box[3] > obj.box[1]:
-                        ignore.append(obj.box)
-                    continue
-                try:
-                    box = check_box(obj.box, size, label, obj.line)
-                except DataFormatError as exc:
-                    problems.append(exc)
-                    continue
-                boxes.append(box)
-                labels.append(target)
-        else:
-            label_used = None
-        depth_used: Path | None = None
+            info["boxes"], info["labels"], info["ignore"] = _no_objects()
         if self.read_depth:
-            depth = self.root / DEPTH_DIR / f"{entry.name}.png"
-            depth_used = paired_depth_png(depth, size, image, problems, verify=self.verify == "crc")
-        if problems:
+            info["depth"] = self._paired_depth(self.root / DEPTH_DIR / f"{entry.name}.png", size, image, problems)
+        if problems:  # the mask's problem first, then the label file's by line
             problems.sort(key=lambda e: (e.path != semantic_used, e.line or 0))
             return None, problems
-        info = {
-            "depth": depth_used,
-            "label": label_used,
-            "semantic": semantic_used,
-            "boxes": np.asarray(boxes, np.float32).reshape(-1, 4),
-            "labels": np.asarray(labels, np.int64).reshape(-1),
-            "ignore": np.asarray(ignore, np.float32).reshape(-1, 4),
-        }
-        return Sample(
-            name=entry.name,
-            image=image,
-            size=size,
-            has_det=label_used is not None,
-            has_seg=semantic_used is not None,
-            info=info,
-        ), []
+        has_det, has_seg = label_used is not None, semantic_used is not None
+        return Sample(entry.name, image, size, has_det=has_det, has_seg=has_seg, info=info), []
 
     def _check_labels(self, s: Sample) -> None:
         semantic = s.info["semantic"]
@@ -472,7 +429,7 @@ class KittiDataset(DetSegDataset):
         return seg, unmapped
 
     def _decode(self, s: Sample) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
-        rgb = load_rgb(s.image)
+        rgb = read_rgb(s.image)
         seg = None
         semantic = s.info["semantic"]
         if semantic is not None:

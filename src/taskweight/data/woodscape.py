@@ -56,26 +56,15 @@ from typing import Any
 
 import numpy as np
 
-from taskweight.data.common import (
-    DEFAULT_SPLIT_SEED,
-    IGNORE,
-    SINGLE_CHANNEL,
-    DetSegDataset,
-    Sample,
-    check_box,
-    decode,
-    detection_targets,
-    merged_mapping,
-    read_split_file,
-    seeded_split,
-    segmentation_lut,
-    size_mismatch,
-)
-from taskweight.data.depth import paired_depth_png
+from taskweight.data.boxes import check_box
+from taskweight.data.class_mapping import IGNORE, detection_targets, merged_mapping, segmentation_lut
+from taskweight.data.dataset import DetSegDataset, Sample
+from taskweight.data.images import SINGLE_CHANNEL, decode, read_rgb, size_mismatch
+from taskweight.data.splits import DEFAULT_SPLIT_SEED, SplitEntry, seeded_split
 from taskweight.errors import DataFormatError
 
 CAMERAS = ("FV", "RV", "MVL", "MVR")
-IMAGE_DIR, BOX_DIR, SEM_DIR, SPLIT_DIR = "rgb_images", "box_2d_annotations", "semantic_annotations", "splits"
+IMAGE_DIR, BOX_DIR, SEM_DIR = "rgb_images", "box_2d_annotations", "semantic_annotations"
 DEPTH_DIR = "depth"
 """User-brought depth maps, ``depth/NAME.png`` in KITTI's uint16 format (z along the optical axis)."""
 SEG_NAMES = (
@@ -184,6 +173,7 @@ class WoodScapeDataset(DetSegDataset):
     """Detection + segmentation samples of a WoodScape-layout directory (see module docs)."""
 
     format_name = "woodscape"
+    layout_name = "WoodScape"
     depth_source = f"{DEPTH_DIR}/NAME.png, KITTI uint16 format"
 
     def __init__(
@@ -218,42 +208,29 @@ class WoodScapeDataset(DetSegDataset):
         self.box_dir = find_dir(self.root, BOX_DIR)
         self.sem_dir = find_dir(self.root, SEM_DIR, "gtLabels")
         self.depth_dir = find_dir(self.root, DEPTH_DIR)
-        if not self.image_dir.is_dir():
-            raise DataFormatError(self.image_dir, "image directory not found (expected the WoodScape layout)")
-        for name, line, source in self._split_names():
-            self._keep(name, *self._index(name, line, source))
-        self._finish()
+        self._require_image_dir(self.image_dir)
+        self._open()
 
-    def _split_names(self) -> list[tuple[str, int | None, Path | None]]:
-        split_file = self.root / SPLIT_DIR / f"{self.split}.txt"
-        if split_file.is_file():
-            return [(n, line, split_file) for n, line in read_split_file(split_file)]
-        split_dir = self.root / SPLIT_DIR
-        if self.split not in ("train", "val", "test", "all") or (
-            self.split != "all" and split_dir.is_dir() and any(split_dir.glob("*.txt"))
-        ):
-            available = sorted(p.stem for p in split_dir.glob("*.txt")) if split_dir.is_dir() else []
-            raise DataFormatError(split_file, f"split file not found (available splits: {available + ['all']})")
+    def _generate_split(self, split: str) -> list[str]:
+        """A seeded cut of every image (and orphan label); ``"all"``: every one."""
         names = {p.stem for p in self.image_dir.glob("*.png")}
         names |= {p.stem for p in self.box_dir.glob("*.txt")} if self.box_dir.is_dir() else set()
         names |= {p.stem for p in self.sem_dir.glob("*.png")} if self.sem_dir.is_dir() else set()
         if not names:
             raise DataFormatError(self.image_dir, "no PNG images found")
-        return [(n, None, None) for n in seeded_split(names, self.split, self.split_seed)]
+        return seeded_split(names, split, self.split_seed)
 
-    def _index(self, name: str, line: int | None, source: Path | None) -> tuple[Sample | None, list[DataFormatError]]:
+    def _index(self, entry: SplitEntry) -> tuple[Sample | None, list[DataFormatError]]:
+        name = entry.name
         image = self.image_dir / f"{name}.png"
         box = self.box_dir / f"{name}.txt"
         sem = self.sem_dir / f"{name}.png"
+        if not image.is_file():
+            return None, [self._missing_image(entry, image, [box, sem])]
         try:
-            if not image.is_file():
-                if source is not None:
-                    raise DataFormatError(source, f"image {image.relative_to(self.root)} not found", line=line)
-                label = box if box.is_file() else sem
-                raise DataFormatError(label, f"label without its image: {image.relative_to(self.root)} not found")
             if name.rsplit("_", 1)[-1] not in CAMERAS:
                 raise DataFormatError(image, f"image name {name!r} does not end with a camera {list(CAMERAS)}")
-            size, _ = self._verify(image, "image")
+            size, _ = self._checked_png(image, "image")
             has_det, has_seg = box.is_file(), sem.is_file()
             if not has_det and not has_seg:
                 raise DataFormatError(
@@ -267,7 +244,7 @@ class WoodScapeDataset(DetSegDataset):
         problems: list[DataFormatError] = []
         if has_seg:
             try:
-                ssize, mode = self._verify(sem, "gtLabels PNG")
+                ssize, mode = self._checked_png(sem, "gtLabels PNG")
                 if ssize != size:
                     raise size_mismatch(sem, "gtLabels PNG", ssize, image, size)
                 if mode not in SINGLE_CHANNEL:
@@ -280,8 +257,7 @@ class WoodScapeDataset(DetSegDataset):
             problems += box_problems
             info.update(boxes=boxes, labels=labels, ignore=ignore, box_file=box)
         if self.read_depth:
-            depth = self.depth_dir / f"{name}.png"
-            info["depth"] = paired_depth_png(depth, size, image, problems, verify=self.verify == "crc")
+            info["depth"] = self._paired_depth(self.depth_dir / f"{name}.png", size, image, problems)
         if problems:
             return None, problems
         return Sample(name=name, image=image, size=size, has_det=has_det, has_seg=has_seg, info=info), []
@@ -315,7 +291,7 @@ class WoodScapeDataset(DetSegDataset):
         return ids.astype(np.uint8)
 
     def _decode(self, s: Sample):
-        rgb = np.asarray(decode(s.image, "image").convert("RGB"))
+        rgb = read_rgb(s.image)
         seg = self._seg_classes(s) if s.has_seg else None
         if s.has_det:
             return rgb, seg, s.info["boxes"], s.info["labels"], s.info["ignore"]

@@ -33,8 +33,6 @@ roll, yaw 0) and ``intrinsic`` (fx = fy = the scene's focal length, u0, v0 its p
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +50,7 @@ from taskweight.synth.instances import (
     render_with_instances,
     staircase_polygon,
 )
-from taskweight.synth.output import SPLITS, check_counts, prepare_output, run_jobs
+from taskweight.synth.output import SPLITS, Request, prepare_output, remove_files, run_jobs, tally, write_marker
 
 DEFAULT_SIZE = (128, 256)
 CITY = "synthcity"
@@ -120,62 +118,19 @@ def _write_job(args: tuple[str, str, int, int, tuple[int, int], bool]) -> dict[s
     return write_sample(Path(out), split, index, seed, size, depth)
 
 
-def generate(
-    out: Path | str,
-    *,
-    preset: str = "synth-cityscapes",
-    train: int,
-    val: int,
-    test: int,
-    seed: int = 0,
-    size: tuple[int, int] | None = None,
-    single_label_fraction: float = 0.0,
-    progress: Callable[[int, int], None] | None = None,
-    workers: int | None = None,
-    depth: bool = False,
-) -> dict[str, Any]:
-    """Generate ``train + val + test`` scenes under ``out`` in the Cityscapes layout.
-
-    ``workers`` > 1 renders in that many spawned processes; the files do not depend on it.
-    ``depth`` also writes every image's dense disparity and camera file (module docstring);
-    images and labels are the same with or without it.
-    """
-    counts, size = check_counts(train, val, test, seed, size, DEFAULT_SIZE)
-    if float(single_label_fraction) != 0.0:
-        raise ValueError(
-            "single_label_fraction is only supported by synth-kitti (Cityscapes labels every image for both tasks)"
-        )
-    out = Path(out)
-    tops = ("leftImg8bit", "gtFine", *(DEPTH_DIRS if depth else ()))
+def write_dataset(req: Request) -> dict[str, Any]:
+    """Write ``req``'s scenes in the Cityscapes layout (module docstring); the summary's objects are
+    the instances per Cityscapes label."""
+    out = req.out
+    tops = ("leftImg8bit", "gtFine", *(DEPTH_DIRS if req.depth else ()))
     prepare_output(out, {"leftImg8bit", "gtFine", *DEPTH_DIRS}, [f"{top}/{s}/{CITY}" for top in tops for s in SPLITS])
-    for top in ("leftImg8bit", "gtFine", *DEPTH_DIRS):  # also an earlier generation's depth files
-        for s in SPLITS:
-            for p in (out / top / s / CITY).glob("*"):
-                p.unlink()
-    started = time.perf_counter()
-    total = sum(counts.values())
-    jobs = [(str(out), split, i, int(seed), size, bool(depth)) for split in SPLITS for i in range(counts[split])]
-    per_split: dict[str, dict[str, int]] = {split: {} for split in SPLITS}
-    for job, counts_of_scene in zip(jobs, run_jobs(_write_job, jobs, workers, progress), strict=True):
-        for label, n in counts_of_scene.items():
-            per_split[job[1]][label] = per_split[job[1]].get(label, 0) + n
-    elapsed = time.perf_counter() - started
-    instances: dict[str, int] = {}
-    for split in SPLITS:
-        for label, n in per_split[split].items():
-            instances[label] = instances.get(label, 0) + n
-    params = {
-        "generator": "taskweight.synth",
-        "format_version": FORMAT_VERSION,
-        "preset": preset,
-        "seed": int(seed),
-        "size": list(size),
-        "splits": counts,
-        "city": CITY,
-        "instances": instances,
-        "instances_per_split": per_split,
-    }
-    if depth:
+    # also an earlier generation's depth files
+    remove_files(out, [f"{top}/{s}/{CITY}" for top in ("leftImg8bit", "gtFine", *DEPTH_DIRS) for s in SPLITS])
+    jobs = [(str(out), split, i, req.seed, req.size, req.depth) for split in SPLITS for i in range(req.counts[split])]
+    results = run_jobs(_write_job, jobs, req.workers, req.progress)
+    instances, per_split = tally((job[1] for job in jobs), results)
+    params = req.params(FORMAT_VERSION, city=CITY, instances=instances, instances_per_split=per_split)
+    if req.depth:
         params["depth"] = {
             "dirs": list(DEPTH_DIRS),
             "format": "Cityscapes disparity: uint16 PNG, d = (p - 1) / 256 px, p = 0 invalid; "
@@ -184,16 +139,5 @@ def generate(
             "pattern": "dense",
             "rendering": "exact z-buffer depth of the scene's surfaces, dense; sky, distant skyline: p = 0",
         }
-    (out / "synth.json").write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
-    return {
-        "preset": preset,
-        "out": str(out),
-        "size": list(size),
-        "seed": int(seed),
-        "splits": counts,
-        "images": total,
-        "objects": instances,
-        "objects_per_split": per_split,
-        "seconds": round(elapsed, 2),
-        "scenes_per_second": round(total / max(elapsed, 1e-9), 1),
-    }
+    write_marker(out, params)
+    return req.summary(instances, per_split)

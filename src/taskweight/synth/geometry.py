@@ -74,6 +74,14 @@ class Road:
     def lane_center(self, k: int) -> float:
         return self.park_left + (k + 0.5) * self.lane_width
 
+    def curb_a(self, side: int) -> float:
+        """Lateral position of the curb on ``side`` (-1 left, +1 right)."""
+        return 0.0 if side < 0 else self.width
+
+    def walk_width(self, side: int) -> float:
+        """Width of the sidewalk on ``side`` (-1 left, +1 right); it extends outwards from the curb."""
+        return self.walk_left if side < 0 else self.walk_right
+
     def x(self, a: np.ndarray | float, z: np.ndarray | float) -> np.ndarray:
         z = np.asarray(z, dtype=np.float64)
         return np.asarray(a, dtype=np.float64) - self.ego_a + self.heading * z + 0.5 * self.curvature * z * z

@@ -1,11 +1,15 @@
-"""Shared checks and output-folder handling of the dataset writers."""
+"""What the dataset writers share: the validated request, checks, the output folder, the
+parallel jobs, the per-split counts, split lists, the ``synth.json`` marker and the summary."""
 
 from __future__ import annotations
 
+import json
+import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +24,60 @@ SPLITS = ("train", "val", "test")
 
 MAX_SIDE = 4096
 """Largest rendered side: a scene is rendered in float32 layers, ~100 bytes a pixel at peak."""
+KITTI_DEPTH_FORMAT = "uint16 PNG, metres x 256, 0 = no measurement (KITTI depth)"
+"""``synth.json``'s description of depth maps in KITTI's format (synth-kitti, synth-woodscape)."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One checked :func:`~taskweight.synth.generate_dataset` call, as a dataset writer receives it."""
+
+    out: Path
+    preset: str
+    counts: dict[str, int]  # images per split
+    seed: int
+    size: tuple[int, int]  # rendered (H, W)
+    depth: bool = False
+    depth_pattern: str = "dense"
+    single_label_fraction: float = 0.0
+    workers: int | None = None
+    progress: Callable[[int, int], None] | None = None
+    started: float = field(default_factory=time.perf_counter, compare=False)
+
+    @property
+    def total(self) -> int:
+        """Number of images over all splits."""
+        return sum(self.counts.values())
+
+    def params(self, format_version: int, **fields: Any) -> dict[str, Any]:
+        """The ``synth.json`` document: the parameters every layout records, then ``fields``."""
+        return {
+            "generator": "taskweight.synth",
+            "format_version": format_version,
+            "preset": self.preset,
+            "seed": self.seed,
+            "size": list(self.size),
+            "splits": self.counts,
+            **fields,
+        }
+
+    def summary(self, objects: dict[str, int], per_split: dict[str, dict[str, int]], **extra: Any) -> dict[str, Any]:
+        """What :func:`~taskweight.synth.generate_dataset` returns: the request, the object counts,
+        ``extra`` and the rendering speed since the request was made."""
+        elapsed = time.perf_counter() - self.started
+        return {
+            "preset": self.preset,
+            "out": str(self.out),
+            "size": list(self.size),
+            "seed": self.seed,
+            "splits": self.counts,
+            "images": self.total,
+            "objects": objects,
+            "objects_per_split": per_split,
+            **extra,
+            "seconds": round(elapsed, 2),
+            "scenes_per_second": round(self.total / max(elapsed, 1e-9), 1),
+        }
 
 
 def check_counts(
@@ -91,3 +149,39 @@ def run_jobs(
     for j in jobs[len(results) :]:
         record(job(j))
     return results
+
+
+def tally(
+    splits: Iterable[str], found: Iterable[Mapping[str, int]], keys: Iterable[str] = ()
+) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """Totals and per-split sums of the counts ``found`` in each image (of the split in ``splits``):
+    ``keys`` first, 0 where none was found, then any other key in the order met."""
+    keys = tuple(keys)
+    per_split = {split: dict.fromkeys(keys, 0) for split in SPLITS}
+    for split, counts in zip(splits, found, strict=True):
+        for key, n in counts.items():
+            per_split[split][key] = per_split[split].get(key, 0) + n
+    totals: dict[str, int] = {}
+    for split in SPLITS:
+        for key, n in per_split[split].items():
+            totals[key] = totals.get(key, 0) + n
+    return totals, per_split
+
+
+def remove_files(out: Path, subdirs: Iterable[str], pattern: str = "*") -> None:
+    """Delete the files matching ``pattern`` in ``out``'s ``subdirs``: an earlier generation's."""
+    for sub in subdirs:
+        for p in (out / sub).glob(pattern):
+            p.unlink()
+
+
+def write_split_lists(out: Path, names: Mapping[str, list[str]]) -> None:
+    """``out/splits/{split}.txt``: the names of each split's images, one a line."""
+    for split in SPLITS:
+        (out / "splits" / f"{split}.txt").write_text("".join(n + "\n" for n in names[split]), encoding="ascii")
+
+
+def write_marker(out: Path, params: dict[str, Any]) -> None:
+    """Write ``out/synth.json`` (``params``), last: its presence marks a complete dataset
+    (:func:`prepare_output` removes it first)."""
+    (out / "synth.json").write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")

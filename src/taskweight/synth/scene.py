@@ -15,8 +15,9 @@ blur and sensor noise touch the image only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NamedTuple
 
 import numpy as np
 
@@ -103,12 +104,20 @@ class Scene:
 
 
 # ============================================================================ layout sampling
+_Range = tuple[float, float]
+
+
 def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(rng.uniform(lo, hi))
 
 
 def _jitter(rng: np.random.Generator, colour, amount: float = 0.06) -> np.ndarray:
     return np.clip(np.asarray(colour, np.float64) * (1 + rng.uniform(-amount, amount, 3)), 0, 1)
+
+
+def _pick(rng: np.random.Generator, palette: list[tuple[float, float, float]], amount: float) -> np.ndarray:
+    """A colour of ``palette``, drawn uniformly, then jittered by up to ``amount`` per channel."""
+    return _jitter(rng, palette[int(rng.integers(len(palette)))], amount)
 
 
 CAR_COLOURS = [
@@ -154,6 +163,8 @@ FACADES = [
 
 @dataclass
 class _Layout:
+    """Everything :func:`_sample_layout` draws for a scene; :func:`render_scene` paints it."""
+
     cam: g.Camera
     road: g.Road
     light: Lighting
@@ -175,6 +186,7 @@ class _Layout:
     patches: list[tuple[np.ndarray, float]]
     tile: float
     post: dict
+    mark_colour: np.ndarray
 
 
 class _Occupancy:
@@ -191,10 +203,56 @@ class _Occupancy:
 
 
 def _sample_layout(rng: np.random.Generator, size: tuple[int, int]) -> _Layout:
+    """Draw a whole scene layout from ``rng``: the steps below, in this order, are the order of
+    the random draws (a scene's bytes depend on it); only the skyline depends on ``size``, and it
+    draws from a stream of its own."""
+    cam = _sample_camera(rng, size)
+    road = _sample_road(rng)
+    weather = _sample_weather(rng)
+    asphalt, sidewalk, curb_colour, terrain, vegetation = _sample_palette(rng)
+    occ = _Occupancy()
+    hc, y_walk = cam.height, cam.height - road.curb
+    roadside = (_sample_roadside_kind(rng), _sample_roadside_kind(rng))
+    skyline = _sample_skyline(rng, cam, weather.sky_horizon, vegetation)
+    background, foreground, treelines = _sample_roadside(rng, road, hc, roadside, vegetation, occ)
+    foreground += _sample_signs(rng, road, y_walk, occ)
+    marks = _sample_lane_markings(rng, road, hc)
+    crosswalk, stripes = _sample_crosswalk(rng, road, hc)
+    patches = _sample_patches(rng, road, hc)
+    users = _sample_road_users(rng, road, hc, y_walk, occ, crosswalk)
+    post = _sample_post(rng, weather)
+    return _Layout(
+        cam=cam,
+        road=road,
+        light=weather.light,
+        weather=weather.name,
+        sky_top=weather.sky_top,
+        sky_horizon=weather.sky_horizon,
+        asphalt=asphalt,
+        sidewalk=sidewalk,
+        curb_colour=curb_colour,
+        terrain=terrain,
+        vegetation=vegetation,
+        roadside=roadside,
+        skyline=skyline,
+        treelines=treelines,
+        background=background,
+        foreground=foreground,
+        road_users=users,
+        marks=marks + stripes,
+        patches=patches,
+        tile=_u(rng, 0.3, 0.6),
+        post=post,
+        mark_colour=np.array([0.86, 0.86, 0.84]) * (0.8 + 0.2 * float(rng.random())),
+    )
+
+
+def _sample_camera(rng: np.random.Generator, size: tuple[int, int]) -> g.Camera:
+    """The camera: KITTI's focal length at ``size``, principal point near the centre, horizon at
+    40-49 % of the height, mounted 1.58-1.72 m above the road."""
     H, W = size
-    f = focal_length(size)
-    cam = g.Camera(
-        f=f,
+    return g.Camera(
+        f=focal_length(size),
         cx=W / 2 + float(rng.normal(0, 0.01)) * W,
         cy=H * _u(rng, 0.40, 0.49),
         height=_u(rng, 1.58, 1.72),
@@ -202,6 +260,10 @@ def _sample_layout(rng: np.random.Generator, size: tuple[int, int]) -> _Layout:
         image_w=W,
     )
 
+
+def _sample_road(rng: np.random.Generator) -> g.Road:
+    """Road geometry: 2-4 lanes, optional parking strips, the ego lane (right-hand traffic),
+    heading, curvature (straight in 45 % of scenes), curb height and sidewalk widths."""
     lanes = int(rng.choice([2, 2, 3, 4]))
     lane_w = _u(rng, 3.0, 3.7)
     park_l = 2.2 if rng.random() < 0.45 else 0.0
@@ -209,7 +271,7 @@ def _sample_layout(rng: np.random.Generator, size: tuple[int, int]) -> _Layout:
     ego_lane = int(rng.integers(lanes // 2, lanes))
     ego_a = park_l + (ego_lane + 0.5) * lane_w + float(rng.normal(0, 0.25))
     curv = float(rng.uniform(-0.0012, 0.0012)) if rng.random() < 0.55 else 0.0
-    road = g.Road(
+    return g.Road(
         lanes=lanes,
         lane_width=lane_w,
         park_left=park_l,
@@ -221,62 +283,83 @@ def _sample_layout(rng: np.random.Generator, size: tuple[int, int]) -> _Layout:
         walk_left=_u(rng, 1.8, 4.5),
         walk_right=_u(rng, 1.8, 4.5),
     )
-    Wr = road.width
 
-    # lighting / weather
+
+class _Weather(NamedTuple):
+    """Lighting and sky of a scene, and the image tint its post-processing applies."""
+
+    name: str  # sunny, overcast or low_sun
+    light: Lighting
+    sky_top: np.ndarray
+    sky_horizon: np.ndarray
+    tint: tuple[float, ...]
+
+
+_SUNLIT: Final[dict[str, tuple[tuple[float, ...], ...]]] = {
+    # sun elevation (deg), ambient light, shadow factor, sky top colour, sky horizon colour, tint
+    "sunny": ((25, 60), (0.5, 0.65), (0.45, 0.65), (0.32, 0.52, 0.85), (0.72, 0.82, 0.93), (1.0, 1.0, 1.0)),
+    "low_sun": ((8, 20), (0.45, 0.6), (0.5, 0.7), (0.42, 0.52, 0.78), (0.95, 0.78, 0.58), (1.08, 1.0, 0.88)),
+}
+"""The weathers whose sun casts shadows: ranges of the sun's elevation, ambient light and shadow
+factor, the sky's colours and the image tint."""
+
+
+def _sample_weather(rng: np.random.Generator) -> _Weather:
+    """Weather (sunny 50 %, overcast 30 %, low sun 20 %): the sun's direction and the ambient light,
+    cast shadows (not when overcast) and the sky's colours."""
     weather = str(rng.choice(["sunny", "overcast", "low_sun"], p=[0.5, 0.3, 0.2]))
     az = _u(rng, 0, 2 * np.pi)
-    if weather == "sunny":
-        el = np.radians(_u(rng, 25, 60))
-        light = Lighting(
-            sun=np.array([np.cos(el) * np.sin(az), np.sin(el), np.cos(el) * np.cos(az)]),
-            ambient=_u(rng, 0.5, 0.65),
-            cast_shadows=True,
-            shadow_factor=_u(rng, 0.45, 0.65),
-        )
-        sky_top, sky_hor = _jitter(rng, (0.32, 0.52, 0.85)), _jitter(rng, (0.72, 0.82, 0.93))
-        tint = (1.0, 1.0, 1.0)
-    elif weather == "overcast":
+    if weather == "overcast":
         light = Lighting(
             sun=np.array([0.0, 1.0, 0.0]), ambient=_u(rng, 0.75, 0.85), cast_shadows=False, shadow_factor=1.0
         )
         grey = _u(rng, 0.7, 0.88)
-        sky_top, sky_hor = _jitter(rng, (grey * 0.9,) * 3, 0.03), _jitter(rng, (grey,) * 3, 0.03)
-        tint = (0.98, 1.0, 1.03)
-    else:
-        el = np.radians(_u(rng, 8, 20))
-        light = Lighting(
-            sun=np.array([np.cos(el) * np.sin(az), np.sin(el), np.cos(el) * np.cos(az)]),
-            ambient=_u(rng, 0.45, 0.6),
-            cast_shadows=True,
-            shadow_factor=_u(rng, 0.5, 0.7),
+        return _Weather(
+            weather, light, _jitter(rng, (grey * 0.9,) * 3, 0.03), _jitter(rng, (grey,) * 3, 0.03), (0.98, 1.0, 1.03)
         )
-        sky_top, sky_hor = _jitter(rng, (0.42, 0.52, 0.78)), _jitter(rng, (0.95, 0.78, 0.58))
-        tint = (1.08, 1.0, 0.88)
+    elevation, ambient, shadow, top, horizon, tint = _SUNLIT[weather]
+    el = np.radians(_u(rng, *elevation))
+    light = Lighting(
+        sun=np.array([np.cos(el) * np.sin(az), np.sin(el), np.cos(el) * np.cos(az)]),
+        ambient=_u(rng, *ambient),
+        cast_shadows=True,
+        shadow_factor=_u(rng, *shadow),
+    )
+    sky_top, sky_horizon = _jitter(rng, top), _jitter(rng, horizon)
+    return _Weather(weather, light, sky_top, sky_horizon, tint)
 
+
+SIDEWALK_COLOURS = [(0.58, 0.58, 0.56), (0.64, 0.59, 0.5), (0.58, 0.44, 0.38), (0.5, 0.5, 0.52)]
+TERRAIN_COLOURS = [(0.32, 0.42, 0.18), (0.45, 0.45, 0.28), (0.38, 0.36, 0.25)]
+
+
+def _sample_palette(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Colours of the asphalt, sidewalk, curb, terrain and vegetation."""
     grey = _u(rng, 0.24, 0.4)
     asphalt = _jitter(rng, (grey, grey, grey * 1.03), 0.03)
-    sidewalk = _jitter(
-        rng, [(0.58, 0.58, 0.56), (0.64, 0.59, 0.5), (0.58, 0.44, 0.38), (0.5, 0.5, 0.52)][int(rng.integers(4))], 0.05
-    )
+    sidewalk = _pick(rng, SIDEWALK_COLOURS, 0.05)
     curb_colour = _jitter(rng, (0.68, 0.68, 0.66), 0.05)
-    terrain = _jitter(rng, [(0.32, 0.42, 0.18), (0.45, 0.45, 0.28), (0.38, 0.36, 0.25)][int(rng.integers(3))], 0.08)
+    terrain = _pick(rng, TERRAIN_COLOURS, 0.08)
     vegetation = _jitter(rng, (0.2, 0.33, 0.13), 0.15)
+    return asphalt, sidewalk, curb_colour, terrain, vegetation
 
-    occ = _Occupancy()
-    hc = cam.height
-    y_walk = hc - road.curb
-    roadside = (
-        str(rng.choice(["urban", "green", "open"], p=[0.55, 0.3, 0.15])),
-        str(rng.choice(["urban", "green", "open"], p=[0.55, 0.3, 0.15])),
-    )
 
-    # ------------------------------------------------------------------ distant skyline
-    skyline = []
-    srng = np.random.default_rng(rng.integers(2**63))  # size-dependent draws use their own stream
+def _sample_roadside_kind(rng: np.random.Generator) -> str:
+    """What lies beyond one sidewalk: urban (buildings), green (hedges, trees, houses) or open land."""
+    return str(rng.choice(["urban", "green", "open"], p=[0.55, 0.3, 0.15]))
+
+
+def _sample_skyline(
+    rng: np.random.Generator, cam: g.Camera, sky_horizon: np.ndarray, vegetation: np.ndarray
+) -> list[tuple[np.ndarray, int, np.ndarray]]:
+    """Distant skyline in pixels, hazed towards the horizon sky: a stepped row of buildings and a
+    bumpy tree line. Its draws depend on the image size, so they use a stream of their own (one
+    draw of ``rng`` seeds it), keeping the rest of the layout independent of the size."""
+    f, W = cam.f, cam.image_w
+    srng = np.random.default_rng(rng.integers(2**63))
     haze = 0.45
-    far_col = np.clip((1 - haze) * np.array([0.45, 0.47, 0.5]) + haze * sky_hor, 0, 1)
-    tree_col = np.clip((1 - haze) * vegetation + haze * sky_hor * 0.8, 0, 1)
+    far_col = np.clip((1 - haze) * np.array([0.45, 0.47, 0.5]) + haze * sky_horizon, 0, 1)
+    tree_col = np.clip((1 - haze) * vegetation + haze * sky_horizon * 0.8, 0, 1)
     xs, x = [], -2.0
     while x < W + 2:
         xs.append(x)
@@ -290,123 +373,191 @@ def _sample_layout(rng: np.random.Generator, size: tuple[int, int]) -> _Layout:
             t = cam.cy - 0.5
         pts += [(x0, t), (x1, t)]
     pts.append((W + 2.0, cam.cy + 1))
-    skyline.append((np.array(pts), g.BUILDING, far_col))
     n_bumps = max(8, W // 6)
     bx = np.linspace(-2, W + 2, n_bumps)
     bh = np.abs(np.cumsum(srng.normal(0, 1, n_bumps))) * f * 1.2 / 400 + f * 3 / 400
     tl = np.column_stack([bx, cam.cy - bh])
-    skyline.append((np.vstack([[-2, cam.cy + 1], tl, [W + 2, cam.cy + 1]]), g.VEGETATION, tree_col))
+    return [
+        (np.array(pts), g.BUILDING, far_col),
+        (np.vstack([[-2, cam.cy + 1], tl, [W + 2, cam.cy + 1]]), g.VEGETATION, tree_col),
+    ]
 
+
+class _Side(NamedTuple):
+    """One side of the street, along which scenery and furniture are sampled."""
+
+    road: g.Road
+    hc: float  # camera height: the road is the plane Y = hc
+    side: int  # -1 left, +1 right
+    kind: str  # what lies beyond the sidewalk: urban, green or open
+    vegetation: np.ndarray  # the scene's vegetation colour
+
+    @property
+    def inner(self) -> float:
+        """Lateral position ``a`` of the curb."""
+        return self.road.curb_a(self.side)
+
+    @property
+    def outer(self) -> float:
+        """Lateral position ``a`` of the sidewalk's outer edge."""
+        return self.inner + self.side * self.road.walk_width(self.side)
+
+
+def _sample_roadside(
+    rng: np.random.Generator,
+    road: g.Road,
+    hc: float,
+    roadside: tuple[str, str],
+    vegetation: np.ndarray,
+    occ: _Occupancy,
+) -> tuple[list[Actor], list[Actor], list[tuple[np.ndarray, np.ndarray]]]:
+    """Both sides of the street, left then right: the scenery beyond the sidewalk by its kind, then
+    the street furniture on the sidewalk. Returns (background, foreground, tree lines)."""
     background: list[Actor] = []
     foreground: list[Actor] = []
     treelines: list[tuple[np.ndarray, np.ndarray]] = []
-
-    # ------------------------------------------------------------------ roadside: buildings / greenery
     for side, kind in zip((-1, 1), roadside, strict=True):
-        inner = 0.0 if side < 0 else Wr
-        outer = inner + side * (road.walk_left if side < 0 else road.walk_right)
+        s = _Side(road, hc, side, kind, vegetation)
         if kind == "urban":
-            setback = _u(rng, 0, 2.5) if rng.random() < 0.5 else 0.0
-            z = _u(rng, -12, -4)
-            colour = _jitter(rng, FACADES[int(rng.integers(len(FACADES)))], 0.08)
-            while z < 130:
-                length = _u(rng, 8, 26)
-                if rng.random() < 0.25:  # gap between buildings
-                    z += _u(rng, 2, 9)
-                if rng.random() < 0.5:
-                    colour = _jitter(rng, FACADES[int(rng.integers(len(FACADES)))], 0.08)
-                a0 = outer + side * (setback + max(0.0, float(rng.normal(0, 0.3))))
-                background.append(_building(rng, road, hc, a0, side, z, z + length, _u(rng, 6, 22), colour))
-                z += length
+            background += _sample_buildings(rng, s)
         elif kind == "green":
-            # hedge along the sidewalk, trees behind it, a few houses far back
-            z = _u(rng, -5, 5)
-            hedge_h = _u(rng, 0.8, 1.8)
-            while z < 120:
-                length = _u(rng, 10, 40)
-                a0 = outer + side * 0.3
-                corners = _corners(road, (a0, a0 + side * 1.0), (hc, hc - hedge_h * _u(rng, 0.9, 1.1)), (z, z + length))
-                background.append(
-                    Solid(
-                        loc=corners.mean(axis=0),
-                        corners=corners,
-                        sem=g.VEGETATION,
-                        colour=_jitter(rng, vegetation, 0.1),
-                        noise=0.15,
-                    )
-                )
-                z += length + (_u(rng, 1, 6) if rng.random() < 0.4 else 0.0)
-            z = _u(rng, 0, 10)
-            while z < 90:
-                a = outer + side * _u(rng, 2.5, 7)
-                background.append(_tree(rng, road, hc, a, z, vegetation))
-                z += _u(rng, 5, 14)
-            z = _u(rng, 5, 30)
-            while z < 140:
-                length = _u(rng, 8, 16)
-                a0 = outer + side * _u(rng, 9, 16)
-                background.append(
-                    _building(
-                        rng,
-                        road,
-                        hc,
-                        a0,
-                        side,
-                        z,
-                        z + length,
-                        _u(rng, 5, 9),
-                        _jitter(rng, FACADES[int(rng.integers(len(FACADES)))], 0.08),
-                    )
-                )
-                z += length + _u(rng, 8, 30)
-        else:  # open land: grass, sparse trees, a tree line far away
-            a_t = outer + side * _u(rng, 15, 45)
-            zs = np.linspace(2, 300, 40)
-            crowns = hc - (_u(rng, 6, 12) + np.abs(np.cumsum(rng.normal(0, 0.8, len(zs)))))
-            poly = [[float(road.x(a_t, z)), hc, z] for z in zs]
-            poly += [[float(road.x(a_t, z)), t, z] for z, t in zip(zs[::-1], crowns[::-1], strict=True)]
-            treelines.append((np.array(poly), _jitter(rng, vegetation * 0.8, 0.1)))
-            z = _u(rng, 3, 20)
-            while z < 100:
-                a = outer + side * _u(rng, 2, 14)
-                background.append(_tree(rng, road, hc, a, z, vegetation))
-                z += _u(rng, 8, 30)
+            background += _sample_hedges(rng, s)
+            background += _tree_row(rng, s, start=(0, 10), stop=90, offset=(2.5, 7), step=(5, 14))
+            background += _sample_houses(rng, s)
+        else:  # open land: grass, a tree line far away, sparse trees
+            treelines.append(_sample_treeline(rng, s))
+            background += _tree_row(rng, s, start=(3, 20), stop=100, offset=(2, 14), step=(8, 30))
+        foreground += _sample_street_furniture(rng, s, occ)
+    return background, foreground, treelines
 
-        # street furniture on the sidewalk: lamp posts, signs, street trees
-        if rng.random() < 0.75:
-            z = _u(rng, 2, 25)
-            a = inner + side * 0.45
-            height = _u(rng, 6, 8.5)
-            while z < 130:
-                loc = road.point(a, z, y_walk)
-                foreground.append(Pole(loc=loc, height=height, arm=-side * _u(rng, 0.8, 1.8)))
-                occ.add(a, z, 0.3, 0.3)
-                z += _u(rng, 22, 36)
-        if kind == "urban" and rng.random() < 0.35:
-            z = _u(rng, 3, 12)
-            a = outer - side * 0.9
-            while z < 80:
-                foreground.append(_tree(rng, road, y_walk, a, z, vegetation, street=True))
-                occ.add(a, z, 0.5, 0.5)
-                z += _u(rng, 8, 14)
+
+def _sample_buildings(rng: np.random.Generator, s: _Side) -> list[Actor]:
+    """Urban side: a row of buildings from just behind the camera to 130 m, set back together,
+    with gaps and changes of facade colour."""
+    buildings: list[Actor] = []
+    setback = _u(rng, 0, 2.5) if rng.random() < 0.5 else 0.0
+    z = _u(rng, -12, -4)
+    colour = _pick(rng, FACADES, 0.08)
+    while z < 130:
+        length = _u(rng, 8, 26)
+        if rng.random() < 0.25:  # gap between buildings
+            z += _u(rng, 2, 9)
+        if rng.random() < 0.5:
+            colour = _pick(rng, FACADES, 0.08)
+        a0 = s.outer + s.side * (setback + max(0.0, float(rng.normal(0, 0.3))))
+        buildings.append(_building(rng, s.road, s.hc, a0, s.side, z, z + length, _u(rng, 6, 22), colour))
+        z += length
+    return buildings
+
+
+def _sample_hedges(rng: np.random.Generator, s: _Side) -> list[Actor]:
+    """Green side: a hedge along the sidewalk, in stretches up to 120 m."""
+    hedges: list[Actor] = []
+    z = _u(rng, -5, 5)
+    hedge_h = _u(rng, 0.8, 1.8)
+    while z < 120:
+        length = _u(rng, 10, 40)
+        a0 = s.outer + s.side * 0.3
+        top = s.hc - hedge_h * _u(rng, 0.9, 1.1)
+        corners = _corners(s.road, (a0, a0 + s.side * 1.0), (s.hc, top), (z, z + length))
+        colour = _jitter(rng, s.vegetation, 0.1)
+        hedges.append(Solid(loc=corners.mean(axis=0), corners=corners, sem=g.VEGETATION, colour=colour, noise=0.15))
+        z += length + (_u(rng, 1, 6) if rng.random() < 0.4 else 0.0)
+    return hedges
+
+
+def _sample_houses(rng: np.random.Generator, s: _Side) -> list[Actor]:
+    """Green side: low houses 9-16 m behind the sidewalk, far apart."""
+    houses: list[Actor] = []
+    z = _u(rng, 5, 30)
+    while z < 140:
+        length = _u(rng, 8, 16)
+        a0 = s.outer + s.side * _u(rng, 9, 16)
+        height = _u(rng, 5, 9)
+        houses.append(_building(rng, s.road, s.hc, a0, s.side, z, z + length, height, _pick(rng, FACADES, 0.08)))
+        z += length + _u(rng, 8, 30)
+    return houses
+
+
+def _tree_row(
+    rng: np.random.Generator, s: _Side, *, start: _Range, stop: float, offset: _Range, step: _Range
+) -> list[Actor]:
+    """Trees beyond the sidewalk: the first at a depth drawn from ``start``, then every ``step`` m
+    up to ``stop``, each ``offset`` m beyond the sidewalk's outer edge."""
+    trees: list[Actor] = []
+    z = _u(rng, *start)
+    while z < stop:
+        a = s.outer + s.side * _u(rng, *offset)
+        trees.append(_tree(rng, s.road, s.hc, a, z, s.vegetation))
+        z += _u(rng, *step)
+    return trees
+
+
+def _sample_treeline(rng: np.random.Generator, s: _Side) -> tuple[np.ndarray, np.ndarray]:
+    """Open side: a tree line 15-45 m beyond the sidewalk, along the road out to 300 m (3D polygon, colour)."""
+    road, hc = s.road, s.hc
+    a_t = s.outer + s.side * _u(rng, 15, 45)
+    zs = np.linspace(2, 300, 40)
+    crowns = hc - (_u(rng, 6, 12) + np.abs(np.cumsum(rng.normal(0, 0.8, len(zs)))))
+    poly = [[float(road.x(a_t, z)), hc, z] for z in zs]
+    poly += [[float(road.x(a_t, z)), t, z] for z, t in zip(zs[::-1], crowns[::-1], strict=True)]
+    return np.array(poly), _jitter(rng, s.vegetation * 0.8, 0.1)
+
+
+def _sample_street_furniture(rng: np.random.Generator, s: _Side, occ: _Occupancy) -> list[Actor]:
+    """One sidewalk's furniture: lamp posts at the curb (75 % of sidewalks) and, on an urban side,
+    street trees at its outer edge (35 %); their footprints go into ``occ``."""
+    furniture: list[Actor] = []
+    y_walk = s.hc - s.road.curb
+    if rng.random() < 0.75:
+        z = _u(rng, 2, 25)
+        a = s.inner + s.side * 0.45
+        height = _u(rng, 6, 8.5)
+        while z < 130:
+            loc = s.road.point(a, z, y_walk)
+            furniture.append(Pole(loc=loc, height=height, arm=-s.side * _u(rng, 0.8, 1.8)))
+            occ.add(a, z, 0.3, 0.3)
+            z += _u(rng, 22, 36)
+    if s.kind == "urban" and rng.random() < 0.35:
+        z = _u(rng, 3, 12)
+        a = s.outer - s.side * 0.9
+        while z < 80:
+            furniture.append(_tree(rng, s.road, y_walk, a, z, s.vegetation, street=True))
+            occ.add(a, z, 0.5, 0.5)
+            z += _u(rng, 8, 14)
+    return furniture
+
+
+SIGN_COLOURS: Final[dict[str, tuple[float, float, float]]] = {
+    "circle": (0.75, 0.08, 0.08),
+    "triangle": (0.78, 0.1, 0.08),
+    "square": (0.1, 0.25, 0.65),
+}
+
+
+def _sample_signs(rng: np.random.Generator, road: g.Road, y_walk: float, occ: _Occupancy) -> list[Actor]:
+    """0-2 traffic signs just beyond a curb, where ``occ`` has room for them."""
+    signs: list[Actor] = []
     for _ in range(int(rng.choice([0, 1, 1, 2]))):
         side = int(rng.choice([-1, 1]))
-        a = (0.0 - 0.6) if side < 0 else Wr + 0.6
+        a = road.curb_a(side) + side * 0.6
         z = _u(rng, 6, 45)
         if occ.free(a, z, 0.3, 0.3):
-            kind = str(rng.choice(["circle", "triangle", "square"]))
-            rgb = {"circle": (0.75, 0.08, 0.08), "triangle": (0.78, 0.1, 0.08), "square": (0.1, 0.25, 0.65)}[kind]
-            foreground.append(
-                Sign(loc=road.point(a, z, y_walk), height=_u(rng, 2.0, 2.6), kind=kind, colour=np.array(rgb))
-            )
+            kind = str(rng.choice(list(SIGN_COLOURS)))
+            colour = np.array(SIGN_COLOURS[kind])
+            signs.append(Sign(loc=road.point(a, z, y_walk), height=_u(rng, 2.0, 2.6), kind=kind, colour=colour))
             occ.add(a, z, 0.3, 0.3)
+    return signs
 
-    # ------------------------------------------------------------------ road markings
+
+def _sample_lane_markings(rng: np.random.Generator, road: g.Road, hc: float) -> list[np.ndarray]:
+    """Lane lines (dashed; the centre line solid in half the scenes) and the solid edge lines of
+    the driving lanes (60 % left, 70 % right), as 3D ground polygons."""
     marks: list[np.ndarray] = []
     mark_w = _u(rng, 0.1, 0.16)
     dash, gap = (3.0, 6.0) if rng.random() < 0.7 else (6.0, 12.0)
-    for k in range(1, lanes):
-        a = park_l + k * lane_w
+    for k in range(1, road.lanes):
+        a = road.park_left + k * road.lane_width
         centre = k == road.lanes_left
         if centre and rng.random() < 0.5:
             marks.append(_strip(road, hc, a - mark_w / 2, a + mark_w / 2, 1.0, 160.0))
@@ -418,79 +569,88 @@ def _sample_layout(rng: np.random.Generator, size: tuple[int, int]) -> _Layout:
             if z1 > z0:
                 marks.append(_strip(road, hc, a - mark_w / 2, a + mark_w / 2, z0, z1, n=2))
             z += dash + gap
-    for a, present in ((park_l, rng.random() < 0.6), (park_l + lanes * lane_w, rng.random() < 0.7)):
+    right_edge = road.park_left + road.lanes * road.lane_width
+    for a, present in ((road.park_left, rng.random() < 0.6), (right_edge, rng.random() < 0.7)):
         if present:
             marks.append(_strip(road, hc, a - mark_w / 2, a + mark_w / 2, 1.0, 160.0))
-    crosswalk = None
-    if rng.random() < 0.15:
-        z0 = _u(rng, 9, 30)
-        depth = _u(rng, 2.5, 4.0)
-        crosswalk = (z0, z0 + depth)
-        a = 0.4
-        while a + 0.5 < Wr - 0.3:
-            marks.append(_strip(road, hc, a, a + 0.5, z0, z0 + depth, n=2))
-            a += 1.0
+    return marks
+
+
+def _sample_crosswalk(
+    rng: np.random.Generator, road: g.Road, hc: float
+) -> tuple[tuple[float, float] | None, list[np.ndarray]]:
+    """A zebra crossing 9-30 m ahead in 15 % of the scenes: its depth range (or None) and its stripes."""
+    if rng.random() >= 0.15:
+        return None, []
+    z0 = _u(rng, 9, 30)
+    depth = _u(rng, 2.5, 4.0)
+    stripes = []
+    a = 0.4
+    while a + 0.5 < road.width - 0.3:
+        stripes.append(_strip(road, hc, a, a + 0.5, z0, z0 + depth, n=2))
+        a += 1.0
+    return (z0, z0 + depth), stripes
+
+
+def _sample_patches(rng: np.random.Generator, road: g.Road, hc: float) -> list[tuple[np.ndarray, float]]:
+    """0-2 repaired asphalt patches on the road: (3D ground polygon, brightness factor)."""
     patches = []
     for _ in range(int(rng.integers(0, 3))):
-        a0 = _u(rng, 0, Wr - 1)
+        a0 = _u(rng, 0, road.width - 1)
         z0 = _u(rng, 4, 40)
         patches.append(
-            (_strip(road, hc, a0, min(Wr, a0 + _u(rng, 1, 4)), z0, z0 + _u(rng, 2, 10), n=3), _u(rng, 0.8, 1.15))
+            (
+                _strip(road, hc, a0, min(road.width, a0 + _u(rng, 1, 4)), z0, z0 + _u(rng, 2, 10), n=3),
+                _u(rng, 0.8, 1.15),
+            )
         )
+    return patches
 
-    # ------------------------------------------------------------------ road users
+
+def _sample_road_users(
+    rng: np.random.Generator,
+    road: g.Road,
+    hc: float,
+    y_walk: float,
+    occ: _Occupancy,
+    crosswalk: tuple[float, float] | None,
+) -> list[LabelledActor]:
+    """The labelled road users: 2-8 cars, then 0-4 pedestrians, then 0-3 cyclists. The number of
+    each class is drawn first; each one gets 12 tries at a place that ``occ`` has room for."""
     users: list[LabelledActor] = []
-    for _ in range(int(rng.choice(np.arange(2, 9), p=[0.1, 0.15, 0.17, 0.17, 0.15, 0.14, 0.12]))):
-        for _attempt in range(12):
-            car = _sample_car(rng, road, hc, occ)
-            if car is not None:
-                users.append(car)
-                break
-    for _ in range(int(rng.choice(5, p=[0.15, 0.3, 0.25, 0.18, 0.12]))):
-        for _attempt in range(12):
-            ped = _sample_pedestrian(rng, road, hc, y_walk, occ, crosswalk)
-            if ped is not None:
-                users.append(ped)
-                break
-    for _ in range(int(rng.choice(4, p=[0.35, 0.35, 0.2, 0.1]))):
-        for _attempt in range(12):
-            cyc = _sample_cyclist(rng, road, hc, y_walk, occ)
-            if cyc is not None:
-                users.append(cyc)
-                break
+    n_cars = int(rng.choice(np.arange(2, 9), p=[0.1, 0.15, 0.17, 0.17, 0.15, 0.14, 0.12]))
+    users += _place(n_cars, lambda: _sample_car(rng, road, hc, occ))
+    n_pedestrians = int(rng.choice(5, p=[0.15, 0.3, 0.25, 0.18, 0.12]))
+    users += _place(n_pedestrians, lambda: _sample_pedestrian(rng, road, hc, y_walk, occ, crosswalk))
+    n_cyclists = int(rng.choice(4, p=[0.35, 0.35, 0.2, 0.1]))
+    users += _place(n_cyclists, lambda: _sample_cyclist(rng, road, hc, y_walk, occ))
+    return users
 
-    post = {
-        "gain": _u(rng, 0.8, 1.2) * (0.92 if weather == "overcast" else 1.0),
+
+def _place(count: int, sample: Callable[[], LabelledActor | None], attempts: int = 12) -> list[LabelledActor]:
+    """``count`` actors from ``sample`` (None: no room there), each given up after ``attempts`` tries."""
+    placed = []
+    for _ in range(count):
+        for _attempt in range(attempts):
+            actor = sample()
+            if actor is not None:
+                placed.append(actor)
+                break
+    return placed
+
+
+def _sample_post(rng: np.random.Generator, weather: _Weather) -> dict:
+    """Camera post-processing: exposure gain, gamma, tint, blur, sensor noise, vignetting and the
+    sky's cloud cover (little when overcast)."""
+    return {
+        "gain": _u(rng, 0.8, 1.2) * (0.92 if weather.name == "overcast" else 1.0),
         "gamma": _u(rng, 0.85, 1.2),
-        "tint": np.array(tint) * rng.uniform(0.95, 1.05, 3),
+        "tint": np.array(weather.tint) * rng.uniform(0.95, 1.05, 3),
         "blur": _u(rng, 0.35, 0.8),
         "noise": _u(rng, 0.006, 0.02),
         "vignette": _u(rng, 0.0, 0.25),
-        "clouds": _u(rng, 0.0, 0.25) if weather != "overcast" else _u(rng, 0.0, 0.08),
+        "clouds": _u(rng, 0.0, 0.25) if weather.name != "overcast" else _u(rng, 0.0, 0.08),
     }
-    return _Layout(
-        cam=cam,
-        road=road,
-        light=light,
-        weather=weather,
-        sky_top=sky_top,
-        sky_horizon=sky_hor,
-        asphalt=asphalt,
-        sidewalk=sidewalk,
-        curb_colour=curb_colour,
-        terrain=terrain,
-        vegetation=vegetation,
-        roadside=roadside,
-        skyline=skyline,
-        treelines=treelines,
-        background=background,
-        foreground=foreground,
-        road_users=users,
-        marks=marks,
-        patches=patches,
-        tile=_u(rng, 0.3, 0.6),
-        post=post,
-    )
 
 
 def _corners(road: g.Road, a: tuple[float, float], y: tuple[float, float], z: tuple[float, float]) -> np.ndarray:
@@ -609,44 +769,24 @@ def _extent(d: np.ndarray, length: float, width: float, road: g.Road, z: float) 
     return along * width / 2 + across * length / 2, along * length / 2 + across * width / 2
 
 
+CAR_PARAMETERS = ("h", "w", "length", "rear_off", "front_off", "rear_slope", "front_slope", "body_top")
+CAR_SHAPES: Final[dict[str, tuple[tuple[float, float] | float, ...]]] = {
+    "sedan": ((1.38, 1.52), (1.68, 1.82), (4.3, 4.9), (0.18, 0.24), (0.28, 0.34), (0.3, 0.5), (0.5, 0.7), (0.8, 0.9)),
+    "hatch": ((1.42, 1.55), (1.62, 1.78), (3.7, 4.2), (0.04, 0.08), (0.26, 0.32), (0.15, 0.3), (0.5, 0.7), (0.8, 0.9)),
+    "suv": ((1.6, 1.8), (1.8, 1.95), (4.4, 4.9), (0.03, 0.06), (0.24, 0.3), (0.05, 0.15), (0.35, 0.5), (0.95, 1.05)),
+    "van": ((1.9, 2.3), (1.9, 2.05), (4.8, 5.4), (0.01, 0.03), (0.1, 0.16), 0.02, (0.3, 0.5), (1.0, 1.15)),
+}
+"""Car body shapes: for each of :data:`CAR_PARAMETERS` (dimensions h, w, length in metres, then the
+cabin of :class:`~taskweight.synth.actors.Car`) a uniform range, drawn in this order, or a fixed value."""
+
+
 def _sample_car(rng, road: g.Road, hc: float, occ: _Occupancy) -> Car | None:
-    shape = str(rng.choice(["sedan", "hatch", "suv", "van"], p=[0.45, 0.25, 0.2, 0.1]))
-    if shape == "sedan":
-        h, w, length = _u(rng, 1.38, 1.52), _u(rng, 1.68, 1.82), _u(rng, 4.3, 4.9)
-        cab = dict(
-            rear_off=_u(rng, 0.18, 0.24),
-            front_off=_u(rng, 0.28, 0.34),
-            rear_slope=_u(rng, 0.3, 0.5),
-            front_slope=_u(rng, 0.5, 0.7),
-            body_top=_u(rng, 0.8, 0.9),
-        )
-    elif shape == "hatch":
-        h, w, length = _u(rng, 1.42, 1.55), _u(rng, 1.62, 1.78), _u(rng, 3.7, 4.2)
-        cab = dict(
-            rear_off=_u(rng, 0.04, 0.08),
-            front_off=_u(rng, 0.26, 0.32),
-            rear_slope=_u(rng, 0.15, 0.3),
-            front_slope=_u(rng, 0.5, 0.7),
-            body_top=_u(rng, 0.8, 0.9),
-        )
-    elif shape == "suv":
-        h, w, length = _u(rng, 1.6, 1.8), _u(rng, 1.8, 1.95), _u(rng, 4.4, 4.9)
-        cab = dict(
-            rear_off=_u(rng, 0.03, 0.06),
-            front_off=_u(rng, 0.24, 0.3),
-            rear_slope=_u(rng, 0.05, 0.15),
-            front_slope=_u(rng, 0.35, 0.5),
-            body_top=_u(rng, 0.95, 1.05),
-        )
-    else:
-        h, w, length = _u(rng, 1.9, 2.3), _u(rng, 1.9, 2.05), _u(rng, 4.8, 5.4)
-        cab = dict(
-            rear_off=_u(rng, 0.01, 0.03),
-            front_off=_u(rng, 0.1, 0.16),
-            rear_slope=0.02,
-            front_slope=_u(rng, 0.3, 0.5),
-            body_top=_u(rng, 1.0, 1.15),
-        )
+    """A car (sedan, hatchback, SUV or van) in a lane, either way, or parked; None if ``occ`` has no room there."""
+    shape = str(rng.choice(list(CAR_SHAPES), p=[0.45, 0.25, 0.2, 0.1]))
+    cab = {
+        k: v if isinstance(v, float) else _u(rng, *v) for k, v in zip(CAR_PARAMETERS, CAR_SHAPES[shape], strict=True)
+    }
+    h, w, length = cab.pop("h"), cab.pop("w"), cab.pop("length")
     parked = (road.park_left or road.park_right) and rng.random() < 0.35
     if parked:
         sides = [s for s, wdt in ((-1, road.park_left), (1, road.park_right)) if wdt]
@@ -668,7 +808,7 @@ def _sample_car(rng, road: g.Road, hc: float, occ: _Occupancy) -> Car | None:
     if not occ.free(a, z, ha + 0.3, hz + 0.6):
         return None
     occ.add(a, z, ha, hz)
-    colour = _jitter(rng, CAR_COLOURS[int(rng.integers(len(CAR_COLOURS)))], 0.05)
+    colour = _pick(rng, CAR_COLOURS, 0.05)
     return Car(
         loc=road.point(a, z, hc),
         kitti_type="Car",
@@ -686,14 +826,15 @@ def _sample_car(rng, road: g.Road, hc: float, occ: _Occupancy) -> Car | None:
 def _sample_pedestrian(
     rng, road: g.Road, hc: float, y_walk: float, occ: _Occupancy, crosswalk: tuple[float, float] | None
 ) -> Pedestrian | None:
+    """A pedestrian (8 % children) on a sidewalk (80 %: walking along it, standing or strolling) or
+    crossing the road, on the zebra crossing if there is one (70 %); None if ``occ`` has no room there."""
     child = rng.random() < 0.08
     h = _u(rng, 1.1, 1.4) if child else _u(rng, 1.55, 1.92)
     dims = (h, _u(rng, 0.5, 0.7), _u(rng, 0.5, 0.9))
     mode = rng.random()
     if mode < 0.8:  # on a sidewalk
         side = int(rng.choice([-1, 1]))
-        inner = 0.0 if side < 0 else road.width
-        walk = road.walk_left if side < 0 else road.walk_right
+        inner, walk = road.curb_a(side), road.walk_width(side)
         a = inner + side * _u(rng, 0.3, walk - 0.3)
         z = 4.0 + 42.0 * float(rng.random()) ** 1.1
         y = y_walk
@@ -727,16 +868,18 @@ def _sample_pedestrian(
         heading=d,
         stride=stride,
         phase=_u(rng, 0, 2 * np.pi),
-        skin=_jitter(rng, SKIN[int(rng.integers(len(SKIN)))], 0.05),
-        hair=_jitter(rng, HAIR[int(rng.integers(len(HAIR)))], 0.1),
-        shirt=_jitter(rng, CLOTHES[int(rng.integers(len(CLOTHES)))], 0.1),
-        trousers=_jitter(rng, TROUSERS[int(rng.integers(len(TROUSERS)))], 0.1),
+        skin=_pick(rng, SKIN, 0.05),
+        hair=_pick(rng, HAIR, 0.1),
+        shirt=_pick(rng, CLOTHES, 0.1),
+        trousers=_pick(rng, TROUSERS, 0.1),
         coat=bool(rng.random() < 0.25),
         bag=bool(rng.random() < 0.2),
     )
 
 
 def _sample_cyclist(rng, road: g.Road, hc: float, y_walk: float, occ: _Occupancy) -> Cyclist | None:
+    """A cyclist at the right edge of the road (50 %), oncoming at the left edge (20 %), crossing
+    (15 %) or on a sidewalk (15 %); None if ``occ`` has no room there."""
     dims = (_u(rng, 1.65, 1.85), _u(rng, 0.5, 0.7), _u(rng, 1.6, 1.85))
     mode = rng.random()
     y = hc
@@ -755,8 +898,7 @@ def _sample_cyclist(rng, road: g.Road, hc: float, y_walk: float, occ: _Occupancy
         d = np.array([rd[1], -rd[0]]) * float(rng.choice([-1, 1]))
     else:  # on a sidewalk
         side = int(rng.choice([-1, 1]))
-        inner = 0.0 if side < 0 else road.width
-        walk = road.walk_left if side < 0 else road.walk_right
+        inner, walk = road.curb_a(side), road.walk_width(side)
         a = inner + side * walk / 2
         z = _u(rng, 5.0, 40.0)
         y = y_walk
@@ -773,11 +915,11 @@ def _sample_cyclist(rng, road: g.Road, hc: float, y_walk: float, occ: _Occupancy
         ry=_heading_ry(d),
         heading=d,
         crank=_u(rng, 0, 2 * np.pi),
-        frame=_jitter(rng, CAR_COLOURS[int(rng.integers(len(CAR_COLOURS)))], 0.1),
-        shirt=_jitter(rng, CLOTHES[int(rng.integers(len(CLOTHES)))], 0.1),
-        trousers=_jitter(rng, TROUSERS[int(rng.integers(len(TROUSERS)))], 0.1),
-        skin=_jitter(rng, SKIN[int(rng.integers(len(SKIN)))], 0.05),
-        helmet=_jitter(rng, CLOTHES[int(rng.integers(len(CLOTHES)))], 0.1),
+        frame=_pick(rng, CAR_COLOURS, 0.1),
+        shirt=_pick(rng, CLOTHES, 0.1),
+        trousers=_pick(rng, TROUSERS, 0.1),
+        skin=_pick(rng, SKIN, 0.05),
+        helmet=_pick(rng, CLOTHES, 0.1),
     )
 
 
@@ -816,9 +958,7 @@ def render_scene(
     rng = np.random.default_rng([int(seed), sid, int(index)])
     pix_rng = np.random.default_rng([int(seed), sid, int(index), 1])
     lay = _sample_layout(rng, (H, W))
-    cam, road, light = lay.cam, lay.road, lay.light
-    hc = cam.height
-
+    cam = lay.cam
     cv = Canvas(
         H,
         W,
@@ -826,103 +966,20 @@ def render_scene(
         low=smooth_noise(pix_rng, H, W, cell=max(4.0, W / 24)),
         camera=(cam.f, cam.cx, cam.cy) if depth else None,
     )
-    for t in (lay.background, lay.foreground):
-        for actor in t:
-            if isinstance(actor, Solid) and isinstance(actor.texture, _FacadeTexture):
-                actor.texture.cam, actor.texture.canvas = cam, cv
-
-    def ground(poly3d: np.ndarray) -> np.ndarray:
-        return cam.project(g.clip_near(poly3d))
-
-    # sky with clouds
-    cy = cam.cy
-    top, hor, clouds = lay.sky_top.astype(np.float32), lay.sky_horizon.astype(np.float32), lay.post["clouds"]
-
-    def sky(rows, cols):
-        t = np.clip((cy - rows - 0.5) / max(cy, 1.0), 0, 1)[:, None] ** 0.7
-        c = hor[None] * (1 - t) + top[None] * t
-        cl = np.clip(cv.low[rows, cols] - 0.2, 0, None)[:, None] * clouds
-        return c * (1 - cl) + cl * 0.97
-
-    cv.fill(np.array([[-1, -1], [W + 1, -1], [W + 1, H + 1], [-1, H + 1]], float), sem=g.SKY, texture=sky)
-    for poly, sem, colour in lay.skyline:
-        cv.fill(poly, colour, sem, noise=0.03, low=0.05)
-
-    # ground: terrain everywhere, then road, sidewalks, curbs, markings
-    ground_plane = (np.array([0.0, 1.0, 0.0]), hc)  # Y = hc: the ground under the camera
-    cv.fill(
-        np.array([[-1, cy], [W + 1, cy], [W + 1, H + 1], [-1, H + 1]], float),
-        lay.terrain,
-        g.TERRAIN,
-        noise=0.12,
-        low=0.12,
-        surface=ground_plane,
-    )
-    Wr = road.width
-    cv.fill(
-        ground(_strip(road, hc, 0.0, Wr, g.Z_NEAR, Z_FAR, n=60)),
-        lay.asphalt,
-        g.ROAD,
-        noise=0.05,
-        low=0.07,
-        surface=ground_plane,
-    )
-    for poly3d, factor in lay.patches:
-        cv.fill(ground(poly3d), lay.asphalt * factor, g.ROAD, noise=0.05, low=0.05, surface=ground_plane)
-    y_walk = hc - road.curb
-    walk_plane = (np.array([0.0, 1.0, 0.0]), y_walk)
-    tex = _sidewalk_texture(cam, cv, road, y_walk, lay.sidewalk, lay.tile)
-    for a0, a1 in ((-road.walk_left, 0.0), (Wr, Wr + road.walk_right)):
-        cv.fill(
-            ground(_strip(road, y_walk, a0, a1, g.Z_NEAR, Z_FAR, n=60)), sem=g.SIDEWALK, texture=tex, surface=walk_plane
-        )
-    for a in (0.0, Wr):
-        zs = np.geomspace(g.Z_NEAR, Z_FAR, 60)
-        curb = np.vstack(
-            [
-                np.column_stack([road.x(a, zs), np.full(60, hc), zs]),
-                np.column_stack([road.x(a, zs[::-1]), np.full(60, y_walk), zs[::-1]]),
-            ]
-        )
-        cv.fill(ground(curb), lay.curb_colour * (0.85 if a == 0.0 else 0.95), g.SIDEWALK, noise=0.04)
-        _vertical_band_depth(cv, cam, curb)
-    mark_colour = np.array([0.86, 0.86, 0.84]) * (0.8 + 0.2 * float(rng.random()))
-    for poly3d in lay.marks:
-        cv.fill(ground(poly3d), mark_colour, g.ROAD, noise=0.06, low=0.1, surface=ground_plane)
-
-    # cast shadows on the ground
-    if light.cast_shadows:
-        for actor in lay.background:
-            if isinstance(actor, Solid) and actor.sem == g.BUILDING:
-                _building_shadow(cv, cam, actor, light, hc)
-    for actor in [*lay.background, *lay.foreground, *lay.road_users]:
-        actor.shadow(cv, cam, light)
-
-    # things beyond the sidewalks, then the depth-sorted street
-    for poly3d, colour in lay.treelines:
-        cv.fill(ground(poly3d), colour, g.VEGETATION, noise=0.15, low=0.15)
-        _vertical_band_depth(cv, cam, poly3d)
-    for actor in sorted(lay.background, key=lambda a: -a.distance):
-        _draw(actor, cv, cam, light)
-    painted: dict[int, tuple[tuple[float, float, float, float] | None, int]] = {}
-    street = [(a.distance, i, a) for i, a in enumerate(lay.foreground)]
-    street += [(u.distance, 10_000 + k, u) for k, u in enumerate(lay.road_users)]
-    for _dist, key, actor in sorted(street, key=lambda t: -t[0]):
-        if key >= 10_000 and actor.loc[2] > 1.0:
-            k = key - 10_000
-            cv.begin_object(k)
-            _draw(actor, cv, cam, light)
-            painted[k] = cv.end_object()
-        elif key < 10_000:
-            _draw(actor, cv, cam, light)
-
+    for actor in (*lay.background, *lay.foreground):
+        if isinstance(actor, Solid) and isinstance(actor.texture, _FacadeTexture):
+            actor.texture.cam, actor.texture.canvas = cam, cv
+    _paint_sky(cv, lay)
+    _paint_ground(cv, lay)
+    _paint_shadows(cv, lay)
+    painted = _paint_scenery_and_street(cv, lay)
     objects = _labels(lay, cv, painted, (H, W))
     image = _postprocess(cv, lay.post, pix_rng)
     info = {
         "weather": lay.weather,
         "roadside": list(lay.roadside),
-        "lanes": road.lanes,
-        "curvature": road.curvature,
+        "lanes": lay.road.lanes,
+        "curvature": lay.road.curvature,
         "focal": cam.f,
         "horizon": cam.cy,
         "camera_height": cam.height,
@@ -938,6 +995,102 @@ def render_scene(
         info=info,
         depth=cv.depth,
     )
+
+
+def _paint_sky(cv: Canvas, lay: _Layout) -> None:
+    """The sky (a gradient from the horizon colour up to the top colour, with clouds from the
+    canvas's low-frequency noise), then the distant skyline in front of it."""
+    cy, H, W = lay.cam.cy, cv.h, cv.w
+    top, hor, clouds = lay.sky_top.astype(np.float32), lay.sky_horizon.astype(np.float32), lay.post["clouds"]
+
+    def sky(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        t = np.clip((cy - rows - 0.5) / max(cy, 1.0), 0, 1)[:, None] ** 0.7
+        c = hor[None] * (1 - t) + top[None] * t
+        cl = np.clip(cv.low[rows, cols] - 0.2, 0, None)[:, None] * clouds
+        return c * (1 - cl) + cl * 0.97
+
+    cv.fill(np.array([[-1, -1], [W + 1, -1], [W + 1, H + 1], [-1, H + 1]], float), sem=g.SKY, texture=sky)
+    for poly, sem, colour in lay.skyline:
+        cv.fill(poly, colour, sem, noise=0.03, low=0.05)
+
+
+def _project_ground(cam: g.Camera, poly3d: np.ndarray) -> np.ndarray:
+    """Pixel polygon of a 3D polygon, clipped at the near plane."""
+    return cam.project(g.clip_near(poly3d))
+
+
+def _paint_ground(cv: Canvas, lay: _Layout) -> None:
+    """The ground, in painter's order: terrain below the horizon, the road and its patches, the
+    sidewalks and curbs, then the road markings (all in the z-buffer as their planes)."""
+    cam, road, hc, W, H = lay.cam, lay.road, lay.cam.height, cv.w, cv.h
+    ground_plane = (np.array([0.0, 1.0, 0.0]), hc)  # Y = hc: the ground under the camera
+    terrain = np.array([[-1, cam.cy], [W + 1, cam.cy], [W + 1, H + 1], [-1, H + 1]], float)
+    cv.fill(terrain, lay.terrain, g.TERRAIN, noise=0.12, low=0.12, surface=ground_plane)
+    asphalt = _project_ground(cam, _strip(road, hc, 0.0, road.width, g.Z_NEAR, Z_FAR, n=60))
+    cv.fill(asphalt, lay.asphalt, g.ROAD, noise=0.05, low=0.07, surface=ground_plane)
+    for poly3d, factor in lay.patches:
+        cv.fill(_project_ground(cam, poly3d), lay.asphalt * factor, g.ROAD, noise=0.05, low=0.05, surface=ground_plane)
+    _paint_sidewalks(cv, lay)
+    for poly3d in lay.marks:
+        cv.fill(_project_ground(cam, poly3d), lay.mark_colour, g.ROAD, noise=0.06, low=0.1, surface=ground_plane)
+
+
+def _paint_sidewalks(cv: Canvas, lay: _Layout) -> None:
+    """Both sidewalks (tiled, at curb height) and the vertical faces of both curbs."""
+    cam, road, hc = lay.cam, lay.road, lay.cam.height
+    y_walk = hc - road.curb
+    walk_plane = (np.array([0.0, 1.0, 0.0]), y_walk)
+    tex = _sidewalk_texture(cam, cv, road, y_walk, lay.sidewalk, lay.tile)
+    Wr = road.width
+    for a0, a1 in ((-road.walk_left, 0.0), (Wr, Wr + road.walk_right)):
+        walk = _project_ground(cam, _strip(road, y_walk, a0, a1, g.Z_NEAR, Z_FAR, n=60))
+        cv.fill(walk, sem=g.SIDEWALK, texture=tex, surface=walk_plane)
+    for a in (0.0, Wr):
+        zs = np.geomspace(g.Z_NEAR, Z_FAR, 60)
+        curb = np.vstack(
+            [
+                np.column_stack([road.x(a, zs), np.full(60, hc), zs]),
+                np.column_stack([road.x(a, zs[::-1]), np.full(60, y_walk), zs[::-1]]),
+            ]
+        )
+        cv.fill(_project_ground(cam, curb), lay.curb_colour * (0.85 if a == 0.0 else 0.95), g.SIDEWALK, noise=0.04)
+        _vertical_band_depth(cv, cam, curb)
+
+
+def _paint_shadows(cv: Canvas, lay: _Layout) -> None:
+    """Cast shadows on the ground: the buildings' (when the sun casts shadows), then every actor's own."""
+    if lay.light.cast_shadows:
+        for actor in lay.background:
+            if isinstance(actor, Solid) and actor.sem == g.BUILDING:
+                _building_shadow(cv, lay.cam, actor, lay.light, lay.cam.height)
+    for actor in [*lay.background, *lay.foreground, *lay.road_users]:
+        actor.shadow(cv, lay.cam, lay.light)
+
+
+def _paint_scenery_and_street(
+    cv: Canvas, lay: _Layout
+) -> dict[int, tuple[tuple[float, float, float, float] | None, int]]:
+    """Tree lines and the things beyond the sidewalks (far to near), then the street's furniture
+    and road users sorted by distance. Returns, per road user k painted (those in front of the
+    camera), :meth:`Canvas.end_object`'s (full box or None, own pixel count)."""
+    cam, light = lay.cam, lay.light
+    for poly3d, colour in lay.treelines:
+        cv.fill(_project_ground(cam, poly3d), colour, g.VEGETATION, noise=0.15, low=0.15)
+        _vertical_band_depth(cv, cam, poly3d)
+    for actor in sorted(lay.background, key=lambda a: -a.distance):
+        _draw(actor, cv, cam, light)
+    painted: dict[int, tuple[tuple[float, float, float, float] | None, int]] = {}
+    street: list[tuple[float, int, Actor]] = [(a.distance, i, a) for i, a in enumerate(lay.foreground)]
+    street += [(u.distance, 10_000 + k, u) for k, u in enumerate(lay.road_users)]
+    for _dist, key, actor in sorted(street, key=lambda t: -t[0]):
+        if key >= 10_000 and actor.loc[2] > 1.0:
+            k = key - 10_000
+            cv.begin_object(k)
+            _draw(actor, cv, cam, light)
+            painted[k] = cv.end_object()
+        elif key < 10_000:
+            _draw(actor, cv, cam, light)
+    return painted
 
 
 def _draw(actor: Actor, cv: Canvas, cam: g.Camera, light: Lighting) -> None:

@@ -34,21 +34,29 @@ on the sky and beyond KITTI's 256 m.
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from taskweight.data.common import bbox_of_values
+from taskweight.data.boxes import bbox_of_values
 from taskweight.data.depth import write_kitti_depth
 from taskweight.synth import geometry as g
 from taskweight.synth.fisheye import Fisheye, pinhole_lookup, remap_bilinear, remap_nearest
 from taskweight.synth.instances import render_with_instances
-from taskweight.synth.output import SPLITS, check_counts, prepare_output, run_jobs
+from taskweight.synth.output import (
+    KITTI_DEPTH_FORMAT,
+    SPLITS,
+    Request,
+    prepare_output,
+    remove_files,
+    run_jobs,
+    tally,
+    write_marker,
+    write_split_lists,
+)
 
 DEFAULT_SIZE = (96, 128)
 CAMERAS = ("FV", "RV", "MVL", "MVR")
@@ -101,8 +109,8 @@ def render_fisheye(index: int, split: str, seed: int, size: tuple[int, int], *, 
     return sample
 
 
-def _write_job(args: tuple[str, str, int, int, tuple[int, int], str, bool]) -> list[str]:
-    """Render and write one fisheye image and its labels (and depth); returns the classes of its boxes."""
+def _write_job(args: tuple[str, str, int, int, tuple[int, int], str, bool]) -> dict[str, int]:
+    """Render and write one fisheye image and its labels (and depth); returns its number of boxes per class."""
     out, split, index, seed, size, name, depth = args
     root = Path(out)
     sample = render_fisheye(index, split, seed, size, depth=depth)
@@ -112,93 +120,45 @@ def _write_job(args: tuple[str, str, int, int, tuple[int, int], str, bool]) -> l
     Image.fromarray(sample["labels"]).save(root / "semantic_annotations/gtLabels" / f"{name}.png", compress_level=3)
     lines = "".join(f"{c},{BOX_CLASSES[c]},{x1},{y1},{x2},{y2}\n" for c, x1, y1, x2, y2 in sample["boxes"])
     (root / "box_2d_annotations" / f"{name}.txt").write_text(lines, encoding="ascii")
-    return [c for c, *_ in sample["boxes"]]
+    return dict(Counter(c for c, *_ in sample["boxes"]))
 
 
-def generate(
-    out: Path | str,
-    *,
-    preset: str = "synth-woodscape",
-    train: int,
-    val: int,
-    test: int,
-    seed: int = 0,
-    size: tuple[int, int] | None = None,
-    single_label_fraction: float = 0.0,
-    progress: Callable[[int, int], None] | None = None,
-    workers: int | None = None,
-    depth: bool = False,
-) -> dict[str, Any]:
-    """Generate ``train + val + test`` fisheye images under ``out`` in the WoodScape layout.
-
-    ``workers`` > 1 renders in that many spawned processes; the files do not depend on it.
-    ``depth`` also writes every image's depth map (module docstring); images and labels are the
-    same with or without it.
-    """
-    counts, size = check_counts(train, val, test, seed, size, DEFAULT_SIZE)
-    if float(single_label_fraction) != 0.0:
-        raise ValueError(
-            "single_label_fraction is only supported by synth-kitti (WoodScape labels every image for both tasks)"
-        )
-    out = Path(out)
+def write_dataset(req: Request) -> dict[str, Any]:
+    """Write ``req``'s images in the WoodScape layout (module docstring); the summary's objects are
+    the boxes per class."""
+    out, size = req.out, req.size
     subdirs = ["rgb_images", "box_2d_annotations", "semantic_annotations/gtLabels", "splits"]
     own = {"rgb_images", "box_2d_annotations", "semantic_annotations", "splits", DEPTH_DIR}
-    prepare_output(out, own, subdirs + ([DEPTH_DIR] if depth else []))
-    for sub in [*subdirs, DEPTH_DIR]:  # also an earlier generation's depth maps
-        for p in (out / sub).glob("*.*"):
-            p.unlink()
-    started = time.perf_counter()
-    total = sum(counts.values())
-    scenes = [(split, i) for split in SPLITS for i in range(counts[split])]
-    jobs = [(str(out), split, i, int(seed), size, name_of(j), bool(depth)) for j, (split, i) in enumerate(scenes)]
-    per_split = {s: dict.fromkeys(BOX_CLASSES, 0) for s in SPLITS}
-    names_by_split: dict[str, list[str]] = {split: [] for split in SPLITS}
-    for job, classes in zip(jobs, run_jobs(_write_job, jobs, workers, progress), strict=True):
-        for c in classes:
-            per_split[job[1]][c] += 1
-        names_by_split[job[1]].append(job[5])
-    for split in SPLITS:
-        (out / "splits" / f"{split}.txt").write_text("".join(n + "\n" for n in names_by_split[split]), encoding="ascii")
-    elapsed = time.perf_counter() - started
-    objects = {c: sum(per_split[s][c] for s in SPLITS) for c in BOX_CLASSES}
+    prepare_output(out, own, subdirs + ([DEPTH_DIR] if req.depth else []))
+    remove_files(out, [*subdirs, DEPTH_DIR], "*.*")  # also an earlier generation's depth maps
+    scenes = [(split, i) for split in SPLITS for i in range(req.counts[split])]
+    jobs = [(str(out), split, i, req.seed, size, name_of(j), req.depth) for j, (split, i) in enumerate(scenes)]
+    results = run_jobs(_write_job, jobs, req.workers, req.progress)
+    objects, per_split = tally((job[1] for job in jobs), results, BOX_CLASSES)
+    write_split_lists(out, {split: [job[5] for job in jobs if job[1] == split] for split in SPLITS})
     fish = Fisheye.for_size(size)
-    params = {
-        "generator": "taskweight.synth",
-        "format_version": FORMAT_VERSION,
-        "preset": preset,
-        "seed": int(seed),
-        "size": list(size),
-        "splits": counts,
-        "fisheye": {
-            "model": "equidistant r = f * theta",
-            "f_px_per_rad": fish.f,
-            "cx": fish.cx,
-            "cy": fish.cy,
-            "pinhole_render_size": [2 * size[1], 2 * size[1]],
-        },
-        "min_box_height_px": min_box_height(size),
-        "objects": objects,
-        "objects_per_split": per_split,
+    fisheye = {
+        "model": "equidistant r = f * theta",
+        "f_px_per_rad": fish.f,
+        "cx": fish.cx,
+        "cy": fish.cy,
+        "pinhole_render_size": [2 * size[1], 2 * size[1]],
     }
-    if depth:
+    params = req.params(
+        FORMAT_VERSION,
+        fisheye=fisheye,
+        min_box_height_px=min_box_height(size),
+        objects=objects,
+        objects_per_split=per_split,
+    )
+    if req.depth:
         params["depth"] = {
             "dir": DEPTH_DIR,
-            "format": "uint16 PNG, metres x 256, 0 = no measurement (KITTI depth)",
+            "format": KITTI_DEPTH_FORMAT,
             "meaning": "z along the optical axis (not the Euclidean range z / cos(theta))",
             "pattern": "dense",
             "rendering": "exact z-buffer depth of the pinhole render, nearest pinhole pixel per fisheye pixel; "
             "outside the field of view, sky, distant skyline and beyond 256 m: 0",
         }
-    (out / "synth.json").write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
-    return {
-        "preset": preset,
-        "out": str(out),
-        "size": list(size),
-        "seed": int(seed),
-        "splits": counts,
-        "images": total,
-        "objects": objects,
-        "objects_per_split": per_split,
-        "seconds": round(elapsed, 2),
-        "scenes_per_second": round(total / max(elapsed, 1e-9), 1),
-    }
+    write_marker(out, params)
+    return req.summary(objects, per_split)
