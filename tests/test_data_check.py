@@ -155,3 +155,31 @@ def test_bad_option_value_is_a_clear_error(tmp_path: Path) -> None:
         _app(), ["data", "check", "--format", "kitti", "--root", str(tmp_path), "--option", "split_seed=[1"]
     )
     assert out.exit_code == 2 and "split_seed" in out.output and "Traceback" not in out.output
+
+
+def test_depth_files_are_counted_and_checked(tmp_path: Path) -> None:
+    """With --depth every depth file is opened: the images that have one are counted, a broken one is a
+    problem naming it (and its image is counted bad); without --depth they are not looked at."""
+    root = tmp_path / "kitti-depth"
+    generate_dataset(root, train=4, val=2, test=2, seed=1, size=(48, 160), depth=True)
+    report = check_dataset("kitti", root, depth=True)
+    assert report.ok, report.to_text()
+    assert {s: (c.images, c.with_depth) for s, c in report.splits.items()} == {
+        "train": (4, 4),
+        "val": (2, 2),
+        "test": (2, 2),
+    }
+    assert check_dataset("kitti", root).splits["train"].with_depth == 0  # depth not asked: not read
+    depth_files = sorted((root / "training" / "depth").glob("*.png"))
+    broken = depth_files[0]
+    Image.fromarray(np.zeros((10, 10), dtype=np.uint16)).save(broken)  # wrong size
+    report = check_dataset("kitti", root, "all", depth=True)
+    assert not report.ok and any(broken.name in str(p) for p in report.problems), report.to_text()
+    assert report.splits["all"].bad == 1 and report.splits["all"].with_depth == len(depth_files) - 1
+    runner = CliRunner()
+    result = runner.invoke(
+        _app(),
+        ["data", "check", "--format", "kitti", "--root", str(root), "--split", "all", "--depth"],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 1 and broken.name in result.output and "depth" in result.output, result.output

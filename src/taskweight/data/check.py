@@ -72,6 +72,8 @@ class SplitCounts:
     """Images dropped because of a problem."""
     with_detection: int = 0
     with_segmentation: int = 0
+    with_depth: int = 0
+    """Images paired with a depth file (counted when the dataset is checked with ``depth=True``)."""
     boxes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DET_CLASSES, 0))
     ignore_boxes: int = 0
     seg_pixels: dict[str, int] = field(default_factory=lambda: dict.fromkeys((*SEG_CLASSES, "ignore"), 0))
@@ -143,7 +145,7 @@ class CheckReport:
             boxes = ", ".join(f"{k} {v}" for k, v in c.boxes.items())
             lines.append(
                 f"  {split}: {c.images} images ({c.bad} bad), detection labels {c.with_detection}, "
-                f"segmentation labels {c.with_segmentation}; boxes: {boxes}; ignore regions "
+                f"segmentation labels {c.with_segmentation}, depth {c.with_depth}; boxes: {boxes}; ignore regions "
                 f"{c.ignore_boxes}"
             )
         lines.append(f"{len(self.problems)} problem(s)" + (":" if self.problems else ""))
@@ -215,6 +217,7 @@ def check_dataset(
         counts.bad += len(getattr(ds, "skipped", []))
         for i in range(len(ds)):
             has_det, has_seg = ds.samples[i].has_det, ds.samples[i].has_seg
+            counts.with_depth += bool(ds.has_depth(ds.samples[i]))
             if not decode:
                 counts.images += 1
                 continue

@@ -47,6 +47,14 @@ def check(
         list[str] | None,
         typer.Option("--option", help="loader option key=value, repeatable (e.g. split_mode=official, labels=json)"),
     ] = None,
+    depth: Annotated[
+        bool,
+        typer.Option(
+            "--depth",
+            help="also check the depth ground truth (KITTI depth PNGs, Cityscapes disparity + camera files, "
+            "WoodScape depth/ PNGs): each file's format, size and content, and count the images that have one",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Count images and labels per split and class and list every problem (file, line or
@@ -55,7 +63,10 @@ def check(
 
     console = Console(width=200, soft_wrap=True)
     try:
-        report = check_dataset(format, root, split, mapping=mapping, **_options(option))
+        options = _options(option)
+        if depth:
+            options["depth"] = True
+        report = check_dataset(format, root, split, mapping=mapping, **options)
     except (ValueError, TypeError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -69,6 +80,7 @@ def check(
             "bad",
             "det labels",
             "seg labels",
+            *(["depth"] if depth else []),
             *DET_CLASSES,
             "ignore",
             "road px",
@@ -82,6 +94,7 @@ def check(
                 str(c.bad),
                 str(c.with_detection),
                 str(c.with_segmentation),
+                *([str(c.with_depth)] if depth else []),
                 *(str(c.boxes[k]) for k in DET_CLASSES),
                 str(c.ignore_boxes),
                 str(c.seg_pixels["road"]),
