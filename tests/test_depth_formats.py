@@ -324,3 +324,57 @@ def test_three_tasks_train_on_synth_cityscapes(tmp_path: Path, cs_depth: Path) -
     assert {"AbsRel", "RMSE", "delta1"} <= set(final) and 0 <= final["delta1"] <= 1
     assert np.isfinite(result.history[-1]["train_loss_depth"])
     assert set(result.metrics["final_weights"]) == set(THREE)
+
+
+# ------------------------------------------------------------------ KITTI depth completion, object images
+def _devkit(root: Path, rand: str, mapping: str) -> None:
+    folder = root / "devkit" / "mapping"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train_rand.txt").write_text(rand)
+    (folder / "train_mapping.txt").write_text(mapping)
+
+
+def test_kitti_object_images_take_depth_from_the_depth_completion_release(tmp_path: Path) -> None:
+    """The devkit's train_rand.txt (image i → 1-based line) and train_mapping.txt (DATE DRIVE FRAME) pair
+    each object image with its raw frame; the ground truth lies in DRIVE/proj_depth/groundtruth/image_02."""
+    root = tmp_path / "kitti"
+    generate_dataset(root, train=2, val=1, test=1, seed=3, size=(48, 160))  # images 000000 … 000003, no depth
+    names = sorted(p.stem for p in (root / "training" / "image_2").glob("*.png"))
+    assert names[:3] == ["000000", "000001", "000002"]
+    drive = "2011_09_26_drive_0005_sync"
+    # image 0 → line 3, image 1 → line 1, image 2 → line 2 (whose frame has no map), image 3 → not in the file
+    _devkit(
+        root, "3,1,2", f"2011_09_26 {drive} 0000000109\n2011_09_26 {drive} 0000000110\n2011_09_26 {drive} 0000000007\n"
+    )
+    height, width = 48, 160
+    truth = np.zeros((height, width), dtype=np.uint16)
+    truth[10, 20], truth[30, 100] = 256 * 5 + 128, 256 * 40  # 5.5 m and 40 m, the rest unmeasured
+    completion = tmp_path / "data_depth_annotated"
+    gt = completion / "train" / drive / "proj_depth" / "groundtruth" / "image_02"
+    gt.mkdir(parents=True)
+    Image.fromarray(truth).save(gt / "0000000007.png")  # image 0's frame
+    Image.fromarray(2 * truth).save(gt / "0000000109.png")  # image 1's frame
+    ds = open_dataset("kitti", root, "all", depth=True, depth_root=str(completion))
+    by_name = {s.name: s for s in ds.samples}
+    assert by_name["000000"].info["depth"] == gt / "0000000007.png"
+    assert by_name["000001"].info["depth"] == gt / "0000000109.png"
+    assert by_name["000002"].info["depth"] is None and by_name["000003"].info["depth"] is None
+    item = ds[names.index("000000")]
+    depth = item["depth"].numpy()
+    assert depth[10, 20] == pytest.approx(5.5) and depth[30, 100] == pytest.approx(40.0)
+    assert (depth > 0).sum() == 2
+    # a map of the wrong size names its file; broken devkit files name theirs, with the line
+    Image.fromarray(np.zeros((10, 10), dtype=np.uint16)).save(gt / "0000000109.png")
+    with pytest.raises(DataFormatError, match="0000000109.png"):
+        open_dataset("kitti", root, "all", depth=True, depth_root=str(completion))
+    _devkit(root, "1,1,x", "2011_09_26 a 1\n")
+    with pytest.raises(DataFormatError, match=r"train_rand.txt:1: entry 3 is not an integer"):
+        open_dataset("kitti", root, "all", depth=True, depth_root=str(completion))
+    _devkit(root, "1,2", "2011_09_26 a 1\n2011_09_26 b\n")
+    with pytest.raises(DataFormatError, match=r"train_mapping.txt:2: expected 'DATE DRIVE FRAME'"):
+        open_dataset("kitti", root, "all", depth=True, depth_root=str(completion))
+    _devkit(root, "1,5", "2011_09_26 a 1\n")
+    with pytest.raises(DataFormatError, match="entry 2 names line 5 of train_mapping.txt, which has 1"):
+        open_dataset("kitti", root, "all", depth=True, depth_root=str(completion))
+    with pytest.raises(DataFormatError, match="train_rand.txt.*mapping file not found"):
+        open_dataset("kitti", root, "all", depth=True, depth_root=str(completion), depth_mapping=str(tmp_path))

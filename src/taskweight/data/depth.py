@@ -281,3 +281,59 @@ def write_cityscapes_depth(
     calibration = StereoCalibration(camera["extrinsic"]["baseline"], camera["intrinsic"]["fx"])
     Image.fromarray(encode_cityscapes_disparity(depth, calibration)).save(disparity_path, compress_level=3)
     Path(camera_path).write_text(json.dumps(camera, indent=4, sort_keys=True) + "\n", encoding="utf-8")
+
+
+# ------------------------------------------------------------------ KITTI depth completion, object images
+DEPTH_COMPLETION_SUBDIR = Path("proj_depth") / "groundtruth" / "image_02"
+"""Where a drive of KITTI's depth completion release keeps its ground truth for the left colour camera."""
+MAPPING_FILES = ("train_rand.txt", "train_mapping.txt")
+"""The object devkit's ``mapping/`` files that tie object training images to raw drives and frames."""
+
+
+def read_object_to_raw_mapping(folder: Path) -> dict[str, tuple[str, str]]:
+    """Object training image NAME (``000123``) → (drive, frame) from the KITTI object devkit's mapping files.
+
+    ``train_rand.txt`` is one comma-separated line: entry i (0-based, the image ``%06d`` % i) is a
+    1-based line number of ``train_mapping.txt``, whose lines read ``DATE DRIVE FRAME``
+    (``2011_09_26 2011_09_26_drive_0005_sync 0000000109``). A missing file, a malformed entry or
+    line, or an index out of range raises a :class:`DataFormatError` naming the file (and line).
+    """
+    rand_path, mapping_path = (folder / name for name in MAPPING_FILES)
+    for path in (rand_path, mapping_path):
+        if not path.is_file():
+            raise DataFormatError(
+                path, "KITTI object devkit mapping file not found (option depth_mapping names its folder)"
+            )
+    rows: list[tuple[str, str]] = []
+    for number, line in enumerate(mapping_path.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 3:
+            raise DataFormatError(mapping_path, f"expected 'DATE DRIVE FRAME', got {line!r}", line=number)
+        rows.append((fields[1], fields[2]))
+    mapping: dict[str, tuple[str, str]] = {}
+    text = rand_path.read_text(encoding="utf-8").strip()
+    for index, value in enumerate(text.split(",") if text else []):
+        try:
+            row = int(value)
+        except ValueError:
+            raise DataFormatError(
+                rand_path, f"entry {index + 1} is not an integer: {value.strip()!r}", line=1
+            ) from None
+        if not 1 <= row <= len(rows):
+            raise DataFormatError(
+                rand_path, f"entry {index + 1} names line {row} of {mapping_path.name}, which has {len(rows)}", line=1
+            )
+        mapping[f"{index:06d}"] = rows[row - 1]
+    return mapping
+
+
+def depth_completion_path(depth_root: Path, drive: str, frame: str) -> Path | None:
+    """The ground-truth PNG of ``frame`` of ``drive`` under ``depth_root``, in the release's ``train/`` or
+    ``val/`` folder or directly under ``depth_root``; None when the release has no map for that frame."""
+    for part in ("train", "val", ""):
+        path = depth_root / part / drive / DEPTH_COMPLETION_SUBDIR / f"{frame}.png"
+        if path.is_file():
+            return path
+    return None

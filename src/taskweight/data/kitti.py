@@ -8,6 +8,13 @@ Layout under ``root``::
     training/depth/NAME.png       with depth=True: KITTI depth (uint16, metres x 256, 0 = none) -> labelled for depth
     splits/SPLIT.txt              one NAME per line (optional)
 
+Real depth for the object images (``depth_root=``): KITTI's depth completion release keeps its
+ground truth per raw drive, ``DEPTH_ROOT/{train,val}/DRIVE/proj_depth/groundtruth/image_02/FRAME.png``;
+the object devkit's ``mapping/train_rand.txt`` and ``train_mapping.txt`` (option ``depth_mapping``,
+default ``ROOT/devkit/mapping``) tie each object training image to its drive and frame
+(:func:`~taskweight.data.depth.read_object_to_raw_mapping`). With ``depth_root`` set, depth is read
+from there instead of ``training/depth``; an image the release has no map for is not labelled for depth.
+
 Real KITTI covers the two tasks with different images (7481 object labels, a few hundred
 semantic masks); a sample carries whatever exists and says so in ``has_det`` / ``has_seg``.
 An image with neither labels, a label without its image, malformed lines, unknown classes,
@@ -64,6 +71,7 @@ from taskweight.data.class_mapping import (
     unmapped_counts,
 )
 from taskweight.data.dataset import DetSegDataset, Sample
+from taskweight.data.depth import depth_completion_path, read_object_to_raw_mapping
 from taskweight.data.images import PIL_ERRORS, SINGLE_CHANNEL, png_header, read_rgb, verify_png
 from taskweight.data.kitti_labels import parse_label_line
 from taskweight.data.splits import DEFAULT_SPLIT_SEED, SplitEntry, split_entries, stratified_split
@@ -270,6 +278,8 @@ class KittiDataset(DetSegDataset):
         semantic_encoding: str = "auto",
         verify: str | None = None,
         depth: bool = False,
+        depth_root: str | Path | None = None,
+        depth_mapping: str | Path | None = None,
     ) -> None:
         super().__init__(
             root,
@@ -281,6 +291,14 @@ class KittiDataset(DetSegDataset):
             verify=verify,
             depth=depth,
         )
+        self.depth_root = Path(depth_root) if depth_root is not None else None
+        self.raw_frames: dict[str, tuple[str, str]] = {}
+        """Object image NAME → (drive, frame) when depth comes from the depth completion release."""
+        if self.depth_root is not None and self.read_depth:
+            if not self.depth_root.is_dir():
+                raise DataFormatError(self.depth_root, "option depth_root: no such folder")
+            mapping_dir = Path(depth_mapping) if depth_mapping is not None else self.root / "devkit" / "mapping"
+            self.raw_frames = read_object_to_raw_mapping(mapping_dir)
         if semantic_encoding not in SEMANTIC_ENCODINGS:
             raise ValueError(f"semantic_encoding must be one of {SEMANTIC_ENCODINGS}, got {semantic_encoding!r}")
         self.split_seed = int(split_seed)
@@ -293,6 +311,15 @@ class KittiDataset(DetSegDataset):
 
     def _generate_split(self, split: str) -> list[str]:
         return generated_split(self.root, split, self.split_seed)
+
+    def _depth_path(self, name: str) -> Path | None:
+        """Where image ``name``'s depth map would be: ``training/depth``, or with ``depth_root`` the depth
+        completion release's map of the same drive and frame (None: the release has none for it)."""
+        if self.depth_root is None:
+            return self.root / DEPTH_DIR / f"{name}.png"
+        if name not in self.raw_frames:
+            return None
+        return depth_completion_path(self.depth_root, *self.raw_frames[name])
 
     def _encoding(self, requested: str) -> str:
         if requested != "auto":
@@ -392,7 +419,8 @@ class KittiDataset(DetSegDataset):
         else:
             info["boxes"], info["labels"], info["ignore"] = _no_objects()
         if self.read_depth:
-            info["depth"] = self._paired_depth(self.root / DEPTH_DIR / f"{entry.name}.png", size, image, problems)
+            depth = self._depth_path(entry.name)
+            info["depth"] = None if depth is None else self._paired_depth(depth, size, image, problems)
         if problems:  # the mask's problem first, then the label file's by line
             problems.sort(key=lambda e: (e.path != semantic_used, e.line or 0))
             return None, problems
