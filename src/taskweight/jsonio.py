@@ -30,3 +30,19 @@ def write_json(path: str | Path, value: Any) -> None:
 
 def dumps(value: Any) -> str:
     return json.dumps(to_jsonable(value), allow_nan=False)
+
+
+def read_json_file(path: Path, what: str) -> tuple[Any, str]:
+    """(the JSON document, its text) of ``path`` (a ``what`` file, e.g. "camera"); an unreadable file or
+    malformed JSON raises a :class:`~taskweight.errors.DataFormatError` naming the file and, for JSON, the
+    parser's line."""
+    from taskweight.errors import DataFormatError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataFormatError(path, f"cannot read {what} file: {exc}") from None
+    try:
+        return json.loads(text), text
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(path, f"malformed JSON: {exc.msg} (column {exc.colno})", line=exc.lineno) from None

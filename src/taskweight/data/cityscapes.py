@@ -64,7 +64,6 @@ or skipped with ``on_error="skip"``).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +86,7 @@ from taskweight.data.depth import StereoCalibration, read_cityscapes_camera, rea
 from taskweight.data.images import SINGLE_CHANNEL, decode, read_rgb, size_mismatch
 from taskweight.data.splits import DEFAULT_SPLIT_SEED, SplitEntry, seeded_split
 from taskweight.errors import DataFormatError
+from taskweight.jsonio import read_json_file
 
 IMAGE_DIR, LABEL_DIR = "leftImg8bit", "gtFine"
 DISPARITY_DIR, CAMERA_DIR = "disparity", "camera"
@@ -130,14 +130,7 @@ def parse_polygons(
 
     With a ``problems`` list, bad objects are appended to it (and left out) instead of
     raising on the first one."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataFormatError(path, f"cannot read polygon file: {exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataFormatError(path, f"malformed JSON: {exc.msg} (column {exc.colno})", line=exc.lineno) from None
+    data, text = read_json_file(path, "polygon")
     if not isinstance(data, dict):
         raise DataFormatError(path, "expected a JSON object with imgHeight, imgWidth and objects")
     for key in ("imgHeight", "imgWidth"):

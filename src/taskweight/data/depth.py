@@ -46,6 +46,7 @@ import numpy as np
 from PIL import Image
 
 from taskweight.errors import DataFormatError
+from taskweight.jsonio import read_json_file
 
 KITTI_DEPTH_SCALE = 256.0
 """Pixel value per metre."""
@@ -216,14 +217,7 @@ def read_cityscapes_camera(path: str | Path) -> StereoCalibration:
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(path, "camera calibration not found (needed to turn the disparity map into depth)")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataFormatError(path, f"cannot read camera file: {exc}") from None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataFormatError(path, f"malformed JSON: {exc.msg} (column {exc.colno})", line=exc.lineno) from None
+    doc, _ = read_json_file(path, "camera")
     if not isinstance(doc, dict):
         raise DataFormatError(path, "expected a JSON object with 'extrinsic' and 'intrinsic'")
     return StereoCalibration(
