@@ -164,3 +164,14 @@ def test_the_weight_plot_draws_the_logged_weights_of_each_methods_first_cell():
     assert handcrafted_ax.get_yscale() == "log" and equal_ax.get_yscale() == "linear"
     plt.close(fig)
     assert weight_histories_figure([_rec("A", "equal", 0, 0.5, 0.5)]) is None  # nothing logged: no plot
+
+
+def test_column_titles_come_from_the_strategy_classes_and_the_search_names():
+    from taskweight import weighting
+    from taskweight.bench.methods import method_title
+
+    assert method_title("nash_mtl") == "Nash-MTL" == weighting.strategy_class("nash_mtl").title
+    assert method_title("meta_async") == "Meta-learning async backprop"
+    assert method_title("my_own") == "my_own"
+    titles = [method_title(name) for name in weighting.available()]
+    assert len(set(titles)) == len(titles) and "base" not in titles

@@ -362,12 +362,13 @@ def methods() -> None:
 
     table = Table(title="task-weighting strategies (taskweight.weighting.get(name, **options))")
     table.add_column("name")
+    table.add_column("title")
     table.add_column("what it does")
     table.add_column("options (--method-opt key=value)")
     for name in weighting.available():
         cls = weighting.strategy_class(name)
         summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        table.add_row(name, summary, ", ".join(weighting.option_names(name)) or "—")
+        table.add_row(name, cls.title, summary, ", ".join(weighting.option_names(name)) or "—")
     Console().print(table)
 
 

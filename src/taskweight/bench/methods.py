@@ -33,27 +33,23 @@ PAPER_METHOD_ORDER: tuple[str, ...] = (*BASELINES, *SEARCH_METHODS)
 CONTROL_METHODS: dict[str, tuple[str, str]] = {"equal_control": ("equal", "meta_async")}
 """control column → (the strategy it trains, the search column whose best lineage sets its epochs)."""
 
-METHOD_TITLES: dict[str, str] = {
-    "equal": "No task weighting",
-    "handcrafted": "Handcrafted",
-    "dynamic_scaling": "Dynamic task loss scaling",
-    "uncertainty": "Uncertainty weighting",
-    "gradnorm": "GradNorm",
-    "geometric": "Geometric loss",
-    "weight_learning": "Weight learning",
+SEARCH_AND_CONTROL_TITLES: dict[str, str] = {
     "meta": "Meta-learning",
     "meta_async": "Meta-learning async backprop",
     "equal_control": "No task weighting, meta_async's lineage epochs (control)",
-    "static": "Static weights",
-    "async": "Async backprop",
-    "pcgrad": "PCGrad",
-    "mgda": "MGDA",
 }
+"""Titles of the columns that are not one strategy; a strategy's title is its class's ``title``."""
 
 
 def method_title(method: str) -> str:
-    """The column title of ``method`` (its name when it has none)."""
-    return METHOD_TITLES.get(method, method)
+    """The column title of ``method``: the search's or control's, the strategy's, else its name."""
+    from taskweight import weighting
+
+    if method in SEARCH_AND_CONTROL_TITLES:
+        return SEARCH_AND_CONTROL_TITLES[method]
+    if method in weighting.available():
+        return weighting.strategy_class(method).title
+    return method
 
 
 def ordered_methods(methods: Iterable[str]) -> list[str]:

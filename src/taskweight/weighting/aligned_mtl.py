@@ -47,7 +47,7 @@ def aligned_mtl_weights(gramian: Tensor, scale_mode: str = "min") -> Tensor:
     return balance @ torch.full((t,), 1.0 / t, dtype=gramian.dtype, device=gramian.device)
 
 
-@register("aligned_mtl")
+@register("aligned_mtl", title="Aligned-MTL")
 class AlignedMTLWeighting(GramianAggregation):
     """Aligned-MTL: combine the task gradients after aligning their principal components (Senushkin et al. 2023)."""
 

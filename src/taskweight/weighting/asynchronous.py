@@ -24,7 +24,7 @@ from taskweight.weighting.registry import register
 from taskweight.weighting.static import normalised_weights
 
 
-@register("async")
+@register("async", title="Async backprop")
 class AsyncWeighting(LossWeighting):
     """Static weights back-propagated only every ν_τ steps or epochs (§IV-D, Eq. 10–12)."""
 

@@ -78,6 +78,8 @@ class WeightingStrategy(nn.Module, metaclass=abc.ABCMeta):
     """
 
     name: str = "base"
+    title: str = "base"
+    """The registry name (``get(name)``) and the human title the tables and plots show."""
 
     def __init__(self, tasks: Sequence[str]) -> None:
         super().__init__()

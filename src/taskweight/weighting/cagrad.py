@@ -92,7 +92,7 @@ def cagrad_weights(gramian: Tensor, c: float, rescale: bool = False) -> Tensor:
     return weights.to(device=gramian.device, dtype=gramian.dtype)
 
 
-@register("cagrad")
+@register("cagrad", title="CAGrad")
 class CAGradWeighting(GramianAggregation):
     """CAGrad: the best worst-case task improvement within a ball around the mean gradient (Liu et al. 2021)."""
 

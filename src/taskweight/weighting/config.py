@@ -35,7 +35,7 @@ def config_weights(gramian: Tensor) -> Tensor:
     return w.to(device=gramian.device, dtype=gramian.dtype)
 
 
-@register("config")
+@register("config", title="ConFIG")
 class ConFIGWeighting(GramianAggregation):
     """ConFIG: the direction equally aligned with every unit task gradient, scaled by their summed
     projections (Liu et al. 2025)."""

@@ -37,7 +37,7 @@ from taskweight.weighting.registry import register
 EPS = 1e-8
 
 
-@register("db_mtl")
+@register("db_mtl", title="DB-MTL")
 class DBMTLWeighting(GradientAggregation):
     """DB-MTL: EMA gradients of log L_τ, each rescaled to the largest one's norm (Lin et al. 2023)."""
 

@@ -25,7 +25,7 @@ def dualproj_weights(gramian: Tensor, reg_eps: float = 1e-4) -> Tensor:
     return w.to(device=gramian.device, dtype=gramian.dtype)
 
 
-@register("dualproj")
+@register("dualproj", title="DualProj")
 class DualProjWeighting(DualConeAggregation):
     """DualProj: the mean gradient projected onto the dual cone of the task gradients (GEM, Eq. 11)."""
 

@@ -20,7 +20,7 @@ from taskweight.weighting.base import LossWeighting
 from taskweight.weighting.registry import register
 
 
-@register("dwa")
+@register("dwa", title="DWA")
 class DWAWeighting(LossWeighting):
     """DWA: w_τ = T·softmax(r/T_temp)_τ, r_τ = ratio of the last two epochs' mean losses (Liu et al. 2019)."""
 

@@ -18,7 +18,7 @@ from taskweight.weighting.base import LossWeighting
 from taskweight.weighting.registry import register
 
 
-@register("dynamic_scaling")
+@register("dynamic_scaling", title="Dynamic task loss scaling")
 class DynamicScalingWeighting(LossWeighting):
     """w_τ = previous epoch's mean L_ref / mean L_τ, equal weights in epoch 1 (Eq. 5–6)."""
 

@@ -10,7 +10,7 @@ from taskweight.weighting.base import LossWeighting
 from taskweight.weighting.registry import register
 
 
-@register("equal")
+@register("equal", title="No task weighting")
 class EqualWeighting(LossWeighting):
     """No task weighting: L = Σ_τ L_τ, every w_τ = 1 (§IV-A1)."""
 

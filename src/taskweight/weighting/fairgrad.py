@@ -53,7 +53,7 @@ def fairgrad_weights(gramian: Tensor, alpha: float, max_iter: int = 100, tol: fl
     return z.exp().to(device=gramian.device, dtype=gramian.dtype)
 
 
-@register("fairgrad")
+@register("fairgrad", title="FairGrad")
 class FairGradWeighting(GramianAggregation):
     """FairGrad: the α-fair update, G w = w^{−1/α} (Ban & Ji 2024)."""
 

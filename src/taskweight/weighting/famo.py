@@ -41,7 +41,7 @@ def famo_weights(logits: Tensor, losses: Tensor) -> Tensor:
     return ratio / ratio.sum()
 
 
-@register("famo")
+@register("famo", title="FAMO")
 class FAMOWeighting(LossWeighting):
     """FAMO: weights of ∇Σ(z/c) log L, logits stepped on the decrease of the log losses (Liu et al. 2023)."""
 

@@ -25,7 +25,7 @@ def geometric_loss(losses: Sequence[Tensor]) -> Tensor:
     return torch.exp(torch.stack([torch.log(loss) for loss in losses]).mean())
 
 
-@register("geometric")
+@register("geometric", title="Geometric loss")
 class GeometricWeighting(LossWeighting):
     """Geometric mean of the task losses, (Π L_τ)^{1/T} (Eq. 7); effective w_τ = L/(T·L_τ)."""
 

@@ -43,7 +43,7 @@ def graddrop_combine(jacobian: Tensor, uniform: Tensor, leak: Tensor | None = No
     return kept.sum(dim=0), shares
 
 
-@register("graddrop")
+@register("graddrop", title="GradDrop")
 class GradDropWeighting(GradientAggregation):
     """GradDrop: at each shared parameter, keep the gradients of one sign, drawn by its purity (Chen et al. 2020)."""
 

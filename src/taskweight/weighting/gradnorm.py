@@ -45,7 +45,7 @@ def gradnorm_loss(weights: Tensor, grad_norms: Tensor, loss_ratios: Tensor, alph
     return (g - target).abs().sum()
 
 
-@register("gradnorm")
+@register("gradnorm", title="GradNorm")
 class GradNormWeighting(WeightingStrategy):
     """GradNorm: weights balancing ‖∇_W w_τL_τ‖ on the last shared layer, Σw = T (Chen et al. 2018)."""
 

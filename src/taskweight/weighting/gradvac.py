@@ -54,7 +54,7 @@ def gradvac_weights(
     return weights.to(device=gramian.device, dtype=gramian.dtype), phi_hat
 
 
-@register("gradvac")
+@register("gradvac", title="GradVac")
 class GradVacWeighting(GramianAggregation):
     """GradVac: lift each task gradient towards the others up to an EMA target cosine (Wang et al. 2021)."""
 

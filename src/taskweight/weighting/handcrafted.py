@@ -19,7 +19,7 @@ from taskweight.weighting.base import LossWeighting
 from taskweight.weighting.registry import register
 
 
-@register("handcrafted")
+@register("handcrafted", title="Handcrafted")
 class HandcraftedWeighting(LossWeighting):
     """w_τ = L_ref(0)/L_τ(0), L(0) = mean loss of the first N iterations, then constant (Eq. 3–4)."""
 

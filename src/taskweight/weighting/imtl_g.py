@@ -34,7 +34,7 @@ def imtl_g_weights(gramian: Tensor) -> Tensor:
     return torch.where(total.abs() < 1e-12, torch.zeros_like(v), v / torch.where(total == 0, 1.0, total))
 
 
-@register("imtl_g")
+@register("imtl_g", title="IMTL-G")
 class IMTLGWeighting(GramianAggregation):
     """IMTL-G: the combination of task gradients with equal projections on every unit gradient (Liu et al. 2021)."""
 

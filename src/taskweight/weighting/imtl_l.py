@@ -22,7 +22,7 @@ from taskweight.weighting.base import LossWeighting
 from taskweight.weighting.registry import register
 
 
-@register("imtl_l")
+@register("imtl_l", title="IMTL-L")
 class IMTLLWeighting(LossWeighting):
     """IMTL-L: e^{s_τ}L_τ − s_τ with learned scales s_τ, effective weight e^{s_τ} (Liu et al. 2021)."""
 

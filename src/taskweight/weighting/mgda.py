@@ -72,7 +72,7 @@ def min_norm_coefficients(gram: Tensor, max_iter: int = 250, tol: float = 1e-6) 
     return alpha
 
 
-@register("mgda")
+@register("mgda", title="MGDA")
 class MGDAWeighting(GramianAggregation):
     """MGDA: the min-norm convex combination of the task gradients on the shared layers (Sener & Koltun 2018)."""
 

@@ -51,7 +51,7 @@ from taskweight.weighting.simplex import project_onto_simplex
 EPS = 1e-8
 
 
-@register("moco")
+@register("moco", title="MoCo")
 class MoCoWeighting(GradientAggregation):
     """MoCo: tracked task gradients combined by one projected min-norm step per batch (Fernando et al. 2023)."""
 

@@ -65,7 +65,7 @@ def clip_norm(weights: Tensor, gramian: Tensor, max_norm: float) -> Tensor:
     return torch.where(norm > max_norm, weights * (max_norm / norm), weights)
 
 
-@register("nash_mtl")
+@register("nash_mtl", title="Nash-MTL")
 class NashMTLWeighting(GramianAggregation):
     """Nash-MTL: the Nash bargaining solution G α = 1/α, solved exactly (Navon et al. 2022)."""
 

@@ -38,7 +38,7 @@ def project_conflicting(grads: Tensor, orders: Sequence[Sequence[int]]) -> Tenso
     return projected
 
 
-@register("pcgrad")
+@register("pcgrad", title="PCGrad")
 class PCGradWeighting(GradientAggregation):
     """PCGrad: drop the conflicting component of each task gradient on the shared layers (Yu et al. 2020)."""
 

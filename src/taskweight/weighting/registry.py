@@ -27,13 +27,14 @@ _REGISTRY: dict[str, type[WeightingStrategy]] = {}
 S = TypeVar("S", bound=type[WeightingStrategy])
 
 
-def register(name: str) -> Callable[[S], S]:
-    """Class decorator: make ``get(name)`` build this strategy."""
+def register(name: str, *, title: str) -> Callable[[S], S]:
+    """Class decorator: make ``get(name)`` build this strategy; ``title`` is its name in tables and plots."""
 
     def decorate(cls: S) -> S:
         if name in _REGISTRY and _REGISTRY[name] is not cls:
             raise ValueError(f"weighting strategy {name!r} is already registered")
         cls.name = name
+        cls.title = title
         _REGISTRY[name] = cls
         return cls
 

@@ -20,7 +20,7 @@ from taskweight.weighting.base import LossWeighting
 from taskweight.weighting.registry import register
 
 
-@register("rlw")
+@register("rlw", title="RLW")
 class RLWWeighting(LossWeighting):
     """RLW: w = softmax(λ), λ ~ N(0, I) drawn every step from a seeded generator (Lin et al. 2022)."""
 

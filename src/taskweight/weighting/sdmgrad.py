@@ -60,7 +60,7 @@ def sdmgrad_weights(
     return weights.to(device=gramian.device, dtype=gramian.dtype), w
 
 
-@register("sdmgrad")
+@register("sdmgrad", title="SDMGrad")
 class SDMGradWeighting(GramianAggregation):
     """SDMGrad: MGDA-like weights pulled towards the mean gradient, by projected momentum SGD (Xiao et al. 2023)."""
 

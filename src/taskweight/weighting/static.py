@@ -25,7 +25,7 @@ def normalised_weights(raw: Mapping[str, float]) -> dict[str, float]:
     return {t: v / total for t, v in raw.items()}
 
 
-@register("static")
+@register("static", title="Static weights")
 class StaticWeighting(LossWeighting):
     """Fixed weights w'_τ normalised to sum 1: L = Σ_τ w̄_τ L_τ (§IV-C); option ``weights``."""
 

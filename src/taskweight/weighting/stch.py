@@ -43,7 +43,7 @@ from taskweight.weighting.registry import register
 EPS = 1e-20
 
 
-@register("stch")
+@register("stch", title="STCH")
 class STCHWeighting(LossWeighting):
     """STCH: T μ log Σ exp(log(L_τ/z_τ)/μ) after a warm-up on Σ log L_τ that sets the nadir z (Lin et al. 2024)."""
 

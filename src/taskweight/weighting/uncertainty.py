@@ -33,7 +33,7 @@ FORMS = ("kendall", "positive")
 TASK_TYPES = ("regression", "classification")
 
 
-@register("uncertainty")
+@register("uncertainty", title="Uncertainty weighting")
 class UncertaintyWeighting(LossWeighting):
     """Learned homoscedastic uncertainty: ½e^{−s}L + ½s per task, s = log σ² (Kendall et al. 2018)."""
 

@@ -85,7 +85,7 @@ class DualConeAggregation(GramianAggregation):
         self.reg_eps = float(reg_eps)
 
 
-@register("upgrad")
+@register("upgrad", title="UPGrad")
 class UPGradWeighting(DualConeAggregation):
     """UPGrad: the mean of the task gradients each projected onto the dual cone of all (Quinton & Rey 2024)."""
 

@@ -25,7 +25,7 @@ from taskweight.weighting.base import LossWeighting
 from taskweight.weighting.registry import register
 
 
-@register("weight_learning")
+@register("weight_learning", title="Weight learning")
 class WeightLearning(LossWeighting):
     """Learn α = sigmoid(w) in L = αL_seg + (1−α)L_det by gradient descent (Eq. 8–9)."""
 
