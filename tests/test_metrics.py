@@ -79,3 +79,69 @@ def test_improves_is_the_one_model_selection_rule():
     assert not improves(0.4, 0.5) and not improves(0.5, 0.5)  # a tie keeps the incumbent
     assert not improves(float("nan"), None) and not improves(None, 0.1)
     assert not improves(float("-inf"), None) and not improves(float("inf"), 0.1)
+
+
+def test_a_negative_score_makes_the_geometric_mean_nan_not_an_error():
+    assert math.isnan(geometric_mean(0.5, -0.2))
+
+
+_NO_DETECTIONS = Detections(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long))
+
+
+def test_depth_metrics_average_over_the_labelled_images_of_every_batch():
+    ev = MultiTaskEvaluator(tasks=["depth"])
+    # image 0: labelled but no valid pixel; image 1: not labelled (its valid pixels must not count);
+    # image 2: AbsRel (1/4 + 0 + 2/1)/3, RMSE √(5/3), δ: ratios 5/4 (not < 1.25), 1, 3 → 1/3.
+    target = torch.tensor([[[0.0, 0.0], [0.0, 0.0]], [[2.0, 2.0], [2.0, 2.0]], [[4.0, 2.0], [1.0, 0.0]]])
+    pred = torch.tensor([[[3.0, 3.0], [3.0, 3.0]], [[1.0, 1.0], [1.0, 1.0]], [[5.0, 2.0], [3.0, 7.0]]])
+    ev.update(None, None, {"depth": target, "has_depth": torch.tensor([True, False, True])}, pred)
+    # a second batch, image 3: AbsRel 1/4, RMSE √(4/4) = 1, δ 3/4
+    ev.update(
+        None,
+        None,
+        {"depth": torch.full((1, 2, 2), 2.0), "has_depth": torch.tensor([True])},
+        torch.tensor([[[2.0, 2.0], [2.0, 4.0]]]),
+    )
+    m = ev.compute()
+    assert m["images_depth"] == 2
+    assert m["AbsRel"] == pytest.approx((0.75 + 0.25) / 2)
+    assert m["RMSE"] == pytest.approx((math.sqrt(5 / 3) + 1) / 2)
+    assert m["delta1"] == pytest.approx((1 / 3 + 3 / 4) / 2)
+
+
+def test_depth_without_a_labelled_image_is_nan():
+    ev = MultiTaskEvaluator(tasks=["depth"])
+    ev.update(None, None, {"depth": torch.ones(1, 2, 2), "has_depth": torch.tensor([False])}, torch.ones(1, 2, 2))
+    m = ev.compute()
+    assert m["images_depth"] == 0
+    assert all(math.isnan(m[k]) for k in ("AbsRel", "RMSE", "delta1", "geometric_mean"))
+
+
+def test_images_are_counted_per_task_over_batches():
+    ev = MultiTaskEvaluator()
+    seg = [[0, 1], [2, 2]]
+    ev.update([_NO_DETECTIONS], torch.tensor([seg]), _batch(seg, [[0, 0, 1, 1]], [0], has_det=False))
+    ev.update([_NO_DETECTIONS], torch.tensor([seg]), _batch(seg, [[0, 0, 1, 1]], [0]))
+    ev.update([_NO_DETECTIONS], torch.tensor([seg]), _batch(seg, [[0, 0, 1, 1]], [0], has_seg=False))
+    m = ev.compute()
+    assert (m["images_det"], m["images_seg"]) == (2, 2)
+    assert "images_depth" not in m
+
+
+def test_only_the_tasks_given_and_predicted_are_scored():
+    seg = [[0, 1], [2, 2]]
+    depth_batch = {**_batch(seg, [[0, 0, 1, 1]], [0]), "depth": torch.ones(1, 2, 2), "has_depth": torch.tensor([True])}
+    # a segmentation-only evaluator on data that also has depth: no depth prediction, no depth score
+    ev = MultiTaskEvaluator(tasks=["seg"])
+    ev.update(None, torch.tensor([seg]), depth_batch, None)
+    ev.update(None, torch.tensor([seg]), _batch(seg, [[0, 0, 1, 1]], [0]), torch.ones(1, 2, 2))  # no depth labels
+    m = ev.compute()
+    assert m["mIoU"] == pytest.approx(1.0) and m["geometric_mean"] == pytest.approx(1.0)
+    assert "AbsRel" not in m and "images_det" not in m and math.isnan(m["mAP"])
+    assert m["images_seg"] == 2
+    # a detection+segmentation evaluator given no detections: mAP is not measured, mIoU is
+    ev = MultiTaskEvaluator()
+    ev.update(None, torch.tensor([seg]), depth_batch)
+    ev.update([_NO_DETECTIONS], None, depth_batch)
+    m = ev.compute()
+    assert m["images_det"] == 1 and m["images_seg"] == 1

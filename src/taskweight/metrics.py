@@ -39,6 +39,7 @@ from taskweight.classes import (
     NUM_SEG_CLASSES,
     SEG_CLASSES,
     TASK_SCORES,
+    TASKS,
     check_tasks,
 )
 from taskweight.models.detection import Detections
@@ -98,9 +99,7 @@ class MultiTaskEvaluator:
             zero_division=float("nan"),
             sync_on_compute=False,
         )  # 0/0 (class neither predicted nor labelled) → NaN, left out of the mean
-        self.det_images = 0
-        self.seg_images = 0
-        self.depth_images = 0
+        self.images = dict.fromkeys(TASKS, 0)  # images scored, per task
         self.depth_sums = dict.fromkeys(DEPTH_METRICS, 0.0)
 
     def update(
@@ -119,7 +118,7 @@ class MultiTaskEvaluator:
             has_seg = batch["has_seg"]
             if bool(has_seg.any()):
                 self.iou.update(seg_pred[has_seg].cpu(), batch["seg"][has_seg].cpu())
-                self.seg_images += int(has_seg.sum())
+                self.images["seg"] += int(has_seg.sum())
 
     def _update_depth(self, depth_pred: Tensor, batch: Mapping[str, Any]) -> None:
         target = batch["depth"].float().cpu()
@@ -132,7 +131,7 @@ class MultiTaskEvaluator:
             self.depth_sums["AbsRel"] += float(((p - d).abs() / d).mean())
             self.depth_sums["RMSE"] += float((p - d).pow(2).mean().sqrt())
             self.depth_sums["delta1"] += float((torch.maximum(p / d, d / p) < 1.25).double().mean())
-            self.depth_images += 1
+            self.images["depth"] += 1
 
     def _update_det(self, detections: Sequence[Detections], batch: Mapping[str, Any]) -> None:
         has_det = batch["has_det"].tolist()
@@ -159,13 +158,14 @@ class MultiTaskEvaluator:
         if preds:
             self.map_coco.update(preds, targets)
             self.map_50.update(preds, targets)
-            self.det_images += len(preds)
+            self.images["det"] += len(preds)
 
     def compute(self) -> dict[str, float]:
-        """Return ``mAP``, ``mAP_coco``, ``mIoU``, ``geometric_mean``, per-class values and, when depth
-        is scored, ``AbsRel``, ``RMSE`` and ``delta1``."""
-        result: dict[str, float] = {}
-        if self.det_images:
+        """Return ``mAP``, ``mAP_coco``, ``mIoU``, ``geometric_mean``, per-class values, when depth is
+        scored ``AbsRel``, ``RMSE`` and ``delta1``, and ``images_<task>``: how many images each scored
+        task was measured on (those labelled for it)."""
+        result: dict[str, float] = {f"images_{task}": self.images[task] for task in self.tasks}
+        if self.images["det"]:
             coco = self.map_coco.compute()
             at50 = self.map_50.compute()
             result["mAP"] = max(float(at50["map"]), 0.0)
@@ -177,7 +177,7 @@ class MultiTaskEvaluator:
                 result[f"AP50_{name}"] = value if value >= 0 else float("nan")  # -1: class absent from ground truth
         else:
             result.update({"mAP": float("nan"), "mAP_coco": float("nan")})
-        if self.seg_images:
+        if self.images["seg"]:
             ious = self.iou.compute().tolist()
             defined = [v for v in ious if not math.isnan(v)]
             result["mIoU"] = sum(defined) / len(defined) if defined else float("nan")
@@ -187,6 +187,6 @@ class MultiTaskEvaluator:
             result["mIoU"] = float("nan")
         if "depth" in self.tasks:
             for key, total in self.depth_sums.items():
-                result[key] = total / self.depth_images if self.depth_images else float("nan")
+                result[key] = total / self.images["depth"] if self.images["depth"] else float("nan")
         result["geometric_mean"] = geometric_mean(*(result[TASK_SCORES[task]] for task in self.tasks))
         return result
