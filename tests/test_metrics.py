@@ -145,3 +145,10 @@ def test_only_the_tasks_given_and_predicted_are_scored():
     ev.update([_NO_DETECTIONS], None, depth_batch)
     m = ev.compute()
     assert m["images_det"] == 1 and m["images_seg"] == 1
+
+
+def test_segmentation_labels_that_are_all_ignore_give_nan_miou():
+    ev = MultiTaskEvaluator(tasks=["seg"])
+    ev.update(None, torch.tensor([[[0, 1]]]), {"has_seg": torch.tensor([True]), "seg": torch.tensor([[[255, 255]]])})
+    m = ev.compute()
+    assert m["images_seg"] == 1 and math.isnan(m["mIoU"]) and math.isnan(m["geometric_mean"])
