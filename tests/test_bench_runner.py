@@ -50,7 +50,7 @@ def test_every_file_is_written_and_failures_are_reported(bench_out: Path):
     assert sorted(by_status["ok"]) == [("equal", 0), ("equal", 1), ("meta", 0), ("meta", 1)]
     assert sorted(by_status["failed"]) == [("static", 0), ("static", 1)]
     failed = next(r for r in records if r["status"] == "failed")
-    assert "must be >= 0" in failed["error"]
+    assert "must be a finite number >= 0" in failed["error"]
     assert (bench_out / "cells/synth-tiny/static/seed0/error.txt").read_text().count("Traceback") == 1
     meta = next(r for r in records if r["method"] == "meta")
     assert meta["epochs"] == 1  # matched: the baselines' 1 epoch, as 1 evaluation of 1 epoch

@@ -6,6 +6,7 @@ trained through this strategy.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 from torch import Tensor
@@ -15,10 +16,10 @@ from taskweight.weighting.registry import register
 
 
 def normalised_weights(raw: Mapping[str, float]) -> dict[str, float]:
-    """w̄_τ = w'_τ / Σ_j w'_j (§IV-C); every w'_τ must be ≥ 0 and at least one > 0."""
+    """w̄_τ = w'_τ / Σ_j w'_j (§IV-C); every w'_τ must be finite and ≥ 0, and at least one > 0."""
     for task, value in raw.items():
-        if not value >= 0:
-            raise ValueError(f"option 'weights': task weight for {task!r} must be >= 0, got {value}")
+        if not (value >= 0 and math.isfinite(value)):
+            raise ValueError(f"option 'weights': task weight for {task!r} must be a finite number >= 0, got {value}")
     total = sum(raw.values())
     if total <= 0:
         raise ValueError(f"option 'weights': task weights must not all be 0: {dict(raw)}")
