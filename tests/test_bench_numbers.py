@@ -14,17 +14,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from taskweight.bench import BenchRunner, load_bench_preset
 from taskweight.bench.report import render_table2, summarize
 from taskweight.bench.results import CellRecord
-from taskweight.scoring import score_run
+from taskweight.checkpoint import CheckpointError
+from taskweight.errors import DataFormatError
+from taskweight.scoring import load_model, open_run, score_run
 
 SIDEWALK = 8  # Cityscapes label id
 
 
-def test_cells_are_scored_on_the_test_split(tiny_kitti: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def split_disagreeing_cell(tiny_kitti: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[CellRecord, Path]:
+    """A one-epoch `equal` bench cell on data whose test masks say "sidewalk" everywhere."""
+    tmp_path = tmp_path_factory.mktemp("split")
     data = tmp_path / "data"
     shutil.copytree(tiny_kitti, data)
     for name in (data / "splits" / "test.txt").read_text().split():
@@ -34,13 +40,54 @@ def test_cells_are_scored_on_the_test_split(tiny_kitti: Path, tmp_path: Path) ->
     preset = load_bench_preset("tiny").model_copy(update={"methods": ["equal"], "seeds": 1})
     preset.datasets[0] = preset.datasets[0].model_copy(update={"root": data, "synth": None})
     (record,) = BenchRunner(preset, tmp_path / "bench", show_progress=False).run()
-    run = tmp_path / "bench" / "cells" / record.dataset / "equal" / "seed0" / "run"
+    return record, tmp_path / "bench" / "cells" / record.dataset / "equal" / "seed0" / "run"
+
+
+def test_cells_are_scored_on_the_test_split(split_disagreeing_cell: tuple[CellRecord, Path]) -> None:
+    record, run = split_disagreeing_cell
     test, val = score_run(run, split="test"), score_run(run, split="val")
     assert abs(test["mIoU"] - val["mIoU"]) > 0.05, "the splits must disagree for this test to mean anything"
     assert record.mIoU == pytest.approx(test["mIoU"], abs=1e-9)
     assert record.mAP == pytest.approx(test["mAP"], abs=1e-9)
     assert record.geometric_mean == pytest.approx(test["geometric_mean"], abs=1e-9)
     assert record.val["mIoU"] == pytest.approx(val["mIoU"], abs=1e-9)  # model selection used val
+    assert score_run(run) == test  # by default: the test split, best.pt
+
+
+def test_score_run_scores_the_checkpoint_named(split_disagreeing_cell: tuple[CellRecord, Path], tmp_path: Path) -> None:
+    _, run = split_disagreeing_cell
+    other = tmp_path / "run"
+    shutil.copytree(run, other)
+    state = torch.load(other / "best.pt", weights_only=True)
+    state["model"] = {k: torch.zeros_like(v) if k.startswith("seg_head") else v for k, v in state["model"].items()}
+    torch.save(state, other / "blind.pt")
+    blind, best = score_run(other, checkpoint="blind.pt"), score_run(other)
+    # a zeroed segmentation head predicts class 0 everywhere: a different mIoU than the trained one
+    assert blind["mIoU"] != pytest.approx(best["mIoU"], abs=1e-6)
+
+
+def test_a_folder_that_is_no_run_and_a_foreign_checkpoint_are_named(
+    split_disagreeing_cell: tuple[CellRecord, Path], tmp_path: Path
+) -> None:
+    _, run = split_disagreeing_cell
+    with pytest.raises(DataFormatError) as info:
+        score_run(tmp_path)
+    assert (
+        str(info.value) == f"{tmp_path / 'config.yaml'}: not found: is this a run folder written by `taskweight train`?"
+    )
+    with pytest.raises(DataFormatError, match=r"missing\.pt: not found"):
+        score_run(run, checkpoint="missing.pt")
+    config, _ = open_run(run)
+    for name, model in [("list.pt", [1, 2]), ("nodet.pt", {"seg_head.weight": torch.zeros(1)})]:
+        torch.save({"model": model}, tmp_path / name)
+        with pytest.raises(CheckpointError) as info:
+            load_model(config, tmp_path / name)
+        assert str(info.value) == f"{tmp_path / name}: its 'model' entry is not a taskweight model state_dict"
+    # a segmentation-only network has no anchors to look for
+    seg_only = config.model_copy(update={"tasks": ("seg",)})
+    state = torch.load(run / "best.pt", weights_only=True)["model"]
+    torch.save({"model": {k: v for k, v in state.items() if not k.startswith("det_head")}}, tmp_path / "seg.pt")
+    assert load_model(seg_only, tmp_path / "seg.pt").tasks == ("seg",)
 
 
 def _rec(ds: str, method: str, seed: int, m_ap: float, m_iou: float) -> CellRecord:

@@ -93,11 +93,14 @@ def mutant_diff(name: str, meta: Path) -> str:
     functions = _functions(meta.with_suffix(""))
     function = name.split(".")[-1]
     original_name, _, _ = function.rpartition("__mutmut_")
-    original = functions.get(f"{original_name}__mutmut_orig", [])
-    mutated = functions.get(function, [])
+    original = [
+        line.replace(f"{original_name}__mutmut_orig", "f")
+        for line in functions.get(f"{original_name}__mutmut_orig", [])
+    ]
+    mutated = [line.replace(function, "f") for line in functions.get(function, [])]
     changed = [
         line
-        for line in difflib.unified_diff(original[1:], mutated[1:], lineterm="", n=0)  # [1:]: the def line
+        for line in difflib.unified_diff(original, mutated, lineterm="", n=0)
         if line[:1] in "+-" and not line.startswith(("+++", "---"))
     ]
     return " / ".join(line[0] + " " + line[1:].strip() for line in changed) or "(no textual change found)"
