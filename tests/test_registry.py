@@ -97,3 +97,29 @@ def test_method_option_errors_name_the_option() -> None:
         weighting.parse_options("static", ["weights=[1, 2"])
     with pytest.raises(ConfigError, match="strategy 'equal' has no option 'x'; valid options: none"):
         weighting.parse_options("equal", ["x=1"])
+
+
+def test_per_task_options_as_a_mapping_or_a_list_in_task_order() -> None:
+    tasks = ("det", "seg", "depth")
+    assert weighting.get("static", tasks=tasks, weights=[1, 3, 4]).current_weights() == {
+        "det": 0.125,
+        "seg": 0.375,
+        "depth": 0.5,
+    }
+    assert weighting.get("static", tasks=tasks, weights={"depth": 4, "seg": 3, "det": 1}).current_weights() == {
+        "det": 0.125,
+        "seg": 0.375,
+        "depth": 0.5,
+    }
+    with pytest.raises(ConfigError) as info:
+        weighting.get("static", tasks=tasks, weights=[1, 3])
+    assert str(info.value) == (
+        "strategy 'static': option 'weights': expected 3 values (tasks ['det', 'seg', 'depth']), got [1.0, 3.0]"
+    )
+    with pytest.raises(ConfigError) as info:
+        weighting.get("static", tasks=tasks, weights={"det": 1, "seg": 1, "depth": 1, "normals": 1, "flow": 1})
+    assert str(info.value) == (
+        "strategy 'static': option 'weights': unknown task(s) ['flow', 'normals']; tasks are ['det', 'seg', 'depth']"
+    )
+    with pytest.raises(ConfigError, match=r"option 'weights': no value for task\(s\) \['depth'\]"):
+        weighting.get("static", tasks=tasks, weights={"det": 1, "seg": 1})
