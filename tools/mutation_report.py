@@ -4,9 +4,10 @@ mutmut keeps one ``mutants/<path>.py.meta`` JSON file per mutated source file; i
 ``exit_code_by_key`` maps each mutant's name to the exit code of the tests run against it
 (``None`` = not run yet). This script groups those results by module and writes
 
-* a table: module, mutants, killed (tests failed, or timed out), survived, no tests
-  (no selected test reaches the mutated function), not yet run, and the score
-  ``killed / (killed + survived + no tests)`` over the mutants that were run;
+* a table: module, mutants, killed (a test failed), timeout (the tests ran past mutmut's
+  limit: an endless loop, or a loaded machine), survived, no tests (no selected test reaches the
+  mutated function), not yet run, and the score ``(killed + timeout) / run`` over the mutants
+  that were run;
 * the survivors, each with its one-line diff (the line before and after), so a reviewer
   can judge whether it is equivalent or a missing test.
 
@@ -41,19 +42,21 @@ class ModuleScore:
 
     @property
     def run(self) -> int:
-        return self.counts["killed"] + self.counts["survived"] + self.counts["no tests"]
+        return sum(self.counts[k] for k in ("killed", "timeout", "survived", "no tests"))
 
     @property
     def score(self) -> float | None:
-        return self.counts["killed"] / self.run if self.run else None
+        return (self.counts["killed"] + self.counts["timeout"]) / self.run if self.run else None
 
 
 def outcome(exit_code: int | None) -> str:
-    """The outcome of one mutant from its exit code; a timeout counts as killed."""
+    """The outcome of one mutant from its exit code (a timeout is counted apart, and scored as killed)."""
     if exit_code is None:
         return "not run"
-    if exit_code in KILLED_CODES or exit_code in TIMEOUT_CODES:
+    if exit_code in KILLED_CODES:
         return "killed"
+    if exit_code in TIMEOUT_CODES:
+        return "timeout"
     if exit_code in SURVIVED_CODES:
         return "survived"
     if exit_code in NO_TEST_CODES:
@@ -120,8 +123,8 @@ def _functions(mutated_source: Path) -> dict[str, list[str]]:
 
 def render(scores: list[ModuleScore], survivors: list[tuple[str, Path]], limit: int) -> str:
     lines = [
-        "| module | mutants | killed | survived | no tests | not run | score |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| module | mutants | killed | timeout | survived | no tests | not run | score |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     total = ModuleScore("**all**")
     for score in scores:
@@ -130,8 +133,8 @@ def render(scores: list[ModuleScore], survivors: list[tuple[str, Path]], limit: 
         c = score.counts
         shown = f"{score.score:.1%}" if score.score is not None else "—"
         lines.append(
-            f"| {score.module} | {sum(c.values())} | {c['killed']} | {c['survived']} | {c['no tests']} "
-            f"| {c['not run']} | {shown} |"
+            f"| {score.module} | {sum(c.values())} | {c['killed']} | {c['timeout']} | {c['survived']} "
+            f"| {c['no tests']} | {c['not run']} | {shown} |"
         )
     if survivors:
         lines += ["", f"## Survivors ({len(survivors)}{', first ' + str(limit) if len(survivors) > limit else ''})", ""]
