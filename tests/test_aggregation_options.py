@@ -381,3 +381,52 @@ def test_a_change_of_the_shared_width_is_refused_naming_the_strategy(name: str, 
     )
     with pytest.raises(ValueError, match=message):
         s.backward({"det": x[0] + x[2] + 2.0, "seg": 2 * x[1] + 0.5}, [x])
+
+
+# ------------------------------------------------------------------ MGDA
+@pytest.mark.parametrize(
+    ("normalization", "expected"),
+    [
+        # G = diag(4, 1) (g1 = (2, 0), g2 = (0, 1)), losses (2, 0.5); two tasks: α_1 = (b·b − a·b)/(a·a + b·b − 2a·b)
+        ("none", (0.2, 0.8)),  # 1/(4 + 1)
+        ("l2", (0.5, 0.5)),  # norms (2, 1): Ĝ = I
+        ("loss", (0.8, 0.2)),  # scale (2, 0.5): Ĝ = diag(1, 4) → 4/5
+        ("loss+", (16 / 17, 1 / 17)),  # scale (2·2, 0.5·1): Ĝ = diag(1/4, 4) → 4/4.25
+    ],
+)
+def test_mgda_normalizations_by_hand(normalization: str, expected: tuple[float, float]) -> None:
+    mgda = weighting.get("mgda", normalization=normalization)
+    alpha = mgda.gramian_weights(torch.diag(torch.tensor([4.0, 1.0], dtype=torch.float64)), torch.tensor([2.0, 0.5]))
+    assert alpha.tolist() == pytest.approx(expected, abs=1e-12)
+
+
+def test_mgda_l2_normalization_of_gradients_shorter_than_one() -> None:
+    # g1 = (0.5, 0), g2 = (0, 0.2): norms 0.5 and 0.2 (no clamping at 1), Ĝ = I → α = (1/2, 1/2)
+    gramian = torch.diag(torch.tensor([0.25, 0.04], dtype=torch.float64))
+    alpha = weighting.get("mgda", normalization="l2").gramian_weights(gramian, torch.ones(2, dtype=torch.float64))
+    assert alpha.tolist() == pytest.approx([0.5, 0.5], abs=1e-12)
+
+
+def test_mgda_max_iter_bounds_frank_wolfe() -> None:
+    # three gradients whose hull holds the origin: g1 = (1, 0), g2 = (0, 1), g3 = (−1, −2); Frank-Wolfe
+    # needs many steps to approach the min-norm point (the origin), one step stays far from it
+    jac = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, -2.0]], dtype=torch.float64)
+    gramian, ones = jac @ jac.T, torch.ones(3, dtype=torch.float64)
+
+    def norm(max_iter: int) -> float:
+        alpha = weighting.get("mgda", tasks=("a", "b", "c"), normalization="none", max_iter=max_iter)
+        return float((alpha.gramian_weights(gramian, ones) @ jac).norm())
+
+    assert norm(1) > 10 * norm(250)
+    assert norm(250) < 1e-2
+
+
+def test_mgda_options_are_checked_naming_the_option() -> None:
+    with pytest.raises(ConfigError, match=r"option 'normalization' must be one of \('none', 'l2', 'loss', 'loss\+'\)"):
+        weighting.get("mgda", normalization="L2")
+    with pytest.raises(ConfigError, match="option 'max_iter' must be an integer >= 1, got 0"):
+        weighting.get("mgda", max_iter=0)
+    assert weighting.get("mgda", max_iter=1).max_iter == 1
+    assert weighting.get("mgda", tasks=("a", "b", "c")).current_weights() == pytest.approx(
+        {"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}
+    )
