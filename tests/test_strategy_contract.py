@@ -169,6 +169,21 @@ def test_a_batch_missing_a_task(name: str) -> None:
     assert set(run.train(_batches(2))[-1]) == set(TASKS), name  # and goes on with every task
 
 
+@pytest.mark.parametrize("name", [n for n in NAMES if issubclass(weighting.strategy_class(n), GradientAggregation)])
+def test_gradient_aggregations_pass_a_lone_task_through(name: str) -> None:
+    # with one task in the batch there is nothing to combine: weight 1 and that task's own gradient
+    run = Run(name)
+    run.train(_batches(2))
+    x, y = _batches(1)[0]
+    run.optimizer.zero_grad(set_to_none=True)
+    losses = run.model.losses(x, y, ("b",))
+    expected = torch.autograd.grad(losses["b"], list(run.model.shared.parameters()), retain_graph=True)
+    used = run.strategy.backward(losses, run.model.shared.parameters(), run.model.shared)
+    assert {t: float(w) for t, w in used.items()} == {"b": 1.0}, name
+    for p, g in zip(run.model.shared.parameters(), expected, strict=True):
+        torch.testing.assert_close(p.grad, g, msg=name)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_deterministic_given_the_seeds(name: str) -> None:
     batches = _batches(6)
