@@ -14,6 +14,7 @@ import math
 import pytest
 import torch
 
+from strategy_helpers import F64, aggregate, linear_losses, linear_step, numbers
 from taskweight import weighting
 from taskweight.weighting.aligned_mtl import aligned_mtl_weights
 from taskweight.weighting.famo import famo_logit_gradient, famo_weights
@@ -21,32 +22,7 @@ from taskweight.weighting.graddrop import graddrop_combine
 from taskweight.weighting.imtl_g import imtl_g_weights
 from taskweight.weighting.upgrad import nonnegative_quadratic, projection_gramian, upgrad_weights
 
-F64 = torch.float64
 EPS64 = torch.finfo(F64).eps
-
-
-def numbers(used: dict) -> dict[str, float]:
-    return {t: float(w) for t, w in used.items()}
-
-
-def linear_losses(x: torch.Tensor, c_det: float = 2.0, c_seg: float = 0.5) -> dict[str, torch.Tensor]:
-    """L_det = x_0 + c_det, L_seg = 2·x_1 + c_seg: ∇L_det = (1, 0), ∇L_seg = (0, 2)."""
-    return {"det": x[0] + c_det, "seg": 2 * x[1] + c_seg}
-
-
-def step(strategy: weighting.WeightingStrategy, c_det: float, c_seg: float) -> tuple[dict[str, float], list[float]]:
-    """One backward pass of ``linear_losses`` at x = 0 (float64): (the weights used, the gradient x received)."""
-    x = torch.zeros(2, dtype=F64, requires_grad=True)
-    used = numbers(strategy.backward(linear_losses(x, c_det, c_seg), [x]))
-    assert x.grad is not None
-    return used, x.grad.tolist()
-
-
-def aggregate(strategy: weighting.WeightingStrategy, jacobian: torch.Tensor, losses: torch.Tensor, present=None):
-    """Call ``aggregate`` as the base does, rows of ``present`` (default: every task)."""
-    assert isinstance(strategy, weighting.GradientAggregation)
-    strategy.present = tuple(present or strategy.tasks)
-    return strategy.aggregate(jacobian, losses)
 
 
 # ------------------------------------------------------------------ Aligned-MTL
@@ -392,19 +368,19 @@ def test_stch_fresh_state() -> None:
 def test_stch_zero_loss_during_the_warm_up() -> None:
     s = weighting.get("stch")
     # Σ log(L + 1e-20): weight and gradient 1/(0 + 1e-20) = 1e20 for the zero loss, finite
-    used, grad = step(s, 0.0, 0.5)
+    used, grad = linear_step(s, 0.0, 0.5)
     assert used == pytest.approx({"det": 1e20, "seg": 2.0}, rel=1e-12)
     assert grad == pytest.approx([1e20, 4.0], rel=1e-12)
 
 
 def test_stch_zero_loss_after_the_warm_up() -> None:
     s = weighting.get("stch")
-    step(s, 2.0, 0.5)
+    linear_step(s, 2.0, 0.5)
     s.on_epoch_end()
     assert s.has_nadir and s.nadir.tolist() == [2.0, 0.5]
     # L = (0, 1), μ = 1: log(L/z + 1e-20) = (log 1e-20, log 2), softmax ≈ (1e-20/2, 1);
     # w = T·softmax/(L + 1e-20·z) = (2·(1e-20/2)/(1e-20·2), 2·1/1) = (½, 2)
-    used, grad = step(s, 0.0, 1.0)
+    used, grad = linear_step(s, 0.0, 1.0)
     assert used == pytest.approx({"det": 0.5, "seg": 2.0}, rel=1e-9)
     assert grad == pytest.approx([0.5, 4.0], rel=1e-9)
 
@@ -426,11 +402,11 @@ def test_stch_half_precision_losses_keep_their_dtype() -> None:
 
 def test_stch_an_older_checkpoint_without_stch_keys_keeps_the_nadir_state() -> None:
     s = weighting.get("stch")
-    step(s, 2.0, 0.5)
+    linear_step(s, 2.0, 0.5)
     s.on_epoch_end()
     s.set_extra_state({"step_count": 1, "epoch_count": 1})
     assert s.has_nadir is True and s.counts == [1, 1]
-    assert step(s, 1.0, 1.0)[0] == pytest.approx({"det": 0.4, "seg": 1.6}, rel=1e-6)  # still the scalarisation
+    assert linear_step(s, 1.0, 1.0)[0] == pytest.approx({"det": 0.4, "seg": 1.6}, rel=1e-6)  # still the scalarisation
 
 
 # ------------------------------------------------------------------ DB-MTL and MoCo

@@ -13,29 +13,12 @@ import math
 import pytest
 import torch
 
+from strategy_helpers import F64, linear_step, numbers
 from taskweight import weighting
 from taskweight.errors import ConfigError
 from taskweight.weighting.upgrad import upgrad_weights
 
-F64 = torch.float64
 ADAM_EPS = 1e-8
-
-
-def numbers(used: dict) -> dict[str, float]:
-    return {t: float(w) for t, w in used.items()}
-
-
-def linear_losses(x: torch.Tensor, c_det: float = 2.0, c_seg: float = 0.5) -> dict[str, torch.Tensor]:
-    """L_det = x_0 + c_det, L_seg = 2·x_1 + c_seg: ∇L_det = (1, 0), ∇L_seg = (0, 2)."""
-    return {"det": x[0] + c_det, "seg": 2 * x[1] + c_seg}
-
-
-def step(strategy: weighting.WeightingStrategy, c_det: float, c_seg: float) -> tuple[dict[str, float], list[float]]:
-    """One backward pass of ``linear_losses`` at x = 0 (float64): (the weights used, the gradient x received)."""
-    x = torch.zeros(2, dtype=F64, requires_grad=True)
-    used = numbers(strategy.backward(linear_losses(x, c_det, c_seg), [x], [x]))
-    assert x.grad is not None
-    return used, x.grad.tolist()
 
 
 def refused(name: str, message: str, **options: object) -> None:
@@ -193,21 +176,21 @@ def gradnorm_second_loss(w: list[float], alpha: float) -> float:
 @pytest.mark.parametrize("alpha", [0.0, 0.5, 1.5, 3.0])
 def test_gradnorm_alpha_at_and_above_zero_is_accepted_and_sets_the_targets(alpha: float) -> None:
     s = weighting.get("gradnorm", alpha=alpha, lr=0.025)
-    step(s, 2.0, 0.5)  # step 1: r = 1, L_grad = |1 − 1.5| + |2 − 1.5| whatever α
+    linear_step(s, 2.0, 0.5)  # step 1: r = 1, L_grad = |1 − 1.5| + |2 − 1.5| whatever α
     assert float(s.last_grad_loss) == pytest.approx(1.0, rel=1e-6)
     w = first_adam_step([1.0, 1.0], [-1.0, 2.0], 0.025)
-    step(s, 1.0, 0.5)
+    linear_step(s, 1.0, 0.5)
     assert float(s.last_grad_loss) == pytest.approx(gradnorm_second_loss(w, alpha), rel=1e-5)
 
 
 def test_gradnorm_defaults_alpha_1_5_and_lr_0_025() -> None:
     s = weighting.get("gradnorm")
-    used, grad = step(s, 2.0, 0.5)
+    used, grad = linear_step(s, 2.0, 0.5)
     assert used == {"det": 1.0, "seg": 1.0} and grad == [1.0, 2.0]
     # ∂L_grad/∂w = sign(G − Ḡ)·n = (−1, 2): Adam moves w by ∓lr, then Σw = 2
     w = first_adam_step([1.0, 1.0], [-1.0, 2.0], 0.025)
     assert list(s.current_weights().values()) == pytest.approx(w, rel=1e-6)
-    used, grad = step(s, 1.0, 0.5)
+    used, grad = linear_step(s, 1.0, 0.5)
     assert used == pytest.approx({"det": w[0], "seg": w[1]}, rel=1e-6)
     assert float(s.last_grad_loss) == pytest.approx(gradnorm_second_loss(w, 1.5), rel=1e-5)
     assert gradnorm_second_loss(w, 1.5) == pytest.approx(0.5554, abs=1e-3)  # 2.5 would give ≈ 1.59
@@ -216,13 +199,13 @@ def test_gradnorm_defaults_alpha_1_5_and_lr_0_025() -> None:
 @pytest.mark.parametrize("options", [{"lr": 1e-6}, {"min_weight": 1e-9}, {"min_weight": 0.999}])
 def test_gradnorm_small_positive_lr_and_min_weight_inside_zero_one_are_accepted(options: dict) -> None:
     s = weighting.get("gradnorm", **options)
-    step(s, 2.0, 0.5)
+    linear_step(s, 2.0, 0.5)
     assert float(s.last_grad_loss) == pytest.approx(1.0, rel=1e-6)
 
 
 def test_gradnorm_min_weight_clamps_before_the_renormalisation() -> None:
     s = weighting.get("gradnorm", lr=5.0, min_weight=0.25)
-    step(s, 2.0, 0.5)
+    linear_step(s, 2.0, 0.5)
     # Adam moves w by ∓5: (6, −4) → clamped (6, 0.25) → ·2/6.25 = (1.92, 0.08)
     assert list(s.current_weights().values()) == pytest.approx([1.92, 0.08], rel=1e-6)
 
@@ -252,7 +235,7 @@ def famo_three_steps(**options: object) -> list[float]:
     """The logits after the losses (2, ½), (1, ½), (1, ½): the first step sets L(prev); δ = (log 2, 0), then 0."""
     s = weighting.get("famo", **options)
     for c_det, c_seg in ((2.0, 0.5), (1.0, 0.5), (1.0, 0.5)):
-        step(s, c_det, c_seg)
+        linear_step(s, c_det, c_seg)
     return s.logits.detach().tolist()
 
 
@@ -285,9 +268,9 @@ def test_stch_warmup_below_one_epoch_is_refused(epochs: int) -> None:
 def stch_after_one_epoch(**options: object) -> dict[str, float]:
     """STCH's weights at L = (1, 1) after one epoch at L = (2, ½)."""
     s = weighting.get("stch", **options)
-    step(s, 2.0, 0.5)
+    linear_step(s, 2.0, 0.5)
     s.on_epoch_end()
-    return step(s, 1.0, 1.0)[0]
+    return linear_step(s, 1.0, 1.0)[0]
 
 
 def test_stch_defaults_mu_one_and_a_one_epoch_warm_up() -> None:
@@ -316,9 +299,9 @@ def test_db_mtl_negative_beta_sigma_is_refused(sigma: float) -> None:
 
 def test_db_mtl_beta_zero_is_accepted_and_tracks_nothing() -> None:
     s = weighting.get("db_mtl", beta=0.0, beta_sigma=0.0).to(F64)
-    step(s, 2.0, 0.5)
+    linear_step(s, 2.0, 0.5)
     # β = 0: ĝ = ∇log L = (½, 0), (0, 4); α = (8, 1); d = (4, 4); w = α/L = (4, 2)
-    used, grad = step(s, 2.0, 0.5)
+    used, grad = linear_step(s, 2.0, 0.5)
     assert used == pytest.approx({"det": 4.0, "seg": 2.0}, rel=1e-6)
     assert grad == pytest.approx([4.0, 4.0], rel=1e-6)
 
@@ -326,21 +309,21 @@ def test_db_mtl_beta_zero_is_accepted_and_tracks_nothing() -> None:
 def test_db_mtl_defaults_beta_0_9_and_no_decay_of_beta() -> None:
     s = weighting.get("db_mtl").to(F64)
     # step 1, β₁ = 0.9: ĝ = 0.1·∇log L = (0.05, 0), (0, 0.4); α = (8, 1); d = (0.4, 0.4); w = α·0.1/L = (0.4, 0.2)
-    used, grad = step(s, 2.0, 0.5)
+    used, grad = linear_step(s, 2.0, 0.5)
     assert used == pytest.approx({"det": 0.4, "seg": 0.2}, rel=1e-6)
     assert grad == pytest.approx([0.4, 0.4], rel=1e-6)
     # step 2, σ = 0 so β₂ = 0.9: ĝ_det = 1 + 0.9(0.05 − 1) = 0.145, ĝ_seg = 4 + 0.9(0.4 − 4) = 0.76;
     # d = 0.76 on both, w = (0.76/0.145 · 0.1/1, 0.1/0.5)
-    used, grad = step(s, 1.0, 0.5)
+    used, grad = linear_step(s, 1.0, 0.5)
     assert used == pytest.approx({"det": 0.76 / 1.45, "seg": 0.2}, rel=1e-6)
     assert grad == pytest.approx([0.76, 0.76], rel=1e-6)
 
 
 def test_db_mtl_beta_sigma_decays_beta() -> None:
     s = weighting.get("db_mtl", beta_sigma=1.0).to(F64)
-    step(s, 2.0, 0.5)
+    linear_step(s, 2.0, 0.5)
     # β₂ = 0.9/2: ĝ_det = 1 + 0.45(0.05 − 1) = 0.5725, ĝ_seg = 4 + 0.45(0.4 − 4) = 2.38
-    used, grad = step(s, 1.0, 0.5)
+    used, grad = linear_step(s, 1.0, 0.5)
     assert grad == pytest.approx([2.38, 2.38], rel=1e-6)
     assert used == pytest.approx({"det": 2.38 / 0.5725 * 0.55, "seg": 0.55 / 0.5}, rel=1e-6)
 
@@ -364,7 +347,7 @@ def test_moco_negative_exponents_and_rho_are_refused(option: str) -> None:
 def test_moco_boundary_values_are_accepted() -> None:
     s = weighting.get("moco", beta=1.0, beta_sigma=0.0, gamma_sigma=0.0, rho=0.0).to(F64)
     # β = 1: y = g = (1, 0), (0, 2); λ = (½, ½) − 0.1·(½, 2) = (0.45, 0.3) → (0.575, 0.425)
-    used, grad = step(s, 2.0, 0.5)
+    used, grad = linear_step(s, 2.0, 0.5)
     assert used == pytest.approx({"det": 0.575, "seg": 0.425}, rel=1e-12)
     assert grad == pytest.approx([0.575, 0.85], rel=1e-12)
 
@@ -373,7 +356,7 @@ def test_moco_boundary_values_are_accepted() -> None:
 @pytest.mark.parametrize(("name", "title"), [("db_mtl", "DBMTLWeighting"), ("moco", "MoCoWeighting")])
 def test_a_change_of_the_shared_width_is_refused_naming_the_strategy(name: str, title: str) -> None:
     s = weighting.get(name).to(F64)
-    step(s, 2.0, 0.5)  # two shared coordinates
+    linear_step(s, 2.0, 0.5)  # two shared coordinates
     x = torch.zeros(3, dtype=F64, requires_grad=True)
     message = (
         f"^{title} tracks 2 shared coordinates per task, got a Jacobian with 3: "

@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from strategy_helpers import linear_losses, numbers
 from taskweight import weighting
 from taskweight.weighting.aligned_mtl import aligned_mtl_weights
 from taskweight.weighting.config import config_weights
@@ -20,15 +21,6 @@ from taskweight.weighting.imtl_g import imtl_g_weights
 from taskweight.weighting.mgda import min_norm_coefficients
 from taskweight.weighting.pcgrad import project_conflicting
 from taskweight.weighting.upgrad import nonnegative_quadratic, upgrad_weights
-
-
-def numbers(used: dict) -> dict[str, float]:
-    return {t: float(w) for t, w in used.items()}
-
-
-def linear_losses(x: torch.Tensor, c_det: float = 2.0, c_seg: float = 0.5) -> dict[str, torch.Tensor]:
-    """L_det = x_0 + c_det, L_seg = 2·x_1 + c_seg: ∇L_det = (1, 0), ∇L_seg = (0, 2)."""
-    return {"det": x[0] + c_det, "seg": 2 * x[1] + c_seg}
 
 
 # ------------------------------------------------------------------ DWA

@@ -20,27 +20,9 @@ import math
 import pytest
 import torch
 
+from strategy_helpers import F64, aggregate, linear_losses, linear_step, numbers
 from taskweight import weighting
 from taskweight.weighting.simplex import project_onto_simplex
-
-F64 = torch.float64
-
-
-def numbers(used: dict) -> dict[str, float]:
-    return {t: float(w) for t, w in used.items()}
-
-
-def linear_losses(x: torch.Tensor, c_det: float = 2.0, c_seg: float = 0.5) -> dict[str, torch.Tensor]:
-    """L_det = x_0 + c_det, L_seg = 2·x_1 + c_seg: ∇L_det = (1, 0), ∇L_seg = (0, 2)."""
-    return {"det": x[0] + c_det, "seg": 2 * x[1] + c_seg}
-
-
-def step(strategy: weighting.WeightingStrategy, c_det: float, c_seg: float) -> tuple[dict[str, float], list[float]]:
-    """One backward pass of ``linear_losses`` at x = 0: (the weights used, the gradient x received)."""
-    x = torch.zeros(2, dtype=F64, requires_grad=True)
-    used = numbers(strategy.backward(linear_losses(x, c_det, c_seg), [x]))
-    assert x.grad is not None
-    return used, x.grad.tolist()
 
 
 def random_steps(t: int, p: int, steps: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -62,26 +44,19 @@ def fresh(name: str, tasks: tuple[str, ...], **options: object) -> weighting.Wei
     return weighting.get(name, tasks=tasks, **options).to(F64)
 
 
-def aggregate(strategy: weighting.WeightingStrategy, jacobian: torch.Tensor, losses: torch.Tensor, present=None):
-    """Call ``aggregate`` as the base does, rows of ``present`` (default: every task)."""
-    assert isinstance(strategy, weighting.GradientAggregation)
-    strategy.present = tuple(present or strategy.tasks)
-    return strategy.aggregate(jacobian, losses)
-
-
 # ------------------------------------------------------------------ DB-MTL
 def test_db_mtl_two_steps_by_hand() -> None:
     s = weighting.get("db_mtl", beta=0.5, beta_sigma=0.5).to(F64)
     # step 1, β_1 = ½, L = (2, ½): ∇log L = (½, 0) and (0, 4), ĝ = (1 − β_1)∇log L = (¼, 0) and (0, 2);
     # α = max‖ĝ‖/‖ĝ‖ = (8, 1), d = 8(¼, 0) + (0, 2) = (2, 2); w = α(1 − β_1)/L = (2, 1) and d = w·J
-    used, grad = step(s, 2.0, 0.5)
+    used, grad = linear_step(s, 2.0, 0.5)
     assert used == pytest.approx({"det": 2.0, "seg": 1.0}, rel=1e-6)
     assert grad == pytest.approx([2.0, 2.0], rel=1e-6)
     # step 2, β_2 = ½/√2, L = (1, ½): ∇log L = (1, 0) and (0, 4), ĝ ← ∇log L + β_2(ĝ − ∇log L)
     b = 0.5 / math.sqrt(2)
     g_det, g_seg = 1 - 0.75 * b, 4 - 2 * b
     alpha_det = g_seg / g_det
-    used, grad = step(s, 1.0, 0.5)
+    used, grad = linear_step(s, 1.0, 0.5)
     assert used == pytest.approx({"det": alpha_det * (1 - b), "seg": (1 - b) / 0.5}, rel=1e-6)
     assert grad == pytest.approx([alpha_det * g_det, g_seg], rel=1e-6)
     # the raw gradients receive w; the rest of d is the tracked part α β_2 ĝ(step 1)
@@ -178,7 +153,7 @@ def test_moco_two_steps_by_hand() -> None:
     s = weighting.get("moco").to(F64)  # β = ½, σ_β = ½, γ = 0.1, σ_γ = ½, ρ = 0
     # step 1: y = ½g = (½, 0) and (0, 1); λ = Π_Δ((½, ½) − 0.1·diag(¼, 1)(½, ½)) = Π_Δ(0.4875, 0.45)
     # = (0.4875, 0.45) + 0.03125 = (0.51875, 0.48125); d = Yᵀλ; w = λβ_1
-    used, grad = step(s, 2.0, 0.5)
+    used, grad = linear_step(s, 2.0, 0.5)
     assert grad == pytest.approx([0.5 * 0.51875, 0.48125], rel=1e-12)
     assert used == pytest.approx({"det": 0.259375, "seg": 0.240625}, rel=1e-12)
     # step 2 (same gradients): β_2 = ½/√2, γ_2 = 0.1/√2, y ← y − β_2(y − g)
@@ -187,7 +162,7 @@ def test_moco_two_steps_by_hand() -> None:
     v = (0.51875 - c * y_det**2 * 0.51875, 0.48125 - c * y_seg**2 * 0.48125)
     shift = (1 - sum(v)) / 2  # both stay positive: the projection shifts them equally
     lam = (v[0] + shift, v[1] + shift)
-    used, grad = step(s, 2.0, 0.5)
+    used, grad = linear_step(s, 2.0, 0.5)
     assert grad == pytest.approx([y_det * lam[0], y_seg * lam[1]], rel=1e-12)
     assert used == pytest.approx({"det": lam[0] * b, "seg": lam[1] * b}, rel=1e-12)
     assert s.lambdas.tolist() == pytest.approx(list(lam), rel=1e-12)
@@ -332,7 +307,7 @@ def test_fp16_loss_scaling_keeps_the_tracked_state_unscaled(name: str) -> None:
 def test_stch_warm_up_then_the_scalarisation_by_hand() -> None:
     s = weighting.get("stch", mu=0.5, warmup_epochs=1)
     # epoch 0 (warm-up): Σ log L, weights 1/L; the nadir accumulates, seg present in one batch only
-    used, grad = step(s, 2.0, 0.5)
+    used, grad = linear_step(s, 2.0, 0.5)
     assert used == pytest.approx({"det": 0.5, "seg": 2.0}, rel=1e-15)
     assert grad == pytest.approx([0.5, 4.0], rel=1e-15)
     x = torch.zeros(2, dtype=F64, requires_grad=True)
@@ -341,7 +316,7 @@ def test_stch_warm_up_then_the_scalarisation_by_hand() -> None:
     assert s.nadir.tolist() == [3.0, 0.5]  # mean over the batches where each task was present
     # epoch 1, L = (1.5, 1): log(L/z)/μ = (2 log ½, 2 log 2), softmax = (¼, 4)/(17/4) = (1/17, 16/17);
     # w = T·softmax/L = (2/17/1.5, 32/17): the task furthest above its nadir takes the weight
-    used, grad = step(s, 1.5, 1.0)
+    used, grad = linear_step(s, 1.5, 1.0)
     assert used == pytest.approx({"det": 4 / 51, "seg": 32 / 17}, rel=1e-12)
     assert grad == pytest.approx([4 / 51, 64 / 17], rel=1e-12)  # backward differentiates the scalarisation
     assert s.current_weights() == pytest.approx(used)
@@ -349,17 +324,17 @@ def test_stch_warm_up_then_the_scalarisation_by_hand() -> None:
     assert s.nadir.tolist() == [3.0, 0.5]  # set once
     # a zero loss stays finite (1e-20 inside the logarithm, as LibMTL): log(L/z)/μ = (2 log 1e-20, 2 log 4),
     # softmax_det = 1e-40/16, w_det = 2 softmax_det/(1e-20 · z_det)
-    used, grad = step(s, 0.0, 2.0)
+    used, grad = linear_step(s, 0.0, 2.0)
     assert used["det"] == pytest.approx(2 * (1e-40 / 16) / (1e-20 * 3.0), rel=1e-9)
     assert all(math.isfinite(g) for g in grad)
 
 
 def test_stch_nadir_from_the_last_warm_up_epoch_and_a_task_never_seen() -> None:
     s = weighting.get("stch", warmup_epochs=2)
-    step(s, 100.0, 100.0)  # epoch 0: not in the nadir
+    linear_step(s, 100.0, 100.0)  # epoch 0: not in the nadir
     s.on_epoch_end()
-    step(s, 2.0, 1.0)
-    step(s, 4.0, 3.0)
+    linear_step(s, 2.0, 1.0)
+    linear_step(s, 4.0, 3.0)
     s.on_epoch_end()
     assert s.has_nadir and s.nadir.tolist() == [3.0, 2.0]
     # seg never labelled in the last warm-up epoch: the warm-up goes on until it has been
@@ -419,19 +394,19 @@ def test_stch_round_trip_mid_warm_up() -> None:
     values = [torch.exp(torch.randn(2, generator=gen, dtype=F64)).tolist() for _ in range(7)]
     first = weighting.get("stch", warmup_epochs=2)
     for k, (det, seg) in enumerate(values[:4]):
-        step(first, det, seg)
+        linear_step(first, det, seg)
         if k % 3 == 2:
             first.on_epoch_end()
     second = weighting.get("stch", warmup_epochs=2)
     second.load_state_dict(first.state_dict())  # in the last warm-up epoch, the sums half accumulated
     assert second.counts == [1, 1] and second.epoch_count == 1
     for k, (det, seg) in enumerate(values[4:], start=4):
-        assert step(first, det, seg) == step(second, det, seg), k
+        assert linear_step(first, det, seg) == linear_step(second, det, seg), k
         if k % 3 == 2:
             first.on_epoch_end()
             second.on_epoch_end()
     assert first.has_nadir and second.has_nadir and torch.equal(first.nadir, second.nadir)
-    assert step(first, 1.0, 1.0) == step(second, 1.0, 1.0)
+    assert linear_step(first, 1.0, 1.0) == linear_step(second, 1.0, 1.0)
 
 
 def test_stch_options() -> None:

@@ -13,21 +13,10 @@ import math
 import pytest
 import torch
 
+from strategy_helpers import constant_step, numbers
 from taskweight import weighting
 from taskweight.weighting.config import config_weights
 from taskweight.weighting.dualproj import dualproj_weights
-
-
-def numbers(used: dict) -> dict[str, float]:
-    return {t: float(w) for t, w in used.items()}
-
-
-def step(strategy, **values: float) -> dict[str, float]:
-    """One backward (and step end) of constant losses ``task=value``; the weights used, as floats."""
-    x = torch.zeros(1, requires_grad=True)
-    used = numbers(strategy.backward({t: x.sum() + v for t, v in values.items()}))
-    strategy.on_step_end()
-    return used
 
 
 def leaves(dtype: torch.dtype = torch.float32, **values: float) -> dict[str, torch.Tensor]:
@@ -45,29 +34,29 @@ def reloaded(strategy, name: str, **options):
 # ------------------------------------------------------------------ handcrafted
 def test_handcrafted_window_counts_each_task_separately_when_a_batch_misses_one():
     s = weighting.get("handcrafted", iterations=2)
-    assert step(s, det=10.0) == {"det": 1.0}  # det 1 of 2
-    assert step(s, det=20.0, seg=1.0) == {"det": 1.0, "seg": 1.0}  # det 2 of 2 (full), seg 1 of 2
-    assert step(s, det=100.0, seg=3.0) == {"det": 1.0, "seg": 1.0}  # det is full: its 100 is not counted
+    assert constant_step(s, det=10.0) == {"det": 1.0}  # det 1 of 2
+    assert constant_step(s, det=20.0, seg=1.0) == {"det": 1.0, "seg": 1.0}  # det 2 of 2 (full), seg 1 of 2
+    assert constant_step(s, det=100.0, seg=3.0) == {"det": 1.0, "seg": 1.0}  # det is full: its 100 is not counted
     # L(0): det (10 + 20)/2 = 15, seg (1 + 3)/2 = 2 → w_seg = 15/2 = 7.5
     assert s.initial_losses == {"det": 15.0, "seg": 2.0}
     assert s.current_weights() == {"det": 1.0, "seg": 7.5}
-    assert step(s, det=1.0, seg=1.0) == {"det": 1.0, "seg": 7.5}
+    assert constant_step(s, det=1.0, seg=1.0) == {"det": 1.0, "seg": 7.5}
 
 
 def test_handcrafted_initial_losses_are_the_running_means():
     s = weighting.get("handcrafted", iterations=3)
-    step(s, det=2.0, seg=0.25)
-    step(s, det=4.0)
+    constant_step(s, det=2.0, seg=0.25)
+    constant_step(s, det=4.0)
     assert s.initial_losses == {"det": 3.0, "seg": 0.25}  # (2 + 4)/2, 0.25/1
 
 
 def test_handcrafted_state_round_trip_inside_the_window():
     s = weighting.get("handcrafted", iterations=2)
-    step(s, det=10.0, seg=0.5)
+    constant_step(s, det=10.0, seg=0.5)
     other = reloaded(s, "handcrafted", iterations=2)
     assert other.initial_losses == {"det": 10.0, "seg": 0.5}
     assert other.current_weights() == {"det": 1.0, "seg": 1.0}
-    step(other, det=20.0, seg=0.5)
+    constant_step(other, det=20.0, seg=0.5)
     # the restored sums and counts finish the window: L(0) = (15, 0.5) → w_seg = 30
     assert other.initial_losses == {"det": 15.0, "seg": 0.5}
     assert other.current_weights() == {"det": 1.0, "seg": 30.0}
@@ -75,18 +64,18 @@ def test_handcrafted_state_round_trip_inside_the_window():
 
 def test_handcrafted_state_round_trip_after_the_window_keeps_the_weights():
     s = weighting.get("handcrafted", iterations=1, reference="seg")
-    step(s, det=2.0, seg=1.0)
+    constant_step(s, det=2.0, seg=1.0)
     other = reloaded(s, "handcrafted", iterations=1, reference="seg")
     # w_det = L_seg / L_det = 1/2; nothing more is measured after the window
-    assert step(other, det=50.0, seg=1.0) == {"det": 0.5, "seg": 1.0}
+    assert constant_step(other, det=50.0, seg=1.0) == {"det": 0.5, "seg": 1.0}
     assert other.initial_losses == {"det": 2.0, "seg": 1.0}
 
 
 # ------------------------------------------------------------------ dynamic scaling
 def test_dynamic_scaling_counts_each_task_separately_in_the_first_epoch():
     s = weighting.get("dynamic_scaling")
-    step(s, det=4.0, seg=1.0)
-    step(s, det=8.0)
+    constant_step(s, det=4.0, seg=1.0)
+    constant_step(s, det=8.0)
     s.on_epoch_end()
     # means: det (4 + 8)/2 = 6, seg 1/1 = 1 → w_seg = 6
     assert s.current_weights() == {"det": 1.0, "seg": 6.0}
@@ -94,20 +83,20 @@ def test_dynamic_scaling_counts_each_task_separately_in_the_first_epoch():
 
 def test_dynamic_scaling_first_epoch_without_a_task_keeps_equal_weights():
     s = weighting.get("dynamic_scaling")
-    step(s, det=4.0)
+    constant_step(s, det=4.0)
     s.on_epoch_end()
     assert s.current_weights() == {"det": 1.0, "seg": 1.0}
-    step(s, det=3.0, seg=1.5)
+    constant_step(s, det=3.0, seg=1.5)
     s.on_epoch_end()
     assert s.current_weights() == {"det": 1.0, "seg": 2.0}  # 3 / 1.5, epoch 1 forgotten
 
 
 def test_dynamic_scaling_state_round_trip_inside_an_epoch():
     s = weighting.get("dynamic_scaling")
-    step(s, det=4.0, seg=1.0)
-    step(s, det=8.0)
+    constant_step(s, det=4.0, seg=1.0)
+    constant_step(s, det=8.0)
     other = reloaded(s, "dynamic_scaling")
-    step(other, det=6.0, seg=3.0)
+    constant_step(other, det=6.0, seg=3.0)
     other.on_epoch_end()
     # means over the whole epoch: det (4 + 8 + 6)/3 = 6, seg (1 + 3)/2 = 2 → w_seg = 3
     assert other.current_weights() == {"det": 1.0, "seg": 3.0}
@@ -121,7 +110,7 @@ def test_geometric_weights_before_the_first_step_are_one_over_t():
 
 def test_geometric_a_task_missing_keeps_its_last_weight():
     s = weighting.get("geometric")
-    assert step(s, det=4.0) == {"det": 1.0}  # T = 1 present: L/(1·L) = 1
+    assert constant_step(s, det=4.0) == {"det": 1.0}  # T = 1 present: L/(1·L) = 1
     assert s.current_weights() == {"det": 1.0, "seg": 0.5}  # seg never seen: 1/T
 
 
@@ -163,14 +152,14 @@ def test_weights_take_the_dtype_of_float64_losses_with_float32_state(name):
 # ------------------------------------------------------------------ DWA
 def test_dwa_means_are_per_task_when_a_batch_misses_one():
     s = weighting.get("dwa")
-    step(s, det=2.0, seg=4.0)
+    constant_step(s, det=2.0, seg=4.0)
     s.on_epoch_end()
-    step(s, det=1.0, seg=4.0)
-    step(s, det=3.0)
+    constant_step(s, det=1.0, seg=4.0)
+    constant_step(s, det=3.0)
     s.on_epoch_end()
     # epoch 2 means: det (1 + 3)/2 = 2, seg 4/1 = 4; r = (2/2, 4/4) = (1, 1) → w = 2·softmax(½, ½) = (1, 1)
     assert s.current_weights() == pytest.approx({"det": 1.0, "seg": 1.0})
-    step(s, det=1.0, seg=8.0)
+    constant_step(s, det=1.0, seg=8.0)
     s.on_epoch_end()
     # r = (1/2, 8/4) = (½, 2); w = 2·softmax(¼, 1) = (2/(1+e^¾), 2e^¾/(1+e^¾))
     q = math.exp(0.75)

@@ -10,24 +10,12 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
+from strategy_helpers import constant_step
 from taskweight import weighting
 from taskweight.errors import ConfigError
 from taskweight.weighting.asynchronous import AsyncWeighting
 from taskweight.weighting.static import normalised_weights
-
-
-def numbers(used: dict) -> dict[str, float]:
-    return {t: float(w) for t, w in used.items()}
-
-
-def step(strategy, **values: float) -> dict[str, float]:
-    """One backward (and step end) of constant losses ``task=value``; the weights used, as floats."""
-    x = torch.zeros(1, requires_grad=True)
-    used = numbers(strategy.backward({t: x.sum() + v for t, v in values.items()}))
-    strategy.on_step_end()
-    return used
 
 
 # ------------------------------------------------------------------ handcrafted
@@ -39,24 +27,24 @@ def test_handcrafted_iterations_below_one_is_refused_naming_the_option():
 def test_handcrafted_iterations_one_is_accepted_and_measures_a_single_step():
     s = weighting.get("handcrafted", iterations=1)
     # step 1 is measured with equal weights; L(0) = (det 6, seg 0.5) → w_seg = 6 / 0.5 = 12 from step 2 on
-    assert step(s, det=6.0, seg=0.5) == {"det": 1.0, "seg": 1.0}
+    assert constant_step(s, det=6.0, seg=0.5) == {"det": 1.0, "seg": 1.0}
     assert s.current_weights() == {"det": 1.0, "seg": 12.0}
-    assert step(s, det=100.0, seg=100.0) == {"det": 1.0, "seg": 12.0}
+    assert constant_step(s, det=100.0, seg=100.0) == {"det": 1.0, "seg": 12.0}
 
 
 def test_handcrafted_default_window_is_ten_steps():
     s = weighting.get("handcrafted")
     for _ in range(9):
-        assert step(s, det=4.0, seg=0.5) == {"det": 1.0, "seg": 1.0}
+        assert constant_step(s, det=4.0, seg=0.5) == {"det": 1.0, "seg": 1.0}
     assert s.current_weights() == {"det": 1.0, "seg": 1.0}  # 9 < 10 steps measured
-    step(s, det=4.0, seg=0.5)
+    constant_step(s, det=4.0, seg=0.5)
     assert s.current_weights() == {"det": 1.0, "seg": 8.0}  # the 10th step closes the window: 4 / 0.5
-    assert step(s, det=1.0, seg=1.0) == {"det": 1.0, "seg": 8.0}
+    assert constant_step(s, det=1.0, seg=1.0) == {"det": 1.0, "seg": 8.0}
 
 
 def test_handcrafted_reference_option_picks_the_task_of_weight_one():
     s = weighting.get("handcrafted", iterations=1, reference="seg")
-    step(s, det=4.0, seg=0.5)
+    constant_step(s, det=4.0, seg=0.5)
     # w_τ = L_seg(0) / L_τ(0): det 0.5 / 4 = 0.125, seg 1
     assert s.current_weights() == {"det": 0.125, "seg": 1.0}
 
@@ -79,7 +67,7 @@ def test_handcrafted_given_weights_are_checked_under_the_option_name():
 # ------------------------------------------------------------------ dynamic scaling
 def test_dynamic_scaling_reference_option_picks_the_task_of_weight_one():
     s = weighting.get("dynamic_scaling", reference="seg")
-    step(s, det=4.0, seg=0.5)
+    constant_step(s, det=4.0, seg=0.5)
     s.on_epoch_end()
     # w_τ = mean L_seg / mean L_τ: det 0.5 / 4 = 0.125
     assert s.current_weights() == {"det": 0.125, "seg": 1.0}
@@ -104,7 +92,7 @@ def test_async_negative_offset_is_refused_and_zero_accepted():
         weighting.get("async", offset=-1)
     s = weighting.get("async", offset=0, frequencies={"det": 1, "seg": 2})
     assert s.clock == 0
-    assert step(s, det=1.0, seg=1.0) == {"det": 0.5, "seg": 0.5}  # t = 0: 0 mod 2 = 0
+    assert constant_step(s, det=1.0, seg=1.0) == {"det": 0.5, "seg": 0.5}  # t = 0: 0 mod 2 = 0
 
 
 def test_async_fractional_offset_is_refused_by_the_constructor():
@@ -115,7 +103,7 @@ def test_async_fractional_offset_is_refused_by_the_constructor():
 def test_async_offset_one_starts_the_clock_at_one():
     s = weighting.get("async", offset=1, frequencies={"det": 1, "seg": 2})
     # t = 1, 2, 3: seg is due when t mod 2 = 0 only
-    assert [step(s, det=1.0, seg=1.0)["seg"] for _ in range(3)] == [0.0, 0.5, 0.0]
+    assert [constant_step(s, det=1.0, seg=1.0)["seg"] for _ in range(3)] == [0.0, 0.5, 0.0]
 
 
 def test_async_frequency_boundaries():
@@ -132,7 +120,7 @@ def test_async_frequency_boundaries():
 def test_async_default_frequency_is_every_step():
     s = weighting.get("async")
     # ν = 1 for both tasks: w̄ = (½, ½) on every step t = 0, 1, 2
-    assert [step(s, det=1.0, seg=2.0) for _ in range(3)] == [{"det": 0.5, "seg": 0.5}] * 3
+    assert [constant_step(s, det=1.0, seg=2.0) for _ in range(3)] == [{"det": 0.5, "seg": 0.5}] * 3
 
 
 def test_async_weights_are_checked_under_the_option_name():
@@ -198,9 +186,9 @@ def test_dwa_temperature_must_be_positive():
 
 def test_dwa_temperature_below_one_is_accepted_and_used():
     s = weighting.get("dwa", temperature=0.5)
-    step(s, det=2.0, seg=4.0)
+    constant_step(s, det=2.0, seg=4.0)
     s.on_epoch_end()
-    step(s, det=1.0, seg=4.0)
+    constant_step(s, det=1.0, seg=4.0)
     s.on_epoch_end()
     # r = (1/2, 4/4) = (0.5, 1); w = 2·softmax(r / 0.5) = 2·softmax(1, 2) = (2/(1+e), 2e/(1+e))
     e = math.e
