@@ -278,13 +278,18 @@ def test_gradnorm_grad_loss_lives_in_the_weights_dtype() -> None:
     assert s.last_grad_loss.dtype == torch.float32 and float(s.last_grad_loss) == pytest.approx(1.0, rel=1e-6)
 
 
-def test_gradnorm_optimizer_follows_weights_that_a_conversion_replaces() -> None:
+def converted_replacing_parameters(name: str) -> weighting.WeightingStrategy:
+    """``weighting.get(name).to(float64)`` with torch's switch on that makes ``.to()`` create new Parameter objects."""
     previous = torch.__future__.get_overwrite_module_params_on_conversion()
-    torch.__future__.set_overwrite_module_params_on_conversion(True)  # .to() makes new Parameter objects
+    torch.__future__.set_overwrite_module_params_on_conversion(True)
     try:
-        s = weighting.get("gradnorm").to(F64)
+        return weighting.get(name).to(F64)
     finally:
         torch.__future__.set_overwrite_module_params_on_conversion(previous)
+
+
+def test_gradnorm_optimizer_follows_weights_that_a_conversion_replaces() -> None:
+    s = converted_replacing_parameters("gradnorm")
     assert s.weights.dtype == F64 and s.weight_optimizer.param_groups[0]["params"][0] is s.weights
     x = torch.zeros(2, dtype=F64, requires_grad=True)
     s.backward(linear_losses(x), [x], [x])
@@ -343,12 +348,7 @@ def test_famo_extra_state_of_a_fresh_strategy_and_an_older_checkpoint() -> None:
 
 
 def test_famo_optimizer_follows_logits_that_a_conversion_replaces() -> None:
-    previous = torch.__future__.get_overwrite_module_params_on_conversion()
-    torch.__future__.set_overwrite_module_params_on_conversion(True)
-    try:
-        s = weighting.get("famo").to(F64)
-    finally:
-        torch.__future__.set_overwrite_module_params_on_conversion(previous)
+    s = converted_replacing_parameters("famo")
     assert s.logits.dtype == F64 and s.logit_optimizer.param_groups[0]["params"][0] is s.logits
     x = torch.zeros(2, dtype=F64, requires_grad=True)
     s.backward(linear_losses(x, 2.0, 0.5))
