@@ -10,12 +10,15 @@
 #   OUT=DIR bash benchmarks/gpu.sh            # on the GPU machine; tables and a log land in DIR
 #   DEVICE=cpu ROUNDS=1 QUICK=1 bash benchmarks/gpu.sh   # a dry run of the script on a CPU
 #   ONLY="throughput-quick overhead-quick" bash benchmarks/gpu.sh   # only these steps
+#   BASELINE=DIR bash benchmarks/gpu.sh       # DIR holds an earlier commit's src/ and benchmarks/ (git
+#       archive): its throughput is measured on the same machine too (*_baseline.md), the fair comparison
 set -uo pipefail
 OUT=${OUT:-runs/gpu}
 DEVICE=${DEVICE:-cuda}
 ROUNDS=${ROUNDS:-12}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
+OUTSIDE=${PYTHONPATH:-}  # what the caller put on the path (e.g. carried wheels), kept for the baseline too
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 LOG="$OUT/log.txt"
 step() {  # step SECONDS NAME COMMAND...: run with a limit, log its output and its exit status
@@ -33,11 +36,17 @@ if [[ -n ${QUICK:-} ]]; then big=128x416; fi
 step 30 environment bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null;
     $PY -c 'import torch; print(torch.__version__, torch.cuda.is_available())'"
 step 90 contract-suite env TASKWEIGHT_TEST_DEVICE="$DEVICE" "$PY" -m pytest -q -p no:cacheprovider \
-    tests/test_strategy_contract.py tests/test_detection_loss_vectorised.py
+    tests/test_strategy_contract.py tests/test_detection_loss_vectorised.py tests/test_batch_transport.py
 step 60 throughput-quick "$PY" benchmarks/throughput.py --device "$DEVICE" --rounds "$ROUNDS" \
     --markdown "$OUT/throughput_gpu_quick.md"
 step 90 throughput-kitti "$PY" benchmarks/throughput.py --device "$DEVICE" --rounds "$ROUNDS" --size "$big" \
     --batch 16 --markdown "$OUT/throughput_gpu_384x1248.md"
+if [[ -n ${BASELINE:-} ]]; then
+    step 60 throughput-quick-baseline env PYTHONPATH="$BASELINE/src${OUTSIDE:+:$OUTSIDE}" "$PY" "$BASELINE/benchmarks/throughput.py" \
+        --device "$DEVICE" --rounds "$ROUNDS" --markdown "$OUT/throughput_gpu_quick_baseline.md"
+    step 90 throughput-kitti-baseline env PYTHONPATH="$BASELINE/src${OUTSIDE:+:$OUTSIDE}" "$PY" "$BASELINE/benchmarks/throughput.py" \
+        --device "$DEVICE" --rounds "$ROUNDS" --size "$big" --batch 16 --markdown "$OUT/throughput_gpu_384x1248_baseline.md"
+fi
 step 60 overhead-quick "$PY" benchmarks/step_overhead.py --device "$DEVICE" --rounds "$ROUNDS" --no-memory \
     --markdown "$OUT/step_overhead_gpu_quick.md"
 step 100 overhead-kitti "$PY" benchmarks/step_overhead.py --device "$DEVICE" --rounds "$ROUNDS" --no-memory \

@@ -39,7 +39,7 @@ import torch
 
 from taskweight.build import build_model
 from taskweight.config import TrainConfig, load_config
-from taskweight.data import open_dataset
+from taskweight.data import network_input, open_dataset
 from taskweight.export import (
     RawHeads,
     export_graph,
@@ -63,7 +63,7 @@ def synthetic_images(config: TrainConfig, count: int, workdir: Path) -> torch.Te
     root = workdir / "scenes"
     generate_dataset(root, preset="synth-kitti", train=count, val=0, test=0, seed=1, size=(h, w), workers=1)
     dataset: Any = open_dataset("kitti", root, "train", image_size=(h, w))
-    return torch.stack([dataset[i]["image"] for i in range(min(count, len(dataset)))])
+    return network_input(torch.stack([dataset[i]["image"] for i in range(min(count, len(dataset)))]))
 
 
 def state_dict_mb(model: torch.nn.Module) -> float:

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from taskweight import weighting
-from taskweight.data import collate_batch, open_dataset
+from taskweight.data import batch_to_device, collate_batch, open_dataset
 from taskweight.models import resnet10_multitask
 from taskweight.synth import generate_dataset
 
@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     args = parser.parse_args()
     torch.manual_seed(0)
+    device = torch.device("cpu")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "scenes"
         generate_dataset(root, preset="synth-kitti", train=8, val=2, test=2, size=(64, 192), workers=1)
@@ -44,6 +45,7 @@ def main() -> None:
         step = 0
         while step < args.steps:
             for batch in loader:
+                batch = batch_to_device(batch, device)  # uint8 images → float32 in [0, 1], masks → int64
                 losses = model.compute_losses(model(batch["image"]), batch)  # {"det": L_det, "seg": L_seg}
                 optimizer.zero_grad(set_to_none=True)
                 used = strategy.backward(losses, model.shared_parameters(), model.last_shared_layer)

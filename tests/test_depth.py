@@ -15,7 +15,7 @@ from PIL import Image
 from taskweight import weighting
 from taskweight.build import open_split
 from taskweight.config import load_config
-from taskweight.data import collate_batch, open_dataset
+from taskweight.data import batch_to_device, collate_batch, open_dataset
 from taskweight.data.depth import KITTI_DEPTH_MAX, encode_kitti_depth, read_kitti_depth, write_kitti_depth
 from taskweight.engine import TrainStep
 from taskweight.errors import ConfigError, DataFormatError
@@ -185,7 +185,7 @@ def test_depth_metrics_by_hand():
 @pytest.fixture(scope="module")
 def batch(tiny_kitti_depth: Path) -> dict:
     data = open_dataset("kitti", tiny_kitti_depth, "train", image_size=(64, 192), depth=True)
-    return collate_batch([data[i] for i in range(8)])
+    return batch_to_device(collate_batch([data[i] for i in range(8)]), torch.device("cpu"))
 
 
 def _losses(model, batch) -> dict[str, float]:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from taskweight import weighting
-from taskweight.data import collate_batch, open_dataset
+from taskweight.data import batch_to_device, collate_batch, open_dataset
 from taskweight.engine import TrainStep
 from taskweight.models import resnet10_multitask
 from taskweight.precision import LossScaler, cpu_has_native_bf16, resolve_precision
@@ -99,7 +99,7 @@ def _scaled(value: torch.Tensor, scale: float) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def batch(tiny_kitti: Path) -> dict:
     data = open_dataset("kitti", tiny_kitti, "train", image_size=(64, 192))
-    return collate_batch([data[i] for i in range(8)])
+    return batch_to_device(collate_batch([data[i] for i in range(8)]), torch.device("cpu"))
 
 
 def _shared_update(name: str, batch: dict, precision: str, channels_last: bool) -> torch.Tensor:

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from taskweight import weighting
 from taskweight.config import load_config
-from taskweight.data import collate_batch, open_dataset
+from taskweight.data import batch_to_device, collate_batch, open_dataset
 from taskweight.engine import TrainStep, check_gradients
 from taskweight.errors import ConfigError
 from taskweight.models import MultiTaskNet, resnet10_multitask
@@ -38,7 +38,7 @@ class FixedCombination(GramianAggregation):
 @pytest.fixture(scope="module")
 def batch(tiny_kitti: Path) -> dict:
     data = open_dataset("kitti", tiny_kitti, "train", image_size=(64, 192))
-    return collate_batch([data[i] for i in range(4)])
+    return batch_to_device(collate_batch([data[i] for i in range(4)]), torch.device("cpu"))
 
 
 def close(a: Tensor, b: Tensor, tol: float = 1e-5) -> bool:

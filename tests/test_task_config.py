@@ -84,10 +84,10 @@ def test_model_builds_only_the_named_heads(tasks):
 
 
 def test_losses_only_for_the_models_tasks(tiny_kitti):
-    from taskweight.data import collate_batch, open_dataset
+    from taskweight.data import batch_to_device, collate_batch, open_dataset
 
     data = open_dataset("kitti", tiny_kitti, "train", image_size=(64, 192))
-    batch = collate_batch([data[i] for i in range(4)])
+    batch = batch_to_device(collate_batch([data[i] for i in range(4)]), torch.device("cpu"))
     for tasks in SUBSETS:
         model = resnet10_multitask(width=0.25, image_height=64, tasks=tasks)
         assert set(model.compute_losses(model(batch["image"]), batch)) == set(tasks)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from taskweight import weighting
-from taskweight.data import collate_batch, open_dataset
+from taskweight.data import batch_to_device, collate_batch, open_dataset
 from taskweight.engine import TrainStep
 from taskweight.models import resnet10_multitask
 
@@ -24,7 +24,7 @@ SIGNED = {"aligned_mtl", "imtl_g", "config"}  # combinations whose weights may b
 @pytest.fixture(scope="module")
 def batch(tiny_kitti: Path) -> dict:
     data = open_dataset("kitti", tiny_kitti, "train", image_size=(64, 192))
-    return collate_batch([data[i] for i in range(8)])
+    return batch_to_device(collate_batch([data[i] for i in range(8)]), torch.device("cpu"))
 
 
 def _losses(model, batch) -> dict[str, float]:

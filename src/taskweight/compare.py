@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
 from taskweight.classes import IGNORE_INDEX
@@ -109,7 +108,7 @@ def compare_runs(
     panel: tuple[int, int] | None = None
     for done, index in enumerate(chosen, start=1):
         item = dataset[index]
-        image = (item["image"] * 255.0).round().to(torch.uint8)
+        image = item["image"]  # uint8, as decoded
         height, width = int(image.shape[-2]), int(image.shape[-1])
         if panel is None:
             pw = panel_width or min(width, 640)

@@ -52,6 +52,7 @@ from torchvision.ops import nms
 
 from taskweight.build import make_loader, open_split
 from taskweight.classes import DEPTH_METRICS
+from taskweight.data.collate import batch_to_device, network_input
 from taskweight.errors import ConfigError, TaskweightError
 from taskweight.jsonio import write_json
 from taskweight.metrics import MultiTaskEvaluator
@@ -306,7 +307,7 @@ def split_images(run: LoadedRun, split: str, count: int) -> Tensor:
     count = min(count, len(dataset))
     if count < 1:
         raise ExportError(run.config.data.root or run.run_dir, f"split {split!r} has no image to check with")
-    return torch.stack([dataset[i]["image"] for i in range(count)])
+    return network_input(torch.stack([dataset[i]["image"] for i in range(count)]))
 
 
 # --------------------------------------------------------------------------------- INT8
@@ -371,6 +372,7 @@ def score_forward(run: LoadedRun, forward: RawForward, split: str) -> dict[str, 
     evaluator = MultiTaskEvaluator(tasks=tasks)
     head = run.model.det_head.cpu()
     for batch in loader:
+        batch = batch_to_device(batch, torch.device("cpu"))  # uint8 images → the network's float input
         outputs = dict(
             zip(tasks, (torch.as_tensor(np.asarray(v)).float() for v in forward(batch["image"])), strict=True)
         )

@@ -44,6 +44,7 @@ from taskweight.build import resolve_device
 from taskweight.classes import DET_CLASSES, IGNORE_INDEX, PAPER_TASKS, SEG_CLASSES
 from taskweight.config import TrainConfig
 from taskweight.data import transforms as T
+from taskweight.data.collate import network_input
 from taskweight.data.depth import write_kitti_depth
 from taskweight.data.images import PIL_ERRORS
 from taskweight.errors import ConfigError, DataFormatError
@@ -451,9 +452,7 @@ def log_predictions(
     was_training = model.training
     model.eval()
     try:
-        x = images.to(device)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = network_input(images.to(device), channels_last=channels_last)
         with autocast(precision, device):
             predictions = model.predict_tasks(x, score_threshold=score_threshold, nms_iou=nms_iou)
     finally:

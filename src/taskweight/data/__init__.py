@@ -3,10 +3,10 @@
 ``open_dataset("kitti", root, "train", image_size=(128, 416))`` returns a torch Dataset of
 dict items:
 
-- ``image``: float32 3 x H x W in [0, 1];
+- ``image``: uint8 3 x H x W, as decoded (:func:`batch_to_device` gives the network float32 in [0, 1]);
 - ``boxes``: float32 N x 4 xyxy pixels; ``labels``: int64 N (``classes.DET_CLASSES``);
 - ``ignore_boxes``: float32 M x 4 (DontCare regions: detections there are not penalised);
-- ``seg``: int64 H x W (0 void, 1 road, 2 sidewalk, 255 no label);
+- ``seg``: uint8 H x W (0 void, 1 road, 2 sidewalk, 255 no label; int64 after :func:`batch_to_device`);
 - ``has_det`` / ``has_seg``: bool, whether the image is labelled for each task; ``name``: str;
 - ``has_depth``: bool, and ``depth``: float32 H x W metres along the optical axis, 0 = no
   measurement, when the image has depth ground truth (read with ``depth=True`` by every built-in
@@ -22,7 +22,8 @@ the first bad input is a :class:`~taskweight.errors.DataFormatError` naming file
 problem; :func:`skipped_report` gathers them) / ``dataset.problems`` and warned about).
 :func:`taskweight.data.check.check_dataset` lists every problem of a dataset.
 
-:func:`collate_batch` stacks them.  Other formats register a factory with
+:func:`collate_batch` stacks them; :func:`batch_to_device` moves a batch to a device and
+converts it there.  Other formats register a factory with
 :func:`register_format`; a factory is called as
 ``factory(root, split, image_size=..., augment=..., on_error=..., mapping=..., cache=..., **options)``.
 """
@@ -37,7 +38,7 @@ from torch.utils.data import Dataset
 
 from taskweight.data.cityscapes import CityscapesDataset
 from taskweight.data.class_mapping import default_mapping, merged_mapping
-from taskweight.data.collate import batch_to_device, collate_batch
+from taskweight.data.collate import batch_to_device, collate_batch, network_input
 from taskweight.data.kitti import DEFAULT_MAPPING, KittiDataset, resolve_mapping, resolve_split
 from taskweight.data.kitti_labels import KittiObject, parse_label_file, parse_label_line
 from taskweight.data.problems import SkippedSample, skipped_report
@@ -128,6 +129,7 @@ __all__ = [
     "default_mapping",
     "format_option",
     "merged_mapping",
+    "network_input",
     "open_dataset",
     "parse_label_file",
     "parse_label_line",

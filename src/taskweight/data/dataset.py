@@ -58,8 +58,9 @@ def checked_index(index: int, length: int) -> int:
 
 
 def dataset_item(item: dict[str, Any], *, augment: bool, has_det: bool, has_seg: bool, name: str) -> dict[str, Any]:
-    """The public item of every format from a cached raw item (uint8 image, int masks):
-    optional random flip, image scaled to [0, 1], tensors copied so the cache stays intact.
+    """The public item of every format from a cached raw item (uint8 image, uint8 mask):
+    optional random flip, tensors copied so the cache stays intact. Image and mask stay uint8
+    (:func:`taskweight.data.collate.batch_to_device` converts them on the step's device).
 
     A raw item with a ``depth`` map (float32 metres, 0 = no measurement) gives ``depth`` and
     ``has_depth`` = True; without one, ``has_depth`` is False and there is no ``depth``."""
@@ -70,11 +71,11 @@ def dataset_item(item: dict[str, Any], *, augment: bool, has_det: bool, has_seg:
         extra["depth"] = item["depth"].float().clone()
     return {
         **extra,
-        "image": item["image"].float().div_(255.0),
+        "image": item["image"].clone(),
         "boxes": item["boxes"].clone(),
         "labels": item["labels"].clone(),
         "ignore_boxes": item["ignore_boxes"].clone(),
-        "seg": item["seg"].long(),
+        "seg": item["seg"].clone(),
         "has_det": has_det,
         "has_seg": has_seg,
         "name": name,
