@@ -32,6 +32,14 @@ class CheckpointError(TaskweightError):
         super().__init__(f"{self.path}: {message}")
 
 
+def load_complaint(exc: Exception, *, limit: int = 300) -> str:
+    """What torch said when a state did not load, in one line of at most ``limit`` characters: its
+    headline and its first detail (for a ``load_state_dict``: the first key that is missing,
+    unexpected or of another shape, with both shapes), or the exception's type when it said nothing."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    return " ".join(lines[:2])[:limit]
+
+
 def previous_of(path: str | Path) -> Path:
     """``last.pt`` → ``last.prev.pt``: the generation kept back by :func:`save_checkpoint`."""
     path = Path(path)

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from taskweight.build import build_model, make_loader, open_split, resolve_device
-from taskweight.checkpoint import CheckpointError, load_checkpoint
+from taskweight.checkpoint import CheckpointError, load_checkpoint, load_complaint
 from taskweight.config import TrainConfig, load_config
 from taskweight.errors import DataFormatError
 from taskweight.evaluate import evaluate
@@ -41,8 +41,7 @@ def load_model(config: TrainConfig, checkpoint: str | Path) -> MultiTaskNet:
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        first = (str(exc).strip().splitlines() or ["mismatch"])[0]
-        raise CheckpointError(checkpoint, f"does not fit the run's configuration: {first[:300]}") from None
+        raise CheckpointError(checkpoint, f"does not fit the run's configuration: {load_complaint(exc)}") from None
     return model
 
 

@@ -38,7 +38,7 @@ from taskweight.build import (
     resolve_device,
     seed_everything,
 )
-from taskweight.checkpoint import CheckpointError, previous_of, save_checkpoint
+from taskweight.checkpoint import CheckpointError, load_complaint, previous_of, save_checkpoint
 from taskweight.checkpoint import load_checkpoint as read_checkpoint
 from taskweight.config import TrainConfig, dump_config
 from taskweight.distributed import Distributed, convert_batch_norm
@@ -214,9 +214,9 @@ class Trainer:
             self.strategy.load_state_dict(state["strategy"])
             self.step.load_state_dict(state.get("step", {}))
         except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise CheckpointError(
-                path, f"does not fit this run's configuration (model, optimiser or method differ): {first[:300]}"
+                path,
+                f"does not fit this run's configuration (model, optimiser or method differ): {load_complaint(exc)}",
             ) from None
         self.epoch = int(state["epoch"])
         self.global_step = int(state["global_step"])
