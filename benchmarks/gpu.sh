@@ -36,7 +36,8 @@ if [[ -n ${QUICK:-} ]]; then big=128x416; fi
 step 30 environment bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null;
     $PY -c 'import torch; print(torch.__version__, torch.cuda.is_available())'"
 step 90 contract-suite env TASKWEIGHT_TEST_DEVICE="$DEVICE" "$PY" -m pytest -q -p no:cacheprovider \
-    tests/test_strategy_contract.py tests/test_detection_loss_vectorised.py tests/test_batch_transport.py
+    tests/test_strategy_contract.py tests/test_detection_loss_vectorised.py tests/test_batch_transport.py \
+    tests/test_solver_survivors.py
 step 60 throughput-quick "$PY" benchmarks/throughput.py --device "$DEVICE" --rounds "$ROUNDS" \
     --markdown "$OUT/throughput_gpu_quick.md"
 step 90 throughput-kitti "$PY" benchmarks/throughput.py --device "$DEVICE" --rounds "$ROUNDS" --size "$big" \
