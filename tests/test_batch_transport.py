@@ -67,6 +67,10 @@ def test_float_images_pass_through_and_other_dtypes_are_refused() -> None:
     assert network_input(floats) is floats
     assert torch.equal(network_input(floats, channels_last=True), floats)
     assert network_input(floats, channels_last=True).is_contiguous(memory_format=torch.channels_last)
+    one = torch.rand(3, 4, 5)  # a single image: no NHWC layout for a 3-D tensor, so it passes as it is
+    assert network_input(one, channels_last=True) is one
+    one_uint8 = (one * 255).to(torch.uint8)
+    assert torch.equal(network_input(one_uint8, channels_last=True), one_uint8 / 255)
     with pytest.raises(TypeError, match="uint8 .* or floating point"):
         network_input(torch.zeros(1, 3, 2, 2, dtype=torch.int32))
 

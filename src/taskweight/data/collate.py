@@ -67,7 +67,7 @@ def network_input(images: Tensor, *, channels_last: bool = False) -> Tensor:
         return images.to(dtype=torch.float32, memory_format=layout).div_(255.0)
     if not images.is_floating_point():
         raise TypeError(f"images must be uint8 (0-255) or floating point in [0, 1], got {images.dtype}")
-    return images.contiguous(memory_format=layout) if channels_last else images
+    return images.contiguous(memory_format=layout) if layout is torch.channels_last else images
 
 
 def batch_to_device(batch: Mapping[str, Any], device: torch.device, *, channels_last: bool = False) -> dict[str, Any]:
