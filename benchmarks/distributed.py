@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from table_output import emit  # a sibling script: python puts benchmarks/ on the path
+
 from taskweight.synth import generate_dataset
 
 
@@ -67,10 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.nproc} processes / 1 process = {many / one:.2f}",
     ]
     text = "\n".join(lines)
-    print(text)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(text + "\n")
+    emit(text, args.markdown)
     return 0
 
 

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from table_output import emit  # a sibling script: python puts benchmarks/ on the path
 
 from taskweight.build import build_model
 from taskweight.config import TrainConfig, load_config
@@ -215,10 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     text += f"\n\nbatch 1, {threads} thread(s), {args.rounds} rounds after {args.warmup} warm-up calls; " + ", ".join(
         f"{k} {v}" for k, v in versions().items() if k in ("torch", "onnxruntime", "onnx")
     )
-    print(text)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(text + "\n")
+    emit(text, args.markdown)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {"rows": rows, "sources": sources, "threads": threads, "versions": versions(), "args": vars(args)}

@@ -21,11 +21,10 @@ import time
 from pathlib import Path
 
 import torch
+from step_overhead import Runner, _setup  # sibling scripts: python puts benchmarks/ on the path
+from table_output import emit
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from step_overhead import Runner, _setup  # a sibling benchmark script
 
 
 def _sync(device: torch.device) -> None:
@@ -95,10 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             "```",
         ]
     text = "\n".join(lines)
-    print(text)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(text + "\n")
+    emit(text, args.markdown)
     return 0
 
 

@@ -28,10 +28,11 @@ import time
 from pathlib import Path
 
 import torch
+from table_output import emit  # a sibling script: python puts benchmarks/ on the path
 
 from taskweight import weighting
-from taskweight.config import load_config
 from taskweight.build import build_model, build_optimizer, cluster_anchors, resolve_device
+from taskweight.config import load_config
 from taskweight.data import batch_to_device, collate_batch, open_dataset
 from taskweight.engine import TrainStep
 from taskweight.synth import generate_dataset
@@ -218,9 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {m} | {med * 1000:.1f} | {med / base:.2f}{mark} | "
                      f"{'≤ %.2f' % goal if goal else '—'} | {mem} |")
     text = "\n".join(lines)
-    print(text)
-    if args.markdown:
-        args.markdown.write_text(text + "\n")
+    emit(text, args.markdown)
     return 0
 
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
+from table_output import emit  # a sibling script: python puts benchmarks/ on the path
 
 from taskweight import weighting
 from taskweight.build import build_model, build_optimizer, cluster_anchors, make_loader, open_split, resolve_device
@@ -161,10 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         f"b/a = {rate['b'] / rate['a']:.2f}",
     ]
     text = "\n".join(lines)
-    print(text)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(text + "\n")
+    emit(text, args.markdown)
     return 0
 
 
