@@ -4,7 +4,10 @@
 #   2. benchmarks/throughput.py at the quick preset and at a KITTI-like 384×1248, batch 16;
 #   3. benchmarks/step_overhead.py at the same two sizes;
 #   4. the `make demo` job (`taskweight bench --preset quick`) end to end on the GPU;
-#   5. throughput at the quick preset with torch.compile (compile time is not in its figures).
+#   5. throughput at the quick preset with torch.compile (compile time is not in its figures);
+#   6. the mutants only a CUDA device tells apart (issue 18), when mutants/src and the name list were carried.
+# The full step (d) runs as CUDA graphs where the strategy allows (cuda_graph: auto) with WORKERS loader
+# processes (default 6); throughput-quick-eager repeats the quick measurement without either, in the same run.
 # Each step has its own time limit so that one slow step cannot take the others' time.
 #
 #   OUT=DIR bash benchmarks/gpu.sh            # on the GPU machine; tables and a log land in DIR
@@ -35,13 +38,16 @@ if [[ -n ${QUICK:-} ]]; then big=128x416; fi
 
 step 30 environment bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null;
     $PY -c 'import torch; print(torch.__version__, torch.cuda.is_available())'"
-step 90 contract-suite env TASKWEIGHT_TEST_DEVICE="$DEVICE" "$PY" -m pytest -q -p no:cacheprovider \
-    tests/test_strategy_contract.py tests/test_detection_loss_vectorised.py tests/test_batch_transport.py \
-    tests/test_solver_survivors.py
-step 60 throughput-quick "$PY" benchmarks/throughput.py --device "$DEVICE" --rounds "$ROUNDS" \
+WORKERS=${WORKERS:-6}
+step 150 contract-suite env TASKWEIGHT_TEST_DEVICE="$DEVICE" "$PY" -m pytest -q -p no:cacheprovider \
+    tests/test_cuda_graph.py tests/test_strategy_contract.py tests/test_detection_loss_vectorised.py \
+    tests/test_batch_transport.py tests/test_solver_survivors.py
+step 60 throughput-quick "$PY" benchmarks/throughput.py --device "$DEVICE" --rounds "$ROUNDS" --workers "$WORKERS" \
     --markdown "$OUT/throughput_gpu_quick.md"
-step 90 throughput-kitti "$PY" benchmarks/throughput.py --device "$DEVICE" --rounds "$ROUNDS" --size "$big" \
-    --batch 16 --markdown "$OUT/throughput_gpu_384x1248.md"
+step 60 throughput-quick-eager "$PY" benchmarks/throughput.py --device "$DEVICE" --rounds "$ROUNDS" --workers 0 \
+    --cuda-graph off --markdown "$OUT/throughput_gpu_quick_eager.md"
+step 100 throughput-kitti "$PY" benchmarks/throughput.py --device "$DEVICE" --rounds "$ROUNDS" --size "$big" \
+    --batch 16 --workers "$WORKERS" --markdown "$OUT/throughput_gpu_384x1248.md"
 if [[ -n ${BASELINE:-} ]]; then
     step 60 throughput-quick-baseline env PYTHONPATH="$BASELINE/src${OUTSIDE:+:$OUTSIDE}" "$PY" "$BASELINE/benchmarks/throughput.py" \
         --device "$DEVICE" --rounds "$ROUNDS" --markdown "$OUT/throughput_gpu_quick_baseline.md"
@@ -50,6 +56,9 @@ if [[ -n ${BASELINE:-} ]]; then
 fi
 step 60 overhead-quick "$PY" benchmarks/step_overhead.py --device "$DEVICE" --rounds "$ROUNDS" --no-memory \
     --markdown "$OUT/step_overhead_gpu_quick.md"
+step 60 overhead-quick-graph "$PY" benchmarks/step_overhead.py --device "$DEVICE" --rounds "$ROUNDS" --no-memory \
+    --cuda-graph auto --no-representation --methods equal gradnorm uncertainty pcgrad mgda upgrad \
+    --markdown "$OUT/step_overhead_gpu_quick_graph.md"
 step 100 overhead-kitti "$PY" benchmarks/step_overhead.py --device "$DEVICE" --rounds "$ROUNDS" --no-memory \
     --size "$big" --batch 16 --markdown "$OUT/step_overhead_gpu_384x1248.md"
 demo_methods=()
@@ -59,4 +68,9 @@ cp "$OUT/demo/table2.md" "$OUT/demo_table2.md" 2>/dev/null
 rm -rf "$OUT/demo"
 step 80 throughput-quick-compile "$PY" benchmarks/throughput.py --device "$DEVICE" --rounds "$ROUNDS" --compile \
     --markdown "$OUT/throughput_gpu_quick_compile.md"
+if [[ -d mutants/src && -f benchmarks/results/mutation-cuda-names.txt ]]; then
+    # shellcheck disable=SC2046  # one mutant name per line, no spaces
+    step 200 cuda-mutants env PYTHONPATH="$PWD/mutants/src${OUTSIDE:+:$OUTSIDE}" TASKWEIGHT_TEST_DEVICE="$DEVICE" \
+        "$PY" benchmarks/cuda_mutants.py "$OUT/cuda_mutants.json" $(cat benchmarks/results/mutation-cuda-names.txt)
+fi
 exit 0

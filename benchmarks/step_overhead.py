@@ -68,8 +68,8 @@ def target(spec: str, device_type: str = "cpu") -> float | None:
 
 
 def _setup(preset: str, device_name: str, root: Path, precision: str = "auto", size: str | None = None,
-           batch: int | None = None):
-    overrides: dict = {"data": {"root": str(root)}, "precision": precision}
+           batch: int | None = None, cuda_graph: str = "off"):
+    overrides: dict = {"data": {"root": str(root)}, "precision": precision, "cuda_graph": cuda_graph}
     if size:
         overrides["data"]["image_size"] = [int(v) for v in size.lower().split("x")]
     if batch:
@@ -96,7 +96,8 @@ class Runner:
         self.strategy = weighting.get(name, tasks=self.model.tasks, **OPTIONS.get(name, {})).to(device)
         self.optimizer = build_optimizer(cfg, self.model, self.strategy)
         self.train_step = TrainStep(self.model, self.strategy, self.optimizer, device=device,
-                                    precision=cfg.precision, channels_last=cfg.channels_last, gradients=gradients)
+                                    precision=cfg.precision, channels_last=cfg.channels_last, gradients=gradients,
+                                    cuda_graph=cfg.cuda_graph)
         self.device = device
 
     def step(self, batch: dict) -> float:
@@ -162,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16 (as train's --precision)")
     parser.add_argument("--methods", nargs="*", default=None)
+    parser.add_argument("--cuda-graph", default="off",
+                        help="off (every step eager, the default: strategies compared alike) or auto (CUDA graphs "
+                             "for the strategies that allow them, marked in the table)")
     parser.add_argument("--size", default=None, help="network input HxW (default: the preset's)")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: the preset's)")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
@@ -189,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "synth-kitti"
-        cfg, device, batch, model = _setup(args.preset, args.device, root, args.precision, args.size, args.batch)
+        cfg, device, batch, model = _setup(args.preset, args.device, root, args.precision, args.size, args.batch,
+                                           args.cuda_graph)
         runners = [Runner(m, cfg, model, device) for m in methods]
         for _ in range(args.warmup):
             for r in runners:
@@ -216,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         goal = target(m, device.type)
         mark = "" if goal is None or med / base <= goal else " ✗"
         mem = f"{memory[m]:.0f}" if m in memory else "—"
-        lines.append(f"| {m} | {med * 1000:.1f} | {med / base:.2f}{mark} | "
+        graphed = " (graph)" if next(r for r in runners if r.name == m).train_step.graphs is not None else ""
+        lines.append(f"| {m}{graphed} | {med * 1000:.1f} | {med / base:.2f}{mark} | "
                      f"{'≤ %.2f' % goal if goal else '—'} | {mem} |")
     text = "\n".join(lines)
     emit(text, args.markdown)

@@ -33,7 +33,7 @@ from table_output import emit  # a sibling script: python puts benchmarks/ on th
 from taskweight import weighting
 from taskweight.build import build_model, build_optimizer, cluster_anchors, make_loader, open_split, resolve_device
 from taskweight.config import TrainConfig, load_config
-from taskweight.data import batch_to_device
+from taskweight.data import SampleKey, batch_to_device
 from taskweight.engine import TrainStep
 from taskweight.precision import autocast, resolve_precision
 from taskweight.synth import generate_dataset
@@ -55,6 +55,22 @@ def model_only(model: torch.nn.Module, images: torch.Tensor, precision: str, dev
     return run
 
 
+class Repeated(torch.utils.data.Dataset):
+    """``size`` items cycling over ``base`` (index modulo its length), keyed visits included."""
+
+    def __init__(self, base: torch.utils.data.Dataset, size: int) -> None:
+        self.base, self.size = base, size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, key: int | SampleKey) -> dict:
+        n = len(self.base)  # type: ignore[arg-type]
+        if isinstance(key, SampleKey):
+            return self.base[SampleKey(key.index % n, key.seed)]
+        return self.base[key % n]
+
+
 def full_step(cfg: TrainConfig, base: torch.nn.Module, method: str, device: torch.device,
               dataset: torch.utils.data.Dataset) -> tuple[Callable[[], None], TrainStep]:
     """(c)/(d): the trainer's step on batches drawn from a DataLoader over the cached split."""
@@ -62,7 +78,8 @@ def full_step(cfg: TrainConfig, base: torch.nn.Module, method: str, device: torc
     strategy = weighting.get(method, tasks=model.tasks).to(device)
     optimizer = build_optimizer(cfg, model, strategy)
     step = TrainStep(model, strategy, optimizer, device=device, precision=cfg.precision,
-                     channels_last=cfg.channels_last, compile=cfg.compile)
+                     channels_last=cfg.channels_last, compile=cfg.compile, cuda_graph=cfg.cuda_graph)
+    loader = make_loader(dataset, cfg, shuffle=True, device=device)  # one loader, as the trainer keeps
     batches: Iterator = iter(())
     epoch = [0]
 
@@ -71,7 +88,8 @@ def full_step(cfg: TrainConfig, base: torch.nn.Module, method: str, device: torc
         batch = next(batches, None)
         if batch is None:
             epoch[0] += 1
-            batches = iter(make_loader(dataset, cfg, shuffle=True, epoch_seed=epoch[0], device=device))
+            loader.sampler.set_epoch(epoch[0])
+            batches = iter(loader)
             batch = next(batches)
         step(batch)
     return run, step
@@ -89,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network in (b) and (d)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--cuda-graph", default="auto", help="CUDA graphs for (d): auto, on or off ((c) never)")
+    parser.add_argument("--epoch-batches", type=int, default=16,
+                        help="batches per epoch of the loader (the 4 batches of scenes repeat): a loader restarts "
+                             "its pipeline every epoch, which a real epoch of tens of batches amortises")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="loader worker processes for (c) and (d) (default: the preset's data.num_workers)")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
     args = parser.parse_args(argv)
 
@@ -100,8 +124,12 @@ def main(argv: list[str] | None = None) -> int:
             overrides["data"]["image_size"] = [int(v) for v in args.size.lower().split("x")]
         if args.batch:
             overrides["batch_size"] = args.batch
-        fast = load_config(args.preset, overrides={**overrides, "precision": args.precision, "compile": args.compile})
-        slow = load_config(args.preset, overrides={**overrides, "precision": "fp32", "channels_last": False})
+        if args.workers is not None:
+            overrides["data"]["num_workers"] = args.workers
+        fast = load_config(args.preset, overrides={**overrides, "precision": args.precision, "compile": args.compile,
+                                                    "cuda_graph": args.cuda_graph})
+        slow = load_config(args.preset, overrides={**overrides, "precision": "fp32", "channels_last": False,
+                                                    "cuda_graph": "off"})
         precision = resolve_precision(fast.precision, device)
         n = fast.batch_size * 4
         height, width = fast.data.image_size
@@ -118,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         if fast.channels_last:
             fast_model.to(memory_format=torch.channels_last)
         fast_forward = torch.compile(fast_model) if fast.compile else fast_model
-        step_c, _ = full_step(slow, base, args.method, device, dataset)
-        step_d, train_step = full_step(fast, base, args.method, device, dataset)
+        epoch = Repeated(dataset, args.epoch_batches * fast.batch_size)
+        step_c, _ = full_step(slow, base, args.method, device, epoch)
+        step_d, train_step = full_step(fast, base, args.method, device, epoch)
         cl_images = images.contiguous(memory_format=torch.channels_last) if fast.channels_last else images
         runs = {
             "a": model_only(fp32_model, images, "fp32", device),
@@ -145,12 +174,14 @@ def main(argv: list[str] | None = None) -> int:
         "a": "(a) model only, fp32",
         "b": f"(b) model only, {precision}{' + channels-last' if fast.channels_last else ''}",
         "c": "(c) full step, fp32 (as before)",
-        "d": f"(d) full step, {precision}{' + channels-last' if fast.channels_last else ''}",
+        "d": f"(d) full step, {precision}{' + channels-last' if fast.channels_last else ''}"
+             f"{' + CUDA graph' if train_step.graphs is not None else ''}",
     }
     threads = f"{torch.get_num_threads()} threads" if device.type == "cpu" else torch.cuda.get_device_name(device)
     lines = [
         f"Throughput — preset {args.preset}, input {height}×{width}, batch {fast.batch_size}, width "
-        f"{fast.model.width}, method {args.method}, device {device} ({threads}), compile {fast.compile}; "
+        f"{fast.model.width}, method {args.method}, device {device} ({threads}), compile {fast.compile}, "
+        f"loader workers {fast.data.num_workers}; "
         f"median of {args.rounds} interleaved rounds × {args.steps} steps",
         "",
         "| measurement | img/s |",

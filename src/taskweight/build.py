@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
 
 from taskweight.config import TrainConfig
-from taskweight.data import collate_batch, format_option, open_dataset
+from taskweight.data import EpochSampler, collate_batch, format_option, open_dataset
 from taskweight.distributed import Distributed
 from taskweight.errors import ConfigError, TrainingError
 from taskweight.models import MultiTaskNet, kmeans_anchors, resnet10_multitask
@@ -76,31 +76,44 @@ def make_loader(
     device: torch.device | None = None,
     distributed: Distributed | None = None,
 ) -> DataLoader:
-    """A loader of collated batches; shuffled by a generator seeded from (seed, epoch), so a
-    resumed run draws the same order; pinned memory when batches go to a CUDA device.
+    """A loader of collated batches; pinned memory when batches go to a CUDA device.
+
+    A shuffled loader visits the split in the order of epoch ``epoch_seed`` (default 0), drawn
+    from (seed, epoch) alone; ``loader.sampler.set_epoch(e)`` moves it to epoch e, so one loader
+    serves a run and a resumed run draws the same orders (:class:`taskweight.data.EpochSampler`).
+    With ``data.num_workers`` > 0 the workers stay alive across epochs and each visit's flip is
+    seeded from (seed, epoch, index) (:mod:`taskweight.data.sampler`).
 
     ``distributed``: this rank's share of the split (a ``DistributedSampler`` shuffled from the
     same (seed, epoch) on every rank; the last samples repeat so that every rank takes as many
     steps)."""
-    generator = None
-    sampler: DistributedSampler | None = None
-    seed = config.seed * 1_000_003 + (epoch_seed or 0)
+    workers = config.data.num_workers
+    options: dict[str, Any] = {}
     if distributed is not None:
-        sampler = DistributedSampler(
-            dataset, num_replicas=distributed.world_size, rank=distributed.rank, shuffle=shuffle, seed=seed
+        shard: DistributedSampler = DistributedSampler(
+            dataset,
+            num_replicas=distributed.world_size,
+            rank=distributed.rank,
+            shuffle=shuffle,
+            seed=config.seed * 1_000_003,
         )
+        shard.set_epoch(epoch_seed or 0)
+        sampler: Sampler = shard
     elif shuffle:
-        generator = torch.Generator().manual_seed(seed)
+        sampler = EpochSampler(len(dataset), seed=config.seed, keyed=workers > 0, epoch=epoch_seed or 0)  # type: ignore[arg-type]  # our datasets have __len__
+        # the loader's own draws (its workers' base seed) come from a private generator, never the global one
+        options = {"generator": torch.Generator().manual_seed(0), "persistent_workers": workers > 0}
+    else:
+        sampler = SequentialSampler(dataset)  # type: ignore[arg-type]  # our datasets have __len__
     return DataLoader(
         dataset,
         batch_size=config.batch_size,
-        shuffle=shuffle and sampler is None,
         sampler=sampler,
-        generator=generator,
         collate_fn=collate_batch,
-        num_workers=config.data.num_workers,
+        num_workers=workers,
         pin_memory=device is not None and device.type == "cuda",
         drop_last=False,
+        **options,
     )
 
 

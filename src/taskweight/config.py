@@ -118,6 +118,12 @@ class TrainConfig(_Strict):
         True, description="NHWC memory layout for the network (faster convolutions on CPU and GPU)"
     )
     compile: bool = Field(False, description="torch.compile the network's forward pass (pays a compile time up front)")
+    cuda_graph: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="replay the training step from CUDA graphs (one launch instead of ~700 per step): auto where "
+        "the device is CUDA, the precision bf16/fp32, one process and the strategy capture-safe; on: the same, "
+        "an error otherwise; off: never",
+    )
     log_every: int = Field(10, ge=1, description="log losses and weights (TensorBoard, weights.csv) every N steps")
     tensorboard_images: int = Field(
         4, ge=0, description="validation images drawn with their predictions into TensorBoard every epoch (0: none)"

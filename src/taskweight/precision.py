@@ -71,13 +71,14 @@ def autocast_dtype(precision: str) -> torch.dtype | None:
 
 
 @contextlib.contextmanager
-def autocast(precision: str, device: torch.device) -> Iterator[None]:
-    """Autocast region for a resolved precision (a no-op for fp32)."""
+def autocast(precision: str, device: torch.device, *, cache: bool = True) -> Iterator[None]:
+    """Autocast region for a resolved precision (a no-op for fp32). ``cache=False`` casts a weight
+    again at every use instead of once per region (what a CUDA graph capture needs)."""
     dtype = autocast_dtype(precision)
     if dtype is None:
         yield
         return
-    with torch.autocast(device.type, dtype=dtype):
+    with torch.autocast(device.type, dtype=dtype, cache_enabled=cache):
         yield
 
 

@@ -161,6 +161,10 @@ class Trainer:
         self.strategy.to(self.device)
         self.optimizer = build_optimizer(config, self.model, self.strategy)
         self.val_loader = make_loader(self.val_set, config, shuffle=False, device=self.device)
+        # one training loader for the run (its workers, if any, live across epochs); each epoch sets its order
+        self.train_loader = make_loader(
+            self.train_set, config, shuffle=True, device=self.device, distributed=self.distributed
+        )
         ranks = self.distributed.world_size if self.distributed is not None else 1
         per_rank = math.ceil(len(self.train_set) / ranks)  # type: ignore[arg-type]  # Dataset: no __len__ in torch's type
         self.steps_per_epoch = math.ceil(per_rank / config.batch_size)
@@ -177,6 +181,7 @@ class Trainer:
             scheduler=self.scheduler,
             distributed=self.distributed,
             gradients=config.method.gradients,
+            cuda_graph=config.cuda_graph,
         )
         self.epoch = 0
         self.global_step = 0
@@ -402,14 +407,8 @@ class Trainer:
 
     def _train_epoch(self, progress: Progress, writer: SummaryWriter | _NoWriter, weights_csv: Any) -> dict[str, Any]:
         self.model.train()
-        loader = make_loader(
-            self.train_set,
-            self.config,
-            shuffle=True,
-            epoch_seed=self.epoch,
-            device=self.device,
-            distributed=self.distributed,
-        )
+        loader = self.train_loader
+        loader.sampler.set_epoch(self.epoch)  # type: ignore[attr-defined]  # EpochSampler or DistributedSampler
         bar = progress.add_task(f"epoch {self.epoch + 1}/{self.config.epochs}", total=len(loader), info="")
         log = _StepLog(self, writer, weights_csv)
         started = time.perf_counter()
@@ -426,8 +425,9 @@ class Trainer:
         self.train_time += elapsed
         progress.remove_task(bar)
         self.epoch += 1
-        writer.add_scalar("lr", self.scheduler.get_last_lr()[0], self.global_step)
-        row: dict[str, Any] = {"epoch": self.epoch, "lr": self.scheduler.get_last_lr()[0], "epoch_time_s": elapsed}
+        lr = float(self.scheduler.get_last_lr()[0])  # a device tensor when the step runs as a CUDA graph
+        writer.add_scalar("lr", lr, self.global_step)
+        row: dict[str, Any] = {"epoch": self.epoch, "lr": lr, "epoch_time_s": elapsed}
         row.update({f"train_{k}": log.sums[k] / log.counts[k] for k in log.sums if not k.startswith("weight_")})
         row.update({k: log.sums[k] / log.counts[k] for k in log.sums if k.startswith("weight_")})
         return row
@@ -451,6 +451,7 @@ class Trainer:
             "precision": self.step.precision,
             "channels_last": self.config.channels_last,
             "compile": self.config.compile,
+            "cuda_graph": self.step.graphs is not None,
             "epochs": self.epoch,
             "train_time_s": self.train_time,
             "final": final,

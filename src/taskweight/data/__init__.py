@@ -42,6 +42,7 @@ from taskweight.data.collate import batch_to_device, collate_batch, network_inpu
 from taskweight.data.kitti import DEFAULT_MAPPING, KittiDataset, resolve_mapping, resolve_split
 from taskweight.data.kitti_labels import KittiObject, parse_label_file, parse_label_line
 from taskweight.data.problems import SkippedSample, skipped_report
+from taskweight.data.sampler import EpochSampler, SampleKey
 from taskweight.data.splits import DEFAULT_SPLIT_SEED, seeded_split
 from taskweight.data.woodscape import WoodScapeDataset
 from taskweight.errors import ConfigError
@@ -119,8 +120,10 @@ __all__ = [
     "DEFAULT_MAPPING",
     "DEFAULT_SPLIT_SEED",
     "CityscapesDataset",
+    "EpochSampler",
     "KittiDataset",
     "KittiObject",
+    "SampleKey",
     "SkippedSample",
     "WoodScapeDataset",
     "available_formats",

@@ -42,6 +42,7 @@ from taskweight.data import transforms as T
 from taskweight.data.depth import load_kitti_depth, paired_depth_png
 from taskweight.data.images import checked_png
 from taskweight.data.problems import EmptySplitError, SkippedSample
+from taskweight.data.sampler import SampleKey
 from taskweight.data.splits import SEEDED_SPLITS, SplitEntry, split_entries
 from taskweight.errors import DataFormatError
 
@@ -57,15 +58,24 @@ def checked_index(index: int, length: int) -> int:
     return index
 
 
-def dataset_item(item: dict[str, Any], *, augment: bool, has_det: bool, has_seg: bool, name: str) -> dict[str, Any]:
+def dataset_item(
+    item: dict[str, Any],
+    *,
+    augment: bool,
+    has_det: bool,
+    has_seg: bool,
+    name: str,
+    generator: torch.Generator | None = None,
+) -> dict[str, Any]:
     """The public item of every format from a cached raw item (uint8 image, uint8 mask):
     optional random flip, tensors copied so the cache stays intact. Image and mask stay uint8
-    (:func:`taskweight.data.collate.batch_to_device` converts them on the step's device).
+    (:func:`taskweight.data.collate.batch_to_device` converts them on the step's device). The flip is
+    drawn from ``generator`` (default: torch's global one).
 
     A raw item with a ``depth`` map (float32 metres, 0 = no measurement) gives ``depth`` and
     ``has_depth`` = True; without one, ``has_depth`` is False and there is no ``depth``."""
     if augment:
-        item = T.random_hflip(item)
+        item = T.random_hflip(item, generator=generator)
     extra: dict[str, Any] = {"has_depth": item.get("depth") is not None}
     if extra["has_depth"]:
         extra["depth"] = item["depth"].float().clone()
@@ -338,10 +348,22 @@ class DetSegDataset(Dataset):
             self._cache[index] = item
         return item
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        index = checked_index(index, len(self))
+    def __getitem__(self, key: int | SampleKey) -> dict[str, Any]:
+        """The item at an index; a :class:`SampleKey` also seeds this visit's augmentation."""
+        generator = None
+        if isinstance(key, SampleKey):
+            generator = torch.Generator().manual_seed(key.seed)
+            key = key.index
+        index = checked_index(key, len(self))
         s = self.samples[index]
-        return dataset_item(self._load(index), augment=self.augment, has_det=s.has_det, has_seg=s.has_seg, name=s.name)
+        return dataset_item(
+            self._load(index),
+            augment=self.augment,
+            has_det=s.has_det,
+            has_seg=s.has_seg,
+            name=s.name,
+            generator=generator,
+        )
 
     def __repr__(self) -> str:
         det = sum(s.has_det for s in self.samples)

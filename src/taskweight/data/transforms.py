@@ -80,9 +80,9 @@ def hflip(sample: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def random_hflip(sample: dict[str, Any], p: float = 0.5) -> dict[str, Any]:
-    """``hflip`` with probability p, drawn with ``torch.rand`` (the global torch seed and
-    DataLoader's per-worker seeding make it reproducible)."""
-    if float(torch.rand(())) < p:
+def random_hflip(sample: dict[str, Any], p: float = 0.5, *, generator: torch.Generator | None = None) -> dict[str, Any]:
+    """``hflip`` with probability p, drawn with ``torch.rand`` from ``generator`` (default: torch's
+    global generator; :mod:`taskweight.data.sampler` says which one a loader uses)."""
+    if float(torch.rand((), generator=generator)) < p:
         return hflip(sample)
     return sample

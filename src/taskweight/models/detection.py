@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pad_sequence
 from torchvision.ops import batched_nms
 
 
@@ -144,6 +143,29 @@ class YoloDetectionHead(nn.Module):
             raise ValueError("detection loss needs at least one labelled image")
         if len(boxes) != num_images or len(labels) != num_images:
             raise ValueError(f"got {len(boxes)} box and {len(labels)} label lists for {num_images} images")
+        if labelled is None:
+            counts = [len(t.reshape(-1, 4)) for t in boxes]
+            if any(len(lab) != n for lab, n in zip(labels, counts, strict=True)):
+                raise ValueError(f"label counts {[len(lab) for lab in labels]} differ from box counts {counts}")
+        targets = pad_detection_targets(boxes, labels, ignore_boxes, device=raw.device)
+        options = {"match_iou": match_iou, "ignore_iou": ignore_iou}
+        return self.loss_on_targets(raw, targets, weights=weights, details=details, labelled=labelled, **options)
+
+    def loss_on_targets(
+        self,
+        raw: Tensor,
+        targets: DetectionTargets,
+        *,
+        weights: DetectionLossWeights = DetectionLossWeights(),
+        match_iou: float = 0.3,
+        ignore_iou: float = 0.6,
+        details: dict[str, Tensor | float] | None = None,
+        labelled: Tensor | None = None,
+    ) -> Tensor:
+        """:meth:`loss` on targets already padded to fixed shapes on ``raw``'s device
+        (:func:`pad_detection_targets`): the arithmetic of the loss, with nothing read from the
+        host, so a CUDA graph can capture it for any batch of the same padded shapes."""
+        num_images = raw.shape[0]
         if raw.dtype in (torch.float16, torch.bfloat16):
             raw = raw.float()
         dtype, device = raw.dtype, raw.device
@@ -163,40 +185,26 @@ class YoloDetectionHead(nn.Module):
         total_box = raw.new_zeros(())
         total_cls = raw.new_zeros(())
 
-        if ignore_boxes is not None:
-            ign_list = [raw.new_zeros(0, 4) if t is None else t.reshape(-1, 4) for t in ignore_boxes[:num_images]]
-            ign_counts = [len(t) for t in ign_list]
-            if max(ign_counts, default=0):
-                ign = pad_sequence(ign_list, batch_first=True).to(device)  # B×M×4
-                ign_valid = _valid_mask(ign_counts, device)  # B×M
-                with torch.no_grad():
-                    centres = (pred_boxes[..., :2] + pred_boxes[..., 2:]) / 2
-                    cx, cy = centres[..., 0, None], centres[..., 1, None]  # B×C×1
-                    ign = ign[:, None]  # B×1×M×4
-                    inside = (
-                        (cx >= ign[..., 0])
-                        & (cx <= ign[..., 2])
-                        & (cy >= ign[..., 1])
-                        & (cy <= ign[..., 3])
-                        & ign_valid[:, None]
-                    ).any(dim=2)
-                unpenalised |= inside
+        if targets.ignore.shape[1]:
+            ign = targets.ignore.to(dtype)  # B×M×4
+            with torch.no_grad():
+                centres = (pred_boxes[..., :2] + pred_boxes[..., 2:]) / 2
+                cx, cy = centres[..., 0, None], centres[..., 1, None]  # B×C×1
+                ign = ign[:, None]  # B×1×M×4
+                inside = (
+                    (cx >= ign[..., 0])
+                    & (cx <= ign[..., 2])
+                    & (cy >= ign[..., 1])
+                    & (cy <= ign[..., 3])
+                    & targets.ignore_valid[:, None]
+                ).any(dim=2)
+            unpenalised |= inside
 
-        gt_list = [t.reshape(-1, 4) for t in boxes]
-        counts = [len(t) for t in gt_list]
-        if labelled is None and any(len(lab) != n for lab, n in zip(labels, counts, strict=True)):
-            raise ValueError(f"label counts {[len(lab) for lab in labels]} differ from box counts {counts}")
-        # an image not labelled for detection may carry any lists: fit its labels to its boxes (masked out below)
-        labels = [
-            lab.reshape(-1)[:n] if len(lab) >= n else torch.cat([lab.reshape(-1), lab.new_zeros(n - len(lab))])
-            for lab, n in zip(labels, counts, strict=True)
-        ]
-        n_max = max(counts)
+        n_max = targets.boxes.shape[1]
         if n_max:
-            gt = pad_sequence(gt_list, batch_first=True).to(device=device, dtype=dtype)  # B×N×4
-            cls_idx = pad_sequence(labels, batch_first=True)  # B×N
-            cls_idx = cls_idx.to(device, torch.long)
-            valid = _valid_mask(counts, device)  # B×N
+            gt = targets.boxes.to(dtype)  # B×N×4
+            cls_idx = targets.labels  # B×N
+            valid = targets.valid  # B×N
             if labelled is not None:
                 valid = valid & labelled[:, None]
             with torch.no_grad():
@@ -287,10 +295,72 @@ class YoloDetectionHead(nn.Module):
         return results
 
 
-def _valid_mask(counts: list[int], device: torch.device) -> Tensor:
-    """B×max(counts) mask of the real (unpadded) entries; the counts go to the device without a sync."""
+@dataclass
+class DetectionTargets:
+    """A batch's detection targets padded to fixed shapes, on one device.
+
+    ``boxes`` B×N×4 xyxy pixels, ``labels`` B×N class indices, ``valid`` B×N (False on padding);
+    ``ignore`` B×M×4 regions whose negatives go unpenalised (KITTI ``DontCare``), ``ignore_valid``
+    B×M. N and M may exceed the largest per-image count (a CUDA graph replays one padded shape).
+    """
+
+    boxes: Tensor
+    labels: Tensor
+    valid: Tensor
+    ignore: Tensor
+    ignore_valid: Tensor
+
+
+def pad_detection_targets(
+    boxes: list[Tensor],
+    labels: list[Tensor],
+    ignore_boxes: list[Tensor | None] | None,
+    *,
+    device: torch.device,
+    num_boxes: int = 0,
+    num_ignore: int = 0,
+) -> DetectionTargets:
+    """Pad per-image box, label and ignore-region lists into :class:`DetectionTargets` with
+    N = max(largest box count, ``num_boxes``) and M = max(largest ignore count, ``num_ignore``).
+
+    An image's labels are fitted to its boxes (cut, or padded with class 0): an image not labelled
+    for detection may carry any lists, and the loss masks it out. Copies to ``device`` do not wait."""
+    gt_list = [t.reshape(-1, 4) for t in boxes]
+    counts = [len(t) for t in gt_list]
+    label_list = [
+        lab.reshape(-1)[:n] if len(lab) >= n else torch.cat([lab.reshape(-1), lab.new_zeros(n - len(lab))])
+        for lab, n in zip(labels, counts, strict=True)
+    ]
+    ign_list = [torch.zeros(0, 4) if t is None else t.reshape(-1, 4) for t in (ignore_boxes or [])[: len(gt_list)]] or [
+        torch.zeros(0, 4)
+    ] * len(gt_list)
+    ign_counts = [len(t) for t in ign_list]
+    n = max(max(counts, default=0), num_boxes)
+    m = max(max(ign_counts, default=0), num_ignore)
+    return DetectionTargets(
+        boxes=_pad(gt_list, n, (4,), torch.float32).to(device, non_blocking=True),
+        labels=_pad(label_list, n, (), torch.long).to(device, non_blocking=True),
+        valid=_valid_mask(counts, n, device),
+        ignore=_pad(ign_list, m, (4,), torch.float32).to(device, non_blocking=True),
+        ignore_valid=_valid_mask(ign_counts, m, device),
+    )
+
+
+def _pad(tensors: list[Tensor], length: int, tail: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """Stack per-image tensors (k×*tail) into B×length×*tail, zero-filled past each one's end, on the
+    tensors' own device (no copy to the host)."""
+    device = next((t.device for t in tensors if t.numel()), torch.device("cpu"))
+    out = torch.zeros(len(tensors), length, *tail, dtype=dtype, device=device)
+    for i, t in enumerate(tensors):
+        if len(t):
+            out[i, : len(t)] = t.to(device, dtype)
+    return out
+
+
+def _valid_mask(counts: list[int], length: int, device: torch.device) -> Tensor:
+    """B×length mask of the real (unpadded) entries; the counts go to the device without a sync."""
     lengths = torch.tensor(counts).to(device, non_blocking=True)
-    return torch.arange(max(counts), device=device) < lengths[:, None]
+    return torch.arange(length, device=device) < lengths[:, None]
 
 
 @torch.no_grad()

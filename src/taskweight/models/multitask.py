@@ -16,7 +16,13 @@ from torch import Tensor, nn
 
 from taskweight.classes import DEFAULT_TASKS, IGNORE_INDEX, NUM_DET_CLASSES, NUM_SEG_CLASSES, PAPER_TASKS, check_tasks
 from taskweight.models.depth import DepthHead
-from taskweight.models.detection import DetectionLossWeights, Detections, YoloDetectionHead, default_anchors
+from taskweight.models.detection import (
+    DetectionLossWeights,
+    Detections,
+    YoloDetectionHead,
+    default_anchors,
+    pad_detection_targets,
+)
 from taskweight.models.encoder import ResNet10Encoder, load_imagenet_weights
 from taskweight.models.segmentation import FCN8SegmentationHead
 
@@ -127,14 +133,13 @@ class MultiTaskNet(nn.Module):
         present = tuple(t for t in present if t in self.tasks)
         if "det" in present:
             has_det: Tensor = batch["has_det"]
-            losses["det"] = self.det_head.loss(
-                outputs["det"],
-                batch["boxes"],
-                batch["labels"],
-                batch["ignore_boxes"],
-                weights=self.det_loss_weights,
-                details=details,
-                labelled=has_det,
+            targets = batch.get("det_targets")  # padded to fixed shapes by a CUDA-graph step
+            if targets is None:
+                targets = pad_detection_targets(
+                    batch["boxes"], batch["labels"], batch["ignore_boxes"], device=outputs["det"].device
+                )
+            losses["det"] = self.det_head.loss_on_targets(
+                outputs["det"], targets, weights=self.det_loss_weights, details=details, labelled=has_det
             )
         if "seg" in present:
             has_seg: Tensor = batch["has_seg"]

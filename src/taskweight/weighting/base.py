@@ -81,6 +81,12 @@ class WeightingStrategy(nn.Module, metaclass=abc.ABCMeta):
     title: str = "base"
     """The registry name (``get(name)``) and the human title the tables and plots show."""
 
+    cuda_graph_safe: bool = False
+    """True when a CUDA graph replay of :meth:`backward` does what a call does: the step is device
+    arithmetic only (no read of a device value on the host, no host-side state that changes with the
+    data, no draw from a host generator). The training step captures only such strategies
+    (:class:`taskweight.engine.CudaGraphs`); the flag is a promise each strategy makes after review."""
+
     def __init__(self, tasks: Sequence[str]) -> None:
         super().__init__()
         if len(tasks) < 1:
@@ -125,6 +131,11 @@ class WeightingStrategy(nn.Module, metaclass=abc.ABCMeta):
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Learnable strategy parameters for the main optimiser (default: none)."""
+        return []
+
+    def own_optimizers(self) -> list[torch.optim.Optimizer]:
+        """The optimisers the strategy steps inside :meth:`backward` (GradNorm's weights), which a
+        CUDA-graph step makes capturable (default: none)."""
         return []
 
     # -- random draws: a strategy's own seeded generator -------------------------------

@@ -14,6 +14,8 @@ from taskweight.weighting.registry import register
 class EqualWeighting(LossWeighting):
     """No task weighting: L = Σ_τ L_τ, every w_τ = 1 (§IV-A1)."""
 
+    cuda_graph_safe = True  # device arithmetic only: see WeightingStrategy.cuda_graph_safe
+
     def __init__(self, tasks: Sequence[str]) -> None:
         super().__init__(tasks)
 

@@ -49,6 +49,8 @@ def gradnorm_loss(weights: Tensor, grad_norms: Tensor, loss_ratios: Tensor, alph
 class GradNormWeighting(WeightingStrategy):
     """GradNorm: weights balancing ‖∇_W w_τL_τ‖ on the last shared layer, Σw = T (Chen et al. 2018)."""
 
+    cuda_graph_safe = True  # device arithmetic only: see WeightingStrategy.cuda_graph_safe
+
     initial_losses: Tensor  # buffer registered in __init__
 
     def __init__(
@@ -72,6 +74,9 @@ class GradNormWeighting(WeightingStrategy):
 
     def current_weights(self) -> dict[str, float]:
         return {t: float(self.weights[i].detach()) for i, t in enumerate(self.tasks)}
+
+    def own_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.weight_optimizer]
 
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> GradNormWeighting:
         # keep the optimiser bound to the moved parameter
@@ -117,8 +122,8 @@ class GradNormWeighting(WeightingStrategy):
         norms[-1] = norms[-1] / used[last]
         grad_norms = torch.stack(norms).detach() / self.gradient_scale  # true norms under fp16 loss scaling
         current = torch.stack([losses[t].detach() for t in self.tasks]).to(self.initial_losses)
-        if torch.isnan(self.initial_losses).any():
-            self.initial_losses.copy_(current)
+        # L_τ(0): the first full step's losses (NaN until then), set without the host reading the device
+        self.initial_losses.copy_(torch.where(torch.isnan(self.initial_losses), current, self.initial_losses))
         ratios = current / self.initial_losses
         self.weight_optimizer.zero_grad(set_to_none=True)
         grad_loss = gradnorm_loss(self.weights, grad_norms.to(self.weights), ratios.to(self.weights), self.alpha)

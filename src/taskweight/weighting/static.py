@@ -30,6 +30,8 @@ def normalised_weights(raw: Mapping[str, float]) -> dict[str, float]:
 class StaticWeighting(LossWeighting):
     """Fixed weights w'_τ normalised to sum 1: L = Σ_τ w̄_τ L_τ (§IV-C); option ``weights``."""
 
+    cuda_graph_safe = True  # device arithmetic only: see WeightingStrategy.cuda_graph_safe
+
     def __init__(self, tasks: Sequence[str], *, weights: Mapping[str, float] | Sequence[float] | None = None) -> None:
         super().__init__(tasks)
         self.raw_weights = self._task_mapping(weights, "weights", default=1.0)

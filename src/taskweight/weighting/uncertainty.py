@@ -37,6 +37,8 @@ TASK_TYPES = ("regression", "classification")
 class UncertaintyWeighting(LossWeighting):
     """Learned homoscedastic uncertainty: ½e^{−s}L + ½s per task, s = log σ² (Kendall et al. 2018)."""
 
+    cuda_graph_safe = True  # device arithmetic only: see WeightingStrategy.cuda_graph_safe
+
     def __init__(
         self,
         tasks: Sequence[str],

@@ -29,6 +29,8 @@ from taskweight.weighting.registry import register
 class WeightLearning(LossWeighting):
     """Learn α = sigmoid(w) in L = αL_seg + (1−α)L_det by gradient descent (Eq. 8–9)."""
 
+    cuda_graph_safe = True  # device arithmetic only: see WeightingStrategy.cuda_graph_safe
+
     def __init__(self, tasks: Sequence[str], *, init: float = 0.5) -> None:
         super().__init__(tasks)
         if len(self.tasks) < 2:
