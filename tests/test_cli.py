@@ -135,3 +135,28 @@ def test_tasks_option_is_explained(command: str):
     assert result.exit_code == 0
     text = " ".join(result.output.split())
     assert "--tasks" in text and "det, seg, depth" in text and "depth ground truth" in text
+
+
+def test_train_cuda_graph_option_reaches_the_config_and_a_bad_value_is_named(tmp_path: Path, monkeypatch):
+    import taskweight.trainer
+
+    monkeypatch.setattr(taskweight.trainer, "Trainer", _CapturingTrainer)
+    _CapturingTrainer.configs = []
+    out = str(tmp_path / "r")
+    result = runner.invoke(app, ["train", "--out", out, "--preset", "tiny", "--cuda-graph", "off"])
+    assert result.exit_code == 0, result.output
+    (config,) = _CapturingTrainer.configs
+    assert config.cuda_graph == "off"
+    result = runner.invoke(app, ["train", "--out", out, "--cuda-graph", "always"], env={"COLUMNS": "300"})
+    assert result.exit_code != 0 and "cuda_graph" in result.output, result.output
+
+
+def test_train_cuda_graph_on_without_a_gpu_names_the_obstacle(tmp_path: Path, tiny_kitti: Path):
+    result = runner.invoke(
+        app,
+        ["train", "--out", str(tmp_path / "r"), "--preset", "tiny", "--data", str(tiny_kitti), "--device", "cpu"]
+        + ["--cuda-graph", "on"],
+        env={"COLUMNS": "300"},
+    )
+    assert result.exit_code != 0
+    assert "option 'cuda_graph': on, but CUDA graphs need a CUDA device" in result.output, result.output

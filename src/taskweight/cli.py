@@ -233,6 +233,13 @@ def train(
             "fp32, bf16 or fp16"
         ),
     ] = None,
+    cuda_graph: Annotated[
+        str | None,
+        typer.Option(
+            help="auto (replay the step as a CUDA graph where the device, precision and strategy allow), "
+            "on (the same, an error where they do not) or off"
+        ),
+    ] = None,
     pretrained: Annotated[Path | None, typer.Option(help="local ImageNet ResNet checkpoint for the encoder")] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="continue from OUT/last.pt (OUT/last.prev.pt if last.pt is unreadable)")
@@ -295,7 +302,8 @@ def train(
         overrides["method"]["gradients"] = gradients
     if tasks:
         overrides["tasks"] = list(parse_tasks(tasks, "--tasks"))
-    for key, value in (("epochs", epochs), ("seed", seed), ("device", device), ("precision", precision)):
+    options = {"epochs": epochs, "seed": seed, "device": device, "precision": precision, "cuda_graph": cuda_graph}
+    for key, value in options.items():
         if value is not None:
             overrides[key] = value
     cfg = load_config(preset, config, overrides)

@@ -28,7 +28,7 @@ it cheap). It implements :meth:`backward` itself.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -98,26 +98,26 @@ class GradNormWeighting(WeightingStrategy):
             # a batch without every task (or no layer given): plain weighted step, no update
             torch.stack([used[t].to(losses[t].dtype) * losses[t] for t in losses]).sum().backward()
             return used
-        before = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in layer]
+        # what the layer's .grad held before this step (nothing after the usual zero_grad(set_to_none=True))
+        before = [None if p.grad is None else p.grad.detach().clone() for p in layer]
         total = sum(used[t] * losses[t] for t in self.tasks)
         assert isinstance(total, Tensor)
         total.backward(retain_graph=True)
-        # Σ_τ w_τ ∇_W L_τ from the network's own backward pass
-        remaining = [
-            (p.grad if p.grad is not None else torch.zeros_like(p)) - b for p, b in zip(layer, before, strict=True)
-        ]
+        # Σ_τ w_τ ∇_W L_τ from the network's own backward pass (multi-tensor ops: few kernels per step)
+        summed = [p.grad if p.grad is not None else torch.zeros_like(p) for p in layer]
+        remaining = [g if b is None else g - b for g, b in zip(summed, before, strict=True)]
         per_task: list[list[Tensor]] = []
         for i, task in enumerate(self.tasks[:-1]):
             maybe = torch.autograd.grad(losses[task], layer, retain_graph=i < len(self.tasks) - 2, allow_unused=True)
             grads = [g if g is not None else torch.zeros_like(p) for g, p in zip(maybe, layer, strict=True)]
             per_task.append(grads)
-            remaining = [r - used[task] * g for r, g in zip(remaining, grads, strict=True)]
+            remaining = list(torch._foreach_sub(remaining, torch._foreach_mul(grads, used[task])))
         per_task.append(remaining)
         # over several processes: the norms of the global ∇_W L_τ, the same on every rank
         reduced = self.reduce_gradients([g for grads in per_task for g in grads])
         per_task = [reduced[i * len(layer) : (i + 1) * len(layer)] for i in range(len(self.tasks))]
-        # `layer` is not empty (checked above), so the sums are tensors, never the start value 0
-        norms = [torch.sqrt(cast(Tensor, sum((g * g).sum() for g in grads))) for grads in per_task]
+        # ‖∇_W L_τ‖ over the layer's tensors: the norm of their norms (`layer` is not empty, checked above)
+        norms = [torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) for grads in per_task]
         last = self.tasks[-1]
         norms[-1] = norms[-1] / used[last]
         grad_norms = torch.stack(norms).detach() / self.gradient_scale  # true norms under fp16 loss scaling
