@@ -4,8 +4,10 @@ call, so one pytest session per mutant needs no new interpreter.
 
     PYTHONPATH=mutants/src TASKWEIGHT_TEST_DEVICE=cuda python benchmarks/cuda_mutants.py OUT.json NAME...
 
-Each mutant runs ``tests/test_solver_survivors.py`` and ``tests/test_strategy_contract.py`` filtered to its
-strategy's name (``-k``); exit status 0 means it survived, 1 that a test failed (killed).
+Each mutant runs ``tests/test_solver_survivors.py``, ``tests/test_strategy_contract.py`` and
+``tests/test_cuda_device_survivors.py`` filtered to its strategy's name (``-k``); exit status 0 means it
+survived, 1 that a test failed (killed). mutmut's trampolines import ``mutmut``: on a machine without it,
+put a copy of its package directory on PYTHONPATH (it needs nothing beyond the standard library there).
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ import time
 
 import pytest
 
-TESTS = ["tests/test_solver_survivors.py", "tests/test_strategy_contract.py"]
+TESTS = [
+    test
+    for test in ("tests/test_solver_survivors.py", "tests/test_strategy_contract.py", "tests/test_cuda_device_survivors.py")
+    if os.path.exists(test)
+]
 
 
 def strategy_of(name: str) -> str:

@@ -41,7 +41,7 @@ step 30 environment bash -c "nvidia-smi --query-gpu=name,memory.total,driver_ver
 WORKERS=${WORKERS:-6}
 step 150 contract-suite env TASKWEIGHT_TEST_DEVICE="$DEVICE" "$PY" -m pytest -q -p no:cacheprovider \
     tests/test_cuda_graph.py tests/test_strategy_contract.py tests/test_detection_loss_vectorised.py \
-    tests/test_batch_transport.py tests/test_solver_survivors.py
+    tests/test_batch_transport.py tests/test_solver_survivors.py tests/test_cuda_device_survivors.py
 step 60 throughput-quick "$PY" benchmarks/throughput.py --device "$DEVICE" --rounds "$ROUNDS" --workers "$WORKERS" \
     --markdown "$OUT/throughput_gpu_quick.md"
 step 60 throughput-quick-eager "$PY" benchmarks/throughput.py --device "$DEVICE" --rounds "$ROUNDS" --workers 0 \
@@ -56,9 +56,11 @@ if [[ -n ${BASELINE:-} ]]; then
 fi
 step 60 overhead-quick "$PY" benchmarks/step_overhead.py --device "$DEVICE" --rounds "$ROUNDS" --no-memory \
     --markdown "$OUT/step_overhead_gpu_quick.md"
-step 60 overhead-quick-graph "$PY" benchmarks/step_overhead.py --device "$DEVICE" --rounds "$ROUNDS" --no-memory \
-    --cuda-graph auto --no-representation --methods equal gradnorm uncertainty pcgrad mgda upgrad \
-    --markdown "$OUT/step_overhead_gpu_quick_graph.md"
+for graphs in off auto; do  # the same strategies eager, then with CUDA graphs where they allow them
+    step 60 "overhead-quick-graph-$graphs" "$PY" benchmarks/step_overhead.py --device "$DEVICE" --rounds "$ROUNDS" \
+        --no-memory --cuda-graph "$graphs" --no-representation --methods equal gradnorm uncertainty pcgrad mgda upgrad \
+        --markdown "$OUT/step_overhead_gpu_quick_graph_$graphs.md"
+done
 step 100 overhead-kitti "$PY" benchmarks/step_overhead.py --device "$DEVICE" --rounds "$ROUNDS" --no-memory \
     --size "$big" --batch 16 --markdown "$OUT/step_overhead_gpu_384x1248.md"
 demo_methods=()
@@ -68,9 +70,10 @@ cp "$OUT/demo/table2.md" "$OUT/demo_table2.md" 2>/dev/null
 rm -rf "$OUT/demo"
 step 80 throughput-quick-compile "$PY" benchmarks/throughput.py --device "$DEVICE" --rounds "$ROUNDS" --compile \
     --markdown "$OUT/throughput_gpu_quick_compile.md"
-if [[ -d mutants/src && -f benchmarks/results/mutation-cuda-names.txt ]]; then
-    # shellcheck disable=SC2046  # one mutant name per line, no spaces
+CUDA_MUTANTS=${CUDA_MUTANTS:-benchmarks/results/mutation-cuda-names.txt}  # one mutant name per line
+if [[ -d mutants/src && -f $CUDA_MUTANTS ]]; then
+    # shellcheck disable=SC2046  # names have no spaces
     step 200 cuda-mutants env PYTHONPATH="$PWD/mutants/src${OUTSIDE:+:$OUTSIDE}" TASKWEIGHT_TEST_DEVICE="$DEVICE" \
-        "$PY" benchmarks/cuda_mutants.py "$OUT/cuda_mutants.json" $(cat benchmarks/results/mutation-cuda-names.txt)
+        "$PY" benchmarks/cuda_mutants.py "$OUT/cuda_mutants.json" $(cat "$CUDA_MUTANTS")
 fi
 exit 0

@@ -234,6 +234,8 @@ def test_graph_bookkeeping_replays_each_batch_on_the_host(name: str, batches: li
             step.graphs = _ReplayedOnTheHost(step)
         return model, [step(b).losses for _ in range(3) for b in batches], step
 
+    torch.manual_seed(0)
+    initial = resnet10_multitask(width=0.25, image_height=64).state_dict()
     eager_model, eager_losses, _ = run(False)
     graph_model, graph_losses, step = run(True)
     assert step.graphs is not None and len(step.graphs.graphs) == 1  # one signature: 4 images, det + seg, 8 boxes
@@ -241,8 +243,17 @@ def test_graph_bookkeeping_replays_each_batch_on_the_host(name: str, batches: li
     for a, b in zip(eager_losses, graph_losses, strict=True):
         # padding to 8 boxes changes only the order of float sums (a stale batch in a buffer moves losses by ~5 %)
         assert {t: v.item() for t, v in b.items()} == pytest.approx({t: v.item() for t, v in a.items()}, rel=1e-4)
-    for (key, p), q in zip(eager_model.state_dict().items(), graph_model.state_dict().values(), strict=True):
-        torch.testing.assert_close(q, p, rtol=1e-3, atol=1e-4, msg=lambda m, key=key: f"{key}: {m}")
+    # AdamW turns a rounding-level gradient near zero into a step of up to lr in either direction, so single
+    # weights may differ by ~1e-4; each tensor's whole update agrees to 0.1 % (2e-5 measured; a learning
+    # rate left at its captured value or a stale batch moves it by tens of per cent)
+    eager_state, graph_state = eager_model.state_dict(), graph_model.state_dict()
+    for key, start in initial.items():
+        if not start.is_floating_point():
+            assert torch.equal(graph_state[key], eager_state[key]), key
+            continue
+        eager_update, graph_update = eager_state[key] - start, graph_state[key] - start
+        gap = torch.linalg.vector_norm(graph_update - eager_update).item()
+        assert gap <= 1e-3 * torch.linalg.vector_norm(eager_update).item() + 1e-7, (key, gap)
     assert float(step.optimizer.param_groups[0]["lr"]) == pytest.approx(1e-3 / 19)  # the schedule after 18 steps
 
 
