@@ -10,7 +10,9 @@ smaller, equivalent problem:
 * GIoU loss of touching and of sub-pixel boxes (the 1e-7 guards);
 * argument validation of the loss, and unlabelled images whose label lists do not fit their boxes;
 * closed DontCare regions, strict ``ignore_iou`` / ``match_iou`` thresholds, the grid clamp of a
-  centre above the image, sub-pixel ground truths, and the dtypes of boxes and labels.
+  centre above the image, sub-pixel ground truths, and the dtypes of boxes and labels;
+* the padded targets a CUDA graph needs: the loss on them with its own default thresholds, and the
+  padded shapes of empty images and of an empty batch.
 
 Grid: image 16×24 px → 2 rows × 3 columns at stride 8. With every raw value 0 a cell (i, j) predicts
 the centre ((j + ½)·8, (i + ½)·8) and an anchor-sized box, and ∂BCE(0, y)/∂x = σ(0) − y = ±½, so the
@@ -25,7 +27,7 @@ import pytest
 import torch
 from torchvision.ops import generalized_box_iou_loss
 
-from taskweight.models.detection import YoloDetectionHead, _conv_bn_relu, _giou_loss
+from taskweight.models.detection import YoloDetectionHead, _conv_bn_relu, _giou_loss, pad_detection_targets
 
 F64 = torch.float64
 GH, GW, K = 2, 3, 3
@@ -365,3 +367,54 @@ def test_a_centre_above_the_image_is_assigned_to_the_top_row(box, cell):
     # 8×8 boxes: shape IoU 1 with A0, .25 with A1 and .29 with A2 → A0 only
     grad = _obj_grad(_head(), _zeros(), _boxes([box]), [torch.tensor([0])])
     assert _cells_with(grad, -0.5) == {cell}
+
+
+# ------------------------------------------------------------------ padded targets (the CUDA-graph path)
+
+
+def test_the_loss_on_padded_targets_keeps_the_papers_thresholds_by_default():
+    # anchors (8, 8), (16, 8); GT [4, 0, 12, 8], centre (8, 4) → cell (0, 1). Shape IoU 1 with A0 and
+    # 64/128 = 0.5 with A1: both positives at match_iou 0.3, only A0 at 1.3. The negative (A0, 0, 0) with
+    # t_x = 10 predicts the centre (8·σ(10), 4) ≈ (7.9996, 4), an 8×8 box ≈ the GT (IoU 0.9999): exempt at
+    # ignore_iou 0.6, penalised at 1.6. Called without thresholds, loss_on_targets must be loss at (0.3, 0.6).
+    head = _head([(8.0, 8.0), (16.0, 8.0)])
+    raw = _zeros(2)
+    raw[0, 0, 0, 0, 0] = 10.0
+    boxes, labels = _boxes([[4.0, 0.0, 12.0, 8.0]]), [torch.tensor([1])]
+    targets = pad_detection_targets(boxes, labels, None, device=raw.device, num_boxes=8)
+    at_defaults = head.loss_on_targets(raw, targets).item()
+    assert at_defaults == pytest.approx(head.loss(raw, boxes, labels, match_iou=0.3, ignore_iou=0.6).item(), rel=1e-12)
+    for other in ({"match_iou": 1.3}, {"ignore_iou": 1.6}):  # the case tells each threshold apart
+        assert head.loss(raw, boxes, labels, **other).item() != pytest.approx(at_defaults, rel=1e-6), other
+    grad = _obj_grad(head, raw, boxes, labels)
+    assert _cells_with(grad, -0.5) == {(0, 0, 1), (1, 0, 1)} and grad[0, 0, 0].item() == 0.0
+
+
+def test_padding_is_as_long_as_the_largest_list_unless_asked_for_more():
+    cpu = torch.device("cpu")
+    no_boxes = [torch.zeros(0, 4), torch.zeros(0, 4)]
+    no_labels = [torch.zeros(0, dtype=torch.long)] * 2
+    empty = pad_detection_targets(no_boxes, no_labels, None, device=cpu)  # images without objects or DontCare
+    assert (empty.boxes.shape, empty.labels.shape, empty.valid.shape) == ((2, 0, 4), (2, 0), (2, 0))
+    assert (empty.ignore.shape, empty.ignore_valid.shape) == ((2, 0, 4), (2, 0))
+    batch = pad_detection_targets(
+        [torch.tensor([[0.0, 0.0, 4.0, 4.0]]), torch.zeros(0, 4)],
+        [torch.tensor([2]), torch.zeros(0, dtype=torch.long)],
+        [None, torch.tensor([[1.0, 1.0, 2.0, 2.0], [3.0, 3.0, 5.0, 5.0]])],
+        device=cpu,
+        num_boxes=4,
+    )
+    assert batch.boxes.shape == (2, 4, 4) and batch.ignore.shape == (2, 2, 4)  # 4 asked for; 2 DontCare at most
+    assert batch.valid.tolist() == [[True, False, False, False], [False] * 4]
+    assert batch.ignore_valid.tolist() == [[False, False], [True, True]]
+    assert batch.labels.tolist() == [[2, 0, 0, 0], [0, 0, 0, 0]]
+    # no images at all: nothing to pad, unless fixed sizes are asked for (a graph's shapes)
+    for asked, n, m in (({}, 0, 0), ({"num_boxes": 8, "num_ignore": 2}, 8, 2)):
+        none = pad_detection_targets([], [], None, device=cpu, **asked)
+        assert (none.boxes.shape, none.labels.shape, none.valid.shape) == ((0, n, 4), (0, n), (0, n)), asked
+        assert (none.ignore.shape, none.ignore_valid.shape) == ((0, m, 4), (0, m)), asked
+
+
+def test_padding_needs_one_label_list_per_box_list():
+    with pytest.raises(ValueError, match="zip"):  # strict zip: no label list is silently dropped
+        pad_detection_targets([torch.zeros(1, 4)] * 2, [torch.tensor([0])], None, device=torch.device("cpu"))

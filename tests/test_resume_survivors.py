@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -393,3 +394,98 @@ def test_rows_flushed_after_the_checkpoint_are_dropped_on_resume(
         return [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in rows]
 
     assert timeless(resumed.history) == timeless(reference.history)
+
+
+def _scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every TensorBoard scalar of a run folder as read back by TensorBoard itself (which drops the
+    events a ``purge_step`` declares stale), tag → [(step, value)]."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def test_a_resumed_run_leaves_the_tensorboard_log_of_the_uninterrupted_run(
+    tmp_path: Path, tiny_config: TrainConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tiny: 3 steps an epoch, 2 epochs, log_every 1. The stop at the 5th step comes after step 3 was logged
+    and after the epoch-1 checkpoint (global step 3): the resumed writer must purge step 3 onwards, or
+    TensorBoard shows step 3 twice. The learning rate is logged once an epoch at the epoch's last step (at the
+    next one, the purge would take epoch 1's value away)."""
+    config = tiny_config.model_copy(update={"log_every": 1})
+    reference = Trainer(config, tmp_path / "ref", show_progress=False)
+    reference.fit()
+    _stop_at_step(monkeypatch, 5)
+    with pytest.raises(_Stop):
+        Trainer(config, tmp_path / "cut", show_progress=False).fit()
+    monkeypatch.undo()
+    stale = _scalars(tmp_path / "cut")
+    Trainer(config, tmp_path / "cut", show_progress=False).fit(resume=True)
+    expected, resumed = _scalars(tmp_path / "ref"), _scalars(tmp_path / "cut")
+    assert resumed == expected
+    assert [step for step, _ in expected["loss/det"]] == [0, 1, 2, 3, 4, 5]
+    assert [step for step, _ in stale["loss/det"]] == [0, 1, 2, 3]  # what the purge had to remove: step 3
+    lrs = [row["lr"] for row in reference.history]
+    assert [step for step, _ in expected["lr"]] == [2, 5]
+    assert [value for _, value in expected["lr"]] == pytest.approx(lrs, rel=1e-6)  # float32 in the event file
+    assert lrs[1] < lrs[0] < config.optim.lr  # the schedule decays: these are learning rates, not step counts
+
+
+def _scripted_validation(monkeypatch: pytest.MonkeyPatch, means: list[float]) -> list[dict[str, float]]:
+    """Make ``Trainer._validate`` return these geometric means, one an epoch (mAP and mIoU alongside)."""
+    scores = [{"mAP": gm / 2, "mIoU": gm, "geometric_mean": gm} for gm in means]
+    queue = list(scores)
+    monkeypatch.setattr(Trainer, "_validate", lambda self: dict(queue.pop(0)))
+    return scores
+
+
+@pytest.mark.parametrize(
+    ("means", "best_epoch"),
+    [
+        ([0.5, 0.7, 0.6], 2),  # a later, better epoch replaces the best; a worse one does not
+        ([float("nan"), 0.4, 0.4], 2),  # NaN never wins, so the first finite mean does; a tie keeps it
+    ],
+)
+def test_best_pt_holds_the_epoch_with_the_highest_geometric_mean(
+    tmp_path: Path, tiny_config: TrainConfig, monkeypatch: pytest.MonkeyPatch, means: list[float], best_epoch: int
+) -> None:
+    config = tiny_config.model_copy(update={"epochs": 3})
+    scores = _scripted_validation(monkeypatch, means)
+    trainer = Trainer(config, tmp_path / "run", show_progress=False)
+    trainer.fit()
+    assert trainer.best["epoch"] == best_epoch and trainer.best["metrics"] == scores[best_epoch - 1]
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert best["epoch"] == best_epoch
+    assert json.loads(best["metrics"]) == pytest.approx(scores[best_epoch - 1], nan_ok=True)
+    # last.pt is the final epoch and keeps one generation back: last.prev.pt, the epoch before
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["epoch"] == 3
+    assert torch.load(tmp_path / "run" / "last.prev.pt", weights_only=True)["epoch"] == 2
+
+
+def test_the_progress_bars_count_epochs_and_the_steps_of_each_epoch(
+    tmp_path: Path, tiny_config: TrainConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a user watches: one bar over the epochs, and one per epoch, labelled "epoch k/N", whose total is
+    the number of batches and which advances once a step (tiny: 3 batches an epoch)."""
+    from rich.progress import Progress
+
+    bars: dict[int, dict[str, Any]] = {}
+
+    class Watched(Progress):
+        def add_task(self, description: str, *args: Any, **kwargs: Any) -> Any:
+            task = super().add_task(description, *args, **kwargs)
+            bars[task] = {"description": description, "total": kwargs.get("total"), "advanced": 0}
+            return task
+
+        def update(self, task_id: Any, *args: Any, **kwargs: Any) -> None:
+            bars[task_id]["advanced"] += kwargs.get("advance") or 0
+            super().update(task_id, *args, **kwargs)
+
+    monkeypatch.setattr("taskweight.trainer.Progress", Watched)
+    Trainer(tiny_config, tmp_path / "run", show_progress=False).fit()
+    assert [(b["description"], b["total"], b["advanced"]) for b in bars.values()] == [
+        ("epochs", 2, 0),
+        ("epoch 1/2", 3, 3),
+        ("epoch 2/2", 3, 3),
+    ]

@@ -426,7 +426,9 @@ class Trainer:
         progress.remove_task(bar)
         self.epoch += 1
         lr = float(self.scheduler.get_last_lr()[0])  # a device tensor when the step runs as a CUDA graph
-        writer.add_scalar("lr", lr, self.global_step)
+        # at the epoch's last step, not the next one: a resumed run's writer purges the steps from its
+        # checkpoint's global step on, and would drop this epoch's value with them
+        writer.add_scalar("lr", lr, self.global_step - 1)
         row: dict[str, Any] = {"epoch": self.epoch, "lr": lr, "epoch_time_s": elapsed}
         row.update({f"train_{k}": log.sums[k] / log.counts[k] for k in log.sums if not k.startswith("weight_")})
         row.update({k: log.sums[k] / log.counts[k] for k in log.sums if k.startswith("weight_")})
