@@ -370,12 +370,10 @@ def test_both_generations_unreadable_is_one_error_naming_both(tmp_path: Path, ti
 
 
 # ----------------------------------------------------------------------------- a real stop and resume
-def test_rows_flushed_after_the_checkpoint_are_dropped_on_resume(
-    tmp_path: Path, tiny_config: TrainConfig, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """log_every=1: every step reaches weights.csv at once. tiny: 3 steps an epoch; the stop comes at the
-    5th step (global step 4), after step 3's row was written but after the epoch-1 checkpoint (step 3 next):
-    the resumed run trains step 3 again and must not keep its first row."""
+def _reference_and_stopped_run(
+    tiny_config: TrainConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[TrainConfig, Trainer]:
+    """log_every 1; the uninterrupted run in ``ref`` and a run stopped at its 5th step in ``cut``."""
     config = tiny_config.model_copy(update={"log_every": 1})
     reference = Trainer(config, tmp_path / "ref", show_progress=False)
     reference.fit()
@@ -383,6 +381,16 @@ def test_rows_flushed_after_the_checkpoint_are_dropped_on_resume(
     with pytest.raises(_Stop):
         Trainer(config, tmp_path / "cut", show_progress=False).fit()
     monkeypatch.undo()
+    return config, reference
+
+
+def test_rows_flushed_after_the_checkpoint_are_dropped_on_resume(
+    tmp_path: Path, tiny_config: TrainConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """log_every=1: every step reaches weights.csv at once. tiny: 3 steps an epoch; the stop comes at the
+    5th step (global step 4), after step 3's row was written but after the epoch-1 checkpoint (step 3 next):
+    the resumed run trains step 3 again and must not keep its first row."""
+    config, reference = _reference_and_stopped_run(tiny_config, tmp_path, monkeypatch)
     written = (tmp_path / "cut" / "weights.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in written[1:]] == ["0", "1", "2", "3"]  # step 3's row is there
     resumed = Trainer(config, tmp_path / "cut", show_progress=False)
@@ -413,13 +421,7 @@ def test_a_resumed_run_leaves_the_tensorboard_log_of_the_uninterrupted_run(
     and after the epoch-1 checkpoint (global step 3): the resumed writer must purge step 3 onwards, or
     TensorBoard shows step 3 twice. The learning rate is logged once an epoch at the epoch's last step (at the
     next one, the purge would take epoch 1's value away)."""
-    config = tiny_config.model_copy(update={"log_every": 1})
-    reference = Trainer(config, tmp_path / "ref", show_progress=False)
-    reference.fit()
-    _stop_at_step(monkeypatch, 5)
-    with pytest.raises(_Stop):
-        Trainer(config, tmp_path / "cut", show_progress=False).fit()
-    monkeypatch.undo()
+    config, reference = _reference_and_stopped_run(tiny_config, tmp_path, monkeypatch)
     stale = _scalars(tmp_path / "cut")
     Trainer(config, tmp_path / "cut", show_progress=False).fit(resume=True)
     expected, resumed = _scalars(tmp_path / "ref"), _scalars(tmp_path / "cut")
