@@ -463,31 +463,3 @@ def test_best_pt_holds_the_epoch_with_the_highest_geometric_mean(
     # last.pt is the final epoch and keeps one generation back: last.prev.pt, the epoch before
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["epoch"] == 3
     assert torch.load(tmp_path / "run" / "last.prev.pt", weights_only=True)["epoch"] == 2
-
-
-def test_the_progress_bars_count_epochs_and_the_steps_of_each_epoch(
-    tmp_path: Path, tiny_config: TrainConfig, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """What a user watches: one bar over the epochs, and one per epoch, labelled "epoch k/N", whose total is
-    the number of batches and which advances once a step (tiny: 3 batches an epoch)."""
-    from rich.progress import Progress
-
-    bars: dict[int, dict[str, Any]] = {}
-
-    class Watched(Progress):
-        def add_task(self, description: str, *args: Any, **kwargs: Any) -> Any:
-            task = super().add_task(description, *args, **kwargs)
-            bars[task] = {"description": description, "total": kwargs.get("total"), "advanced": 0}
-            return task
-
-        def update(self, task_id: Any, *args: Any, **kwargs: Any) -> None:
-            bars[task_id]["advanced"] += kwargs.get("advance") or 0
-            super().update(task_id, *args, **kwargs)
-
-    monkeypatch.setattr("taskweight.trainer.Progress", Watched)
-    Trainer(tiny_config, tmp_path / "run", show_progress=False).fit()
-    assert [(b["description"], b["total"], b["advanced"]) for b in bars.values()] == [
-        ("epochs", 2, 0),
-        ("epoch 1/2", 3, 3),
-        ("epoch 2/2", 3, 3),
-    ]

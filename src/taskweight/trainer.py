@@ -413,7 +413,7 @@ class Trainer:
         log = _StepLog(self, writer, weights_csv)
         started = time.perf_counter()
         for batch in loader:
-            log.add(self.global_step, self.step(batch), batch.get("names", []))
+            log.add(self.global_step, self.step(batch), batch["names"])
             self.global_step += 1
             failpoint("train_step")
             if len(log.pending) >= self.config.log_every:
