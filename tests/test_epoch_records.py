@@ -2,12 +2,15 @@
 
 ``history.csv`` (and ``Trainer.history``) holds one row an epoch: the mean of every per-step loss, loss
 term and weight over that epoch's steps, which TensorBoard holds step by step; ``metrics.json``'s
-``train_time_s`` is the sum of the epochs' ``epoch_time_s``; the progress bars count epochs and steps;
-a non-finite loss stops the run naming the images of its batch.
+``train_time_s`` is the sum of the epochs' ``epoch_time_s``, and ``fit`` returns what it wrote; the
+validation scores reach TensorBoard at their epoch (a NaN left out), its pictures are drawn with the
+run's own settings; the progress bars count epochs and steps, and the console shows them only when
+asked; a non-finite loss stops the run naming the images of its batch.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import time
@@ -15,18 +18,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+from rich.console import Console
 from rich.progress import Progress
 
 from taskweight.config import TrainConfig, load_config
 from taskweight.errors import TrainingError
-from taskweight.trainer import Trainer
-from test_resume_survivors import _scalars
+from taskweight.trainer import Trainer, TrainResult
+from test_resume_every_strategy import _Stop, _stop_at_step
+from test_resume_survivors import _scalars, _scripted_validation
 
 STEPS_PER_EPOCH = 3  # tiny: 24 training images, batch 8
 
 
 @pytest.fixture
-def uncertainty_run(tmp_path: Path, tiny_kitti: Path) -> tuple[Trainer, Path, float]:
+def uncertainty_run(tmp_path: Path, tiny_kitti: Path) -> tuple[Trainer, Path, float, TrainResult]:
     """Two epochs with a strategy whose weights change every step (so a weight's mean is not its first
     value), flushed every 2 steps (so a flush straddles the epoch boundary); the fit's wall time. One run
     per test: mutmut credits a shared fixture's calls to the first test only, and would skip the others."""
@@ -35,12 +41,12 @@ def uncertainty_run(tmp_path: Path, tiny_kitti: Path) -> tuple[Trainer, Path, fl
     run = tmp_path / "run"
     trainer = Trainer(config, run, show_progress=False)
     started = time.perf_counter()
-    trainer.fit()
-    return trainer, run, time.perf_counter() - started
+    result = trainer.fit()
+    return trainer, run, time.perf_counter() - started, result
 
 
-def test_each_history_row_is_the_mean_of_its_epochs_steps(uncertainty_run: tuple[Trainer, Path, float]) -> None:
-    trainer, run, _ = uncertainty_run
+def test_each_history_row_is_the_mean_of_its_epochs_steps(uncertainty_run: tuple[Trainer, Path, float, Any]) -> None:
+    trainer, run, _, _ = uncertainty_run
     per_step = _scalars(run)  # TensorBoard tag → [(global step, value)], float32 as logged
     assert len(trainer.history) == 2
     for epoch, row in enumerate(trainer.history):
@@ -61,14 +67,49 @@ def test_each_history_row_is_the_mean_of_its_epochs_steps(uncertainty_run: tuple
     assert len(set(weights)) == len(weights)  # the weights did change: a mean is not one of them
 
 
-def test_train_time_is_the_sum_of_the_epoch_times(uncertainty_run: tuple[Trainer, Path, float]) -> None:
+def test_train_time_is_the_sum_of_the_epoch_times(uncertainty_run: tuple[Trainer, Path, float, Any]) -> None:
     """Each epoch's time lies between 0 and the fit's wall time; the run's is their sum, not the last one's."""
-    trainer, run, wall = uncertainty_run
+    trainer, run, wall, _ = uncertainty_run
     epoch_times = [row["epoch_time_s"] for row in trainer.history]
     assert all(t > 0 for t in epoch_times) and sum(epoch_times) < wall
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["train_time_s"] == pytest.approx(sum(epoch_times), rel=1e-12)
     assert metrics["train_time_s"] > max(epoch_times)
+
+
+def test_fit_returns_what_it_wrote(uncertainty_run: tuple[Trainer, Path, float, TrainResult]) -> None:
+    trainer, run, _, result = uncertainty_run
+    assert result.run_dir == run
+    assert result.history == trainer.history and len(result.history) == 2
+    assert json.loads((run / "metrics.json").read_text()) == json.loads(json.dumps(result.metrics))
+
+
+def _watch_progress(monkeypatch: pytest.MonkeyPatch) -> dict[int, dict[str, Any]]:
+    """Record every bar the trainer's ``Progress`` shows: its description and total, where it starts, how
+    many steps it advanced, where it ended and its info fields when it was added."""
+    bars: dict[int, dict[str, Any]] = {}
+
+    class Watched(Progress):
+        def add_task(self, description: str, *args: Any, **kwargs: Any) -> Any:
+            task = super().add_task(description, *args, **kwargs)
+            added = self._tasks[task]
+            bars[task] = {
+                "description": description,
+                "total": added.total,
+                "start": added.completed,
+                "advanced": 0,
+                "end": added.completed,
+                "fields": dict(added.fields),
+            }
+            return task
+
+        def update(self, task_id: Any, *args: Any, **kwargs: Any) -> None:
+            super().update(task_id, *args, **kwargs)
+            bars[task_id]["advanced"] += kwargs.get("advance") or 0
+            bars[task_id]["end"] = self._tasks[task_id].completed
+
+    monkeypatch.setattr("taskweight.trainer.Progress", Watched)
+    return bars
 
 
 def test_the_progress_bars_count_epochs_and_the_steps_of_each_epoch(
@@ -77,26 +118,90 @@ def test_the_progress_bars_count_epochs_and_the_steps_of_each_epoch(
     """What a user watches: one bar over the epochs, and one per epoch, labelled "epoch k/N", whose total is
     the number of batches and which advances once a step (tiny: 3 batches an epoch). Every bar starts with an
     empty info column: the losses appear at the first flush, the validation scores after the first epoch."""
-    bars: dict[int, dict[str, Any]] = {}
-
-    class Watched(Progress):
-        def add_task(self, description: str, *args: Any, **kwargs: Any) -> Any:
-            task = super().add_task(description, *args, **kwargs)
-            fields = dict(self.tasks[-1].fields)
-            bars[task] = {"description": description, "total": kwargs.get("total"), "advanced": 0, "fields": fields}
-            return task
-
-        def update(self, task_id: Any, *args: Any, **kwargs: Any) -> None:
-            bars[task_id]["advanced"] += kwargs.get("advance") or 0
-            super().update(task_id, *args, **kwargs)
-
-    monkeypatch.setattr("taskweight.trainer.Progress", Watched)
+    bars = _watch_progress(monkeypatch)
     Trainer(tiny_config, tmp_path / "run", show_progress=False).fit()
-    assert [(b["description"], b["total"], b["advanced"], b["fields"]) for b in bars.values()] == [
-        ("epochs", 2, 0, {"info": ""}),
-        ("epoch 1/2", STEPS_PER_EPOCH, STEPS_PER_EPOCH, {"info": ""}),
-        ("epoch 2/2", STEPS_PER_EPOCH, STEPS_PER_EPOCH, {"info": ""}),
+    assert [
+        (b["description"], b["total"], b["start"], b["advanced"], b["end"], b["fields"]) for b in bars.values()
+    ] == [
+        ("epochs", 2, 0, 0, 2, {"info": ""}),
+        ("epoch 1/2", STEPS_PER_EPOCH, 0, STEPS_PER_EPOCH, STEPS_PER_EPOCH, {"info": ""}),
+        ("epoch 2/2", STEPS_PER_EPOCH, 0, STEPS_PER_EPOCH, STEPS_PER_EPOCH, {"info": ""}),
     ]
+
+
+def test_a_resumed_runs_bar_starts_at_the_epochs_already_done(
+    tmp_path: Path, tiny_config: TrainConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _stop_at_step(monkeypatch, 5)  # in epoch 2, after the epoch-1 checkpoint
+    with pytest.raises(_Stop):
+        Trainer(tiny_config, tmp_path / "run", show_progress=False).fit()
+    monkeypatch.undo()
+    bars = _watch_progress(monkeypatch)
+    Trainer(tiny_config, tmp_path / "run", show_progress=False).fit(resume=True)
+    assert [(b["description"], b["start"], b["end"]) for b in bars.values()] == [
+        ("epochs", 1, 2),
+        ("epoch 2/2", 0, STEPS_PER_EPOCH),
+    ]
+
+
+@pytest.mark.parametrize("show", [True, False])
+def test_the_console_shows_the_epochs_bar_and_the_last_validation_only_when_asked(
+    tmp_path: Path, tiny_config: TrainConfig, monkeypatch: pytest.MonkeyPatch, show: bool
+) -> None:
+    """A console that is not a terminal gets the final frame once: the epochs bar, done/total, the elapsed
+    and remaining time, the last epoch's validation scores to 3 decimals (mAP = GM / 2 here)."""
+    _scripted_validation(monkeypatch, [0.5, 0.25])
+    out = io.StringIO()
+    console = Console(file=out, width=200, color_system=None, highlight=False)
+    Trainer(tiny_config, tmp_path / "run", show_progress=show, console=console).fit()
+    if show:
+        assert re.fullmatch(
+            r"epochs ━{40} 2/2 \d:\d\d:\d\d \d:\d\d:\d\d val mAP 0\.125 mIoU 0\.250 GM 0\.250\n", out.getvalue()
+        ), out.getvalue()
+    else:
+        assert out.getvalue() == ""
+
+
+def test_validation_scores_reach_tensorboard_at_their_epoch_without_nans(
+    tmp_path: Path, tiny_config: TrainConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tiny_config.model_copy(update={"epochs": 3})
+    _scripted_validation(monkeypatch, [float("nan"), 0.4, 0.3])  # epoch 1: every score NaN
+    Trainer(config, tmp_path / "run", show_progress=False).fit()
+    logged = {tag: steps for tag, steps in _scalars(tmp_path / "run").items() if tag.startswith("val/")}
+    assert logged == {
+        "val/mAP": [(2, pytest.approx(0.2)), (3, pytest.approx(0.15))],
+        "val/mIoU": [(2, pytest.approx(0.4)), (3, pytest.approx(0.3))],
+        "val/geometric_mean": [(2, pytest.approx(0.4)), (3, pytest.approx(0.3))],
+    }
+
+
+@pytest.mark.parametrize("pictures", [0, 2])
+def test_tensorboard_pictures_are_drawn_each_epoch_with_the_runs_own_settings(
+    tmp_path: Path, tiny_config: TrainConfig, monkeypatch: pytest.MonkeyPatch, pictures: int
+) -> None:
+    """The pictures show what evaluation scores: the run's precision, NMS IoU and memory layout (settings
+    different from ``log_predictions``' defaults here), the first ``tensorboard_images`` val images, one
+    picture an epoch at the epoch's number; none at all with ``tensorboard_images: 0``."""
+    config = tiny_config.model_copy(
+        update={
+            "tensorboard_images": pictures,
+            "precision": "bf16",
+            "channels_last": True,
+            "eval": tiny_config.eval.model_copy(update={"nms_iou": 0.3}),
+        }
+    )
+    calls: list[tuple[Any, ...]] = []
+
+    def drawn(writer: Any, model: Any, dataset: Any, count: int, step: int, **settings: Any) -> None:
+        calls.append((dataset, count, step, settings))
+
+    monkeypatch.setattr("taskweight.trainer.log_predictions", drawn)
+    trainer = Trainer(config, tmp_path / "run", show_progress=False)
+    trainer.fit()
+    settings = {"device": torch.device("cpu"), "precision": "bf16", "nms_iou": 0.3, "channels_last": True}
+    expected = [(trainer.val_set, pictures, epoch, settings) for epoch in (1, 2)] if pictures else []
+    assert calls == expected
 
 
 def test_a_non_finite_loss_names_the_images_of_its_batch(
