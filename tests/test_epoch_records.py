@@ -10,6 +10,7 @@ asked; a non-finite loss stops the run naming the images of its batch.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import re
@@ -24,7 +25,7 @@ from rich.progress import Progress
 
 from taskweight.config import TrainConfig, load_config
 from taskweight.errors import TrainingError
-from taskweight.trainer import Trainer, TrainResult
+from taskweight.trainer import Trainer, TrainResult, _fmt
 from test_resume_every_strategy import _Stop, _stop_at_step
 from test_resume_survivors import _scalars, _scripted_validation
 
@@ -65,6 +66,12 @@ def test_each_history_row_is_the_mean_of_its_epochs_steps(uncertainty_run: tuple
         assert row["epoch"] == epoch + 1
     weights = [v for _, v in per_step["weight/det"]]
     assert len(set(weights)) == len(weights)  # the weights did change: a mean is not one of them
+    # weights.csv holds the same per-step values, to 6 significant digits
+    with (run / "weights.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for column in ("loss_det", "loss_seg", "weight_det", "weight_seg"):
+        tag = column.replace("_", "/", 1)
+        assert [float(r[column]) for r in rows] == pytest.approx([v for _, v in per_step[tag]], rel=1e-5)
 
 
 def test_train_time_is_the_sum_of_the_epoch_times(uncertainty_run: tuple[Trainer, Path, float, Any]) -> None:
@@ -228,3 +235,85 @@ def test_a_non_finite_loss_names_the_images_of_its_batch(
         r"lower optim.lr or check the labels",
         str(info.value),
     )
+
+
+def test_metrics_json_names_the_method_and_the_mean_losses_of_the_first_ten_steps(
+    tmp_path: Path, tiny_kitti: Path
+) -> None:
+    """``initial_losses``: each task's mean loss over the run's first 10 steps (tiny, 4 epochs: 12 steps, so
+    the last 2 are left out); the ratio det/seg of those means, which the paper's handcrafted weights use."""
+    overrides = {
+        "data": {"root": str(tiny_kitti)},
+        "epochs": 4,
+        "method": {"name": "dwa", "options": {"temperature": 3.0}},
+    }
+    Trainer(load_config("tiny", overrides=overrides), tmp_path / "run", show_progress=False).fit()
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (metrics["method"], metrics["method_options"]) == ("dwa", {"temperature": 3.0})
+    per_step = _scalars(tmp_path / "run")
+    assert [s for s, _ in per_step["loss/det"]] == list(range(12))
+    first_ten = {t: [v for s, v in per_step[f"loss/{t}"] if s < 10] for t in ("det", "seg")}
+    expected = {t: sum(v) / 10 for t, v in first_ten.items()}
+    assert metrics["initial_losses"] == pytest.approx(expected, rel=1e-6)
+    assert metrics["initial_loss_ratio_det_over_seg"] == pytest.approx(expected["det"] / expected["seg"], rel=1e-6)
+
+
+def test_a_segmentation_only_run_has_no_loss_ratio(tmp_path: Path, tiny_kitti: Path) -> None:
+    overrides = {"data": {"root": str(tiny_kitti)}, "epochs": 1, "tasks": ["seg"]}
+    Trainer(load_config("tiny", overrides=overrides), tmp_path / "run", show_progress=False).fit()
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert set(metrics["initial_losses"]) == {"seg"} and metrics["initial_losses"]["seg"] > 0
+    assert metrics["initial_loss_ratio_det_over_seg"] is None
+
+
+def test_validation_scores_with_the_runs_own_settings(
+    tmp_path: Path, tiny_config: TrainConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The epoch's val scores come from the whole val split, scored with the run's precision, layout,
+    score threshold and NMS IoU (each different from ``evaluate``'s defaults here)."""
+    import taskweight.trainer as trainer_module
+
+    config = tiny_config.model_copy(
+        update={
+            "epochs": 1,
+            "precision": "bf16",
+            "channels_last": True,
+            "eval": tiny_config.eval.model_copy(update={"nms_iou": 0.3, "score_threshold": 0.2}),
+        }
+    )
+    calls: list[dict[str, Any]] = []
+    real = trainer_module.evaluate
+
+    def scored(model: Any, loader: Any, device: Any, **settings: Any) -> Any:
+        calls.append({"loader": loader, "device": device, **settings})
+        return real(model, loader, device, **settings)
+
+    monkeypatch.setattr(trainer_module, "evaluate", scored)
+    trainer = Trainer(config, tmp_path / "run", show_progress=False)
+    trainer.fit()
+    assert calls == [
+        {
+            "loader": trainer.val_loader,
+            "device": torch.device("cpu"),
+            "score_threshold": 0.2,
+            "nms_iou": 0.3,
+            "precision": "bf16",
+            "channels_last": True,
+        }
+    ]
+    assert trainer.history[0]["val_images_seg"] == 8  # the whole val split
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert {k: metrics[k] for k in ("precision", "channels_last", "compile", "cuda_graph", "epochs")} == {
+        "precision": "bf16",
+        "channels_last": True,
+        "compile": False,
+        "cuda_graph": False,
+        "epochs": 1,
+    }
+    final = {k.removeprefix("val_"): v for k, v in trainer.history[0].items() if k.startswith("val_")}
+    assert metrics["final"] == pytest.approx(final, nan_ok=True) and metrics["best_epoch"] == 1
+
+
+def test_a_weights_csv_cell_is_6_significant_digits_or_empty_for_a_task_without_a_loss() -> None:
+    """A step whose batch has no image labelled for a task has no loss for it: its cell stays empty."""
+    assert [_fmt(None), _fmt(0.0), _fmt(12.3456789), _fmt(0.000123456789)] == ["", "0", "12.3457", "0.000123457"]
