@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from taskweight.config import TrainConfig, load_config
-from taskweight.errors import RunFolderError, TrainingError
+from taskweight.errors import TrainingError
 from taskweight.trainer import Trainer, TrainResult, _fmt
 from test_resume_every_strategy import _Stop, _stop_at_step
 from test_resume_survivors import _scalars, _scripted_validation
@@ -317,15 +317,3 @@ def test_validation_scores_with_the_runs_own_settings(
 def test_a_weights_csv_cell_is_6_significant_digits_or_empty_for_a_task_without_a_loss() -> None:
     """A step whose batch has no image labelled for a task has no loss for it: its cell stays empty."""
     assert [_fmt(None), _fmt(0.0), _fmt(12.3456789), _fmt(0.000123456789)] == ["", "0", "12.3457", "0.000123457"]
-
-
-def test_fit_makes_the_folders_it_needs_and_by_default_neither_resumes_nor_replaces_a_run(
-    tmp_path: Path, tiny_config: TrainConfig
-) -> None:
-    config = tiny_config.model_copy(update={"epochs": 1})
-    run = tmp_path / "runs" / "kitti" / "equal"  # neither parent exists yet
-    Trainer(config, run, show_progress=False).fit()
-    finished = (run / "last.pt").read_bytes()
-    with pytest.raises(RunFolderError, match=rf"^{re.escape(str(run))} already holds a run \(.*--resume.*--overwrite"):
-        Trainer(config, run, show_progress=False).fit()
-    assert (run / "last.pt").read_bytes() == finished  # neither resumed nor replaced

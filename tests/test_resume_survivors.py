@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,8 @@ from rich.console import Console
 
 from taskweight.checkpoint import CheckpointError, load_checkpoint, previous_of, save_checkpoint
 from taskweight.config import TrainConfig
+from taskweight.durable import FolderBusyError, FolderLock
+from taskweight.errors import RunFolderError
 from taskweight.trainer import RESUME_KEYS, Trainer, _truncate_weights, resumable
 from test_resume_every_strategy import _Stop, _stop_at_step
 
@@ -463,3 +467,56 @@ def test_best_pt_holds_the_epoch_with_the_highest_geometric_mean(
     # last.pt is the final epoch and keeps one generation back: last.prev.pt, the epoch before
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["epoch"] == 3
     assert torch.load(tmp_path / "run" / "last.prev.pt", weights_only=True)["epoch"] == 2
+
+
+# ----------------------------------------------------------------------------- the run folder: claim, replace, lock
+
+
+def test_fit_makes_the_folders_it_needs_and_by_default_neither_resumes_nor_replaces_a_run(
+    tmp_path: Path, tiny_config: TrainConfig
+) -> None:
+    config = tiny_config.model_copy(update={"epochs": 1})
+    run = tmp_path / "runs" / "kitti" / "equal"  # neither parent exists yet
+    Trainer(config, run, show_progress=False).fit()
+    finished = (run / "last.pt").read_bytes()
+    with pytest.raises(RunFolderError, match=rf"^{re.escape(str(run))} already holds a run \(.*--resume.*--overwrite"):
+        Trainer(config, run, show_progress=False).fit()
+    assert (run / "last.pt").read_bytes() == finished  # neither resumed nor replaced
+
+
+def test_overwrite_replaces_a_finished_run_files_and_folders_alike(tmp_path: Path, tiny_config: TrainConfig) -> None:
+    run = tmp_path / "run"
+    Trainer(tiny_config, run, show_progress=False).fit()  # 2 epochs
+    Trainer(tiny_config.model_copy(update={"epochs": 1}), run, show_progress=False).fit(overwrite=True)
+    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 1
+    assert not (run / "last.prev.pt").exists()  # the old run's previous generation went with it
+    assert len(list((run / "tensorboard").iterdir())) == 1  # one event file: the old run's folder was removed
+    assert (run / "history.csv").read_text().count("\n") == 1 + 1
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_its_start(
+    tmp_path: Path, tiny_config: TrainConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its partial files (config.yaml, weights.csv, TensorBoard) are replaced, and it ends as an uninterrupted run."""
+    config = tiny_config.model_copy(update={"log_every": 1})
+    reference = Trainer(config, tmp_path / "ref", show_progress=False)
+    reference.fit()
+    _stop_at_step(monkeypatch, 2)  # in epoch 1: no checkpoint yet
+    with pytest.raises(_Stop):
+        Trainer(config, tmp_path / "cut", show_progress=False).fit()
+    monkeypatch.undo()
+    assert not (tmp_path / "cut" / "last.pt").exists() and (tmp_path / "cut" / "weights.csv").is_file()
+    resumed = Trainer(config, tmp_path / "cut", show_progress=False)
+    resumed.fit(resume=True)
+    assert (tmp_path / "cut" / "weights.csv").read_bytes() == (tmp_path / "ref" / "weights.csv").read_bytes()
+    assert resumed.best == reference.best and resumed.global_step == reference.global_step
+
+
+def test_a_run_folder_in_use_is_refused_naming_it_and_its_holder(tmp_path: Path, tiny_config: TrainConfig) -> None:
+    run = tmp_path / "run"
+    with FolderLock(run, "held"), pytest.raises(FolderBusyError) as info:
+        Trainer(tiny_config, run, show_progress=False).fit()
+    assert str(info.value) == (
+        f"{run}: this run folder is in use by PID {os.getpid()}; wait for it to finish or use another folder"
+    )
+    assert not (run / "config.yaml").exists()
