@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from taskweight.config import TrainConfig, load_config
+from taskweight.engine import StepOutput
 from taskweight.errors import TrainingError
 from taskweight.trainer import Trainer, TrainResult, _fmt
 from test_resume_every_strategy import _Stop, _stop_at_step
@@ -72,6 +73,7 @@ def test_each_history_row_is_the_mean_of_its_epochs_steps(uncertainty_run: tuple
     for column in ("loss_det", "loss_seg", "weight_det", "weight_seg"):
         tag = column.replace("_", "/", 1)
         assert [float(r[column]) for r in rows] == pytest.approx([v for _, v in per_step[tag]], rel=1e-5)
+    assert [(int(r["step"]), int(r["epoch"])) for r in rows] == [(s, 1 + s // STEPS_PER_EPOCH) for s in range(6)]
 
 
 def test_train_time_is_the_sum_of_the_epoch_times(uncertainty_run: tuple[Trainer, Path, float, Any]) -> None:
@@ -317,3 +319,35 @@ def test_validation_scores_with_the_runs_own_settings(
 def test_a_weights_csv_cell_is_6_significant_digits_or_empty_for_a_task_without_a_loss() -> None:
     """A step whose batch has no image labelled for a task has no loss for it: its cell stays empty."""
     assert [_fmt(None), _fmt(0.0), _fmt(12.3456789), _fmt(0.000123456789)] == ["", "0", "12.3457", "0.000123457"]
+
+
+def test_weights_given_as_python_numbers_are_recorded_like_tensors(
+    tmp_path: Path, tiny_config: TrainConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``StepOutput.weights`` may hold Python numbers (a strategy of one's own): weights.csv, TensorBoard and
+    the history's means take them as they take 0-dim tensors. Step i's weights: 0.5 + i/8 and 1.5 − i/8."""
+
+    class NumberWeights:
+        def __init__(self, step: Any) -> None:
+            self.inner = step
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def __call__(self, batch: dict[str, Any]) -> StepOutput:
+            out = self.inner(batch)
+            i = len(given)
+            given.append({"det": 0.5 + i / 8, "seg": 1.5 - i / 8})
+            return StepOutput(out.losses, given[-1], out.details)
+
+    given: list[dict[str, float]] = []
+    trainer = Trainer(tiny_config.model_copy(update={"log_every": 2}), tmp_path / "run", show_progress=False)
+    trainer.step = NumberWeights(trainer.step)  # type: ignore[assignment]
+    trainer.fit()
+    with (tmp_path / "run" / "weights.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(float(r["weight_det"]), float(r["weight_seg"])) for r in rows] == [(w["det"], w["seg"]) for w in given]
+    assert [v for _, v in _scalars(tmp_path / "run")["weight/det"]] == [w["det"] for w in given]
+    for epoch, row in enumerate(trainer.history):
+        epoch_weights = given[epoch * STEPS_PER_EPOCH : (epoch + 1) * STEPS_PER_EPOCH]
+        assert row["weight_det"] == pytest.approx(sum(w["det"] for w in epoch_weights) / STEPS_PER_EPOCH)
