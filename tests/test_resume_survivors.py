@@ -520,3 +520,30 @@ def test_a_run_folder_in_use_is_refused_naming_it_and_its_holder(tmp_path: Path,
         f"{run}: this run folder is in use by PID {os.getpid()}; wait for it to finish or use another folder"
     )
     assert not (run / "config.yaml").exists()
+
+
+def test_check_folder_lists_a_runs_outputs_and_refuses_them_unless_overwriting(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert Trainer.check_folder(run) == []  # not there yet: nothing to refuse
+    (run / "tensorboard").mkdir(parents=True)
+    for name in ("weights.csv", "last.pt", "config.yaml", "notes.txt"):  # config.yaml and notes are not outputs
+        (run / name).write_text("x")
+    with pytest.raises(RunFolderError) as info:
+        Trainer.check_folder(run)
+    assert str(info.value) == (
+        f"{run} already holds a run (last.pt, weights.csv, tensorboard); pass --resume to continue it, "
+        "--overwrite to replace it, or choose another --out"
+    )
+    assert Trainer.check_folder(run, overwrite=True) == ["last.pt", "weights.csv", "tensorboard"]
+
+
+def test_a_trainer_without_a_console_shows_its_progress_and_messages_on_stderr(
+    tmp_path: Path, tiny_config: TrainConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """stdout stays free for what a command prints as its result; the bars are on by default."""
+    Trainer(tiny_config.model_copy(update={"epochs": 1}), tmp_path / "run").fit()
+    Trainer(tiny_config.model_copy(update={"epochs": 1}), tmp_path / "run").fit(resume=True)
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert re.search(r"^epochs ━+ 1/1 ", err, flags=re.MULTILINE)
+    assert f"resuming {tmp_path / 'run'} after epoch 1" in " ".join(err.split())  # wrapped at the width
