@@ -351,3 +351,25 @@ def test_weights_given_as_python_numbers_are_recorded_like_tensors(
     for epoch, row in enumerate(trainer.history):
         epoch_weights = given[epoch * STEPS_PER_EPOCH : (epoch + 1) * STEPS_PER_EPOCH]
         assert row["weight_det"] == pytest.approx(sum(w["det"] for w in epoch_weights) / STEPS_PER_EPOCH)
+
+
+def test_an_epochs_bar_shows_the_losses_of_the_last_step_read_back(
+    tmp_path: Path, tiny_config: TrainConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With log_every 1 every step is read back at once, and the epoch's bar shows that step's losses."""
+    shown: list[tuple[str, str]] = []
+
+    class Watched(Progress):
+        def update(self, task_id: Any, *args: Any, **kwargs: Any) -> None:
+            super().update(task_id, *args, **kwargs)
+            if "info" in kwargs and self._tasks[task_id].description.startswith("epoch "):
+                shown.append((self._tasks[task_id].description, kwargs["info"]))
+
+    monkeypatch.setattr("taskweight.trainer.Progress", Watched)
+    Trainer(tiny_config.model_copy(update={"log_every": 1}), tmp_path / "run", show_progress=False).fit()
+    losses = _scalars(tmp_path / "run")
+    expected = [
+        (f"epoch {1 + step // STEPS_PER_EPOCH}/2", f"det {det:.3f} seg {seg:.3f}")
+        for (step, det), (_, seg) in zip(losses["loss/det"], losses["loss/seg"], strict=True)
+    ]
+    assert shown == expected and len(shown) == 6
