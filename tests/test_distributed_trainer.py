@@ -24,17 +24,13 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-import taskweight.trainer as trainer_module
 from taskweight import distributed
 from taskweight.config import TrainConfig, load_config
 from taskweight.trainer import Trainer
+from test_resume_every_strategy import _Stop, _stop_at_step
 
 WORLD = 2
 pytestmark = pytest.mark.slow
-
-
-class _Stop(Exception):
-    """Raised on every rank at the same step: the run stops there, as if killed."""
 
 
 def _rank(rank: int, port: int, config: TrainConfig, run: str, resume: bool, stop_at: int, out: str) -> None:
@@ -42,15 +38,8 @@ def _rank(rank: int, port: int, config: TrainConfig, run: str, resume: bool, sto
         WORLD_SIZE=str(WORLD), RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
     )
     torch.set_num_threads(1)
-    steps = {"done": 0}
-
-    def failpoint(name: str) -> None:
-        if name == "train_step":
-            steps["done"] += 1
-            if steps["done"] == stop_at:
-                raise _Stop
-
-    trainer_module.failpoint = failpoint  # a spawned process of its own: nothing to restore
+    if stop_at:  # a spawned process of its own: the patch needs no undoing
+        _stop_at_step(pytest.MonkeyPatch(), stop_at)
     try:
         trainer = Trainer(config, run, show_progress=False)
         try:
