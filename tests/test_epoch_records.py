@@ -95,7 +95,7 @@ def test_fit_returns_what_it_wrote(uncertainty_run: tuple[Trainer, Path, float, 
 
 def _watch_progress(monkeypatch: pytest.MonkeyPatch) -> dict[int, dict[str, Any]]:
     """Record every bar the trainer's ``Progress`` shows: its description and total, where it starts, how
-    many steps it advanced, where it ended and its info fields when it was added."""
+    many steps it advanced, where it ended, its info fields when it was added and each info shown later."""
     bars: dict[int, dict[str, Any]] = {}
 
     class Watched(Progress):
@@ -109,6 +109,7 @@ def _watch_progress(monkeypatch: pytest.MonkeyPatch) -> dict[int, dict[str, Any]
                 "advanced": 0,
                 "end": added.completed,
                 "fields": dict(added.fields),
+                "infos": [],
             }
             return task
 
@@ -116,6 +117,8 @@ def _watch_progress(monkeypatch: pytest.MonkeyPatch) -> dict[int, dict[str, Any]
             super().update(task_id, *args, **kwargs)
             bars[task_id]["advanced"] += kwargs.get("advance") or 0
             bars[task_id]["end"] = self._tasks[task_id].completed
+            if "info" in kwargs:
+                bars[task_id]["infos"].append(kwargs["info"])
 
     monkeypatch.setattr("taskweight.trainer.Progress", Watched)
     return bars
@@ -357,17 +360,10 @@ def test_an_epochs_bar_shows_the_losses_of_the_last_step_read_back(
     tmp_path: Path, tiny_config: TrainConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With log_every 1 every step is read back at once, and the epoch's bar shows that step's losses."""
-    shown: list[tuple[str, str]] = []
-
-    class Watched(Progress):
-        def update(self, task_id: Any, *args: Any, **kwargs: Any) -> None:
-            super().update(task_id, *args, **kwargs)
-            if "info" in kwargs and self._tasks[task_id].description.startswith("epoch "):
-                shown.append((self._tasks[task_id].description, kwargs["info"]))
-
-    monkeypatch.setattr("taskweight.trainer.Progress", Watched)
+    bars = _watch_progress(monkeypatch)
     Trainer(tiny_config.model_copy(update={"log_every": 1}), tmp_path / "run", show_progress=False).fit()
     losses = _scalars(tmp_path / "run")
+    shown = [(b["description"], info) for b in bars.values() if b["description"] != "epochs" for info in b["infos"]]
     expected = [
         (f"epoch {1 + step // STEPS_PER_EPOCH}/2", f"det {det:.3f} seg {seg:.3f}")
         for (step, det), (_, seg) in zip(losses["loss/det"], losses["loss/seg"], strict=True)
