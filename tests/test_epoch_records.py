@@ -26,6 +26,7 @@ from rich.progress import Progress
 from taskweight.config import TrainConfig, load_config
 from taskweight.engine import StepOutput
 from taskweight.errors import TrainingError
+from taskweight.evaluate import evaluate
 from taskweight.trainer import Trainer, TrainResult, _fmt
 from test_resume_every_strategy import _Stop, _stop_at_step
 from test_resume_survivors import _scalars, _scripted_validation
@@ -188,6 +189,13 @@ def test_validation_scores_reach_tensorboard_at_their_epoch_without_nans(
     }
 
 
+def _own_settings(tiny_config: TrainConfig, **update: Any) -> TrainConfig:
+    """``tiny`` with a precision, a memory layout, a score threshold and an NMS IoU that differ from the
+    defaults of ``evaluate`` and ``log_predictions``, so a setting not passed on shows."""
+    own_eval = tiny_config.eval.model_copy(update={"nms_iou": 0.3, "score_threshold": 0.2})
+    return tiny_config.model_copy(update={"precision": "bf16", "channels_last": True, "eval": own_eval, **update})
+
+
 @pytest.mark.parametrize("pictures", [0, 2])
 def test_tensorboard_pictures_are_drawn_each_epoch_with_the_runs_own_settings(
     tmp_path: Path, tiny_config: TrainConfig, monkeypatch: pytest.MonkeyPatch, pictures: int
@@ -195,14 +203,7 @@ def test_tensorboard_pictures_are_drawn_each_epoch_with_the_runs_own_settings(
     """The pictures show what evaluation scores: the run's precision, NMS IoU and memory layout (settings
     different from ``log_predictions``' defaults here), the first ``tensorboard_images`` val images, one
     picture an epoch at the epoch's number; none at all with ``tensorboard_images: 0``."""
-    config = tiny_config.model_copy(
-        update={
-            "tensorboard_images": pictures,
-            "precision": "bf16",
-            "channels_last": True,
-            "eval": tiny_config.eval.model_copy(update={"nms_iou": 0.3}),
-        }
-    )
+    config = _own_settings(tiny_config, tensorboard_images=pictures)
     calls: list[tuple[Any, ...]] = []
 
     def drawn(writer: Any, model: Any, dataset: Any, count: int, step: int, **settings: Any) -> None:
@@ -276,24 +277,14 @@ def test_validation_scores_with_the_runs_own_settings(
 ) -> None:
     """The epoch's val scores come from the whole val split, scored with the run's precision, layout,
     score threshold and NMS IoU (each different from ``evaluate``'s defaults here)."""
-    import taskweight.trainer as trainer_module
-
-    config = tiny_config.model_copy(
-        update={
-            "epochs": 1,
-            "precision": "bf16",
-            "channels_last": True,
-            "eval": tiny_config.eval.model_copy(update={"nms_iou": 0.3, "score_threshold": 0.2}),
-        }
-    )
+    config = _own_settings(tiny_config, epochs=1)
     calls: list[dict[str, Any]] = []
-    real = trainer_module.evaluate
 
     def scored(model: Any, loader: Any, device: Any, **settings: Any) -> Any:
         calls.append({"loader": loader, "device": device, **settings})
-        return real(model, loader, device, **settings)
+        return evaluate(model, loader, device, **settings)
 
-    monkeypatch.setattr(trainer_module, "evaluate", scored)
+    monkeypatch.setattr("taskweight.trainer.evaluate", scored)
     trainer = Trainer(config, tmp_path / "run", show_progress=False)
     trainer.fit()
     assert calls == [

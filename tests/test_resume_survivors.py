@@ -375,13 +375,13 @@ def test_both_generations_unreadable_is_one_error_naming_both(tmp_path: Path, ti
 
 # ----------------------------------------------------------------------------- a real stop and resume
 def _reference_and_stopped_run(
-    tiny_config: TrainConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_config: TrainConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop_at: int = 5
 ) -> tuple[TrainConfig, Trainer]:
-    """log_every 1; the uninterrupted run in ``ref`` and a run stopped at its 5th step in ``cut``."""
+    """log_every 1; the uninterrupted run in ``ref`` and a run stopped at its ``stop_at``-th step in ``cut``."""
     config = tiny_config.model_copy(update={"log_every": 1})
     reference = Trainer(config, tmp_path / "ref", show_progress=False)
     reference.fit()
-    _stop_at_step(monkeypatch, 5)
+    _stop_at_step(monkeypatch, stop_at)
     with pytest.raises(_Stop):
         Trainer(config, tmp_path / "cut", show_progress=False).fit()
     monkeypatch.undo()
@@ -498,13 +498,7 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_from_its_start(
     tmp_path: Path, tiny_config: TrainConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Its partial files (config.yaml, weights.csv, TensorBoard) are replaced, and it ends as an uninterrupted run."""
-    config = tiny_config.model_copy(update={"log_every": 1})
-    reference = Trainer(config, tmp_path / "ref", show_progress=False)
-    reference.fit()
-    _stop_at_step(monkeypatch, 2)  # in epoch 1: no checkpoint yet
-    with pytest.raises(_Stop):
-        Trainer(config, tmp_path / "cut", show_progress=False).fit()
-    monkeypatch.undo()
+    config, reference = _reference_and_stopped_run(tiny_config, tmp_path, monkeypatch, stop_at=2)  # no checkpoint
     assert not (tmp_path / "cut" / "last.pt").exists() and (tmp_path / "cut" / "weights.csv").is_file()
     resumed = Trainer(config, tmp_path / "cut", show_progress=False)
     resumed.fit(resume=True)
