@@ -32,8 +32,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples tools docs
-	$(BIN)/ruff format --check src tests examples tools docs
+	$(BIN)/ruff check src tests examples tools docs benchmarks
+	$(BIN)/ruff format --check src tests examples tools docs benchmarks
 	$(BIN)/mypy src
 
 docs: $(STAMP)

@@ -21,7 +21,11 @@ import pytest
 
 TESTS = [
     test
-    for test in ("tests/test_solver_survivors.py", "tests/test_strategy_contract.py", "tests/test_cuda_device_survivors.py")
+    for test in (
+        "tests/test_solver_survivors.py",
+        "tests/test_strategy_contract.py",
+        "tests/test_cuda_device_survivors.py",
+    )
     if os.path.exists(test)
 ]
 
@@ -41,8 +45,12 @@ def main(out: str, names: list[str]) -> int:
         args = ["-q", "-x", "-p", "no:randomly", "-p", "no:cacheprovider", "-W", "ignore", "--no-header", "--tb=no"]
         code = int(pytest.main([*args, "-k", strategy_of(name), *TESTS]))
         results[name] = code
-        print(f"RESULT {name} {'killed' if code == 1 else 'survived' if code == 0 else f'exit {code}'} "
-              f"{time.time() - started:.1f}s", file=sys.stderr, flush=True)
+        print(
+            f"RESULT {name} {'killed' if code == 1 else 'survived' if code == 0 else f'exit {code}'} "
+            f"{time.time() - started:.1f}s",
+            file=sys.stderr,
+            flush=True,
+        )
         with open(out, "w") as handle:
             json.dump(results, handle, indent=0)
     killed = sum(code == 1 for code in results.values())

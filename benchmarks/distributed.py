@@ -27,8 +27,23 @@ from taskweight.synth import generate_dataset
 
 def _train(root: Path, out: Path, args: argparse.Namespace, nproc: int, threads: int) -> float:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    command = [sys.executable, "-m", "taskweight.cli", "train", "--preset", args.preset, "--data", str(root),
-               "--epochs", str(args.epochs), "--method", args.method, "--out", str(out), "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "taskweight.cli",
+        "train",
+        "--preset",
+        args.preset,
+        "--data",
+        str(root),
+        "--epochs",
+        str(args.epochs),
+        "--method",
+        args.method,
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     if nproc > 1:
         command += ["--nproc", str(nproc)]
     subprocess.run(command, env=env, check=True, capture_output=True)

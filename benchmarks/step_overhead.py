@@ -45,7 +45,9 @@ REPRESENTATION = "@representation"
 
 def split_spec(spec: str) -> tuple[str, str]:
     """``"mgda@representation"`` → (``"mgda"``, ``"representation"``); a plain name → (name, ``"parameters"``)."""
-    return (spec.removesuffix(REPRESENTATION), "representation") if spec.endswith(REPRESENTATION) else (spec, "parameters")
+    return (
+        (spec.removesuffix(REPRESENTATION), "representation") if spec.endswith(REPRESENTATION) else (spec, "parameters")
+    )
 
 
 def target(spec: str, device_type: str = "cpu") -> float | None:
@@ -67,8 +69,15 @@ def target(spec: str, device_type: str = "cpu") -> float | None:
     return None
 
 
-def _setup(preset: str, device_name: str, root: Path, precision: str = "auto", size: str | None = None,
-           batch: int | None = None, cuda_graph: str = "off"):
+def _setup(
+    preset: str,
+    device_name: str,
+    root: Path,
+    precision: str = "auto",
+    size: str | None = None,
+    batch: int | None = None,
+    cuda_graph: str = "off",
+):
     overrides: dict = {"data": {"root": str(root)}, "precision": precision, "cuda_graph": cuda_graph}
     if size:
         overrides["data"]["image_size"] = [int(v) for v in size.lower().split("x")]
@@ -95,9 +104,16 @@ class Runner:
         self.model = copy.deepcopy(base_model).train()
         self.strategy = weighting.get(name, tasks=self.model.tasks, **OPTIONS.get(name, {})).to(device)
         self.optimizer = build_optimizer(cfg, self.model, self.strategy)
-        self.train_step = TrainStep(self.model, self.strategy, self.optimizer, device=device,
-                                    precision=cfg.precision, channels_last=cfg.channels_last, gradients=gradients,
-                                    cuda_graph=cfg.cuda_graph)
+        self.train_step = TrainStep(
+            self.model,
+            self.strategy,
+            self.optimizer,
+            device=device,
+            precision=cfg.precision,
+            channels_last=cfg.channels_last,
+            gradients=gradients,
+            cuda_graph=cfg.cuda_graph,
+        )
         self.device = device
 
     def step(self, batch: dict) -> float:
@@ -112,8 +128,20 @@ class Runner:
 
 def memory_of(name: str, args: argparse.Namespace, root: Path) -> float:
     """Peak memory (MiB) of steps of ``name``: GPU peak allocated, or CPU peak-RSS growth in a fresh process."""
-    cmd = [sys.executable, __file__, "--_memory-of", name, "--preset", args.preset, "--device", args.device,
-           "--precision", args.precision, "--_root", str(root)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--_memory-of",
+        name,
+        "--preset",
+        args.preset,
+        "--device",
+        args.device,
+        "--precision",
+        args.precision,
+        "--_root",
+        str(root),
+    ]
     if args.size:
         cmd += ["--size", args.size]
     if args.batch:
@@ -132,7 +160,9 @@ def _memory_child(args: argparse.Namespace) -> None:
     """Peak memory while stepping: GPU peak allocated, or the resident set sampled every 2 ms."""
     import threading
 
-    cfg, device, batch, model = _setup(args.preset, args.device, Path(args._root), args.precision, args.size, args.batch)
+    cfg, device, batch, model = _setup(
+        args.preset, args.device, Path(args._root), args.precision, args.size, args.batch
+    )
     runner = Runner(args._memory_of, cfg, model, device)
     runner.step(batch)  # allocate optimiser state etc. first
     if device.type == "cuda":
@@ -163,15 +193,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16 (as train's --precision)")
     parser.add_argument("--methods", nargs="*", default=None)
-    parser.add_argument("--cuda-graph", default="off",
-                        help="off (every step eager, the default: strategies compared alike) or auto (CUDA graphs "
-                             "for the strategies that allow them, marked in the table)")
+    parser.add_argument(
+        "--cuda-graph",
+        default="off",
+        help="off (every step eager, the default: strategies compared alike) or auto (CUDA graphs "
+        "for the strategies that allow them, marked in the table)",
+    )
     parser.add_argument("--size", default=None, help="network input HxW (default: the preset's)")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: the preset's)")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-strategy memory subprocesses")
-    parser.add_argument("--no-representation", action="store_true",
-                        help="time the gradient aggregations on the shared parameters only")
+    parser.add_argument(
+        "--no-representation", action="store_true", help="time the gradient aggregations on the shared parameters only"
+    )
     parser.add_argument("--_memory-of", dest="_memory_of", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--_root", dest="_root", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -193,8 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         ]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "synth-kitti"
-        cfg, device, batch, model = _setup(args.preset, args.device, root, args.precision, args.size, args.batch,
-                                           args.cuda_graph)
+        cfg, device, batch, model = _setup(
+            args.preset, args.device, root, args.precision, args.size, args.batch, args.cuda_graph
+        )
         runners = [Runner(m, cfg, model, device) for m in methods]
         for _ in range(args.warmup):
             for r in runners:
@@ -222,8 +257,9 @@ def main(argv: list[str] | None = None) -> int:
         mark = "" if goal is None or med / base <= goal else " ✗"
         mem = f"{memory[m]:.0f}" if m in memory else "—"
         graphed = " (graph)" if next(r for r in runners if r.name == m).train_step.graphs is not None else ""
-        lines.append(f"| {m}{graphed} | {med * 1000:.1f} | {med / base:.2f}{mark} | "
-                     f"{'≤ %.2f' % goal if goal else '—'} | {mem} |")
+        lines.append(
+            f"| {m}{graphed} | {med * 1000:.1f} | {med / base:.2f}{mark} | {f'≤ {goal:.2f}' if goal else '—'} | {mem} |"
+        )
     text = "\n".join(lines)
     emit(text, args.markdown)
     return 0

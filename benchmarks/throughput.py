@@ -44,14 +44,18 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def model_only(model: torch.nn.Module, images: torch.Tensor, precision: str, device: torch.device) -> Callable[[], None]:
+def model_only(
+    model: torch.nn.Module, images: torch.Tensor, precision: str, device: torch.device
+) -> Callable[[], None]:
     """(a)/(b): forward + backward of mean(outputs) on a fixed in-memory batch."""
+
     def run() -> None:
         with autocast(precision, device):
             outputs = model(images)
         loss = sum(v.float().mean() for v in outputs.values())
         model.zero_grad(set_to_none=True)
         loss.backward()
+
     return run
 
 
@@ -71,14 +75,23 @@ class Repeated(torch.utils.data.Dataset):
         return self.base[key % n]
 
 
-def full_step(cfg: TrainConfig, base: torch.nn.Module, method: str, device: torch.device,
-              dataset: torch.utils.data.Dataset) -> tuple[Callable[[], None], TrainStep]:
+def full_step(
+    cfg: TrainConfig, base: torch.nn.Module, method: str, device: torch.device, dataset: torch.utils.data.Dataset
+) -> tuple[Callable[[], None], TrainStep]:
     """(c)/(d): the trainer's step on batches drawn from a DataLoader over the cached split."""
     model = copy.deepcopy(base).train()
     strategy = weighting.get(method, tasks=model.tasks).to(device)
     optimizer = build_optimizer(cfg, model, strategy)
-    step = TrainStep(model, strategy, optimizer, device=device, precision=cfg.precision,
-                     channels_last=cfg.channels_last, compile=cfg.compile, cuda_graph=cfg.cuda_graph)
+    step = TrainStep(
+        model,
+        strategy,
+        optimizer,
+        device=device,
+        precision=cfg.precision,
+        channels_last=cfg.channels_last,
+        compile=cfg.compile,
+        cuda_graph=cfg.cuda_graph,
+    )
     loader = make_loader(dataset, cfg, shuffle=True, device=device)  # one loader, as the trainer keeps
     batches: Iterator = iter(())
     epoch = [0]
@@ -92,6 +105,7 @@ def full_step(cfg: TrainConfig, base: torch.nn.Module, method: str, device: torc
             batches = iter(loader)
             batch = next(batches)
         step(batch)
+
     return run, step
 
 
@@ -108,11 +122,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help="torch.compile the network in (b) and (d)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--cuda-graph", default="auto", help="CUDA graphs for (d): auto, on or off ((c) never)")
-    parser.add_argument("--epoch-batches", type=int, default=16,
-                        help="batches per epoch of the loader (the 4 batches of scenes repeat): a loader restarts "
-                             "its pipeline every epoch, which a real epoch of tens of batches amortises")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="loader worker processes for (c) and (d) (default: the preset's data.num_workers)")
+    parser.add_argument(
+        "--epoch-batches",
+        type=int,
+        default=16,
+        help="batches per epoch of the loader (the 4 batches of scenes repeat): a loader restarts "
+        "its pipeline every epoch, which a real epoch of tens of batches amortises",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="loader worker processes for (c) and (d) (default: the preset's data.num_workers)",
+    )
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
     args = parser.parse_args(argv)
 
@@ -126,10 +148,18 @@ def main(argv: list[str] | None = None) -> int:
             overrides["batch_size"] = args.batch
         if args.workers is not None:
             overrides["data"]["num_workers"] = args.workers
-        fast = load_config(args.preset, overrides={**overrides, "precision": args.precision, "compile": args.compile,
-                                                    "cuda_graph": args.cuda_graph})
-        slow = load_config(args.preset, overrides={**overrides, "precision": "fp32", "channels_last": False,
-                                                    "cuda_graph": "off"})
+        fast = load_config(
+            args.preset,
+            overrides={
+                **overrides,
+                "precision": args.precision,
+                "compile": args.compile,
+                "cuda_graph": args.cuda_graph,
+            },
+        )
+        slow = load_config(
+            args.preset, overrides={**overrides, "precision": "fp32", "channels_last": False, "cuda_graph": "off"}
+        )
         precision = resolve_precision(fast.precision, device)
         n = fast.batch_size * 4
         height, width = fast.data.image_size
@@ -175,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         "b": f"(b) model only, {precision}{' + channels-last' if fast.channels_last else ''}",
         "c": "(c) full step, fp32 (as before)",
         "d": f"(d) full step, {precision}{' + channels-last' if fast.channels_last else ''}"
-             f"{' + CUDA graph' if train_step.graphs is not None else ''}",
+        f"{' + CUDA graph' if train_step.graphs is not None else ''}",
     }
     threads = f"{torch.get_num_threads()} threads" if device.type == "cpu" else torch.cuda.get_device_name(device)
     lines = [
