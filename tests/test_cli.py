@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -160,3 +161,38 @@ def test_train_cuda_graph_on_without_a_gpu_names_the_obstacle(tmp_path: Path, ti
     )
     assert result.exit_code != 0
     assert "option 'cuda_graph': on, but CUDA graphs need a CUDA device" in result.output, result.output
+
+
+def _finished_run_metrics(**run: Any) -> dict[str, Any]:
+    scores = {"mAP": 0.5, "mAP_coco": 0.25, "mIoU": 0.75, "geometric_mean": 0.6124}
+    return {
+        "final": scores,
+        "best": scores,
+        "best_epoch": 3,
+        "final_weights": {"det": 1.0, "seg": 1.0},
+        "initial_loss_ratio_det_over_seg": 120.0,
+        "method": "equal",
+        **run,
+    }
+
+
+@pytest.mark.parametrize(
+    ("run", "line"),
+    [
+        (
+            {"epochs": 3, "train_time_s": 41.6, "precision": "fp32", "channels_last": True, "compile": False},
+            "trained 3 epochs in 42 s, precision fp32 + channels-last",
+        ),
+        (
+            {"epochs": 12, "train_time_s": 150.2, "precision": "bf16", "channels_last": False, "cuda_graph": True},
+            "trained 12 epochs in 150 s, precision bf16, cuda_graph",
+        ),
+    ],
+)
+def test_train_ends_with_the_precision_the_run_resolved(capsys, run: dict, line: str):
+    from taskweight import cli
+
+    cli._print_metrics(_finished_run_metrics(**run))
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-2] == "final weights: w_det = 1, w_seg = 1; initial L_det/L_seg = 120.0"
+    assert printed[-1] == line

@@ -348,6 +348,18 @@ def _print_metrics(metrics: dict) -> None:
     Console().print(
         f"final weights: {weights}; initial L_det/L_seg = {ratio:.1f}" if ratio else f"final weights: {weights}"
     )
+    Console().print(training_summary(metrics), highlight=False)
+
+
+def training_summary(metrics: dict) -> str:
+    """One line: epochs, training time and the numeric precision the run resolved (``precision: auto`` is fp32
+    on a CPU without native bf16, which trains several times slower than one with it)."""
+    layout = " + channels-last" if metrics.get("channels_last") else ""
+    extras = "".join(f", {name}" for name in ("compile", "cuda_graph") if metrics.get(name))
+    return (
+        f"trained {metrics['epochs']} epochs in {metrics['train_time_s']:.0f} s, "
+        f"precision {metrics['precision']}{layout}{extras}"
+    )
 
 
 @app.command()
