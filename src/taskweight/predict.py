@@ -443,6 +443,9 @@ def log_predictions(
     and add them to the TensorBoard ``writer`` at ``step`` as one picture, the images one below the other
     (with depth, each image's depth picture to the right of it).
 
+    Boxes are drawn from ``score_threshold`` (0.3) up, not from ``eval.score_threshold`` (0.01): that low
+    threshold keeps the candidates mAP ranks, which would bury a picture in boxes.
+
     Consumes no random numbers and leaves the model's mode as it was.
     """
     count = min(count, len(dataset))
