@@ -187,6 +187,10 @@ def _finished_run_metrics(**run: Any) -> dict[str, Any]:
             {"epochs": 12, "train_time_s": 150.2, "precision": "bf16", "channels_last": False, "cuda_graph": True},
             "trained 12 epochs in 150 s, precision bf16, cuda_graph",
         ),
+        (
+            {"epochs": 1, "train_time_s": 0.4, "precision": "bf16", "channels_last": True, "compile": True},
+            "trained 1 epoch in 0 s, precision bf16 + channels-last, compile",
+        ),
     ],
 )
 def test_train_ends_with_the_precision_the_run_resolved(capsys, run: dict, line: str):

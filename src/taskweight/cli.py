@@ -356,8 +356,9 @@ def training_summary(metrics: dict) -> str:
     on a CPU without native bf16, which trains several times slower than one with it)."""
     layout = " + channels-last" if metrics.get("channels_last") else ""
     extras = "".join(f", {name}" for name in ("compile", "cuda_graph") if metrics.get(name))
+    epochs = metrics["epochs"]
     return (
-        f"trained {metrics['epochs']} epochs in {metrics['train_time_s']:.0f} s, "
+        f"trained {epochs} epoch{'' if epochs == 1 else 's'} in {metrics['train_time_s']:.0f} s, "
         f"precision {metrics['precision']}{layout}{extras}"
     )
 
