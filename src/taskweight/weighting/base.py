@@ -85,7 +85,8 @@ class WeightingStrategy(nn.Module, metaclass=abc.ABCMeta):
     """True when a CUDA graph replay of :meth:`backward` does what a call does: the step is device
     arithmetic only (no read of a device value on the host, no host-side state that changes with the
     data, no draw from a host generator). The training step captures only such strategies
-    (:class:`taskweight.engine.CudaGraphs`); the flag is a promise each strategy makes after review."""
+    (:class:`taskweight.engine.CudaGraphs`); the flag is a promise each strategy makes after review. A
+    strategy that is safe for some task counts only sets it per instance (PCGrad and MGDA: T ≤ 2)."""
 
     def __init__(self, tasks: Sequence[str]) -> None:
         super().__init__()
@@ -283,8 +284,22 @@ class GradientAggregation(WeightingStrategy):
         combined, weights = self.aggregate(jacobian, values)
         add_shared_gradient(shared, combined)
         used = {t: weights[i].detach() for i, t in enumerate(tasks)}
-        self._last.update(used)
+        self._remember(used)
         return used
+
+    def _remember(self, used: Mapping[str, Tensor]) -> None:
+        """Keep the weights for :meth:`current_weights`, in place once a task has a tensor there: a CUDA
+        graph replays the copy, so the kept value follows every replay of every captured step."""
+        for task, weight in used.items():
+            kept = self._last.get(task)
+            if isinstance(kept, Tensor) and (kept.shape, kept.dtype, kept.device) == (
+                weight.shape,
+                weight.dtype,
+                weight.device,
+            ):
+                kept.copy_(weight)
+            else:
+                self._last[task] = weight.clone()
 
 
 class GramianAggregation(GradientAggregation):

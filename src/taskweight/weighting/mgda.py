@@ -7,8 +7,10 @@ minimum-norm point of their convex hull,
     min_α ‖Σ_τ α_τ g_τ‖²   s.t. α_τ ≥ 0, Σ α_τ = 1,
 
 in closed form for two tasks, α_1 = clip(((g_2 − g_1)·g_2) / ‖g_1 − g_2‖², 0, 1), and by
-Frank-Wolfe for T > 2. The shared parameters receive Σ_τ α_τ ∇_shared L_τ (un-normalised
-gradients, as in Sener & Koltun's code) and the task-specific parameters ∇L_τ.
+Frank-Wolfe for T > 2. The closed form is device arithmetic only, so with two tasks a CUDA graph
+can replay the step; Frank-Wolfe decides on the host when to stop. The shared parameters
+receive Σ_τ α_τ ∇_shared L_τ (un-normalised gradients, as in Sener & Koltun's code) and the
+task-specific parameters ∇L_τ.
 
 Normalisation of g_τ before solving (``normalization``): ``none``; ``l2`` (g/‖g‖);
 ``loss`` (g/L_τ); ``loss+`` (g/(L_τ‖g‖)), Sener & Koltun's choice and our default: it makes
@@ -85,6 +87,7 @@ class MGDAWeighting(GramianAggregation):
         self.normalization = normalization
         self.max_iter = int(max_iter)
         self._last = {t: 1.0 / len(self.tasks) for t in self.tasks}
+        self.cuda_graph_safe = len(self.tasks) <= 2  # the closed form: no host-side loop
 
     def gramian_weights(self, gramian: Tensor, losses: Tensor) -> Tensor:
         """α minimising ‖Σ α_τ ĝ_τ‖² with ĝ_τ = g_τ/n_τ normalised: the Gramian of ĝ is G/(n nᵀ)."""

@@ -8,7 +8,9 @@ i and the other tasks j in random order:
 
 and the shared parameters receive Σ_i g_i^PC; task-specific parameters receive ∇L_τ. The
 random order comes from the strategy's own seeded generator (saved with its state), so runs
-are reproducible.
+are reproducible. With two tasks each gradient has one other to be projected on, the order
+changes nothing and none is drawn: the step is then device arithmetic only, and a CUDA graph
+can replay it (:attr:`~taskweight.weighting.base.WeightingStrategy.cuda_graph_safe`).
 """
 
 from __future__ import annotations
@@ -45,8 +47,13 @@ class PCGradWeighting(GradientAggregation):
     def __init__(self, tasks: Sequence[str], *, seed: int = 0) -> None:
         super().__init__(tasks)
         self.seed_draws(seed)
+        self.cuda_graph_safe = len(self.tasks) <= 2  # no order to draw (see the module docstring)
 
     def aggregate(self, jacobian: Tensor, losses: Tensor) -> tuple[Tensor, Tensor]:
-        """Σ_i g_i^PC, every task weighted 1."""
-        orders = [torch.randperm(len(jacobian), generator=self.generator).tolist() for _ in range(len(jacobian))]
+        """Σ_i g_i^PC, every task weighted 1 (random orders drawn only for T > 2, where they matter)."""
+        count = len(jacobian)
+        if count <= 2:
+            orders = [list(range(count))] * count
+        else:
+            orders = [torch.randperm(count, generator=self.generator).tolist() for _ in range(count)]
         return project_conflicting(jacobian, orders).sum(dim=0), torch.ones_like(losses)
