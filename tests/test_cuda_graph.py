@@ -286,15 +286,18 @@ def test_graph_bookkeeping_replays_each_batch_on_the_host(name: str, batches: li
     graph_model, graph_losses, step = run(True)
     assert step.graphs is not None and len(step.graphs.graphs) == 1  # one signature: 4 images, det + seg, 8 boxes
     assert len(graph_losses) == 18  # 3 passes over 6 batches: 2 warm-up steps, the capture, 15 more replays
+    # padding to 8 boxes changes only the order of float sums (a stale batch in a buffer moves losses by ~5 %);
+    # the aggregations amplify that rounding (PCGrad projects only where a dot product is negative, and one
+    # near zero can flip; MGDA's α follows the Gramian), so their losses drift further: 2.3e-4 measured
+    aggregation = isinstance(step.strategy, weighting.GradientAggregation)
     for a, b in zip(eager_losses, graph_losses, strict=True):
-        # padding to 8 boxes changes only the order of float sums (a stale batch in a buffer moves losses by ~5 %)
-        assert {t: v.item() for t, v in b.items()} == pytest.approx({t: v.item() for t, v in a.items()}, rel=1e-4)
+        expected = pytest.approx({t: v.item() for t, v in a.items()}, rel=1e-3 if aggregation else 1e-4)
+        assert {t: v.item() for t, v in b.items()} == expected
     # AdamW turns a rounding-level gradient near zero into a step of up to lr in either direction, so single
     # weights may differ by ~1e-4; each tensor's whole update agrees to 0.1 % (2e-5 measured; a learning
-    # rate left at its captured value or a stale batch moves it by tens of per cent). PCGrad projects only
-    # where a dot product is negative, and rounding can flip one near zero: 1 % for the aggregations
-    # (PCGrad 2.4e-3 measured, MGDA 1.7e-4)
-    tolerance = 1e-2 if isinstance(step.strategy, weighting.GradientAggregation) else 1e-3
+    # rate left at its captured value or a stale batch moves it by tens of per cent), 1 % for the
+    # aggregations (PCGrad 2.4e-3 measured, MGDA 1.7e-4)
+    tolerance = 1e-2 if aggregation else 1e-3
     eager_state, graph_state = eager_model.state_dict(), graph_model.state_dict()
     for key, start in initial.items():
         if not start.is_floating_point():
