@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import box_iou, generalized_box_iou_loss
 
-from taskweight.models.detection import DetectionLossWeights, YoloDetectionHead, _giou_loss
+from taskweight.models.detection import DetectionLossWeights, YoloDetectionHead, _giou_loss, _pairwise_iou
 
 RTOL = ATOL = 1e-5
 
@@ -295,6 +295,38 @@ def test_sync_free_giou_equals_torchvision():
     (g1,) = torch.autograd.grad(ours.sum(), boxes1)
     (g2,) = torch.autograd.grad(theirs.sum(), boxes1)
     torch.testing.assert_close(g1, g2, rtol=0, atol=0)
+
+
+def test_batched_pairwise_iou_is_torchvisions_box_iou_bit_for_bit():
+    """The in-place, three-buffer IoU in either argument order (the loss passes the ground truths
+    first) equals torchvision's ``box_iou`` image by image, including empty and zero-area boxes."""
+    g = torch.Generator().manual_seed(9)
+    corners = torch.rand(3, 40, 2, generator=g) * 100
+    preds = torch.cat([corners, corners + torch.rand(3, 40, 2, generator=g) * 30], dim=-1)
+    preds[0, :5, 2:] = preds[0, :5, :2]  # zero-area predictions
+    corners = torch.rand(3, 6, 2, generator=g) * 100
+    gts = torch.cat([corners, corners + torch.rand(3, 6, 2, generator=g) * 40], dim=-1)
+    gts[1, 0] = preds[1, 3]  # one exact match: IoU 1
+    for first, second in ((gts, preds), (preds, gts)):
+        ours = _pairwise_iou(first, second)
+        assert ours.shape == (3, len(first[0]), len(second[0]))
+        for b in range(3):
+            assert torch.equal(ours[b], box_iou(first[b], second[b])), b
+    assert _pairwise_iou(gts, preds)[1, 0, 3] == 1.0
+    assert torch.equal(_pairwise_iou(gts, preds), _pairwise_iou(preds, gts).transpose(1, 2))
+
+
+def test_boxes_from_raw_values_by_hand():
+    """c = (cell + σ(t_xy))·8, (w, h) = anchor·exp(min(t_wh, 4)): σ(0) = ½, exp(0) = 1, exp(ln 2) = 2, and
+    t_w = 9 is clamped to 4."""
+    head = YoloDetectionHead({"s8": 8, "s16": 8, "s32": 8}, num_classes=1, anchors=torch.tensor([[10.0, 20.0]]))
+    raw = torch.tensor([[0.0, 0.0, 0.0, math.log(2.0)], [0.0, 0.0, 9.0, 0.0]])
+    boxes = head.boxes_from(raw, torch.tensor([[3.0, 1.0], [0.0, 0.0]]), torch.tensor([10.0, 20.0]))
+    # cell (j, i) = (3, 1): centre (28, 12), size (10, 40); cell (0, 0): centre (4, 4), size (10·e⁴, 20)
+    expected = torch.tensor([[23.0, -8.0, 33.0, 32.0], [4 - 5 * math.exp(4), -6.0, 4 + 5 * math.exp(4), 14.0]])
+    torch.testing.assert_close(boxes, expected)
+    grid = head.decode_boxes(torch.zeros(1, 1, 2, 3, 6))  # every t = 0 on a 2×3 grid: centres (8j + 4, 8i + 4)
+    torch.testing.assert_close(grid[0, 0, 1, 2], torch.tensor([15.0, 2.0, 25.0, 22.0]))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

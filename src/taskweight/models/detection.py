@@ -99,15 +99,19 @@ class YoloDetectionHead(nn.Module):
     def decode_boxes(self, raw: Tensor) -> Tensor:
         """Boxes (B, A, H, W, 4) in xyxy input pixels from raw predictions."""
         _, _, h, w, _ = raw.shape
-        ys = torch.arange(h, device=raw.device, dtype=raw.dtype).view(1, 1, h, 1)
-        xs = torch.arange(w, device=raw.device, dtype=raw.dtype).view(1, 1, 1, w)
-        cx = (xs + torch.sigmoid(raw[..., 0])) * self.stride
-        cy = (ys + torch.sigmoid(raw[..., 1])) * self.stride
-        aw = self.anchors[:, 0].view(1, -1, 1, 1).to(raw.dtype)
-        ah = self.anchors[:, 1].view(1, -1, 1, 1).to(raw.dtype)
-        bw = aw * torch.exp(raw[..., 2].clamp(max=4.0))
-        bh = ah * torch.exp(raw[..., 3].clamp(max=4.0))
-        return torch.stack((cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2), dim=-1)
+        ys = torch.arange(h, device=raw.device, dtype=raw.dtype).view(h, 1).expand(h, w)
+        xs = torch.arange(w, device=raw.device, dtype=raw.dtype).view(1, w).expand(h, w)
+        cell_xy = torch.stack((xs, ys), dim=-1)  # H×W×2: (j, i) of each cell
+        anchor_wh = self.anchors.to(raw.dtype).view(1, -1, 1, 1, 2)
+        return self.boxes_from(raw[..., :4], cell_xy, anchor_wh)
+
+    def boxes_from(self, box_raw: Tensor, cell_xy: Tensor, anchor_wh: Tensor) -> Tensor:
+        """xyxy boxes from the raw (t_x, t_y, t_w, t_h) of cells at grid positions ``cell_xy`` (j, i)
+        with anchors ``anchor_wh`` (all broadcast, last dimension 2 or 4):
+        c = (cell + σ(t_xy))·s, (w, h) = a·exp(min(t_wh, 4)), box = (c − (w, h)/2, c + (w, h)/2)."""
+        centre = (cell_xy + torch.sigmoid(box_raw[..., :2])) * self.stride
+        size = anchor_wh * torch.exp(box_raw[..., 2:].clamp(max=4.0))
+        return torch.cat((centre - size / 2, centre + size / 2), dim=-1)
 
     # ------------------------------------------------------------------ loss
     def loss(
@@ -177,8 +181,13 @@ class YoloDetectionHead(nn.Module):
         )
         a_count, gh, gw = raw.shape[1:4]
         cells = a_count * gh * gw
-        pred_boxes = self.decode_boxes(raw).reshape(num_images, cells, 4)
-        obj_logit = raw[..., 4].reshape(num_images, cells)
+        k = self.num_classes
+        # one split: its backward writes the gradient of raw once (a slice per term would each fill a
+        # raw-sized zero tensor and add it); boxes with a gradient are decoded at the claimed cells only
+        box_raw, obj_raw, cls_raw = raw.split((4, 1, k), dim=-1)
+        with torch.no_grad():
+            pred_boxes = self.decode_boxes(raw.detach()).reshape(num_images, cells, 4)
+        obj_logit = obj_raw.reshape(num_images, cells)
         # negatives that are not penalised (DontCare centre, or overlapping a GT by IoU > ignore_iou)
         unpenalised = torch.zeros(num_images, cells, dtype=torch.bool, device=device)
         pos = torch.zeros(num_images, cells, dtype=torch.bool, device=device)
@@ -187,17 +196,17 @@ class YoloDetectionHead(nn.Module):
 
         if targets.ignore.shape[1]:
             ign = targets.ignore.to(dtype)  # B×M×4
-            with torch.no_grad():
-                centres = (pred_boxes[..., :2] + pred_boxes[..., 2:]) / 2
-                cx, cy = centres[..., 0, None], centres[..., 1, None]  # B×C×1
-                ign = ign[:, None]  # B×1×M×4
+            with torch.no_grad():  # laid out B×M×C: the cells run along the vectorised inner dimension
+                centres = ((pred_boxes[..., :2] + pred_boxes[..., 2:]) / 2).movedim(-1, 0).contiguous()
+                cx, cy = centres[0, :, None], centres[1, :, None]  # B×1×C, each contiguous (see _pairwise_iou)
+                ign = ign[..., None]  # B×M×4×1
                 inside = (
-                    (cx >= ign[..., 0])
-                    & (cx <= ign[..., 2])
-                    & (cy >= ign[..., 1])
-                    & (cy <= ign[..., 3])
-                    & targets.ignore_valid[:, None]
-                ).any(dim=2)
+                    (cx >= ign[:, :, 0])
+                    & (cx <= ign[:, :, 2])
+                    & (cy >= ign[:, :, 1])
+                    & (cy <= ign[:, :, 3])
+                    & targets.ignore_valid[..., None]
+                ).any(dim=1)
             unpenalised |= inside
 
         n_max = targets.boxes.shape[1]
@@ -208,8 +217,9 @@ class YoloDetectionHead(nn.Module):
             if labelled is not None:
                 valid = valid & labelled[:, None]
             with torch.no_grad():
-                overlap = _pairwise_iou(pred_boxes.detach(), gt)  # B×C×N, as torchvision's box_iou
-                overlap = overlap.masked_fill_(~valid[:, None], -math.inf).amax(dim=2)
+                # B×N×C (GTs first: the cells run along the vectorised inner dimension), as torchvision's box_iou
+                overlap = _pairwise_iou(gt, pred_boxes)
+                overlap = overlap.masked_fill_(~valid[..., None], -math.inf).amax(dim=1)
                 unpenalised |= overlap > ignore_iou
                 wh = (gt[..., 2:] - gt[..., :2]).clamp(min=1e-3)
                 inter = torch.minimum(wh[..., None, :], self.anchors).prod(-1)  # B×N×A
@@ -233,12 +243,14 @@ class YoloDetectionHead(nn.Module):
             safe = raw.new_zeros(4)  # a valid unit box where no GT wins (filled on the device: no copy)
             safe[2:] = 1.0
             win4 = win[..., None]
-            pred_sel = pred_boxes.gather(1, cell[..., None].expand(-1, -1, 4)).view(num_images, n_max, a_count, 4)
+            box_sel = box_raw.reshape(num_images, cells, 4).gather(1, cell[..., None].expand(-1, -1, 4))
+            cell_xy = torch.stack((gx, gy), dim=-1).to(dtype)[:, :, None]  # B×N×1×2, as decode_boxes
+            anchor_wh = self.anchors.to(dtype).view(1, 1, a_count, 2)
+            pred_sel = self.boxes_from(box_sel.view(num_images, n_max, a_count, 4), cell_xy, anchor_wh)
             target = gt[:, :, None].expand_as(pred_sel)
             box_terms = _giou_loss(torch.where(win4, pred_sel, safe), torch.where(win4, target, safe))
             total_box = torch.where(win, box_terms, 0.0).sum()
-            k = self.num_classes
-            cls_logits = raw[..., 5:].reshape(num_images, cells, k)
+            cls_logits = cls_raw.reshape(num_images, cells, k)
             cls_logits = cls_logits.gather(1, cell[..., None].expand(-1, -1, k)).view(num_images, n_max, a_count, k)
             cls_target = F.one_hot(cls_idx, k).to(dtype)[:, :, None].expand_as(cls_logits)
             cls_terms = F.binary_cross_entropy_with_logits(cls_logits, cls_target, reduction="none")
@@ -368,14 +380,22 @@ def _pairwise_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     """Batched IoU (…×N×M) of xyxy boxes …×N×4 and …×M×4, without grad.
 
     The same arithmetic as torchvision's ``box_iou`` (bit for bit), laid out per coordinate and
-    in place: the …×N×M temporaries dominate the loss's cost on CPU."""
-    x1, y1, x2, y2 = (c.unsqueeze(-1) for c in boxes1.unbind(-1))  # …×N×1
-    x1g, y1g, x2g, y2g = (c.unsqueeze(-2) for c in boxes2.unbind(-1))  # …×1×M
+    in place: the …×N×M temporaries dominate the loss's cost on CPU, where each fresh one is paid
+    for in page faults, so three serve the whole computation. Pass the larger set as ``boxes2``:
+    M then runs along the inner dimension, where the CPU kernels vectorise."""
+    # each coordinate plane contiguous: a strided plane (every 4th float) takes the CPU's scalar loop
+    x1, y1, x2, y2 = (c.unsqueeze(-1) for c in boxes1.movedim(-1, 0).contiguous())  # …×N×1
+    x1g, y1g, x2g, y2g = (c.unsqueeze(-2) for c in boxes2.movedim(-1, 0).contiguous())  # …×1×M
     area1 = (x2 - x1) * (y2 - y1)
     area2 = (x2g - x1g) * (y2g - y1g)
-    inter = torch.min(x2, x2g).sub_(torch.max(x1, x1g)).clamp_(min=0)
-    inter.mul_(torch.min(y2, y2g).sub_(torch.max(y1, y1g)).clamp_(min=0))
-    return inter.div_((area1 + area2).sub_(inter))
+    inter = torch.minimum(x2, x2g)
+    low = torch.maximum(x1, x1g)
+    inter.sub_(low).clamp_(min=0)
+    high = torch.minimum(y2, y2g)
+    torch.maximum(y1, y1g, out=low)
+    inter.mul_(high.sub_(low).clamp_(min=0))
+    torch.add(area1, area2, out=low)
+    return inter.div_(low.sub_(inter))
 
 
 def _giou_loss(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> Tensor:
