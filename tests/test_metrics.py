@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -152,3 +153,18 @@ def test_segmentation_labels_that_are_all_ignore_give_nan_miou():
     ev.update(None, torch.tensor([[[0, 1]]]), {"has_seg": torch.tensor([True]), "seg": torch.tensor([[[255, 255]]])})
     m = ev.compute()
     assert m["images_seg"] == 1 and math.isnan(m["mIoU"]) and math.isnan(m["geometric_mean"])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"num_seg_classes": 4}, "num_seg_classes must be 3 (the classes void, road, sidewalk), got 4"),
+        ({"num_det_classes": 2}, "num_det_classes must be 3 (the classes car, pedestrian, cyclist), got 2"),
+    ],
+)
+def test_a_class_count_other_than_the_named_classes_is_refused_up_front(options: dict, message: str):
+    """The per-class results are named after the classes; a different count used to pass the constructor and
+    every update, and fail only in compute() at the end of a split."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        MultiTaskEvaluator(**options)
+    MultiTaskEvaluator(num_det_classes=3, num_seg_classes=3)  # the counts of the classes themselves

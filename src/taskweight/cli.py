@@ -342,13 +342,14 @@ def _print_metrics(metrics: dict) -> None:
         table.add_column(name, justify="right")
     for label, row in (("final", metrics["final"]), (f"best (epoch {metrics['best_epoch']})", metrics["best"])):
         table.add_row(label, *(f"{row[k]:.4f}" if row.get(k) is not None else "n/a" for k in names))
-    Console().print(table)
+    console = Console()
+    console.print(table)
     weights = ", ".join(f"w_{t} = {w:.4g}" for t, w in metrics["final_weights"].items())
     ratio = metrics.get("initial_loss_ratio_det_over_seg")
-    Console().print(
+    console.print(
         f"final weights: {weights}; initial L_det/L_seg = {ratio:.1f}" if ratio else f"final weights: {weights}"
     )
-    Console().print(training_summary(metrics), highlight=False)
+    console.print(training_summary(metrics), highlight=False)
 
 
 def training_summary(metrics: dict) -> str:

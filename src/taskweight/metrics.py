@@ -77,6 +77,14 @@ class MultiTaskEvaluator:
         tasks: Sequence[str] = DEFAULT_TASKS,
     ) -> None:
         self.tasks = check_tasks(tasks)
+        # the per-class results are named after the classes of taskweight.classes: a count that differs
+        # would otherwise fail only at compute(), after a whole split was scored
+        for option, count, names in (
+            ("num_det_classes", num_det_classes, DET_CLASSES),
+            ("num_seg_classes", num_seg_classes, SEG_CLASSES),
+        ):
+            if count != len(names):
+                raise ValueError(f"{option} must be {len(names)} (the classes {', '.join(names)}), got {count}")
         self.num_det_classes = num_det_classes
         # sync_on_compute=False: the evaluator scores what it was given in this process. Inside a
         # multi-process run only rank 0 validates (on the whole split): a torchmetrics gather there
