@@ -141,6 +141,7 @@ def build_model(config: TrainConfig, anchors: torch.Tensor | None) -> MultiTaskN
         head_channels=config.model.head_channels,
         pretrained_encoder=config.model.pretrained,
         tasks=config.tasks,
+        det_assignment=config.model.det_assignment,
     )
 
 

@@ -58,6 +58,15 @@ class ModelConfig(_Strict):
     num_anchors: int = Field(5, ge=1, le=12, description="anchors, clustered from the training boxes")
     anchors: list[tuple[float, float]] | None = Field(None, description="explicit anchors (w, h) in input pixels")
     pretrained: Path | None = Field(None, description="local ImageNet ResNet checkpoint for the encoder")
+    det_assignment: Literal["centre", "neighbours", "neighbours_ratio"] = Field(
+        "centre",
+        description="detection target assignment: centre — each ground truth goes to the stride-8 cell holding its "
+        "centre, box centre c = (j + σ(t))·s (YOLOv2/v3); neighbours — also to the horizontal and the vertical "
+        "neighbour cell nearest its centre (inside the grid), with c = (j + 2σ(t) − 0.5)·s (YOLOv5); "
+        "neighbours_ratio — as neighbours, with YOLOv5's anchor matching (every anchor whose width and height "
+        "ratios to the box are under 4, instead of a shape IoU over 0.3). Changes the loss and the box decoding, "
+        "not the parameters",
+    )
 
 
 class OptimConfig(_Strict):

@@ -2,9 +2,29 @@
 
 The head fuses the encoder's stride-8, -16 and -32 maps top-down (FCN/FPN-like lateral
 1×1 convolutions, upsample and add) and predicts, for each of A anchors at each cell of the
-stride-8 grid, an objectness logit, K class logits and a box (YOLOv2 parameterisation):
+stride-8 grid, an objectness logit, K class logits and a box. The target assignment
+(``assignment``) sets the cells a ground truth claims and the centre parameterisation
+(s = 8, cell (i, j) = (row, column)):
 
-    c_x = (j + σ(t_x))·s,  c_y = (i + σ(t_y))·s,  w = a_w·exp(t_w),  h = a_h·exp(t_h)
+- ``centre`` (YOLOv2/v3, the default): a ground truth is assigned to the one cell holding its
+  centre, and the centre offset spans (0, 1) of a cell:
+
+      c_x = (j + σ(t_x))·s,  c_y = (i + σ(t_y))·s
+
+- ``neighbours`` (YOLOv5): a ground truth with centre (x, y) in cell (i, j) = (⌊y/s⌋, ⌊x/s⌋) is
+  also assigned to the two adjacent cells nearest its centre — the horizontal neighbour
+  j − 1 if x/s − j < 0.5 else j + 1, and the vertical one i − 1 if y/s − i < 0.5 else i + 1,
+  each only when it lies inside the grid — so the offset spans (−0.5, 1.5):
+
+      c_x = (j + 2σ(t_x) − 0.5)·s,  c_y = (i + 2σ(t_y) − 0.5)·s
+
+- ``neighbours_ratio``: the cells and the parameterisation of ``neighbours``, with YOLOv5's
+  anchor matching (below).
+
+In all, w = a_w·exp(t_w) and h = a_h·exp(t_h), and a ground truth (w, h) claims, at each of
+its cells, every anchor whose shape IoU with it exceeds ``match_iou`` — or, under
+``neighbours_ratio``, every anchor (a_w, a_h) with max(w/a_w, a_w/w, h/a_h, a_h/h) < 4
+(YOLOv5's ``anchor_t``) — and always its best anchor by shape IoU.
 
 The loss (YOLOv3 style) per labelled image is
 
@@ -21,11 +41,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
+
+
+DetAssignment = Literal["centre", "neighbours", "neighbours_ratio"]
+"""How ground truths are assigned to grid cells (see the module docstring)."""
+
+DET_ASSIGNMENTS: tuple[str, ...] = get_args(DetAssignment)
 
 
 @dataclass
@@ -61,16 +88,34 @@ class YoloDetectionHead(nn.Module):
         num_classes: K detection classes.
         anchors: A×2 tensor of anchor (width, height) in input pixels.
         channels: width of the fused feature map.
+        assignment: ``centre`` — each ground truth goes to the cell holding its centre, with
+            c = (j + σ(t))·s; ``neighbours`` — also to the horizontal and the vertical neighbour
+            cell nearest its centre (inside the grid), with c = (j + 2σ(t) − 0.5)·s (YOLOv5);
+            ``neighbours_ratio`` — as ``neighbours``, with anchors matched by a width and height
+            ratio under :attr:`anchor_ratio` instead of a shape IoU over ``match_iou``.
+            It changes the loss and the decoding, not the parameters.
     """
 
     stride: int = 8
+    anchor_ratio: float = 4.0  # YOLOv5's anchor_t, for ``neighbours_ratio``
     anchors: Tensor  # buffer registered in __init__
 
-    def __init__(self, in_channels: dict[str, int], num_classes: int, anchors: Tensor, channels: int = 64) -> None:
+    def __init__(
+        self,
+        in_channels: dict[str, int],
+        num_classes: int,
+        anchors: Tensor,
+        channels: int = 64,
+        *,
+        assignment: DetAssignment = "centre",
+    ) -> None:
         super().__init__()
         anchors = torch.as_tensor(anchors, dtype=torch.float32)
         if anchors.ndim != 2 or anchors.shape[1] != 2 or (anchors <= 0).any():
             raise ValueError(f"anchors must be an A×2 tensor of positive (w, h), got {anchors.tolist()}")
+        if assignment not in DET_ASSIGNMENTS:
+            raise ValueError(f"assignment must be one of {list(DET_ASSIGNMENTS)}, got {assignment!r}")
+        self.assignment: DetAssignment = assignment
         self.num_classes = num_classes
         self.register_buffer("anchors", anchors.clone())
         self.lateral = nn.ModuleDict({k: nn.Conv2d(in_channels[k], channels, 1) for k in ("s8", "s16", "s32")})
@@ -97,7 +142,8 @@ class YoloDetectionHead(nn.Module):
         return out.view(b, self.num_anchors, 5 + self.num_classes, h, w).permute(0, 1, 3, 4, 2)
 
     def decode_boxes(self, raw: Tensor) -> Tensor:
-        """Boxes (B, A, H, W, 4) in xyxy input pixels from raw predictions."""
+        """Boxes (B, A, H, W, 4) in xyxy input pixels from raw predictions (:meth:`boxes_from` at
+        every cell and anchor)."""
         _, _, h, w, _ = raw.shape
         ys = torch.arange(h, device=raw.device, dtype=raw.dtype).view(h, 1).expand(h, w)
         xs = torch.arange(w, device=raw.device, dtype=raw.dtype).view(1, w).expand(h, w)
@@ -108,10 +154,43 @@ class YoloDetectionHead(nn.Module):
     def boxes_from(self, box_raw: Tensor, cell_xy: Tensor, anchor_wh: Tensor) -> Tensor:
         """xyxy boxes from the raw (t_x, t_y, t_w, t_h) of cells at grid positions ``cell_xy`` (j, i)
         with anchors ``anchor_wh`` (all broadcast, last dimension 2 or 4):
-        c = (cell + σ(t_xy))·s, (w, h) = a·exp(min(t_wh, 4)), box = (c − (w, h)/2, c + (w, h)/2)."""
-        centre = (cell_xy + torch.sigmoid(box_raw[..., :2])) * self.stride
+        c = (cell + o(t_xy))·s with the offset o of the assignment (σ(t), or 2σ(t) − 0.5 with
+        neighbour cells), (w, h) = a·exp(min(t_wh, 4)), box = (c − (w, h)/2, c + (w, h)/2)."""
+        centre = (cell_xy + self._centre_offset(box_raw[..., :2])) * self.stride
         size = anchor_wh * torch.exp(box_raw[..., 2:].clamp(max=4.0))
         return torch.cat((centre - size / 2, centre + size / 2), dim=-1)
+
+    def _centre_offset(self, t: Tensor) -> Tensor:
+        """The centre offset within a cell: σ(t) ∈ (0, 1), or 2σ(t) − 0.5 ∈ (−0.5, 1.5) for ``neighbours``."""
+        if self.assignment != "centre":
+            return 2 * torch.sigmoid(t) - 0.5
+        return torch.sigmoid(t)
+
+    def target_cells(self, gt: Tensor, grid: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
+        """The grid cells that ground truths ``gt`` (…×4 xyxy pixels) are assigned to.
+
+        Returns the rows and columns (…×P, long) and whether each is a real cell (…×P, bool) of
+        a ``grid`` of (H, W) cells. Position 0 is the cell holding the centre (x, y), clamped to
+        the grid: (i, j) = (⌊y/s⌋, ⌊x/s⌋). Under ``centre`` P = 1; otherwise P = 3,
+        position 1 is the horizontal neighbour (i, j − 1 if x/s − j < 0.5 else j + 1) and
+        position 2 the vertical one (i − 1 if y/s − i < 0.5 else i + 1, j); a neighbour outside
+        the grid is not real (its row and column are then the centre cell's)."""
+        gh, gw = grid
+        centre = (gt[..., :2] + gt[..., 2:]) / 2
+        gx = (centre[..., 0] / self.stride).long().clamp(0, gw - 1)
+        gy = (centre[..., 1] / self.stride).long().clamp(0, gh - 1)
+        if self.assignment == "centre":
+            return gy[..., None], gx[..., None], torch.ones_like(gx[..., None], dtype=torch.bool)
+        # the side the centre lies closer to (measured from the clamped cell, so an off-grid
+        # centre points back into the grid and its outward neighbour is dropped)
+        nx = torch.where(centre[..., 0] / self.stride - gx < 0.5, gx - 1, gx + 1)
+        ny = torch.where(centre[..., 1] / self.stride - gy < 0.5, gy - 1, gy + 1)
+        x_ok = (nx >= 0) & (nx < gw)
+        y_ok = (ny >= 0) & (ny < gh)
+        rows = torch.stack((gy, gy, torch.where(y_ok, ny, gy)), dim=-1)
+        cols = torch.stack((gx, torch.where(x_ok, nx, gx), gx), dim=-1)
+        real = torch.stack((torch.ones_like(x_ok), x_ok, y_ok), dim=-1)
+        return rows, cols, real
 
     # ------------------------------------------------------------------ loss
     def loss(
@@ -133,9 +212,13 @@ class YoloDetectionHead(nn.Module):
         others add nothing, and the mean is over the labelled ones. Masking instead of
         indexing keeps the step free of host synchronisation and of a scatter in the backward.
 
-        A ground truth is assigned to the cell holding its centre and to every anchor whose
-        shape IoU with it exceeds ``match_iou`` (always at least its best anchor); when several
-        ground truths claim the same anchor and cell, the one with the highest index wins.
+        A ground truth is assigned to the cell holding its centre (and, under ``neighbours`` and
+        ``neighbours_ratio`` assignment, to the two adjacent cells nearest its centre:
+        :meth:`target_cells`) and, at each of them, to every anchor whose shape IoU with it
+        exceeds ``match_iou`` (under ``neighbours_ratio``: whose width and height ratios to it
+        are under :attr:`anchor_ratio`), and always to its best anchor by shape IoU. When several
+        ground truths claim the same anchor and cell, a claim on the cell holding the ground
+        truth's centre beats a neighbour's claim, and among equals the highest GT index wins.
 
         Vectorised over the batch, the boxes and the anchors: the per-image box lists are padded
         into B×N×4 tensors with a validity mask, and nothing waits for the device (``details``
@@ -225,34 +308,42 @@ class YoloDetectionHead(nn.Module):
                 inter = torch.minimum(wh[..., None, :], self.anchors).prod(-1)  # B×N×A
                 shape_iou = inter / (wh.prod(-1)[..., None] + self.anchors.prod(-1) - inter)
                 anchor_ids = torch.arange(a_count, device=device)
-                match = (shape_iou > match_iou) | (shape_iou.argmax(dim=-1, keepdim=True) == anchor_ids)
-                claim = match & valid[..., None]  # B×N×A: GT n claims anchor a at its centre cell
-                centre = (gt[..., :2] + gt[..., 2:]) / 2
-                gx = (centre[..., 0] / self.stride).long().clamp(0, gw - 1)
-                gy = (centre[..., 1] / self.stride).long().clamp(0, gh - 1)
-                cell = ((anchor_ids * gh + gy[..., None]) * gw + gx[..., None]).reshape(num_images, -1)  # B×(N·A)
-                gt_ids = torch.arange(n_max, device=device).view(1, -1, 1).expand(num_images, n_max, a_count)
-                # the highest claiming GT index owns a cell (deterministic: amax is order-free)
+                best = shape_iou.argmax(dim=-1, keepdim=True) == anchor_ids
+                if self.assignment == "neighbours_ratio":  # YOLOv5: max(w/a_w, a_w/w, h/a_h, a_h/h) < anchor_t
+                    ratio = wh[..., None, :] / self.anchors  # B×N×A×2
+                    match = (torch.maximum(ratio, 1 / ratio).amax(dim=-1) < self.anchor_ratio) | best
+                else:
+                    match = (shape_iou > match_iou) | best
+                rows, cols, real = self.target_cells(gt, (gh, gw))  # B×N×P
+                n_pos = rows.shape[-1]  # P cells per GT: 1 (centre) or 3 (neighbours)
+                # B×N×A×P: GT n claims anchor a at its p-th cell
+                claim = (match & valid[..., None])[..., None] & real[:, :, None]
+                cell_shape = (num_images, n_max, a_count, n_pos)
+                cell = ((anchor_ids[:, None] * gh + rows[:, :, None]) * gw + cols[:, :, None]).reshape(num_images, -1)
+                # rank of a claim: its GT index, raised by N at the GT's own centre cell (position 0)
+                gt_ids = torch.arange(n_max, device=device).view(1, -1, 1, 1)
+                rank = (gt_ids + n_max * (torch.arange(n_pos, device=device) == 0)).expand(cell_shape)
+                # the highest rank owns a cell (deterministic: amax is order-free)
                 owner = torch.full((num_images, cells), -1, dtype=torch.long, device=device).scatter_reduce(
-                    1, cell, torch.where(claim, gt_ids, -1).reshape(num_images, -1), reduce="amax"
+                    1, cell, torch.where(claim, rank, -1).reshape(num_images, -1), reduce="amax"
                 )
                 pos = owner >= 0
-                # the (GT, anchor) pairs that own their cell: one per positive cell
-                win = claim & (owner.gather(1, cell).view_as(claim) == gt_ids)  # B×N×A
-            # box and class terms on the claimed cells, kept only for the winning pairs
+                # the (GT, anchor, cell) claims that own their cell: one per positive cell
+                win = claim & (owner.gather(1, cell).view(cell_shape) == rank)  # B×N×A×P
+            # box and class terms on the claimed cells, kept only for the winning claims
             safe = raw.new_zeros(4)  # a valid unit box where no GT wins (filled on the device: no copy)
             safe[2:] = 1.0
             win4 = win[..., None]
             box_sel = box_raw.reshape(num_images, cells, 4).gather(1, cell[..., None].expand(-1, -1, 4))
-            cell_xy = torch.stack((gx, gy), dim=-1).to(dtype)[:, :, None]  # B×N×1×2, as decode_boxes
-            anchor_wh = self.anchors.to(dtype).view(1, 1, a_count, 2)
-            pred_sel = self.boxes_from(box_sel.view(num_images, n_max, a_count, 4), cell_xy, anchor_wh)
-            target = gt[:, :, None].expand_as(pred_sel)
+            cell_xy = torch.stack((cols, rows), dim=-1).to(dtype)[:, :, None]  # B×N×1×P×2, as decode_boxes
+            anchor_wh = self.anchors.to(dtype).view(1, 1, a_count, 1, 2)
+            pred_sel = self.boxes_from(box_sel.view(*cell_shape, 4), cell_xy, anchor_wh)
+            target = gt[:, :, None, None].expand_as(pred_sel)
             box_terms = _giou_loss(torch.where(win4, pred_sel, safe), torch.where(win4, target, safe))
             total_box = torch.where(win, box_terms, 0.0).sum()
             cls_logits = cls_raw.reshape(num_images, cells, k)
-            cls_logits = cls_logits.gather(1, cell[..., None].expand(-1, -1, k)).view(num_images, n_max, a_count, k)
-            cls_target = F.one_hot(cls_idx, k).to(dtype)[:, :, None].expand_as(cls_logits)
+            cls_logits = cls_logits.gather(1, cell[..., None].expand(-1, -1, k)).view(*cell_shape, k)
+            cls_target = F.one_hot(cls_idx, k).to(dtype)[:, :, None, None].expand_as(cls_logits)
             cls_terms = F.binary_cross_entropy_with_logits(cls_logits, cls_target, reduction="none")
             total_cls = torch.where(win4, cls_terms, 0.0).sum()
 

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from taskweight.classes import DEFAULT_TASKS, IGNORE_INDEX, NUM_DET_CLASSES, NUM_SEG_CLASSES, PAPER_TASKS, check_tasks
 from taskweight.models.depth import DepthHead
 from taskweight.models.detection import (
+    DetAssignment,
     DetectionLossWeights,
     Detections,
     YoloDetectionHead,
@@ -185,6 +186,7 @@ def resnet10_multitask(
     head_channels: int | None = None,
     pretrained_encoder: str | Path | None = None,
     tasks: Sequence[str] = DEFAULT_TASKS,
+    det_assignment: DetAssignment = "centre",
 ) -> MultiTaskNet:
     """Build the paper's network (§V-A): ResNet10 encoder, YOLO and FCN8 decoders.
 
@@ -195,6 +197,9 @@ def resnet10_multitask(
         head_channels: decoder width (default: the encoder's stride-8 width).
         pretrained_encoder: local path of an ImageNet ResNet checkpoint; nothing is downloaded.
         tasks: the heads built (a non-empty subset of :data:`taskweight.classes.TASKS`).
+        det_assignment: the detection head's target assignment and box parameterisation
+            (``centre``: c = (j + σ(t))·s; ``neighbours``: c = (j + 2σ(t) − 0.5)·s, YOLOv5;
+            see :mod:`taskweight.models.detection`).
     """
     tasks = check_tasks(tasks)
     encoder = ResNet10Encoder(width)
@@ -204,7 +209,9 @@ def resnet10_multitask(
     if anchors is None:
         anchors = default_anchors(image_height)
     det = (
-        YoloDetectionHead(encoder.out_channels, num_det_classes, anchors, channels=channels) if "det" in tasks else None
+        YoloDetectionHead(encoder.out_channels, num_det_classes, anchors, channels=channels, assignment=det_assignment)
+        if "det" in tasks
+        else None
     )
     seg = FCN8SegmentationHead(encoder.out_channels, num_seg_classes, channels=channels) if "seg" in tasks else None
     depth = DepthHead(encoder.out_channels, channels=channels) if "depth" in tasks else None
