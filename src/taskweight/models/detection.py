@@ -48,7 +48,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
-
 DetAssignment = Literal["centre", "neighbours", "neighbours_ratio"]
 """How ground truths are assigned to grid cells (see the module docstring)."""
 
