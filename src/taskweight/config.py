@@ -127,6 +127,13 @@ class TrainConfig(_Strict):
         True, description="NHWC memory layout for the network (faster convolutions on CPU and GPU)"
     )
     compile: bool = Field(False, description="torch.compile the network's forward pass (pays a compile time up front)")
+    keep_host_memory: bool = Field(
+        True,
+        description="on a CPU device, keep freed memory in the process for the next step instead of giving it back "
+        "to the system (glibc mallopt; Linux only): each step otherwise page-faults its activations in again. "
+        "1.00-1.22x the img/s of the quick preset's step on a 2-core CPU (benchmarks/host_memory.py); the resident "
+        "memory stays at its peak",
+    )
     cuda_graph: Literal["auto", "on", "off"] = Field(
         "auto",
         description="replay the training step from CUDA graphs (one launch instead of ~700 per step): auto where "

@@ -47,6 +47,7 @@ from taskweight.engine import StepOutput, TrainStep, check_gradients
 from taskweight.errors import RunFolderError, TrainingError
 from taskweight.evaluate import evaluate
 from taskweight.failpoints import failpoint
+from taskweight.hostmemory import keep_freed_memory
 from taskweight.jsonio import dumps, write_json
 from taskweight.metrics import improves
 from taskweight.predict import log_predictions
@@ -122,6 +123,8 @@ class Trainer:
         self.show_progress = show_progress and self.is_main
         if config.threads:
             torch.set_num_threads(config.threads)
+        self.host_memory_kept = config.keep_host_memory and self.device.type == "cpu" and keep_freed_memory()
+        """Whether freed memory stays in this process for the next step (:mod:`taskweight.hostmemory`)."""
         seed_everything(config.seed)
         # the strategy first: a bad method option is reported before any data is read
         self.strategy = strategy or weighting.get(config.method.name, tasks=config.tasks, **config.method.options)
@@ -454,6 +457,7 @@ class Trainer:
             "channels_last": self.config.channels_last,
             "compile": self.config.compile,
             "cuda_graph": self.step.graphs is not None,
+            "host_memory_kept": self.host_memory_kept,
             "epochs": self.epoch,
             "train_time_s": self.train_time,
             "final": final,
