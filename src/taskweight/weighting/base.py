@@ -292,11 +292,8 @@ class GradientAggregation(WeightingStrategy):
         graph replays the copy, so the kept value follows every replay of every captured step."""
         for task, weight in used.items():
             kept = self._last.get(task)
-            if isinstance(kept, Tensor) and (kept.shape, kept.dtype, kept.device) == (
-                weight.shape,
-                weight.dtype,
-                weight.device,
-            ):
+            kind = (weight.shape, weight.dtype, weight.device)
+            if isinstance(kept, Tensor) and (kept.shape, kept.dtype, kept.device) == kind:
                 kept.copy_(weight)
             else:
                 self._last[task] = weight.clone()
