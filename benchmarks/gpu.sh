@@ -7,7 +7,7 @@
 #   5. throughput at the quick preset with torch.compile (compile time is not in its figures);
 #   6. the mutants only a CUDA device tells apart (issue 18), when mutants/src and the name list were carried.
 # The full step (d) runs as CUDA graphs where the strategy allows (cuda_graph: auto) with WORKERS loader
-# processes (default 6); throughput-quick-eager repeats the quick measurement without either, in the same run.
+# processes (default 12); throughput-quick-eager repeats the quick measurement without either, in the same run.
 # Each step has its own time limit so that one slow step cannot take the others' time.
 #
 #   OUT=DIR bash benchmarks/gpu.sh            # on the GPU machine; tables and a log land in DIR
@@ -38,7 +38,7 @@ if [[ -n ${QUICK:-} ]]; then big=128x416; fi
 
 step 30 environment bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null;
     $PY -c 'import torch; print(torch.__version__, torch.cuda.is_available())'"
-WORKERS=${WORKERS:-6}
+WORKERS=${WORKERS:-12}  # 12 kept the 384×1248 graphed step fed (d/b 1.08, results/gpu-h100-aggregations); 6 gave 0.81
 step 150 contract-suite env TASKWEIGHT_TEST_DEVICE="$DEVICE" "$PY" -m pytest -q -p no:cacheprovider \
     tests/test_cuda_graph.py tests/test_strategy_contract.py tests/test_detection_loss_vectorised.py \
     tests/test_batch_transport.py tests/test_solver_survivors.py tests/test_cuda_device_survivors.py
