@@ -35,7 +35,7 @@ def measure(keep: bool, steps: int) -> tuple[float, str]:
     from taskweight.hostmemory import keep_freed_memory
     from taskweight.synth import generate_dataset
 
-    if keep and not keep_freed_memory():
+    if keep and keep_freed_memory() == 0:
         raise SystemExit("keeping freed memory needs Linux with glibc")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "synth-kitti"

@@ -1,9 +1,10 @@
 """Keeping freed host memory (:mod:`taskweight.hostmemory`): the setting glibc takes, and what it changes.
 
-What it changes is counted, not timed: a loop that allocates a step's worth of tensors (96 MiB in twelve
-8 MiB blocks) and frees them together page-faults all of it in again every round with glibc's defaults
-(the freed top of the heap is given back to the system), and hardly at all once freed memory is kept. The
-setting is process-wide and cannot be undone, so each case runs in its own interpreter.
+What it changes is counted, not timed. A loop allocates three 40 MiB blocks and frees them, as a step
+does its largest activations. Blocks that size lie above glibc's default mmap threshold (at most 32 MiB),
+so with the defaults each one is mapped, unmapped and page-faulted in again every round, whatever else
+the heap holds. Once freed memory is kept they come from the heap and are reused. The setting is
+process-wide and cannot be undone, so each case runs in its own interpreter.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from taskweight.config import TrainConfig
-from taskweight.hostmemory import MAX_MMAP_THRESHOLD, keep_freed_memory
+from taskweight.hostmemory import keep_freed_memory
 from taskweight.trainer import Trainer
 
 glibc = pytest.mark.skipif(
@@ -27,16 +28,17 @@ glibc = pytest.mark.skipif(
 ROUNDS = """
 import json, resource, sys, torch
 from taskweight.hostmemory import keep_freed_memory
-kept = keep_freed_memory() if sys.argv[1] == "keep" else False
+threshold = keep_freed_memory() if sys.argv[1] == "keep" else 0
 faults = []
 torch.ones(16)
 for _ in range(8):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    blocks = [torch.ones(2 << 20) for _ in range(12)]  # 12 × 8 MiB, freed together as a step's activations are
+    blocks = [torch.ones(10 << 20) for _ in range(3)]  # 3 × 40 MiB, freed together as a step's activations are
     del blocks
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(json.dumps({"kept": kept, "faults": faults}))
+print(json.dumps({"threshold": threshold, "faults": faults}))
 """
+BLOCK_PAGES = 3 * (40 << 20) // 4096  # 30,720 pages of 4 KiB
 
 
 def _page_faults(mode: str) -> dict:
@@ -47,30 +49,25 @@ def _page_faults(mode: str) -> dict:
 @glibc
 def test_kept_memory_is_not_page_faulted_in_again_each_round():
     system, kept = _page_faults("system"), _page_faults("keep")
-    assert system["kept"] is False and kept["kept"] is True
-    blocks_pages = 12 * (8 << 20) // 4096  # 24,576 pages of 4 KiB
-    # the defaults: every late round faults most of the 96 MiB in again (24,544 measured)
-    assert min(system["faults"][-3:]) > blocks_pages // 2, system
+    assert system["threshold"] == 0
+    if kept["threshold"] < 40 << 20:
+        pytest.skip(f"this glibc caps the mmap threshold at {kept['threshold']} bytes, under the 40 MiB blocks")
+    assert kept["threshold"] == 1 << 30
+    # the defaults: every round maps the blocks afresh (30,723 faults a round measured)
+    assert min(system["faults"]) > BLOCK_PAGES * 9 // 10, system
     # kept: the late rounds reuse the heap (0 measured; the first rounds grow it)
-    assert max(kept["faults"][-3:]) < blocks_pages // 20, kept
+    assert max(kept["faults"][-3:]) < BLOCK_PAGES // 20, kept
 
 
-@pytest.mark.parametrize(
-    ("options", "message"),
-    [
-        ({"mmap_threshold": 0}, r"mmap_threshold must be in \(0, 33554432\] bytes, got 0"),
-        ({"mmap_threshold": MAX_MMAP_THRESHOLD + 1}, r"mmap_threshold must be in \(0, 33554432\] bytes, got 33554433"),
-        ({"trim_threshold": 0}, "trim_threshold must be positive, got 0"),
-    ],
-)
-def test_thresholds_glibc_would_refuse_are_named(options: dict, message: str):
-    with pytest.raises(ValueError, match=message):
+@pytest.mark.parametrize("options", [{"mmap_threshold": 0}, {"trim_threshold": -1}])
+def test_thresholds_must_be_positive(options: dict):
+    with pytest.raises(ValueError, match="thresholds must be positive"):
         keep_freed_memory(**options)
 
 
 def test_elsewhere_nothing_is_changed(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(platform, "system", lambda: "Darwin")
-    assert keep_freed_memory() is False
+    assert keep_freed_memory() == 0
 
 
 @pytest.mark.parametrize("keep", [True, False])

@@ -123,7 +123,7 @@ class Trainer:
         self.show_progress = show_progress and self.is_main
         if config.threads:
             torch.set_num_threads(config.threads)
-        self.host_memory_kept = config.keep_host_memory and self.device.type == "cpu" and keep_freed_memory()
+        self.host_memory_kept = config.keep_host_memory and self.device.type == "cpu" and keep_freed_memory() > 0
         """Whether freed memory stays in this process for the next step (:mod:`taskweight.hostmemory`)."""
         seed_everything(config.seed)
         # the strategy first: a bad method option is reported before any data is read
