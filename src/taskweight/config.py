@@ -130,7 +130,7 @@ class TrainConfig(_Strict):
     keep_host_memory: bool = Field(
         True,
         description="on a CPU device, keep freed memory in the process for the next step instead of giving it back "
-        "to the system (glibc mallopt; Linux only): each step otherwise page-faults its activations in again. "
+        "to the system (glibc mallopt; Linux only), where a step would otherwise page-fault its activations in again. "
         "1.00-1.22x the img/s of the quick preset's step on a 2-core CPU (benchmarks/host_memory.py); the resident "
         "memory stays at its peak",
     )
