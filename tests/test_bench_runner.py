@@ -298,3 +298,33 @@ def test_a_corrupt_cell_record_is_named_and_the_cell_runs_again(bench_out: Path,
     assert str(record) in stream.getvalue() and "runs again" in stream.getvalue()
     (result,) = runner.run()
     assert result.status == "ok" and json.loads(record.read_text())["status"] == "ok"
+
+
+def test_data_of_an_older_generator_is_kept_and_named(tmp_path: Path):
+    """A bench folder's synthetic data written by an older generator version is used as it is (its cells stay
+    comparable), and the run says so; data of the current version gets no such line."""
+    import io
+
+    from rich.console import Console
+
+    from taskweight.synth import PRESETS
+
+    preset_file = tmp_path / "bench.yaml"
+    preset_file.write_text(
+        "train_preset: tiny\nmethods: [equal]\ndatasets:\n"
+        "  - name: cs\n    format: cityscapes\n    synth: {preset: synth-cityscapes, train: 4, val: 2, test: 2}\n"
+    )
+    preset = load_bench_preset(preset_file)
+    out = tmp_path / "o"
+    marker = out / "data" / "cs" / "synth.json"
+    marker.parent.mkdir(parents=True)
+    assert PRESETS["synth-cityscapes"]["format_version"] == 2
+    for version, warned in ((1, True), (2, False)):
+        marker.write_text(json.dumps({"preset": "synth-cityscapes", "format_version": version}))
+        stream = io.StringIO()
+        runner = BenchRunner(preset, out, show_progress=False, console=Console(file=stream, width=400))
+        assert runner.ensure_data(preset.datasets[0]) == marker.parent  # not generated again
+        runner._warn_if_older_generator(preset.datasets[0])
+        said = stream.getvalue()
+        assert ("format version 1; this taskweight writes version 2" in said) is warned, said
+        assert ("crowd regions" in said) is warned

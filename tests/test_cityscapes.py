@@ -11,6 +11,7 @@ from PIL import Image
 
 from taskweight.classes import CAR, CYCLIST, PEDESTRIAN
 from taskweight.data import open_dataset
+from taskweight.data.boxes import component_boxes
 from taskweight.data.cityscapes import rasterise_polygons
 from taskweight.errors import DataFormatError
 
@@ -132,6 +133,35 @@ def test_png_source_agrees_with_polygons(tmp_path: Path) -> None:
     _write(both, "000001", objects=[rect("road", 0, 0, 39, 19)], label_ids=ids, instance_ids=inst)
     assert (open_dataset("cityscapes", both, "all", labels="json")[0]["seg"] == 1).all()
     assert (open_dataset("cityscapes", both, "all")[0]["seg"] == a["seg"]).all()
+
+
+def test_png_crowd_pixels_give_one_ignore_box_per_connected_region(tmp_path: Path) -> None:
+    """instanceIds cannot tell crowd groups apart: each 8-connected region of a mapped class's crowd
+    pixels is one ignore box (two groups at the two kerbs do not become one box over the road)."""
+    inst = np.full((H, W), 7, np.int32)  # road
+    inst[2:6, 1:4] = 24  # a persongroup at the left
+    inst[6:8, 4:5] = 24  # touching it at a corner: the same region
+    inst[3:9, 30:33] = 24  # another at the right
+    inst[10:12, 10:14] = 26  # a cargroup
+    inst[14:16, 20:22] = 33  # a bicyclegroup: an unmapped class, no box
+    inst[1:4, 15:17] = 24000  # a pedestrian instance
+    _write(tmp_path / "cs", "000001", instance_ids=inst)
+    item = open_dataset("cityscapes", tmp_path / "cs", "all")[0]
+    assert item["boxes"].tolist() == [[15.0, 1.0, 17.0, 4.0]] and item["labels"].tolist() == [PEDESTRIAN]
+    assert sorted(item["ignore_boxes"].tolist()) == [
+        [1.0, 2.0, 5.0, 8.0],
+        [10.0, 10.0, 14.0, 12.0],
+        [30.0, 3.0, 33.0, 9.0],
+    ]
+
+
+def test_component_boxes_by_hand() -> None:
+    mask = np.zeros((6, 8), bool)
+    mask[0, 0] = mask[1, 1] = True  # diagonal neighbours: one region
+    mask[4:6, 5:8] = True
+    mask[0, 6] = True
+    assert component_boxes(mask) == [(0.0, 0.0, 2.0, 2.0), (6.0, 0.0, 7.0, 1.0), (5.0, 4.0, 8.0, 6.0)]
+    assert component_boxes(np.zeros((3, 3), bool)) == []
 
 
 def test_paper_and_official_splits(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from taskweight.classes import CAR, CYCLIST, PEDESTRIAN
 from taskweight.data import open_dataset
@@ -14,6 +15,7 @@ from taskweight.synth import PRESETS, generate_dataset
 from taskweight.synth import geometry as g
 from taskweight.synth.fisheye import Fisheye
 from taskweight.synth.instances import mask_rectangles, render_with_instances, staircase_polygon
+from taskweight.synth.scene import MIN_BOX_HEIGHT, min_box_height, min_object_height
 from taskweight.synth.woodscape_writer import render_fisheye
 
 SEED = 5
@@ -43,19 +45,25 @@ def _bbox(mask: np.ndarray) -> list[float]:
     return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
 
 
-def _expected_cityscapes(split: str, index: int) -> tuple[list, np.ndarray]:
-    r = render_with_instances(index, split, SEED, CS_SIZE)
+def _expected_cityscapes(split: str, index: int) -> tuple[list, np.ndarray, np.ndarray]:
+    """(targets, segmentation, crowd pixels) worked out from the renderer: a road user is a target
+    when the scene labels it (not DontCare at synth-kitti's threshold for the same object size)."""
+    r = render_with_instances(index, split, SEED, CS_SIZE, dontcare_height=min_object_height(CS_SIZE))
     ids, owner = r.scene.semantic_ids, r.instances
+    labelled = {o.road_user for o in r.scene.objects if o.type != "DontCare"}
     boxes = []
+    crowd = np.zeros(ids.shape, bool)
     for k in np.unique(owner[owner >= 0]):
         own = owner == k
-        if (own & (ids == g.RIDER)).any():
+        if int(k) not in labelled:
+            crowd |= own & np.isin(ids, (g.PERSON, g.RIDER, g.CAR))
+        elif (own & (ids == g.RIDER)).any():
             boxes.append((CYCLIST, _bbox(own & np.isin(ids, (g.RIDER, g.BICYCLE)))))
         elif (own & (ids == g.CAR)).any():
             boxes.append((CAR, _bbox(own & (ids == g.CAR))))
         elif (own & (ids == g.PERSON)).any():
             boxes.append((PEDESTRIAN, _bbox(own & (ids == g.PERSON))))
-    return sorted(boxes), _seg(ids, (g.ROAD,), (g.SIDEWALK,))
+    return sorted(boxes), _seg(ids, (g.ROAD,), (g.SIDEWALK,)), crowd
 
 
 def test_presets_are_registered() -> None:
@@ -69,18 +77,53 @@ def test_cityscapes_layout_and_png_round_trip(cs_root: Path) -> None:
         assert (cs_root / "gtFine/train/synthcity" / f"{stem}_{kind}").is_file()
     assert (cs_root / "leftImg8bit/test/synthcity" / f"{stem}_leftImg8bit.png").is_file()
     assert json.loads((cs_root / "synth.json").read_text())["preset"] == "synth-cityscapes"
-    n_boxes = 0
+    n_boxes = n_crowd = 0
     for split, n in (("train", 3), ("val", 1), ("test", 1)):
         ds = open_dataset("cityscapes", cs_root, split, split_mode="official", labels="png")
         assert len(ds) == n
         for i in range(n):
             item = ds[i]
-            boxes, seg = _expected_cityscapes(split, i)
+            boxes, seg, crowd = _expected_cityscapes(split, i)
             assert item["image"].shape == (3, *CS_SIZE)
             assert sorted(zip(item["labels"].tolist(), item["boxes"].tolist(), strict=True)) == boxes
             assert np.array_equal(item["seg"].numpy(), seg)
+            # every pixel of a DontCare road user lies in an ignore box, and no ignore box holds none
+            covered = np.zeros(crowd.shape, bool)
+            for x1, y1, x2, y2 in item["ignore_boxes"].int().tolist():
+                assert crowd[y1:y2, x1:x2].any()
+                covered[y1:y2, x1:x2] = True
+            assert not (crowd & ~covered).any()
             n_boxes += len(boxes)
-    assert n_boxes > 5
+            n_crowd += int(crowd.any())
+    assert n_boxes > 5 and n_crowd >= 2
+
+
+def test_dontcare_height_is_the_same_object_size_at_every_aspect() -> None:
+    # f = 721.5377 * min(H / 375, W / 1242): 240.51 at 125 x 414 (KITTI / 3), 297.45 at 256 x 512
+    assert MIN_BOX_HEIGHT == 8.0 and min_object_height((125, 414)) == pytest.approx(8.0)
+    assert min_object_height((256, 512)) == pytest.approx(8.0 * 297.4473 / 240.5126, rel=1e-5)  # 9.894 px
+    assert min_box_height((256, 512)) == pytest.approx(8.0 * 256 / 125)  # synth-kitti's rule: by height
+    assert min_object_height((128, 416)) == pytest.approx(min_box_height((128, 416)), rel=0.02)
+
+
+def test_cityscapes_dontcare_road_users_are_crowd_regions(cs_root: Path) -> None:
+    """A DontCare road user keeps its plain label id in instanceIds and is a ``...group`` polygon; the
+    summary counts both kinds."""
+    marker = json.loads((cs_root / "synth.json").read_text())
+    assert marker["format_version"] == 2
+    groups = 0
+    for split, n in (("train", 3), ("val", 1), ("test", 1)):
+        for i in range(n):
+            _boxes, _seg, crowd = _expected_cityscapes(split, i)
+            stem = f"gtFine/{split}/synthcity/synthcity_000000_{i:06d}"
+            inst = np.asarray(Image.open(cs_root / f"{stem}_gtFine_instanceIds.png"))
+            assert (inst[crowd] < 1000).all() and np.isin(inst[crowd], (g.PERSON, g.RIDER, g.CAR)).all()
+            labels = [o["label"] for o in json.loads((cs_root / f"{stem}_gtFine_polygons.json").read_text())["objects"]]
+            groups += sum(label.endswith("group") for label in labels)
+            assert bool(crowd.any()) == any(label in ("persongroup", "ridergroup", "cargroup") for label in labels)
+    assert groups >= 2
+    counted = marker["instances"]
+    assert sum(v for k, v in counted.items() if k.endswith("group")) == groups
 
 
 def test_cityscapes_polygons_reproduce_the_masks(cs_root: Path) -> None:

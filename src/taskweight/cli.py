@@ -159,7 +159,11 @@ def synth(
 
     synth-kitti writes the real KITTI layout: training/image_2/*.png, training/label_2/*.txt
     (15-column KITTI lines: Car, Pedestrian, Cyclist, DontCare), training/semantic/*.png
-    (Cityscapes label ids) and splits/{train,val,test}.txt.
+    (Cityscapes label ids) and splits/{train,val,test}.txt. synth-cityscapes writes leftImg8bit/ and
+    gtFine/ (labelIds, instanceIds, polygons); synth-woodscape rgb_images/, semantic_annotations/gtLabels/
+    and box_2d_annotations/.
+    Objects too small to label (lower than 8 px at KITTI/3's scale), more than 80 % hidden or truncated are
+    DontCare in synth-kitti and crowd regions (persongroup, cargroup ...) in synth-cityscapes.
     """
     from rich.progress import Progress
 

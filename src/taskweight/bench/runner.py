@@ -47,7 +47,7 @@ from taskweight.classes import DEPTH_METRICS
 from taskweight.config import PRESETS_DIR, ConfigLayer, TrainConfig, _line_of, load_config
 from taskweight.durable import FolderLock
 from taskweight.errors import ConfigError, DataFormatError
-from taskweight.jsonio import write_json
+from taskweight.jsonio import read_json_file, write_json
 
 MAX_HISTORY_POINTS = 200
 
@@ -423,6 +423,7 @@ class BenchRunner:
         ]
         for ds in {d.name: d for d, _, _ in pending}.values():
             self.ensure_data(ds)  # once, before any cell (and any worker process) needs it
+            self._warn_if_older_generator(ds)
 
         def finished(record: CellRecord) -> None:
             records[record.key] = record
@@ -571,6 +572,24 @@ class BenchRunner:
                 depth_pattern=s.depth_pattern,
             )
         return root
+
+    def _warn_if_older_generator(self, ds: BenchDataset) -> None:
+        """Say so when a synthetic dataset of this bench folder was written by an older generator: its cells
+        stay comparable with each other, not with a table built on the current generator's data."""
+        if ds.synth is None or ds.root is not None:
+            return
+        from taskweight.synth import PRESETS
+
+        marker = self.out_dir / "data" / ds.name / "synth.json"
+        doc, _text = read_json_file(marker, "synth.json")
+        written = doc.get("format_version") if isinstance(doc, dict) else None
+        current = PRESETS[ds.synth.preset]["format_version"]
+        if written != current:
+            self.console.print(
+                f"[yellow]{ds.name}: {marker} says format version {written}; this taskweight writes version "
+                f"{current} ({PRESETS[ds.synth.preset]['changes']}). The cells of this folder stay comparable "
+                f"with each other; delete {marker.parent} and cells/{ds.name} to train on the current data.[/]"
+            )
 
     # ------------------------------------------------------------- cell kinds
     def _rel(self, path: Path) -> str:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from taskweight.errors import DataFormatError
 
@@ -32,6 +33,17 @@ def bbox_of_values(values: np.ndarray, keep: np.ndarray | None = None) -> dict[i
         int(v): (float(a), float(b), float(c + 1), float(d + 1))
         for v, a, b, c, d in zip(vals, x1, y1, x2, y2, strict=True)
     }
+
+
+def component_boxes(mask: np.ndarray) -> list[tuple[float, float, float, float]]:
+    """Pixel extent (x1, y1, x2 + 1, y2 + 1) of every 8-connected component of a boolean mask, in
+    scan order of each component's first pixel (:func:`scipy.ndimage.label`)."""
+    labelled, _count = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    return [
+        (float(found[1].start), float(found[0].start), float(found[1].stop), float(found[0].stop))
+        for found in ndimage.find_objects(labelled)
+        if found is not None
+    ]
 
 
 def check_box(

@@ -30,8 +30,9 @@ Classes (:file:`mappings/cityscapes.yaml`, overridable with ``mapping=``):
   without a rider is dropped (``cyclist_vehicles`` lists the vehicle labels, default
   ``[bicycle]``);
 - crowd regions of a mapped class (``cargroup``, ``persongroup`` ... polygons, or instanceIds
-  values < 1000 of such a class) become ``ignore_boxes``: one per group polygon, or one per
-  class and image from the PNGs (which cannot tell groups apart).
+  values < 1000 of such a class) become ``ignore_boxes``: one per group polygon, or, from the
+  PNGs (which cannot tell groups apart), one per 8-connected region of a class's crowd pixels
+  (two groups that touch give one box, one group seen in pieces gives one per piece).
 
 Splits: ``split_mode="paper"`` (default) pools every image of the folders in
 ``paper_folders`` (default ``train`` and ``val``: the 3475 images with public fine labels;
@@ -71,7 +72,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from taskweight.classes import DET_CLASSES
-from taskweight.data.boxes import bbox_of_values
+from taskweight.data.boxes import bbox_of_values, component_boxes
 from taskweight.data.cityscapes_labels import (
     HAS_INSTANCES,
     ID2NAME,
@@ -272,7 +273,12 @@ def instance_targets(
     if crowd is not None:
         regions = [(v, box) for v, box in crowd.values()]
     else:
-        regions = sorted(bbox_of_values(inst, keep=inst < INSTANCE_OFFSET).items())
+        regions = [
+            (value, box)
+            for value in np.unique(inst[inst < INSTANCE_OFFSET]).tolist()
+            if ID2NAME.get(value) in HAS_INSTANCES
+            for box in component_boxes(inst == value)
+        ]
     for value, box in regions:
         name = ID2NAME.get(value)
         if name in HAS_INSTANCES and det.get(name) is not None:

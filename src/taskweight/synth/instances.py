@@ -42,15 +42,22 @@ class InstanceScene:
 
 
 def render_with_instances(
-    index: int, split: str, seed: int, size: tuple[int, int], *, depth: bool = False
+    index: int,
+    split: str,
+    seed: int,
+    size: tuple[int, int],
+    *,
+    depth: bool = False,
+    dontcare_height: float | None = None,
 ) -> InstanceScene:
-    """``render_scene(index, split, seed, size, depth=depth)`` plus its instance map and painter's order
-    (``depth``: the scene's exact z-buffer depth too, ``scene.depth``; image and labels are the same)."""
+    """``render_scene(index, split, seed, size, depth=depth, dontcare_height=dontcare_height)`` plus its
+    instance map and painter's order (``depth``: the scene's exact z-buffer depth too, ``scene.depth``;
+    image and labels are the same)."""
     with _LOCK:
         original = scene_module.Canvas
         scene_module.Canvas = _RecordingCanvas  # type: ignore[misc]  # swapped in for this render, restored below
         try:
-            scene = scene_module.render_scene(index, split, seed, size, depth=depth)
+            scene = scene_module.render_scene(index, split, seed, size, depth=depth, dontcare_height=dontcare_height)
             canvas = _RecordingCanvas.last
         finally:
             scene_module.Canvas = original  # type: ignore[misc]  # restores the class swapped in above
@@ -60,7 +67,8 @@ def render_with_instances(
 
 
 def instance_masks(ids: np.ndarray, owner: np.ndarray, order: list[int]):
-    """Yield (class id, mask) of every visible instance, objects in painter's order ``order``."""
+    """Yield (road user, class id, mask) of every visible instance, road users in painter's order ``order``
+    (a cyclist gives two: its rider and its bicycle)."""
     for k in order:
         own = owner == k
         if not own.any():
@@ -68,15 +76,28 @@ def instance_masks(ids: np.ndarray, owner: np.ndarray, order: list[int]):
         for cls in INSTANCE_CLASSES:
             m = own & (ids == cls)
             if m.any():
-                yield cls, m
+                yield k, cls, m
 
 
-def cityscapes_instance_ids(ids: np.ndarray, owner: np.ndarray, order: list[int]) -> np.ndarray:
+def dontcare_road_users(rendered: InstanceScene) -> frozenset[int]:
+    """The visible road users that ``rendered.scene`` labels DontCare or not at all (synth-kitti's
+    rule, :func:`~taskweight.synth.scene.render_scene`: a visible box lower than the DontCare height,
+    or more than 80 % hidden or truncated; a box under one pixel gets no label)."""
+    labelled = {o.road_user for o in rendered.scene.objects if o.type != "DontCare"}
+    return frozenset(k for k in rendered.order if k not in labelled)
+
+
+def cityscapes_instance_ids(
+    ids: np.ndarray, owner: np.ndarray, order: list[int], crowd: frozenset[int] = frozenset()
+) -> np.ndarray:
     """instanceIds (``labelId * 1000 + k``, k counted per class in painter's order; label id
-    elsewhere) of a labelIds mask and an owner map."""
+    elsewhere) of a labelIds mask and an owner map.  The pixels of the road users in ``crowd`` keep
+    their label id, as Cityscapes writes a crowd (``...group``) region."""
     inst = ids.astype(np.int32).copy()
     counts: dict[int, int] = {}
-    for cls, m in instance_masks(ids, owner, order):
+    for k, cls, m in instance_masks(ids, owner, order):
+        if k in crowd:
+            continue
         inst[m] = cls * 1000 + counts.get(cls, 0)
         counts[cls] = counts.get(cls, 0) + 1
     return inst

@@ -60,6 +60,15 @@ def focal_length(size: tuple[int, int]) -> float:
     return KITTI_FOCAL * min(size[0] / KITTI_SIZE[0], size[1] / KITTI_SIZE[1])
 
 
+def min_object_height(size: tuple[int, int]) -> float:
+    """DontCare height threshold in pixels for the same object size as :func:`min_box_height`
+    at any aspect: ``MIN_BOX_HEIGHT * f(size) / f(DEFAULT_SIZE)`` with f = :func:`focal_length`
+    (an object's height in pixels is proportional to f).  At KITTI's aspect it is
+    :func:`min_box_height` to within 2 %; at Cityscapes' 1:2 (f tied to the width) it is lower:
+    9.9 px at 256 x 512, where :func:`min_box_height` gives 16.4 px."""
+    return MIN_BOX_HEIGHT * focal_length(size) / focal_length(DEFAULT_SIZE)
+
+
 @dataclass
 class SceneObject:
     """One KITTI label of a scene (values as written to ``label_2``, unrounded)."""
@@ -76,6 +85,8 @@ class SceneObject:
     """Fraction of the object's in-image pixels hidden by nearer things (not in KITTI files)."""
     source: str = ""
     """The rendered class (for DontCare: what it hides)."""
+    road_user: int = -1
+    """Index of the road user it labels: its pixels' value in the renderer's instance map (not in KITTI files)."""
 
     def kitti_line(self) -> str:
         x1, y1, x2, y2 = self.box
@@ -941,9 +952,19 @@ def _check_size(size: tuple[int, int]) -> tuple[int, int]:
 
 
 def render_scene(
-    index: int, split: str, seed: int, size: tuple[int, int] = DEFAULT_SIZE, *, depth: bool = False
+    index: int,
+    split: str,
+    seed: int,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    *,
+    depth: bool = False,
+    dontcare_height: float | None = None,
 ) -> Scene:
     """Render scene ``index`` of ``split`` for ``seed`` at ``size`` = (H, W). Pure and deterministic.
+
+    ``dontcare_height``: objects whose visible box is lower than this (pixels) are DontCare; default
+    :func:`min_box_height` (synth-kitti's; synth-cityscapes passes :func:`min_object_height`).  The
+    image is the same whatever it is.
 
     ``depth``: also render the exact per-pixel depth Z (``Scene.depth``, metres, 0 where the ray
     meets no modelled surface: sky and the distant skyline) with a z-buffer over the scene's
@@ -973,7 +994,8 @@ def render_scene(
     _paint_ground(cv, lay)
     _paint_shadows(cv, lay)
     painted = _paint_scenery_and_street(cv, lay)
-    objects = _labels(lay, cv, painted, (H, W))
+    min_height = min_box_height((H, W)) if dontcare_height is None else float(dontcare_height)
+    objects = _labels(lay, cv, painted, (H, W), min_height)
     image = _postprocess(cv, lay.post, pix_rng)
     info = {
         "weather": lay.weather,
@@ -1149,10 +1171,9 @@ def _building_shadow(cv: Canvas, cam: g.Camera, b: Solid, light: Lighting, hc: f
         cv.shade(cam.project(poly), light.shadow_factor)
 
 
-def _labels(lay: _Layout, cv: Canvas, painted: dict, size: tuple[int, int]) -> list[SceneObject]:
+def _labels(lay: _Layout, cv: Canvas, painted: dict, size: tuple[int, int], min_h: float) -> list[SceneObject]:
     H, W = size
     visible = np.bincount(cv.inst.ravel().astype(np.int64) + 1, minlength=len(lay.road_users) + 1)[1:]
-    min_h = min_box_height(size)
     labelled, dontcare = [], []
     for k, actor in enumerate(lay.road_users):
         if k not in painted:
@@ -1181,6 +1202,7 @@ def _labels(lay: _Layout, cv: Canvas, painted: dict, size: tuple[int, int]) -> l
                     -10.0,
                     hidden=hidden,
                     source=actor.kitti_type,
+                    road_user=k,
                 )
             )
             continue
@@ -1201,6 +1223,7 @@ def _labels(lay: _Layout, cv: Canvas, painted: dict, size: tuple[int, int]) -> l
                     g.wrap_angle(actor.ry),
                     hidden=hidden,
                     source=actor.kitti_type,
+                    road_user=k,
                 ),
             )
         )

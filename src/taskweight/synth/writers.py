@@ -26,19 +26,28 @@ PRESETS: dict[str, dict[str, Any]] = {
         "size": DEFAULT_SIZE,
         "format": "kitti",
         "description": "KITTI aspect 375x1242 rendered at KITTI/3",
+        "format_version": kitti_writer.FORMAT_VERSION,
+        "changes": "version 1: the first",
     },
     "synth-cityscapes": {
         "size": cityscapes_writer.DEFAULT_SIZE,
         "format": "cityscapes",
         "description": "Cityscapes layout (1:2 aspect, polygons + labelIds/instanceIds PNGs)",
+        "format_version": cityscapes_writer.FORMAT_VERSION,
+        "changes": "version 2: road users synth-kitti would label DontCare are crowd regions; "
+        "version 1 made every visible fragment a target",
     },
     "synth-woodscape": {
         "size": woodscape_writer.DEFAULT_SIZE,
         "format": "woodscape",
         "description": "WoodScape layout, equidistant fisheye, cameras FV/RV/MVL/MVR",
+        "format_version": woodscape_writer.FORMAT_VERSION,
+        "changes": "version 1: the first",
     },
 }
-"""Preset -> rendered size, the dataset layout it writes (a key of :data:`WRITERS`) and a description."""
+"""Preset -> rendered size, the dataset layout it writes (a key of :data:`WRITERS`), a description, the
+generator's ``format_version`` (written to ``synth.json``; raised whenever the same parameters would give other
+files) and what each version changed."""
 
 
 def check_generator_options(
