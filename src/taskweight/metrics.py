@@ -62,6 +62,31 @@ def improves(candidate: float | None, incumbent: float | None) -> bool:
     return incumbent is None or math.isnan(incumbent) or candidate > incumbent
 
 
+def map_prediction(detections: Detections) -> dict[str, Tensor]:
+    """One image's detections as torchmetrics' ``MeanAveragePrecision`` takes them (on the CPU)."""
+    return {
+        "boxes": detections.boxes.float().cpu(),
+        "scores": detections.scores.float().cpu(),
+        "labels": detections.labels.cpu(),
+    }
+
+
+def map_target(boxes: Tensor, labels: Tensor, ignore_boxes: Tensor, num_classes: int) -> dict[str, Tensor]:
+    """One image's ground truth as ``MeanAveragePrecision`` takes it: the boxes, then every ignore region
+    (KITTI DontCare, Cityscapes crowd) as a COCO crowd box of each of the ``num_classes`` classes."""
+    gt_boxes, gt_labels = boxes.float().cpu(), labels.long().cpu()
+    crowd = ignore_boxes.float().cpu().reshape(-1, 4)
+    crowd_labels = torch.arange(num_classes).repeat(len(crowd))
+    iscrowd = torch.cat(
+        [torch.zeros(len(gt_labels), dtype=torch.long), torch.ones(len(crowd_labels), dtype=torch.long)]
+    )
+    return {
+        "boxes": torch.cat([gt_boxes, crowd.repeat_interleave(num_classes, dim=0)]),
+        "labels": torch.cat([gt_labels, crowd_labels]),
+        "iscrowd": iscrowd,
+    }
+
+
 class MultiTaskEvaluator:
     """Accumulates detections and segmentation maps over a split, then computes the metrics.
 
@@ -147,22 +172,10 @@ class MultiTaskEvaluator:
         for i, labelled in enumerate(has_det):
             if not labelled:
                 continue
-            d = detections[i]
-            preds.append({"boxes": d.boxes.float().cpu(), "scores": d.scores.float().cpu(), "labels": d.labels.cpu()})
-            gt_boxes = batch["boxes"][i].float().cpu()
-            gt_labels = batch["labels"][i].long().cpu()
-            crowd = batch["ignore_boxes"][i].float().cpu()
-            if crowd.numel():
-                crowd_boxes = crowd.repeat_interleave(self.num_det_classes, dim=0)
-                crowd_labels = torch.arange(self.num_det_classes).repeat(len(crowd))
-                gt_boxes = torch.cat([gt_boxes, crowd_boxes])
-                iscrowd = torch.cat(
-                    [torch.zeros(len(gt_labels), dtype=torch.long), torch.ones(len(crowd_labels), dtype=torch.long)]
-                )
-                gt_labels = torch.cat([gt_labels, crowd_labels])
-            else:
-                iscrowd = torch.zeros(len(gt_labels), dtype=torch.long)
-            targets.append({"boxes": gt_boxes, "labels": gt_labels, "iscrowd": iscrowd})
+            preds.append(map_prediction(detections[i]))
+            targets.append(
+                map_target(batch["boxes"][i], batch["labels"][i], batch["ignore_boxes"][i], self.num_det_classes)
+            )
         if preds:
             self.map_coco.update(preds, targets)
             self.map_50.update(preds, targets)
