@@ -39,10 +39,11 @@ def test_resnet10_structure_and_strides():
     enc = ResNet10Encoder(width=1.0)
     assert [len(getattr(enc, f"layer{i}")) for i in range(1, 5)] == [1, 1, 1, 1]
     feats = enc(torch.rand(1, 3, 64, 128))
+    assert feats["s4"].shape == (1, 64, 16, 32)
     assert feats["s8"].shape == (1, 128, 8, 16)
     assert feats["s16"].shape == (1, 256, 4, 8)
     assert feats["s32"].shape == (1, 512, 2, 4)
-    assert ResNet10Encoder(width=0.5).out_channels == {"s8": 64, "s16": 128, "s32": 256}
+    assert ResNet10Encoder(width=0.5).out_channels == {"s4": 32, "s8": 64, "s16": 128, "s32": 256}
 
 
 def test_model_outputs_and_parameter_groups():

@@ -142,6 +142,7 @@ def build_model(config: TrainConfig, anchors: torch.Tensor | None) -> MultiTaskN
         pretrained_encoder=config.model.pretrained,
         tasks=config.tasks,
         det_assignment=config.model.det_assignment,
+        det_stride=config.model.det_stride,
     )
 
 

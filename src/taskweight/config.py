@@ -67,6 +67,12 @@ class ModelConfig(_Strict):
         "ratios to the box are under 4, instead of a shape IoU over 0.3). Changes the loss and the box decoding, "
         "not the parameters",
     )
+    det_stride: Literal[8, 4] = Field(
+        8,
+        description="the detection grid's stride in input pixels: 8 (the paper's decoder on the fused stride-8 map) "
+        "or 4 (the top-down sum goes on to the encoder's stride-4 map: a cell of its own for objects a few pixels "
+        "wide, for about 4× the detection head's and loss's work)",
+    )
 
 
 class OptimConfig(_Strict):

@@ -53,6 +53,11 @@ DetAssignment = Literal["centre", "neighbours", "neighbours_ratio"]
 
 DET_ASSIGNMENTS: tuple[str, ...] = get_args(DetAssignment)
 
+DetStride = Literal[8, 4]
+"""The detection grid's stride in input pixels (see :class:`YoloDetectionHead`)."""
+
+DET_STRIDES: tuple[int, ...] = get_args(DetStride)
+
 
 @dataclass
 class Detections:
@@ -80,10 +85,10 @@ def _conv_bn_relu(in_ch: int, out_ch: int, k: int = 3) -> nn.Sequential:
 
 
 class YoloDetectionHead(nn.Module):
-    """Anchor-based detection decoder on the stride-8 grid.
+    """Anchor-based detection decoder on the stride-8 (or stride-4) grid.
 
     Args:
-        in_channels: channels of the encoder maps ``{"s8", "s16", "s32"}``.
+        in_channels: channels of the encoder maps ``{"s4", "s8", "s16", "s32"}`` (``s4`` only with stride 4).
         num_classes: K detection classes.
         anchors: A×2 tensor of anchor (width, height) in input pixels.
         channels: width of the fused feature map.
@@ -93,9 +98,12 @@ class YoloDetectionHead(nn.Module):
             ``neighbours_ratio`` — as ``neighbours``, with anchors matched by a width and height
             ratio under :attr:`anchor_ratio` instead of a shape IoU over ``match_iou``.
             It changes the loss and the decoding, not the parameters.
+        stride: 8 — the grid of the fused stride-8 map (the paper's decoder); 4 — the top-down sum
+            goes on to the encoder's stride-4 map (one more lateral 1×1 convolution), so each cell is
+            4 px: objects a few pixels wide (distant pedestrians) get a cell of their own, for about
+            4× the head's and the loss's work.
     """
 
-    stride: int = 8
     anchor_ratio: float = 4.0  # YOLOv5's anchor_t, for ``neighbours_ratio``
     anchors: Tensor  # buffer registered in __init__
 
@@ -107,8 +115,13 @@ class YoloDetectionHead(nn.Module):
         channels: int = 64,
         *,
         assignment: DetAssignment = "centre",
+        stride: DetStride = 8,
     ) -> None:
         super().__init__()
+        if stride not in DET_STRIDES:
+            raise ValueError(f"stride must be one of {list(DET_STRIDES)}, got {stride!r}")
+        self.stride: int = stride
+        self.levels = ("s32", "s16", "s8", "s4")[: 3 if stride == 8 else 4]
         anchors = torch.as_tensor(anchors, dtype=torch.float32)
         if anchors.ndim != 2 or anchors.shape[1] != 2 or (anchors <= 0).any():
             raise ValueError(f"anchors must be an A×2 tensor of positive (w, h), got {anchors.tolist()}")
@@ -117,7 +130,7 @@ class YoloDetectionHead(nn.Module):
         self.assignment: DetAssignment = assignment
         self.num_classes = num_classes
         self.register_buffer("anchors", anchors.clone())
-        self.lateral = nn.ModuleDict({k: nn.Conv2d(in_channels[k], channels, 1) for k in ("s8", "s16", "s32")})
+        self.lateral = nn.ModuleDict({k: nn.Conv2d(in_channels[k], channels, 1) for k in self.levels[::-1]})
         self.fuse = nn.Sequential(_conv_bn_relu(channels, channels), _conv_bn_relu(channels, channels))
         self.pred = nn.Conv2d(channels, self.num_anchors * (5 + num_classes), 1)
         with torch.no_grad():  # start from a low objectness prior so empty cells cost little
@@ -132,10 +145,10 @@ class YoloDetectionHead(nn.Module):
         return int(self.anchors.shape[0])
 
     def forward(self, features: dict[str, Tensor]) -> Tensor:
-        """Return raw predictions of shape (B, A, H/8, W/8, 5 + K)."""
+        """Return raw predictions of shape (B, A, H/s, W/s, 5 + K), s = :attr:`stride`."""
         p = self.lateral["s32"](features["s32"])
-        p = F.interpolate(p, size=features["s16"].shape[-2:], mode="nearest") + self.lateral["s16"](features["s16"])
-        p = F.interpolate(p, size=features["s8"].shape[-2:], mode="nearest") + self.lateral["s8"](features["s8"])
+        for level in self.levels[1:]:
+            p = F.interpolate(p, size=features[level].shape[-2:], mode="nearest") + self.lateral[level](features[level])
         out = self.pred(self.fuse(p))
         b, _, h, w = out.shape
         return out.view(b, self.num_anchors, 5 + self.num_classes, h, w).permute(0, 1, 3, 4, 2)

@@ -27,7 +27,7 @@ def scaled_widths(width: float) -> tuple[int, int, int, int]:
 
 
 class ResNet10Encoder(nn.Module):
-    """ResNet10 feature extractor returning the stride-8, -16 and -32 feature maps.
+    """ResNet10 feature extractor returning the stride-4, -8, -16 and -32 feature maps.
 
     Stem (7×7 conv stride 2, max-pool) → layer1 (stride 4) → layer2 (8) → layer3 (16) →
     layer4 (32); each layer is a single torchvision ``BasicBlock``.
@@ -37,7 +37,7 @@ class ResNet10Encoder(nn.Module):
         super().__init__()
         c1, c2, c3, c4 = scaled_widths(width)
         self.width = width
-        self.out_channels: dict[str, int] = {"s8": c2, "s16": c3, "s32": c4}
+        self.out_channels: dict[str, int] = {"s4": c1, "s8": c2, "s16": c3, "s32": c4}
         self.conv1 = nn.Conv2d(3, c1, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(c1)
         self.relu = nn.ReLU(inplace=True)
@@ -67,11 +67,11 @@ class ResNet10Encoder(nn.Module):
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer1(x)
-        s8 = self.layer2(x)
+        s4 = self.layer1(x)
+        s8 = self.layer2(s4)
         s16 = self.layer3(s8)
         s32 = self.layer4(s16)
-        return {"s8": s8, "s16": s16, "s32": s32}
+        return {"s4": s4, "s8": s8, "s16": s16, "s32": s32}
 
 
 def load_imagenet_weights(encoder: ResNet10Encoder, path: str | Path) -> list[str]:

@@ -20,6 +20,7 @@ from taskweight.models.detection import (
     DetAssignment,
     DetectionLossWeights,
     Detections,
+    DetStride,
     YoloDetectionHead,
     default_anchors,
     pad_detection_targets,
@@ -64,6 +65,9 @@ class MultiTaskNet(nn.Module):
                 self.add_module(f"{task}_head", head)
         self.tasks = check_tasks([t for t, head in heads.items() if head is not None])
         self.det_loss_weights = det_loss_weights
+        fine = det_head is not None and "s4" in det_head.levels
+        self.representation_levels: tuple[str, ...] = ("s4", "s8", "s16", "s32") if fine else ("s8", "s16", "s32")
+        """The encoder maps the heads read: the shared representation (``s4`` only for a stride-4 detection grid)."""
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
 
@@ -99,12 +103,13 @@ class MultiTaskNet(nn.Module):
         return self.decode(self.encode(images), (images.shape[-2], images.shape[-1]))
 
     def encode(self, images: Tensor) -> dict[str, Tensor]:
-        """The shared representation: the encoder's feature maps (``s8``, ``s16``, ``s32``) of ``images``."""
+        """The shared representation: the encoder's feature maps of ``images`` that the heads read
+        (:attr:`representation_levels`: ``s8``, ``s16``, ``s32``, and ``s4`` for a stride-4 detection grid)."""
         height, width = images.shape[-2:]
         if height % 32 or width % 32:
             raise ValueError(f"input size {height}×{width} must be a multiple of 32 (set data.image_size)")
         features: dict[str, Tensor] = self.encoder((images - self.mean) / self.std)
-        return features
+        return {level: features[level] for level in self.representation_levels}
 
     def decode(self, features: dict[str, Tensor], size: tuple[int, int]) -> dict[str, Tensor]:
         """Every head's output from the shared representation of images of ``size`` (H, W)."""
@@ -187,6 +192,7 @@ def resnet10_multitask(
     pretrained_encoder: str | Path | None = None,
     tasks: Sequence[str] = DEFAULT_TASKS,
     det_assignment: DetAssignment = "centre",
+    det_stride: DetStride = 8,
 ) -> MultiTaskNet:
     """Build the paper's network (§V-A): ResNet10 encoder, YOLO and FCN8 decoders.
 
@@ -200,6 +206,7 @@ def resnet10_multitask(
         det_assignment: the detection head's target assignment and box parameterisation
             (``centre``: c = (j + σ(t))·s; ``neighbours``: c = (j + 2σ(t) − 0.5)·s, YOLOv5;
             see :mod:`taskweight.models.detection`).
+        det_stride: the detection grid's stride, 8 (the paper's) or 4 (:class:`YoloDetectionHead`).
     """
     tasks = check_tasks(tasks)
     encoder = ResNet10Encoder(width)
@@ -209,7 +216,14 @@ def resnet10_multitask(
     if anchors is None:
         anchors = default_anchors(image_height)
     det = (
-        YoloDetectionHead(encoder.out_channels, num_det_classes, anchors, channels=channels, assignment=det_assignment)
+        YoloDetectionHead(
+            encoder.out_channels,
+            num_det_classes,
+            anchors,
+            channels=channels,
+            assignment=det_assignment,
+            stride=det_stride,
+        )
         if "det" in tasks
         else None
     )
