@@ -251,8 +251,15 @@ def test_shipped_paper_presets() -> None:
             == "epoch"
         )
     runner = BenchRunner(synth, "unused", show_progress=False, protocol="matched")
-    assert {runner.search_settings(ds)["budget"] for ds in runner.datasets} == {5}  # 10 epochs = 5 × 2
-    # the compute-matched synth preset: 10 one-epoch evaluations, as its results were measured
-    synth_matched = BenchRunner(load_bench_preset("synth"), "unused", show_progress=False)
+    # the baselines' epochs as 2-epoch evaluations: synth-kitti 10 = 5 × 2, the others 20 = 10 × 2
+    budgets = {ds.name: runner.search_settings(ds)["budget"] for ds in runner.datasets}
+    assert budgets == {"synth-kitti": 5, "synth-cityscapes": 10, "synth-woodscape": 10}
+    # the compute-matched synth preset: one-epoch evaluations, as many as the dataset's epochs
+    synth_preset = load_bench_preset("synth")
+    synth_matched = BenchRunner(synth_preset, "unused", show_progress=False)
     assert synth_matched.protocol == "matched"
-    assert {synth_matched.search_settings(ds)["budget"] for ds in synth_matched.datasets} == {10}
+    budgets = {ds.name: synth_matched.search_settings(ds)["budget"] for ds in synth_matched.datasets}
+    assert budgets == {"synth-kitti": 10, "synth-cityscapes": 20, "synth-woodscape": 20}
+    # synth-paper trains synth's baselines, so that their cells can be shared: the same training and datasets
+    assert synth.train_preset == synth_preset.train_preset and synth.train_overrides == synth_preset.train_overrides
+    assert synth.datasets == synth_preset.datasets and synth.methods[:-1] == synth_preset.methods

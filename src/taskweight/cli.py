@@ -414,7 +414,7 @@ def bench(
         str,
         typer.Option(
             help="bench preset: quick (make demo, ~5 min on 2 CPU cores with native bf16, ~16 min in fp32), "
-            "synth (3 synthetic datasets × 3 seeds, ~2.5–3 h with --jobs 2), "
+            "synth (3 synthetic datasets × 3 seeds, ~4–5 h with --jobs 2 on a bf16 CPU), "
             "synth-paper (synth under the paper protocol, 16 × 2-epoch evaluations, a few hours with --jobs 2), "
             "synth-lite (synth-kitti × 3 seeds), synth-large (synth at 800 scenes × 12 epochs, GPU), "
             "three-task (synth-kitti with depth: det + seg + depth, 9 methods × 3 seeds), "
