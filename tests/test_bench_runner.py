@@ -151,8 +151,8 @@ def test_every_shipped_bench_preset_validates_with_its_training_configs():
 
 
 def test_the_three_task_preset_is_synths_synth_kitti_with_depth():
-    """Nine methods, three seeds, `synth`'s synth-kitti dataset and training, generated with depth and
-    trained on det + seg + depth."""
+    """Nine methods, three seeds, `synth`'s synth-kitti dataset and training (as it was measured, with the
+    centre assignment), generated with depth and trained on det + seg + depth."""
     from taskweight.bench.runner import _deep_merge
     from taskweight.config import load_config
 
@@ -173,7 +173,11 @@ def test_the_three_task_preset_is_synths_synth_kitti_with_depth():
     cfg = config(three, ds)
     assert cfg.tasks == ["det", "seg", "depth"]
     assert cfg.epochs == 10 and list(cfg.data.image_size) == [128, 416]
-    assert cfg == config(synth, kitti).model_copy(update={"tasks": ["det", "seg", "depth"]})
+    # synth's synth-kitti training as it was measured: before synth's re-size to the neighbour-cell assignment
+    synth_cfg = config(synth, kitti)
+    assert synth_cfg.model.det_assignment == "neighbours" and cfg.model.det_assignment == "centre"
+    centre = synth_cfg.model.model_copy(update={"det_assignment": "centre"})
+    assert cfg == synth_cfg.model_copy(update={"tasks": ["det", "seg", "depth"], "model": centre})
     assert BenchRunner(three, "unused", show_progress=False).dataset_tasks(ds) == ("det", "seg", "depth")
 
 
@@ -261,9 +265,10 @@ def test_a_three_task_bench_trains_scores_and_reports_depth(tmp_path: Path):
     assert json.loads((out / "results.json").read_text())["records"][0]["tasks"] == ["det", "seg", "depth"]
 
 
-def test_the_field_preset_runs_every_strategy_on_synth_kitti_as_the_synth_preset_does():
+def test_the_field_preset_runs_every_strategy_on_synth_kitti_as_the_synth_table_was_trained():
     """Every registered strategy but the two whose weights come from a search is a column, and its
-    synth-kitti cells train exactly as `synth`'s (so the seven shared baselines are the same cells)."""
+    synth-kitti cells train exactly as `synth`'s did when benchmarks/results/synth/ was measured (so the
+    seven shared baselines are the same cells)."""
     from taskweight import weighting
     from taskweight.bench.runner import _deep_merge
     from taskweight.config import load_config
@@ -278,7 +283,12 @@ def test_the_field_preset_runs_every_strategy_on_synth_kitti_as_the_synth_preset
     def config(preset, ds):
         return load_config(preset.train_preset, overrides=_deep_merge(preset.train_overrides, ds.train_overrides))
 
-    assert config(field, field.datasets[0]) == config(synth, kitti)
+    # synth's synth-kitti training as benchmarks/results/synth/ measured it: the centre assignment, which
+    # synth left for the neighbour-cell one after the field table was built
+    synth_cfg = config(synth, kitti)
+    assert synth_cfg.model.det_assignment == "neighbours"
+    centre = synth_cfg.model.model_copy(update={"det_assignment": "centre"})
+    assert config(field, field.datasets[0]) == synth_cfg.model_copy(update={"model": centre})
 
 
 def test_a_corrupt_cell_record_is_named_and_the_cell_runs_again(bench_out: Path, tmp_path: Path):
