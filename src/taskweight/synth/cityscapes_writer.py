@@ -110,11 +110,8 @@ def write_sample(
     Image.fromarray(scene.image).save(img_dir / f"{name}_leftImg8bit.png", compress_level=3)
     Image.fromarray(ids).save(gt_dir / f"{name}_gtFine_labelIds.png", compress_level=3)
     Image.fromarray(inst.astype(np.uint16)).save(gt_dir / f"{name}_gtFine_instanceIds.png", compress_level=3)
-    doc = {
-        "imgHeight": int(ids.shape[0]),
-        "imgWidth": int(ids.shape[1]),
-        "objects": polygons_of(ids, rendered.instances, rendered.order, crowd),
-    }
+    objects = polygons_of(ids, rendered.instances, rendered.order, crowd)
+    doc = {"imgHeight": int(ids.shape[0]), "imgWidth": int(ids.shape[1]), "objects": objects}
     (gt_dir / f"{name}_gtFine_polygons.json").write_text(
         json.dumps(doc, separators=(",", ":")) + "\n", encoding="utf-8"
     )
@@ -131,10 +128,9 @@ def write_sample(
     for value in np.unique(inst[inst >= 1000]):
         label = ID2NAME[int(value) // 1000]
         counts[label] = counts.get(label, 0) + 1
-    for k, cls, _mask in instance_masks(ids, rendered.instances, rendered.order):
-        if k in crowd:
-            label = ID2NAME[cls] + "group"
-            counts[label] = counts.get(label, 0) + 1
+    for obj in objects:  # the crowd regions: one "...group" polygon each (stuff labels never end so)
+        if obj["label"].endswith("group"):
+            counts[obj["label"]] = counts.get(obj["label"], 0) + 1
     return counts
 
 
