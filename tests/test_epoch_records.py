@@ -175,17 +175,19 @@ def test_the_console_shows_the_epochs_bar_and_the_last_validation_only_when_aske
         assert out.getvalue() == ""
 
 
-def test_validation_scores_reach_tensorboard_at_their_epoch_without_nans(
+def test_validation_scores_reach_tensorboard_at_their_epochs_last_step_without_nans(
     tmp_path: Path, tiny_config: TrainConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """On the training curves' axis: epoch k's scores at global step k·3 − 1 (tiny: 3 steps an epoch)."""
     config = tiny_config.model_copy(update={"epochs": 3})
     _scripted_validation(monkeypatch, [float("nan"), 0.4, 0.3])  # epoch 1: every score NaN
     Trainer(config, tmp_path / "run", show_progress=False).fit()
     logged = {tag: steps for tag, steps in _scalars(tmp_path / "run").items() if tag.startswith("val/")}
+    assert 2 * STEPS_PER_EPOCH - 1 == 5
     assert logged == {
-        "val/mAP": [(2, pytest.approx(0.2)), (3, pytest.approx(0.15))],
-        "val/mIoU": [(2, pytest.approx(0.4)), (3, pytest.approx(0.3))],
-        "val/geometric_mean": [(2, pytest.approx(0.4)), (3, pytest.approx(0.3))],
+        "val/mAP": [(5, pytest.approx(0.2)), (8, pytest.approx(0.15))],
+        "val/mIoU": [(5, pytest.approx(0.4)), (8, pytest.approx(0.3))],
+        "val/geometric_mean": [(5, pytest.approx(0.4)), (8, pytest.approx(0.3))],
     }
 
 
@@ -202,7 +204,8 @@ def test_tensorboard_pictures_are_drawn_each_epoch_with_the_runs_own_settings(
 ) -> None:
     """The pictures show what evaluation scores: the run's precision, NMS IoU and memory layout (settings
     different from ``log_predictions``' defaults here), the first ``tensorboard_images`` val images, one
-    picture an epoch at the epoch's number; none at all with ``tensorboard_images: 0``."""
+    picture an epoch at the epoch's last step (2 and 5: 3 steps an epoch); none at all with
+    ``tensorboard_images: 0``."""
     config = _own_settings(tiny_config, tensorboard_images=pictures)
     calls: list[tuple[Any, ...]] = []
 
@@ -213,7 +216,7 @@ def test_tensorboard_pictures_are_drawn_each_epoch_with_the_runs_own_settings(
     trainer = Trainer(config, tmp_path / "run", show_progress=False)
     trainer.fit()
     settings = {"device": torch.device("cpu"), "precision": "bf16", "nms_iou": 0.3, "channels_last": True}
-    expected = [(trainer.val_set, pictures, epoch, settings) for epoch in (1, 2)] if pictures else []
+    expected = [(trainer.val_set, pictures, step, settings) for step in (2, 5)] if pictures else []
     assert calls == expected
 
 

@@ -438,6 +438,35 @@ def test_a_resumed_run_leaves_the_tensorboard_log_of_the_uninterrupted_run(
     assert lrs[1] < lrs[0] < config.optim.lr  # the schedule decays: these are learning rates, not step counts
 
 
+def test_a_run_killed_after_validating_but_before_its_checkpoint_logs_each_epochs_scores_once(
+    tmp_path: Path, tiny_config: TrainConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kill comes while epoch 2's checkpoint is written: its validation scores are already in the event
+    file, the run resumes from epoch 1 (global step 3) and validates epoch 2 again. Logged at the epoch's last
+    step (5), the first scores fall under the resumed writer's purge; logged at the epoch number (2), they
+    would stay and TensorBoard would show epoch 2 twice."""
+    import taskweight.trainer as trainer_module
+
+    config = tiny_config.model_copy(update={"log_every": 1})
+    Trainer(config, tmp_path / "ref", show_progress=False).fit()
+
+    def save_unless_epoch_2(state: dict[str, Any], path: Path, **kwargs: Any) -> None:
+        if path.name == "last.pt" and state.get("epoch") == 2:
+            raise _Stop
+        save_checkpoint(state, path, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", save_unless_epoch_2)
+    with pytest.raises(_Stop):
+        Trainer(config, tmp_path / "cut", show_progress=False).fit()
+    monkeypatch.undo()
+    stale = _scalars(tmp_path / "cut")
+    assert [step for step, _ in stale["val/mAP"]] == [2, 5]  # epoch 2 was validated and logged before the kill
+    Trainer(config, tmp_path / "cut", show_progress=False).fit(resume=True)
+    expected, resumed = _scalars(tmp_path / "ref"), _scalars(tmp_path / "cut")
+    assert [step for step, _ in expected["val/mAP"]] == [2, 5]
+    assert resumed == expected
+
+
 def _scripted_validation(monkeypatch: pytest.MonkeyPatch, means: list[float]) -> list[dict[str, float]]:
     """Make ``Trainer._validate`` return these geometric means, one an epoch (mAP and mIoU alongside)."""
     scores = [{"mAP": gm / 2, "mIoU": gm, "geometric_mean": gm} for gm in means]

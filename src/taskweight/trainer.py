@@ -350,16 +350,20 @@ class Trainer:
                     val = self._validate()
                     row.update({f"val_{k}": v for k, v in val.items()})
                     self.history.append(row)
+                    # at the epoch's last step, like the training curves and the learning rate: a resumed
+                    # run's writer purges from its checkpoint's global step on, so the scores of an epoch
+                    # whose checkpoint never landed are removed before the epoch is validated again
+                    epoch_step = self.global_step - 1
                     for key, value in val.items():
                         if not math.isnan(value):
-                            writer.add_scalar(f"val/{key}", value, self.epoch)
+                            writer.add_scalar(f"val/{key}", value, epoch_step)
                     if self.config.tensorboard_images and self.is_main:
                         log_predictions(
                             writer,
                             self.model,
                             self.val_set,
                             self.config.tensorboard_images,
-                            self.epoch,
+                            epoch_step,
                             device=self.device,
                             precision=self.step.precision,
                             nms_iou=self.config.eval.nms_iou,
