@@ -178,12 +178,11 @@ def test_the_console_shows_the_epochs_bar_and_the_last_validation_only_when_aske
 def test_validation_scores_reach_tensorboard_at_their_epochs_last_step_without_nans(
     tmp_path: Path, tiny_config: TrainConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On the training curves' axis: epoch k's scores at global step k·3 − 1 (tiny: 3 steps an epoch)."""
+    """On the training curves' axis: epoch k's scores at global step 3k − 1 (tiny: 3 steps an epoch)."""
     config = tiny_config.model_copy(update={"epochs": 3})
     _scripted_validation(monkeypatch, [float("nan"), 0.4, 0.3])  # epoch 1: every score NaN
     Trainer(config, tmp_path / "run", show_progress=False).fit()
     logged = {tag: steps for tag, steps in _scalars(tmp_path / "run").items() if tag.startswith("val/")}
-    assert 2 * STEPS_PER_EPOCH - 1 == 5
     assert logged == {
         "val/mAP": [(5, pytest.approx(0.2)), (8, pytest.approx(0.15))],
         "val/mIoU": [(5, pytest.approx(0.4)), (8, pytest.approx(0.3))],
